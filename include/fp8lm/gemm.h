@@ -1,0 +1,62 @@
+// FP8 blockwise GEMM (DeepSeek-V3 / Qwen3-FP8 scaling):
+//
+//   out[m, n] = sum_k  A[m, k] * a_scales[m, k/128]  *  B[n, k] * b_scales[n/128, k/128]
+//
+// A: activations [m, k] row-major FP8 e4m3, scales [m, ceil(k/128)] fp32 row-major (1x128).
+// B: weights     [n, k] row-major FP8 e4m3 (k contiguous), scales [ceil(n/128), ceil(k/128)] fp32.
+// out: bf16 [m, n] row-major. Accumulation is fp32, promoted (scaled and added) once per 128-k block.
+//
+// Any m >= 1 and any n >= 1; k must be a multiple of 16 (16-byte loads). m == 0 is a no-op.
+// Pointers must be 16-byte aligned.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <span>
+#include <string>
+
+#include "fp8lm/device.h"
+#include "fp8lm/numerics.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm {
+
+struct Fp8GemmArgs {
+  const fp8_e4m3* a;      // [m, k]
+  const float* a_scales;  // [m, ceil(k/128)]
+  const fp8_e4m3* b;      // [n, k]
+  const float* b_scales;  // [ceil(n/128), ceil(k/128)]
+  bf16* out;              // [m, n]
+  int m;
+  int n;
+  int k;
+};
+
+// Checks pointers, sizes and alignment; the GPU entry point and the CPU twin both call it.
+Status validate(const Fp8GemmArgs& args);
+
+enum class GemmKernel {
+  kSm89Mma,  // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
+};
+
+// One compiled tile configuration of a GEMM kernel.
+struct GemmConfig {
+  GemmKernel kernel;
+  int block_m;
+  int block_n;
+  int stages;   // shared-memory pipeline depth
+  std::string name() const;  // e.g. "sm89_m64n128s4"
+};
+
+// Every configuration compiled into this build (tests force each one).
+std::span<const GemmConfig> gemm_configs();
+
+// The heuristic: which configuration to run for this shape on this device.
+GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device);
+
+// The public entry point: validates, picks a configuration (or runs `force`), launches on
+// `stream`. Never launches on invalid arguments; returns the reason instead.
+Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream,
+                          const GemmConfig* force = nullptr);
+
+}  // namespace fp8lm

@@ -1,0 +1,27 @@
+// Activation quantization: bf16 [m, k] -> FP8 e4m3 [m, k] with one fp32 scale per token per 128
+// channels, scales [m, ceil(k/128)] row-major; scale = max(amax, kAmaxFloor) / 448 and
+// fp8 = rn_satfinite(x / scale). A ragged last group (k % 128 != 0) has its own scale.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "fp8lm/numerics.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm {
+
+struct QuantizeArgs {
+  const bf16* in;   // [m, k] row-major
+  fp8_e4m3* out;    // [m, k] row-major
+  float* scales;    // [m, ceil(k/128)] row-major
+  int m;
+  int k;            // multiple of 16 (16-byte vector loads on the GPU)
+};
+
+// Checks pointers and sizes; the GPU launcher and the CPU twin both call it.
+Status validate(const QuantizeArgs& args);
+
+// GPU: one warp per 128-channel group. m == 0 is a no-op.
+Status quantize_per_token_group(const QuantizeArgs& args, cudaStream_t stream);
+
+}  // namespace fp8lm
