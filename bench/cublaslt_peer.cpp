@@ -63,6 +63,12 @@ Status LtGemm::create(const LtContext& ctx, LtKind kind, int m, int n, int k, Lt
                                    static_cast<int32_t>(CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F)));
   }
   (void)layout;  // the layout changes only what the caller passes as scale pointers
+  if (kind == LtKind::kFp8Blockwise) {
+    // cuBLASLt refuses the heuristic query (INVALID_VALUE) while block-scale pointers are unset;
+    // placeholders (the workspace) stand in until run() sets the real ones.
+    FP8LM_RETURN_IF_ERROR(set_attr(g->desc_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, static_cast<const void*>(ctx.workspace())));
+    FP8LM_RETURN_IF_ERROR(set_attr(g->desc_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, static_cast<const void*>(ctx.workspace())));
+  }
   LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->a_, in_type, k, n, k));
   LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->b_, in_type, k, m, k));
   LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->d_, CUDA_R_16BF, n, m, n));

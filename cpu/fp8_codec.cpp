@@ -15,8 +15,9 @@ constexpr float kMinNormal = 0.015625f;  // 2^-6
 }  // namespace
 
 fp8_e4m3 fp8_encode(float x) {
+  // The hardware returns the positive NaN code for every NaN input, whatever its sign.
+  if (std::isnan(x)) return {kNaN};
   const std::uint8_t sign = std::signbit(x) ? kSignBit : 0;
-  if (std::isnan(x)) return {static_cast<std::uint8_t>(sign | kNaN)};
   const float a = std::fabs(x);
   // Every finite value >= 448 rounds to 448 or beyond it; satfinite clamps both (and inf) to 448.
   if (a >= kFp8Max) return {static_cast<std::uint8_t>(sign | kMaxCode)};

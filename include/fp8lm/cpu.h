@@ -12,7 +12,7 @@
 
 namespace fp8lm::cpu {
 
-// float -> e4m3fn, round to nearest even, saturating to +-448, NaN -> NaN (0x7F / 0xFF by sign).
+// float -> e4m3fn, round to nearest even, saturating to +-448 (infinities too), NaN -> 0x7F.
 // Bit-exact with the GPU's cvt.rn.satfinite.e4m3x2.f32.
 fp8_e4m3 fp8_encode(float x);
 // e4m3fn -> float (exact).
