@@ -23,7 +23,7 @@ echo "build: $(( $(date +%s) - start )) s"
 # SASS: the SM89 kernel must use QMMA on sm_89; on sm_90a (emulated FP8 mma) record what it became.
 cuobjdump -sass build/fp8lm > "$out/sass.txt" 2>&1
 echo "SASS instruction counts per architecture (QMMA = FP8 mma.sync, QGMMA = FP8 wgmma, HMMA = f16/bf16 mma):"
-awk '/^	arch = /{arch=$3} {for(i=1;i<=NF;i++) if($i ~ /^(QMMA|QGMMA|HMMA|HGMMA)/){split($i,a,"."); n[arch" "a[1]]++}} END{for(k in n) print "  "k": "n[k]}' "$out/sass.txt" | sort
+awk '/arch = sm_/{arch=$NF} {for(i=1;i<=NF;i++) if($i ~ /^(QMMA|QGMMA|HMMA|HGMMA)/){split($i,a,"."); n[arch" "a[1]]++}} END{for(k in n) print "  "k": "n[k]}' "$out/sass.txt" | sort
 cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "Function" | grep -oE "Function [^ ]+|REG:[0-9]+|STACK:[0-9]+|SHARED:[0-9]+|LOCAL:[0-9]+" | paste - - - - - > "$out/resources.txt"
 
 if [ "$tests" = 1 ]; then
