@@ -109,16 +109,12 @@ std::vector<float> transpose(const std::vector<float>& v, int rows, int cols) {
 Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* found, std::string* report) {
   const int m = 256, n = 512, k = 1024, kb = ceil_div(k, kQuantGroup), nb = ceil_div(n, kQuantGroup);
   Rng rng(42);
-  std::vector<fp8_e4m3> a(static_cast<std::size_t>(m) * k), b(static_cast<std::size_t>(n) * k);
-  std::vector<float> sa(static_cast<std::size_t>(m) * kb), sb(static_cast<std::size_t>(nb) * kb);
-  fill_fp8(a, rng);
-  fill_fp8(b, rng);
-  fill_scales(sa, rng, 1e-2);
-  fill_scales(sb, rng, 1e-4);
+  const HostGemmProblem p = random_gemm_problem(m, n, k, rng);
+  const std::vector<float>& sa = p.a_scales;
+  const std::vector<float>& sb = p.b_scales;
   std::vector<double> ref(static_cast<std::size_t>(m) * n), abs_ref(ref.size());
-  FP8LM_RETURN_IF_ERROR(cpu::gemm_fp8_blockwise_oracle({a.data(), sa.data(), b.data(), sb.data(), nullptr, m, n, k},
-                                                       {}, ref.data(), abs_ref.data()));
-  DeviceBuffer<fp8_e4m3> da(a), db(b);
+  FP8LM_RETURN_IF_ERROR(cpu::gemm_fp8_blockwise_oracle(p.args(nullptr), {}, ref.data(), abs_ref.data()));
+  DeviceBuffer<fp8_e4m3> da(p.a), db(p.b);
   DeviceBuffer<bf16> out(static_cast<std::size_t>(m) * n);
   std::vector<int> rows(m);
   for (int r = 0; r < m; ++r) rows[r] = r;
