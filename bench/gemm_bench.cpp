@@ -135,7 +135,8 @@ Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* 
     }
     const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data());
     *report += fmt::format("{}: rel. error {:.2e}; ", layout.describe(), check.rel_frobenius);
-    if (check.ok()) {
+    // A peer is judged by its overall error only: its accumulation order is its own business.
+    if (check.non_finite == 0 && check.rel_frobenius <= kMaxPeerDiff) {
       *found = layout;
       return Status::Ok();
     }
