@@ -347,6 +347,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
   json doc = {{"benchmark", "gemm"},
               {"date", date},
               {"gpu", device.name},
+              {"source", FP8LM_GIT_DESCRIBE},
               {"sm", device.sm_version()},
               {"sm_count", device.sm_count},
               {"l2_bytes", device.l2_bytes},
