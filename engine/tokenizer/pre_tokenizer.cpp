@@ -18,6 +18,44 @@ struct RegexSplitter::Pcre {
 
 RegexSplitter::~RegexSplitter() = default;
 
+std::string TranslateOnigurumaPattern(std::string_view pattern) {
+  constexpr std::string_view kSpace = "\\p{White_Space}";
+  constexpr std::string_view kNotSpace = "\\P{White_Space}";
+  constexpr std::string_view kExtraNumbers = "\\x{1D2C0}-\\x{1D2D3}";
+  std::string out;
+  out.reserve(pattern.size() + 64);
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char e = pattern[i + 1];
+      if (e == 's' || e == 'S') {
+        out += e == 's' ? kSpace : kNotSpace;
+        ++i;
+      } else if ((e == 'p' || e == 'P') && pattern.substr(i + 2, 3) == "{N}" && (e == 'p' || !in_class)) {
+        const std::string numbers = "\\p{N}" + std::string(kExtraNumbers);
+        out += in_class ? numbers : (e == 'p' ? "[" : "[^") + numbers + "]";
+        i += 4;
+      } else {
+        out += c;
+        out += e;
+        ++i;
+      }
+      continue;
+    }
+    if (!in_class && c == '[') {
+      in_class = true;
+      out += c;
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];  // literal ']'
+      continue;
+    }
+    if (in_class && c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
 Status RegexSplitter::Compile(std::string_view pattern, bool literal,
                               std::unique_ptr<RegexSplitter>* out) {
   std::unique_ptr<RegexSplitter> splitter(new RegexSplitter());
@@ -26,7 +64,8 @@ Status RegexSplitter::Compile(std::string_view pattern, bool literal,
   PCRE2_SIZE error_offset = 0;
   uint32_t flags = PCRE2_UTF | PCRE2_UCP;
   if (literal) flags |= PCRE2_LITERAL;
-  splitter->pcre_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+  const std::string translated = literal ? std::string(pattern) : TranslateOnigurumaPattern(pattern);
+  splitter->pcre_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(translated.data()), translated.size(),
                                         flags, &error_code, &error_offset, nullptr);
   if (splitter->pcre_->code == nullptr) {
     PCRE2_UCHAR message[256];

@@ -1,7 +1,13 @@
 // The "Split" pre-tokenizer of tokenizer.json with behavior "Isolated": every regex match is a
 // piece and so is every gap between matches. Regexes run on PCRE2 (UTF + UCP, JIT-compiled when
-// the platform supports it); Hugging Face uses Oniguruma, and the patterns used by byte-level BPE
-// files (GPT-2, Qwen2/3, Llama-3) mean the same in both (checked by the golden tests).
+// the platform supports it). Hugging Face uses Oniguruma, whose classes differ from PCRE2 10.42's
+// in two ways that change Qwen3 ids (found by encoding every code point with both):
+// - \s: Oniguruma's is the Unicode White_Space property; PCRE2's UCP \s also matches U+180E
+//   MONGOLIAN VOWEL SEPARATOR (White_Space before Unicode 6.3). So \s and \S become
+//   \p{White_Space} and \P{White_Space}.
+// - \p{N}: U+1D2C0..U+1D2D3 KAKTOVIK NUMERALS (Unicode 15) are numbers in Oniguruma's tables and
+//   not in PCRE2 10.42's; they are added to \p{N} and \P{N} (a no-op with newer tables).
+// TranslateOnigurumaPattern does both.
 #pragma once
 
 #include <memory>
@@ -49,6 +55,9 @@ class RegexSplitter {
   std::unique_ptr<Pcre> pcre_;
   bool jit_ = false;
 };
+
+// The pattern with the Oniguruma compatibility additions described above.
+std::string TranslateOnigurumaPattern(std::string_view pattern);
 
 // NFC normalization through ICU. Returns `text` itself when it is already NFC (the common case).
 Status NormalizeNfc(std::string_view text, std::string* scratch, std::string_view* out);
