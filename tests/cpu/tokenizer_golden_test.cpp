@@ -214,5 +214,50 @@ TEST(TokenizerGolden, InvalidUtf8ReplacementMatchesReference) {
   }
 }
 
+// Every Unicode scalar value, in contexts where the regex's view of it (letter, number, space,
+// other) changes the pieces: the test that found the Oniguruma / PCRE2 differences.
+TEST(TokenizerGolden, EveryCodePointMatchesHuggingFace) {
+  const Tokenizer* tok = Qwen3Tokenizer();
+  ASSERT_NE(tok, nullptr);
+  const std::string path = DataFile("golden/codepoints.jsonl");
+  ASSERT_FALSE(path.empty());
+  const auto blocks = ReadJsonLines(path);
+  ASSERT_EQ(blocks.size(), 0x110000u / 256 - 8) << "one line per 256 code points, surrogates excluded";
+  size_t ok = 0;
+  for (const auto& b : blocks) {
+    const uint32_t first = b["first"].get<uint32_t>();
+    std::string text;
+    for (uint32_t c = first; c < first + 256; ++c) {
+      std::string ch;
+      if (c < 0x80) {
+        ch = std::string(1, static_cast<char>(c));
+      } else if (c < 0x800) {
+        ch = {static_cast<char>(0xC0 | (c >> 6)), static_cast<char>(0x80 | (c & 0x3F))};
+      } else if (c < 0x10000) {
+        ch = {static_cast<char>(0xE0 | (c >> 12)), static_cast<char>(0x80 | ((c >> 6) & 0x3F)),
+              static_cast<char>(0x80 | (c & 0x3F))};
+      } else {
+        ch = {static_cast<char>(0xF0 | (c >> 18)), static_cast<char>(0x80 | ((c >> 12) & 0x3F)),
+              static_cast<char>(0x80 | ((c >> 6) & 0x3F)), static_cast<char>(0x80 | (c & 0x3F))};
+      }
+      text += "a" + ch + "b " + ch + ch + "1 x" + ch + "  " + ch + "\n'" + ch + "s|";
+    }
+    std::vector<TokenId> ids;
+    ASSERT_TRUE(tok->Encode(text, &ids).ok());
+    uint32_t h = 0x811c9dc5u;
+    for (TokenId id : ids) {
+      for (int k = 0; k < 4; ++k) h = (h ^ ((static_cast<uint32_t>(id) >> (8 * k)) & 0xFF)) * 0x01000193u;
+    }
+    if (ids.size() == b["n"].get<size_t>() && h == b["fnv1a32"].get<uint32_t>()) {
+      ++ok;
+    } else {
+      char range[48];
+      std::snprintf(range, sizeof(range), "U+%04X..U+%04X", first, first + 255);
+      ADD_FAILURE() << "ids differ from Hugging Face for code points " << range;
+    }
+  }
+  EXPECT_EQ(ok, blocks.size());
+}
+
 }  // namespace
 }  // namespace fp8lm

@@ -3,6 +3,7 @@
 //                       @anush008/tokenizers), plus String.normalize("NFC") where it differs
 //   decode.jsonl        random id sequences -> text from Hugging Face tokenizers' decode
 //   invalid_utf8.jsonl  ill-formed byte strings -> their WHATWG/U+FFFD repair -> ids
+//   codepoints.jsonl    every Unicode scalar value in probe contexts -> digest of the ids
 //   chat.json           conversations.json rendered by @huggingface/jinja with the template in the
 //                       checkpoint's tokenizer_config.json
 // Usage: node make-golden.mjs TOKENIZER_DIR OUT_DIR   (TOKENIZER_DIR holds tokenizer.json and
@@ -111,6 +112,30 @@ for (const [k, v] of Object.entries(vocab.model.vocab)) if ([...k].length === 1)
 }
 function pick(a) {
   return a[int(a.length)];
+}
+
+// --- every code point -----------------------------------------------------------------------
+// Each Unicode scalar value in probe contexts that expose how the pre-tokenizer regex classifies it
+// (letter, number, whitespace, other), 256 code points per string. Only a digest of the ids is
+// stored (FNV-1a 32 over the ids, and their count), so the file stays small.
+{
+  const fd = fs.openSync(tmp("codepoints.jsonl"), "w");
+  for (let first = 0; first < 0x110000; first += 256) {
+    if (first >= 0xd800 && first < 0xe000) continue;
+    let text = "";
+    for (let c = first; c < first + 256; ++c) {
+      const ch = String.fromCodePoint(c);
+      text += `a${ch}b ${ch}${ch}1 x${ch}  ${ch}\n'${ch}s|`;
+    }
+    const ids = (await tok.encode(text, null, { addSpecialTokens: false })).getIds();
+    let h = 0x811c9dc5;
+    for (const id of ids) {
+      for (let k = 0; k < 4; ++k) h = Math.imul(h ^ ((id >>> (8 * k)) & 0xff), 0x01000193) >>> 0;
+    }
+    fs.writeSync(fd, JSON.stringify({ first, n: ids.length, fnv1a32: h }) + "\n");
+  }
+  fs.closeSync(fd);
+  done("codepoints.jsonl");
 }
 
 // --- chat template ------------------------------------------------------------------------------
