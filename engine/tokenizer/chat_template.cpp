@@ -109,7 +109,7 @@ Status ChatTemplate::FromTemplateText(std::string_view text, std::string_view or
                        " characters) is not one fp8lm renders. fp8lm renders the Qwen3 template natively "
                        "and recognises it by its exact text; this one differs from it from line " +
                        std::to_string(line) + " on. Supported: qwen3 (the hybrid-thinking template of "
-                       "the Qwen3 checkpoints, 0.6B to 235B-A22B, and their FP8 releases).");
+                       "the original Qwen3 releases, with tools and reasoning_content).");
 }
 
 Status ChatTemplate::FromTokenizerConfig(const std::string& path, ChatTemplate* out) {

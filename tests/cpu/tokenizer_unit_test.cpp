@@ -78,6 +78,18 @@ TEST(TokenizerBpe, LowestRankMergesFirstThenLeftmost) {
   EXPECT_EQ(Encode(*aa, "aaaa"), (std::vector<TokenId>{*aa->TokenToId("aa"), *aa->TokenToId("aa")}));
 }
 
+TEST(TokenizerBpe, IgnoreMergesTakesWholeVocabularyPieces) {
+  json j = TinyTokenizer({{"a", "b"}});
+  j["model"]["vocab"]["abc"] = 400;  // reachable only as a whole piece
+  auto merging = Load(j);
+  j["model"]["ignore_merges"] = true;
+  auto whole = Load(j);
+  ASSERT_TRUE(merging && whole);
+  EXPECT_EQ(Encode(*merging, "abc"), (std::vector<TokenId>{*merging->TokenToId("ab"), *merging->TokenToId("c")}));
+  EXPECT_EQ(Encode(*whole, "abc"), std::vector<TokenId>{400});
+  EXPECT_EQ(Encode(*whole, "abcd"), (std::vector<TokenId>{*whole->TokenToId("ab"), *whole->TokenToId("c"), *whole->TokenToId("d")}));
+}
+
 TEST(TokenizerBpe, BytesOutsideAsciiUseTheByteAlphabet) {
   auto tok = Load(TinyTokenizer({{"Ã", "©"}}));  // "é" is C3 A9, spelled "Ã©" in the alphabet
   ASSERT_TRUE(tok);
