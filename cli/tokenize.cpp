@@ -223,6 +223,7 @@ void add_chat_template_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("chat-template", "Print the prompt the checkpoint's chat template makes of a chat");
   struct Options {
     std::string model_dir, messages_file, tools_file;
+    std::string template_name;
     bool enable_thinking = true, no_generation_prompt = false, ids = false;
   };
   auto o = std::make_shared<Options>();
@@ -235,11 +236,18 @@ void add_chat_template_command(CLI::App& app, int& exit_code) {
                   "Qwen3 thinking (true|false); false ends the prompt with an empty think block");
   cmd->add_flag("--no-generation-prompt", o->no_generation_prompt, "Do not open an assistant turn at the end");
   cmd->add_flag("--ids", o->ids, "Print the token ids of the prompt instead of its text");
+  cmd->add_option("--template", o->template_name,
+                  "Render with fp8lm's built-in format of this name (qwen3) instead of recognising the "
+                  "checkpoint's template (for a checkpoint with another revision of the same format)")
+      ->check(CLI::IsMember({"qwen3"}));
   cmd->callback([&exit_code, o] {
     exit_code = 1;
     ChatTemplate chat;
-    if (Status s = ChatTemplate::FromModelDir(o->model_dir, &chat); !s.ok()) {
-      exit_code = Fail(s.message());
+    if (o->template_name == "qwen3") {
+      chat = ChatTemplate::Qwen3();
+    } else if (Status s = ChatTemplate::FromModelDir(o->model_dir, &chat); !s.ok()) {
+      exit_code = Fail(s.message() + "\n(if it is a revision of the Qwen3 format, --template qwen3 renders it with "
+                       "fp8lm's built-in Qwen3 format; check the result against the checkpoint's template)");
       return;
     }
     auto read_json = [](const std::string& path, nlohmann::ordered_json* out) -> Status {
