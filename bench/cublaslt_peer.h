@@ -15,12 +15,13 @@ namespace fp8lm::bench {
 
 enum class LtKind {
   kFp8Blockwise,   // a: e4m3 + VEC128_32F scales; b: e4m3 + BLK128x128_32F scales; out bf16
-  kFp8Tensorwise,  // e4m3 inputs, one scale each (1.0), out bf16
+  kFp8Tensorwise,  // e4m3 inputs, one scale each (1.0), fast accumulation, out bf16: the FP8 peak
   kBf16,           // bf16 inputs and output, fp32 accumulation
 };
 
 // How the blockwise scale tensors are laid out for cuBLASLt, relative to fp8lm's layout
-// (a_scales [m, ceil(k/128)], b_scales [ceil(n/128), ceil(k/128)], both row-major).
+// (a_scales [m, ceil(k/128)], b_scales [ceil(n/128), ceil(k/128)], both row-major). In either
+// case the contiguous dimension is padded to a multiple of 4 floats.
 struct LtScaleLayout {
   bool a_transposed = false;  // [ceil(k/128), m] row-major instead
   bool b_transposed = false;  // [ceil(k/128), ceil(n/128)] row-major instead

@@ -13,7 +13,7 @@
 #include <optional>
 
 #include "bench/cublaslt_peer.h"
-#include "bench/device_fill.h"
+#include "bench/device_kernels.h"
 #include "bench/graph_timer.h"
 #include "common/cuda_check.h"
 #include "fp8lm/cpu.h"
@@ -32,7 +32,10 @@ using json = nlohmann::json;
 // Buffers are rotated until the working set is this many times the L2 size.
 constexpr double kWorkingSetOverL2 = 3.0;
 constexpr int kMaxSets = 256;
-// The card's ceilings: a 1 GiB device-to-device copy, and a large tensorwise FP8 GEMM.
+// A peer's output may differ from ours by accumulation order and bf16 rounding only.
+constexpr double kMaxPeerDiff = 1e-2;
+// The card's ceilings: a 1 GiB device-to-device copy kernel (graph memcpy nodes may run on the
+// slower copy engines), and a large tensorwise FP8 GEMM.
 constexpr std::size_t kCopyBytes = 1ull << 30;
 constexpr int kPeakM = 8192, kPeakN = 8192, kPeakK = 16384;
 
@@ -71,9 +74,7 @@ Status measure_ceilings(const LtContext& lt, const DeviceInfo& device, int repla
     FP8LM_RETURN_IF_ERROR(fill_random_fp8(reinterpret_cast<fp8_e4m3*>(src.get()), kCopyBytes, 1, nullptr));
     Timing t;
     FP8LM_RETURN_IF_ERROR(time_with_graph(
-        [&](int, cudaStream_t s) {
-          return cuda_status(cudaMemcpyAsync(dst.get(), src.get(), kCopyBytes, cudaMemcpyDeviceToDevice, s), "copy");
-        },
+        [&](int, cudaStream_t s) { return copy_bytes(dst.get(), src.get(), kCopyBytes, s); },
         1, replays, &t, 20000.0));
     c->copy_gbps = 2.0 * kCopyBytes / (t.median_us * 1e3);
   }
@@ -92,37 +93,42 @@ Status measure_ceilings(const LtContext& lt, const DeviceInfo& device, int repla
   return Status::Ok();
 }
 
-// Host-side transposes for the cuBLASLt scale layouts (setup only, never timed).
-std::vector<float> transpose(const std::vector<float>& v, int rows, int cols) {
-  std::vector<float> t(v.size());
+// A [rows, cols] row-major scale tensor in cuBLASLt's layout (host side, setup only, never timed):
+// transposed or not, and with the contiguous dimension padded to a multiple of 4 floats (16 bytes):
+// without the padding cuBLASLt reads k = 768 (6 scale blocks) wrongly.
+std::vector<float> to_lt_scales(const std::vector<float>& v, int rows, int cols, bool transposed) {
+  const int out_rows = transposed ? cols : rows, out_cols = transposed ? rows : cols;
+  const int ld = (out_cols + 3) / 4 * 4;
+  std::vector<float> t(static_cast<std::size_t>(out_rows) * ld, 0.0f);
   for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) t[static_cast<std::size_t>(c) * rows + r] = v[static_cast<std::size_t>(r) * cols + c];
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t dst = transposed ? static_cast<std::size_t>(c) * ld + r : static_cast<std::size_t>(r) * ld + c;
+      t[dst] = v[static_cast<std::size_t>(r) * cols + c];
+    }
   return t;
 }
 
 // Which scale layout cuBLASLt's blockwise mode expects is not spelled out in its header, so the
-// bench finds out: a small ragged problem is run in each candidate layout and compared with the
-// fp64 oracle. Returns the first layout that matches; none matching is reported, not hidden.
+// bench finds out: a small problem is run in each candidate layout and compared with the fp64
+// oracle. Returns the first layout that matches; none matching is reported, not hidden. The probe's
+// m, ceil(n/128) and ceil(k/128) are multiples of 4 so that any padding of the scale tensors to
+// 16 bytes cannot matter here; each benchmark cell compares cuBLASLt's output with ours anyway.
 Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* found, std::string* report) {
-  const int m = 200, n = 384, k = 640, kb = ceil_div(k, kQuantGroup), nb = ceil_div(n, kQuantGroup);
+  const int m = 256, n = 512, k = 1024, kb = ceil_div(k, kQuantGroup), nb = ceil_div(n, kQuantGroup);
   Rng rng(42);
-  std::vector<fp8_e4m3> a(static_cast<std::size_t>(m) * k), b(static_cast<std::size_t>(n) * k);
-  std::vector<float> sa(static_cast<std::size_t>(m) * kb), sb(static_cast<std::size_t>(nb) * kb);
-  fill_fp8(a, rng);
-  fill_fp8(b, rng);
-  fill_scales(sa, rng, 1e-2);
-  fill_scales(sb, rng, 1e-4);
+  const HostGemmProblem p = random_gemm_problem(m, n, k, rng);
+  const std::vector<float>& sa = p.a_scales;
+  const std::vector<float>& sb = p.b_scales;
   std::vector<double> ref(static_cast<std::size_t>(m) * n), abs_ref(ref.size());
-  FP8LM_RETURN_IF_ERROR(cpu::gemm_fp8_blockwise_oracle({a.data(), sa.data(), b.data(), sb.data(), nullptr, m, n, k},
-                                                       {}, ref.data(), abs_ref.data()));
-  DeviceBuffer<fp8_e4m3> da(a), db(b);
+  FP8LM_RETURN_IF_ERROR(cpu::gemm_fp8_blockwise_oracle(p.args(nullptr), {}, ref.data(), abs_ref.data()));
+  DeviceBuffer<fp8_e4m3> da(p.a), db(p.b);
   DeviceBuffer<bf16> out(static_cast<std::size_t>(m) * n);
   std::vector<int> rows(m);
   for (int r = 0; r < m; ++r) rows[r] = r;
   for (int variant = 0; variant < 4; ++variant) {
     LtScaleLayout layout{(variant & 1) != 0, (variant & 2) != 0};
-    DeviceBuffer<float> dsa(layout.a_transposed ? transpose(sa, m, kb) : sa);
-    DeviceBuffer<float> dsb(layout.b_transposed ? transpose(sb, nb, kb) : sb);
+    DeviceBuffer<float> dsa(to_lt_scales(sa, m, kb, layout.a_transposed));
+    DeviceBuffer<float> dsb(to_lt_scales(sb, nb, kb, layout.b_transposed));
     std::unique_ptr<LtGemm> g;
     Status s = LtGemm::create(lt, LtKind::kFp8Blockwise, m, n, k, layout, &g);
     if (s.ok()) {
@@ -136,7 +142,8 @@ Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* 
     }
     const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data());
     *report += fmt::format("{}: rel. error {:.2e}; ", layout.describe(), check.rel_frobenius);
-    if (check.ok()) {
+    // A peer is judged by its overall error only: its accumulation order is its own business.
+    if (check.non_finite == 0 && check.rel_frobenius <= kMaxPeerDiff) {
       *found = layout;
       return Status::Ok();
     }
@@ -217,14 +224,14 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
     Status s = LtGemm::create(lt, LtKind::kFp8Blockwise, m, n, k, *lt_layout, &g);
     if (s.ok()) {
       Rotation<bf16> lt_out(static_cast<std::size_t>(m) * n, 1);
-      // Scales in cuBLASLt's layout: same values as ours (transposed where the probe says so).
+      // Scales in cuBLASLt's layout: same values as ours (transposed where the probe says so, padded).
       std::vector<DeviceBuffer<float>> lt_sa, lt_sb;
       for (int st = 0; st < sets; ++st) {
         std::vector<float> hsa(static_cast<std::size_t>(m) * kb), hsb(static_cast<std::size_t>(nb) * kb);
         cudaMemcpy(hsa.data(), sa.at(st), hsa.size() * 4, cudaMemcpyDeviceToHost);
         cudaMemcpy(hsb.data(), sb.at(st), hsb.size() * 4, cudaMemcpyDeviceToHost);
-        lt_sa.emplace_back(lt_layout->a_transposed ? transpose(hsa, m, kb) : hsa);
-        lt_sb.emplace_back(lt_layout->b_transposed ? transpose(hsb, nb, kb) : hsb);
+        lt_sa.emplace_back(to_lt_scales(hsa, m, kb, lt_layout->a_transposed));
+        lt_sb.emplace_back(to_lt_scales(hsb, nb, kb, lt_layout->b_transposed));
       }
       Timing t;
       s = time_with_graph(
@@ -238,10 +245,16 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
         FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(args(0), nullptr));
         FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
         const double diff = rel_diff(lt_out.storage, out.at(0), std::min(m, 64), n);
-        lt_us = t.median_us;
         j["cublaslt_blockwise"] = {{"us", t.median_us}, {"pct_floor", 100.0 * floor_us / t.median_us},
                                    {"tflops", flops / (t.median_us * 1e6)}, {"rel_diff_vs_ours", diff}};
-        lt_cell = fmt::format("{:.1f}", t.median_us);
+        // Both round the same fp32 sums to bf16: anything beyond a few bf16 ulps is a wrong result.
+        if (diff <= kMaxPeerDiff) {
+          lt_us = t.median_us;
+          lt_cell = fmt::format("{:.1f}", t.median_us);
+        } else {
+          lt_cell = fmt::format("wrong result (diff {:.1e})", diff);
+          j["cublaslt_blockwise"]["error"] = "output differs from ours (and the oracle-checked kernel)";
+        }
       }
     }
     if (!s.ok()) j["cublaslt_blockwise"] = {{"error", s.message()}};
@@ -355,7 +368,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
   std::ofstream md(stem + ".md");
   md << fmt::format("# fp8lm bench gemm — {} — {}\n\n", device.name, date)
      << fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak {:.0f} TFLOP/s "
-                    "(cuBLASLt tensorwise FP8, {}x{}x{}). Floor = max(bytes / copy bandwidth, FLOPs / FP8 peak); "
+                    "(cuBLASLt tensorwise FP8 with fast accumulation, {}x{}x{}). Floor = max(bytes / copy bandwidth, FLOPs / FP8 peak); "
                     "bytes = A + A scales + B + B scales + bf16 output.\n\n",
                     ceil.copy_gbps, ceil.fp8_tflops, kPeakM, kPeakN, kPeakK)
      << "Timing: CUDA-graph replay, median per launch, buffers rotated over more than 3x L2. cuBLASLt blockwise: "
