@@ -204,14 +204,4 @@ Status make_dummy_qwen3(const std::string& preset, std::uint64_t seed, Qwen3Weig
   return make_dummy_qwen3(config, seed, out);
 }
 
-std::uint64_t qwen3_weight_bytes(const Qwen3Weights& w) {
-  std::uint64_t n = (w.embed_tokens.size() + w.lm_head.size() + w.norm.size()) * sizeof(bf16);
-  for (const Qwen3LayerWeights& l : w.layers) {
-    for (const LayerNormSpec& norm : qwen3_layer_norms(w.config)) n += (l.*norm.member).size() * sizeof(bf16);
-    for (const FusedLinearSpec& spec : qwen3_layer_linears(w.config))
-      n += (l.*spec.member).weight.size() + (l.*spec.member).scales.size() * sizeof(float);
-  }
-  return n;
-}
-
 }  // namespace fp8lm

@@ -29,7 +29,4 @@ Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weig
 // The same for a preset name (see qwen3_presets.h).
 Status make_dummy_qwen3(const std::string& preset, std::uint64_t seed, Qwen3Weights* out);
 
-// Bytes of a model's weights in fp8lm's layout (FP8 linears with fp32 scales, BF16 rest).
-std::uint64_t qwen3_weight_bytes(const Qwen3Weights& w);
-
 }  // namespace fp8lm
