@@ -4,12 +4,21 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
+#include "fp8lm/status.h"
+
 namespace fp8lm::cli {
 
 void add_selfcheck_command(CLI::App& app, int& exit_code);
 void add_info_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
+void add_generate_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_chat_template_command(CLI::App& app, int& exit_code);
+void add_make_checkpoint_command(CLI::App& app, int& exit_code);
+
+// `fp8lm info --model DIR` (model_info.cpp).
+Status print_model_info(const std::string& dir);
 
 }  // namespace fp8lm::cli

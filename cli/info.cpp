@@ -1,4 +1,5 @@
-// `fp8lm info`: what fp8lm sees on this machine (GPUs, FP8 support, compiled kernels).
+// `fp8lm info`: what fp8lm sees on this machine (GPUs, FP8 support, compiled kernels), or with
+// --model DIR a checkpoint's architecture and memory needs (model_info.cpp).
 #include <fmt/format.h>
 
 #include <memory>
@@ -13,7 +14,15 @@ void add_info_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("info", "Show the GPU fp8lm would use and the compiled kernels");
   auto gpu_present = std::make_shared<bool>(false);
   cmd->add_flag("--gpu-present", *gpu_present, "Print nothing; exit 0 only if an FP8-capable GPU is usable");
-  cmd->callback([&exit_code, gpu_present] {
+  auto model = std::make_shared<std::string>();
+  cmd->add_option("--model", *model, "A checkpoint folder: print its architecture, sizes and memory needs instead");
+  cmd->callback([&exit_code, gpu_present, model] {
+    if (!model->empty()) {
+      const Status st = print_model_info(*model);
+      if (!st.ok()) fmt::print(stderr, "fp8lm: error: {}\n", st.message());
+      exit_code = st.ok() ? 0 : 1;
+      return;
+    }
     std::string why;
     DeviceInfo device;
     Status st = cuda_device_available(&why) ? current_device(&device) : Status::Error("no CUDA device: " + why);

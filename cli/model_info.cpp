@@ -1,0 +1,42 @@
+// `fp8lm info --model DIR`: a checkpoint's architecture and what running it costs, from its
+// config.json and safetensors headers (no weights are read).
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "commands.h"
+#include "engine/checkpoint/qwen3_config_json.h"
+#include "engine/checkpoint/qwen3_footprint.h"
+#include "engine/checkpoint/safetensors.h"
+
+namespace fp8lm::cli {
+
+Status print_model_info(const std::string& dir) {
+  Qwen3Config c;
+  FP8LM_RETURN_IF_ERROR(read_qwen3_config((std::filesystem::path(dir) / "config.json").string(), &c));
+  SafetensorsCheckpoint ckpt;
+  FP8LM_RETURN_IF_ERROR(SafetensorsCheckpoint::open(dir, &ckpt));
+  const Qwen3Footprint f = qwen3_footprint(c);
+  fmt::print("model {}: {} ({}), {} layers, hidden {}, {} q heads / {} kv heads x {}, vocab {}{}\n", dir,
+             c.model_type, c.fp8 ? "fp8 blockwise 128x128" : "bf16, quantized to fp8 at load", c.num_hidden_layers,
+             c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.vocab_size,
+             c.tie_word_embeddings ? ", tied embeddings" : "");
+  if (c.is_moe())
+    fmt::print("  MoE: {} experts, top-{}, expert intermediate {}\n", c.num_experts, c.num_experts_per_tok,
+               c.moe_intermediate_size);
+  else
+    fmt::print("  intermediate {}\n", c.intermediate_size);
+  fmt::print("  parameters: {:.3f} B", f.parameters / 1e9);
+  if (f.active_parameters != f.parameters) fmt::print(" ({:.3f} B active per token)", f.active_parameters / 1e9);
+  fmt::print("\n  checkpoint: {:.3f} GB in {} file(s), {} tensors\n", ckpt.total_bytes() / 1e9, ckpt.num_files(),
+             ckpt.tensors().size());
+  fmt::print("  weights in memory (fp8 linears + fp32 scales, bf16 rest): {:.3f} GB\n", f.weight_bytes / 1e9);
+  fmt::print("  KV cache (bf16): {} bytes per token\n", f.kv_bytes_per_token);
+  const std::uint64_t full = f.weight_bytes + f.kv_bytes_per_token * c.max_position_embeddings;
+  fmt::print("  memory needed: {:.3f} GB for the weights + {:.3f} GB per full-context sequence ({} tokens) = {:.3f} GB\n",
+             f.weight_bytes / 1e9, f.kv_bytes_per_token * c.max_position_embeddings / 1e9, c.max_position_embeddings,
+             full / 1e9);
+  return Status::Ok();
+}
+
+}  // namespace fp8lm::cli

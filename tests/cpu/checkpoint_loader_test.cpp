@@ -1,0 +1,316 @@
+// make -> write -> load round trips (FP8 and BF16, exact) and the loader's refusals: every bad
+// input yields a message naming the file and tensor/field, and leaves the output untouched.
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include "checkpoint_test_util.h"
+#include "engine/checkpoint/dummy_weights.h"
+#include "engine/checkpoint/qwen3_checkpoint_writer.h"
+#include "engine/checkpoint/qwen3_config_json.h"
+#include "engine/checkpoint/qwen3_loader.h"
+#include "engine/checkpoint/qwen3_tensor_names.h"
+#include "fp8lm/cpu.h"
+
+namespace fp8lm {
+namespace {
+
+using testing::TempDir;
+using testing::small_config;
+using testing::write_text;
+
+bool same_bf16(const std::vector<bf16>& a, const std::vector<bf16>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)) == 0;
+}
+
+void expect_same_linear(const Fp8Linear& a, const Fp8Linear& b, const std::string& what) {
+  EXPECT_EQ(a.n, b.n) << what;
+  EXPECT_EQ(a.k, b.k) << what;
+  ASSERT_EQ(a.weight.size(), b.weight.size()) << what;
+  EXPECT_EQ(std::memcmp(a.weight.data(), b.weight.data(), a.weight.size()), 0) << what;
+  EXPECT_EQ(a.scales, b.scales) << what;
+}
+
+void expect_same_weights(const Qwen3Weights& a, const Qwen3Weights& b) {
+  EXPECT_TRUE(same_bf16(a.embed_tokens, b.embed_tokens));
+  EXPECT_TRUE(same_bf16(a.norm, b.norm));
+  EXPECT_TRUE(same_bf16(a.lm_head, b.lm_head));
+  ASSERT_EQ(a.layers.size(), b.layers.size());
+  for (std::size_t i = 0; i < a.layers.size(); ++i) {
+    for (const LayerNormSpec& n : qwen3_layer_norms(a.config))
+      EXPECT_TRUE(same_bf16(a.layers[i].*n.member, b.layers[i].*n.member)) << i << " " << n.module;
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(a.config))
+      expect_same_linear(a.layers[i].*spec.member, b.layers[i].*spec.member,
+                         "layer " + std::to_string(i) + " " + spec.parts[0].module);
+  }
+}
+
+// A sentinel that a failed load must leave as it is.
+Qwen3Weights sentinel() {
+  Qwen3Weights w;
+  w.config.model_type = "sentinel";
+  w.embed_tokens = {bf16{0x1234}};
+  return w;
+}
+void expect_sentinel(const Qwen3Weights& w) {
+  EXPECT_EQ(w.config.model_type, "sentinel");
+  ASSERT_EQ(w.embed_tokens.size(), 1u);
+  EXPECT_EQ(w.embed_tokens[0].bits, 0x1234);
+  EXPECT_TRUE(w.layers.empty());
+}
+
+TEST(Qwen3Checkpoint, TinyFp8RoundTripIsExact) {
+  TempDir dir;
+  Qwen3Weights made;
+  ASSERT_TRUE(make_dummy_qwen3("tiny", 42, &made).ok());
+  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kFp8).ok());
+  Qwen3Weights loaded;
+  int calls = 0;
+  bool finished = false;
+  const Status st = load_qwen3(dir.str(), &loaded, [&](const LoadProgressInfo& p) {
+    ++calls;
+    finished = p.finished;
+    EXPECT_LE(p.bytes_done, p.bytes_total);
+  });
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_GT(calls, 2);
+  EXPECT_TRUE(finished);
+  EXPECT_TRUE(loaded.config.fp8);
+  EXPECT_EQ(loaded.config.hidden_size, 256);
+  EXPECT_TRUE(loaded.lm_head.empty());
+  EXPECT_EQ(&loaded.output_embedding(), &loaded.embed_tokens);
+  EXPECT_EQ(loaded.generation.eos_token_ids, made.generation.eos_token_ids);
+  expect_same_weights(made, loaded);
+}
+
+// A BF16 checkpoint holds the dequantized weights; loading fuses and quantizes them, which must
+// equal quantizing the fused dequantized weights directly.
+TEST(Qwen3Checkpoint, TinyBf16RoundTripQuantizesAtLoad) {
+  TempDir dir;
+  Qwen3Weights made;
+  ASSERT_TRUE(make_dummy_qwen3("tiny", 3, &made).ok());
+  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kBf16).ok());
+  Qwen3Weights loaded;
+  const Status st = load_qwen3(dir.str(), &loaded);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_FALSE(loaded.config.fp8);
+  EXPECT_TRUE(same_bf16(made.embed_tokens, loaded.embed_tokens));
+  for (std::size_t i = 0; i < made.layers.size(); ++i)
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(made.config)) {
+      const Fp8Linear& m = made.layers[i].*spec.member;
+      const int kb = ceil_div(m.k, kQuantGroup);
+      std::vector<float> w(m.weight.size());
+      for (std::size_t e = 0; e < w.size(); ++e) {
+        const std::size_t r = e / m.k, c = e % m.k;
+        w[e] = bf16_to_float(float_to_bf16(cpu::fp8_decode(m.weight[e]) * m.scales[r / kQuantGroup * kb + c / kQuantGroup]));
+      }
+      Fp8Linear expected = m;
+      ASSERT_TRUE(cpu::quantize_weight_blockwise(w.data(), m.n, m.k, expected.weight.data(), expected.scales.data()).ok());
+      expect_same_linear(expected, loaded.layers[i].*spec.member, "layer " + std::to_string(i));
+    }
+}
+
+TEST(Qwen3Checkpoint, ShardedFolderLoads) {
+  TempDir dir;
+  Qwen3Weights made;
+  ASSERT_TRUE(make_dummy_qwen3(small_config(), 1, &made).ok());
+  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kFp8, 100'000).ok());
+  EXPECT_TRUE(std::filesystem::exists(dir.file("model.safetensors.index.json")));
+  Qwen3Weights loaded;
+  const Status st = load_qwen3(dir.str(), &loaded);
+  ASSERT_TRUE(st.ok()) << st.message();
+  expect_same_weights(made, loaded);
+}
+
+TEST(Qwen3Checkpoint, TiedModelIgnoresAStoredLmHead) {
+  TempDir dir;
+  Qwen3Config c = small_config();
+  c.tie_word_embeddings = true;
+  Qwen3Weights made;
+  ASSERT_TRUE(make_dummy_qwen3(c, 1, &made).ok());
+  ASSERT_TRUE(write_qwen3_config_files(c, made.generation, dir.str()).ok());
+  std::vector<TensorToWrite> t = qwen3_checkpoint_tensors(made, CheckpointDtype::kFp8);
+  t.push_back({kLmHead, Dtype::BF16, {c.vocab_size, c.hidden_size}, {}, [](std::span<std::byte> d) {
+                 std::memset(d.data(), 0, d.size());
+               }});
+  ASSERT_TRUE(write_safetensors_checkpoint(dir.str(), t).ok());
+  Qwen3Weights loaded;
+  ASSERT_TRUE(load_qwen3(dir.str(), &loaded).ok());
+  EXPECT_TRUE(loaded.lm_head.empty());
+}
+
+// Broken checkpoints of the small config: each test tampers with the tensor list or the files.
+class BadCheckpoint : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(make_dummy_qwen3(small_config(), 5, &weights_).ok()); }
+
+  // Writes the checkpoint after `tamper` edits its tensors; returns load_qwen3's status.
+  Status load_tampered(const std::function<void(std::vector<TensorToWrite>&)>& tamper,
+                       CheckpointDtype dtype = CheckpointDtype::kFp8) {
+    Qwen3Config config = weights_.config;
+    config.fp8 = dtype == CheckpointDtype::kFp8;
+    EXPECT_TRUE(write_qwen3_config_files(config, weights_.generation, dir_.str()).ok());
+    std::vector<TensorToWrite> t = qwen3_checkpoint_tensors(weights_, dtype);
+    tamper(t);
+    EXPECT_TRUE(write_safetensors_checkpoint(dir_.str(), t).ok());
+    return load();
+  }
+  Status load() { return load_qwen3(dir_.str(), &out_); }
+  TensorToWrite& find(std::vector<TensorToWrite>& t, const std::string& name) {
+    for (TensorToWrite& x : t)
+      if (x.name == name) return x;
+    ADD_FAILURE() << "no tensor " << name;
+    return t.front();
+  }
+  void edit_config(const std::function<void(nlohmann::json&)>& edit) {
+    nlohmann::json j;
+    ASSERT_TRUE(read_json_file(dir_.file("config.json"), &j).ok());
+    edit(j);
+    write_text(dir_.file("config.json"), j.dump());
+  }
+  void TearDown() override { expect_sentinel(out_); }
+
+  static void zeros(std::span<std::byte> d) { std::memset(d.data(), 0, d.size()); }
+
+  TempDir dir_;
+  Qwen3Weights weights_;
+  Qwen3Weights out_ = sentinel();
+};
+
+TEST_F(BadCheckpoint, WrongDtype) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     for (TensorToWrite& x : t)
+                       if (x.name == kFinalNorm) x = {kFinalNorm, Dtype::I16, {128}, {}, zeros};
+                   }),
+                   "model.safetensors", "tensor model.norm.weight has dtype I16, expected BF16, F16 or F32");
+}
+
+TEST_F(BadCheckpoint, WrongShape) {
+  EXPECT_ERROR_HAS(load_tampered([&](std::vector<TensorToWrite>& t) {
+                     TensorToWrite& k = find(t, "model.layers.1.self_attn.k_proj.weight");
+                     k = {k.name, Dtype::F8_E4M3, {128, 64}, {}, zeros};
+                   }),
+                   "model.safetensors", "model.layers.1.self_attn.k_proj.weight has shape [128, 64]",
+                   "expected [128, 128]");
+}
+
+TEST_F(BadCheckpoint, WrongScaleShape) {
+  EXPECT_ERROR_HAS(load_tampered([&](std::vector<TensorToWrite>& t) {
+                     TensorToWrite& s = find(t, "model.layers.0.mlp.down_proj.weight_scale_inv");
+                     s = {s.name, Dtype::BF16, {2, 2}, {}, zeros};
+                   }),
+                   "model.layers.0.mlp.down_proj.weight_scale_inv has shape [2, 2]", "expected [1, 2]");
+}
+
+TEST_F(BadCheckpoint, MissingTensor) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.1.self_attn.v_proj.weight"; });
+                   }),
+                   dir_.str(), "missing tensor model.layers.1.self_attn.v_proj.weight");
+}
+
+TEST_F(BadCheckpoint, MissingScale) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.0.mlp.up_proj.weight_scale_inv"; });
+                   }),
+                   "model.layers.0.mlp.up_proj.weight is F8_E4M3 but model.layers.0.mlp.up_proj.weight_scale_inv is missing");
+}
+
+TEST_F(BadCheckpoint, NonFiniteScale) {
+  EXPECT_ERROR_HAS(load_tampered([&](std::vector<TensorToWrite>& t) {
+                     TensorToWrite& s = find(t, "model.layers.1.self_attn.o_proj.weight_scale_inv");
+                     s.fill = [](std::span<std::byte> d) { std::memset(d.data(), 0xFF, d.size()); };  // NaN
+                   }),
+                   "model.layers.1.self_attn.o_proj.weight_scale_inv has a non-finite scale");
+}
+
+TEST_F(BadCheckpoint, UnexpectedTensor) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     t.push_back({"model.layers.0.self_attn.q_proj.bias", Dtype::BF16, {256}, {}, zeros});
+                   }),
+                   "model.safetensors", "unexpected tensor model.layers.0.self_attn.q_proj.bias");
+}
+
+TEST_F(BadCheckpoint, Fp8WeightsWithoutQuantizationConfig) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) { j.erase("quantization_config"); });
+  EXPECT_ERROR_HAS(load(), "has dtype F8_E4M3", "needs a quantization_config");
+}
+
+TEST_F(BadCheckpoint, ConfigMissingField) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) { j.erase("num_key_value_heads"); });
+  EXPECT_ERROR_HAS(load(), "config.json", "missing field \"num_key_value_heads\"");
+}
+
+TEST_F(BadCheckpoint, ConfigDisagreesWithTensors) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) { j["intermediate_size"] = 384; });
+  EXPECT_ERROR_HAS(load(), "model.layers.0.mlp.gate_proj.weight has shape [256, 128], expected [384, 128]");
+}
+
+TEST_F(BadCheckpoint, MoeNotSupportedYet) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) {
+    j["model_type"] = "qwen3_moe";
+    j["num_experts"] = 8;
+    j["num_experts_per_tok"] = 2;
+    j["moe_intermediate_size"] = 128;
+  });
+  EXPECT_ERROR_HAS(load(), "config.json", "qwen3_moe is not supported yet");
+}
+
+TEST_F(BadCheckpoint, UnsupportedQuantMethod) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) { j["quantization_config"]["quant_method"] = "gptq"; });
+  EXPECT_ERROR_HAS(load(), "config.json", "unsupported quant_method \"gptq\"");
+}
+
+TEST_F(BadCheckpoint, MissingAndTruncatedShard) {
+  // 700 KB shards: the embeddings and both layers, then lm_head.
+  ASSERT_TRUE(write_qwen3_checkpoint(weights_, dir_.str(), CheckpointDtype::kFp8, 700'000).ok());
+  const std::string last = dir_.file("model-00002-of-00002.safetensors");
+  ASSERT_TRUE(std::filesystem::exists(last));
+  std::filesystem::resize_file(last, std::filesystem::file_size(last) - 100);
+  EXPECT_ERROR_HAS(load(), "model-00002-of-00002.safetensors", "truncated");
+  std::filesystem::remove(last);
+  EXPECT_ERROR_HAS(load(), "model-00002-of-00002.safetensors", "missing shard");
+}
+
+TEST_F(BadCheckpoint, MissingConfig) {
+  EXPECT_ERROR_HAS(load(), "config.json", "cannot open");
+}
+
+// The BF16 path accepts F32 and F16 weights too (converted, then quantized).
+TEST(Qwen3Checkpoint, Bf16CheckpointWithF32Norm) {
+  TempDir dir;
+  Qwen3Weights made;
+  ASSERT_TRUE(make_dummy_qwen3(small_config(), 9, &made).ok());
+  Qwen3Config config = made.config;
+  config.fp8 = false;
+  ASSERT_TRUE(write_qwen3_config_files(config, made.generation, dir.str()).ok());
+  std::vector<TensorToWrite> t = qwen3_checkpoint_tensors(made, CheckpointDtype::kBf16);
+  for (TensorToWrite& x : t)
+    if (x.name == kFinalNorm)
+      x = {kFinalNorm, Dtype::F32, {128}, {}, [](std::span<std::byte> d) {
+             for (std::size_t i = 0; i < d.size() / 4; ++i) {
+               const float two = 2.0f;
+               std::memcpy(d.data() + 4 * i, &two, 4);
+             }
+           }};
+  ASSERT_TRUE(write_safetensors_checkpoint(dir.str(), t).ok());
+  Qwen3Weights loaded;
+  const Status st = load_qwen3(dir.str(), &loaded);
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_EQ(loaded.norm.size(), 128u);
+  EXPECT_EQ(bf16_to_float(loaded.norm[5]), 2.0f);
+}
+
+}  // namespace
+}  // namespace fp8lm
