@@ -13,7 +13,16 @@ export PATH="/usr/local/cuda/bin:$PATH"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 
 prefix=()
-[ -d .deps/root/usr ] && prefix=(-DCMAKE_PREFIX_PATH="$PWD/.deps/root/usr")
+if [ -d .deps/root/usr ]; then
+  # The carried Debian packages (scripts/device-deps.sh): CMake packages, pkg-config files (read
+  # with the carried pkgconf, paths under the sysroot) and the shared libraries they name.
+  deps=$PWD/.deps/root
+  prefix=(-DCMAKE_PREFIX_PATH="$deps/usr")
+  export PATH="$deps/usr/bin:$PATH"
+  export PKG_CONFIG_LIBDIR="$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig"
+  export PKG_CONFIG_SYSROOT_DIR="$deps"
+  export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 start=$(date +%s)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" >"$out/configure.log" 2>&1 \
   || { tail -30 "$out/configure.log"; exit 1; }

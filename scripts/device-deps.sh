@@ -4,8 +4,12 @@
 # into .deps/ (git-ignored). Carry .deps to that machine; scripts/device-check.sh uses it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libgtest-dev libgmock-dev googletest)
+packages=(nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libgtest-dev libgmock-dev googletest
+          libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libicu-dev libicu72
+          pkgconf pkgconf-bin libpkgconf3)
 mkdir -p .deps/debs
+rm -rf .deps/root
 (cd .deps/debs && apt-get download "${packages[@]}" >/dev/null)
 for deb in .deps/debs/*.deb; do dpkg-deb -x "$deb" .deps/root; done
+rm -rf .deps/debs
 echo "device deps unpacked into .deps/root ($(du -sh .deps/root | cut -f1))"
