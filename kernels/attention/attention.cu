@@ -14,6 +14,11 @@
 // bf16 output; with splits (decode and small batches at long context, when a workspace is given)
 // each CTA writes its normalized fp32 output, max and sum, and attention_combine_kernel merges the
 // splits in order.
+// Measured on an H200 (tests/gpu/layer_ops_gpu_test.cpp, AttentionGpuLong): 4096-token prefill with
+// 32/8 heads 20.8 ms; 512 tokens after 4000 5.5 ms; one token at position 40959 with 64/8 heads
+// 2.4 ms without a workspace, 0.20 ms with key splits.
+// NOTES: prefill does O(n^2) CUDA-core work with K re-read per token from L2; the attention issue
+// replaces this with a tensor-core flash kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
