@@ -79,6 +79,12 @@ struct QkNormRopeArgs {
 // (q_heads + 2 kv_heads) * head_dim, the cache row stride kv_heads * head_dim. q_heads must be a
 // multiple of kv_heads; the launcher supports head_dim 128 and groups q_heads / kv_heads of 1..8
 // and 16.
+// Optional GPU workspace (device memory, the twin ignores it): when n * kv_heads CTAs would leave
+// the card idle (decode, small batches) and the context is long, the launcher splits the keys over
+// several CTAs whose partial softmax states go through the workspace and are merged by a second
+// kernel. attention_workspace_bytes(n, q_heads) is enough for the most splits; less (or none) means
+// fewer (or no) splits, same results up to summation order. Calls sharing a workspace must not run
+// concurrently.
 struct AttentionArgs {
   const bf16* qkv;      // q read from the first q_heads * head_dim columns of each qkv row
   const bf16* k_cache;  // [>= start_pos + n, kv_heads * head_dim]
@@ -90,7 +96,18 @@ struct AttentionArgs {
   int kv_heads;
   int head_dim;
   float scale;          // 1 / sqrt(head_dim)
+  float* workspace = nullptr;         // optional, see above
+  std::size_t workspace_bytes = 0;
 };
+
+// The workspace that lets attention split keys as much as it wants for n tokens (head_dim 128):
+// per (token, q head, split) an fp32 output row and its softmax max and sum. Splits happen only
+// when n * kv_heads is below twice the SM count, so sizing it for the largest decode batch is enough.
+inline constexpr int kAttentionMaxSplits = 32;
+inline std::size_t attention_workspace_bytes(int n, int q_heads) {
+  return static_cast<std::size_t>(n > 0 ? n : 0) * (q_heads > 0 ? q_heads : 0) * kAttentionMaxSplits * (128 + 2) *
+         sizeof(float);
+}
 
 // out = bf16(bf16(silu(gate)) * up), gate_up rows = [gate (inter) | up (inter)].
 // silu(x) = x / (1 + exp(-x)) in fp32 with exp_f32 (fp8lm/layer_math.h: IEEE operations only), so
