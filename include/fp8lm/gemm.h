@@ -36,7 +36,9 @@ struct Fp8GemmArgs {
 Status validate(const Fp8GemmArgs& args);
 
 enum class GemmKernel {
-  kSm89Mma,  // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
+  kSm89Mma,    // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
+  kSm90Wgmma,  // sm_90a: TMA + wgmma, warp-specialized, persistent (large M)
+  kSm90Decode, // sm_90a: swap-AB wgmma (weights as the 64-row side), split-K over a cluster (small M)
 };
 
 // One compiled tile configuration of a GEMM kernel.
@@ -45,6 +47,9 @@ struct GemmConfig {
   int block_m;
   int block_n;
   int stages;   // shared-memory pipeline depth
+  // kSm90Decode: block_m = tokens per tile (the wgmma N), block_n = 64 weight rows per CTA.
+  // split_k: CTAs (one cluster) that share one output tile's K range; 0 = chosen at launch.
+  int split_k = 0;
   std::string name() const;  // e.g. "sm89_m64n128s4"
 };
 
