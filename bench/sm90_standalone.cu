@@ -133,17 +133,15 @@ static Fp8GemmArgs args_of(const Problem& p, const Dev& d, const uint8_t* b = nu
 }
 
 static std::vector<GemmConfig> all_configs() {
-  return {
-      {GemmKernel::kSm90Wgmma, 128, 128, 6}, {GemmKernel::kSm90Wgmma, 128, 192, 5},
-      {GemmKernel::kSm90Wgmma, 64, 128, 8},  {GemmKernel::kSm90Decode, 16, 64, 6},
-      {GemmKernel::kSm90Decode, 32, 64, 6},  {GemmKernel::kSm90Decode, 64, 64, 4},
-  };
+  std::vector<GemmConfig> v(sm90::configs().begin(), sm90::configs().end());
+  v.push_back({GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 1});  // no-multicast twin, for comparison
+  v.push_back({GemmKernel::kSm90Wgmma, 128, 128, 6, -1, 2}); // two partial accumulators (PIPE)
+  return v;
 }
 static std::string cname(const GemmConfig& c) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s_m%dn%ds%d%s", c.kernel == GemmKernel::kSm90Wgmma ? "wgmma" : "decode",
-                c.block_m, c.block_n, c.stages,
-                c.split_k ? ("_k" + std::to_string(c.split_k)).c_str() : "");
+  std::snprintf(buf, sizeof buf, "%s_m%dn%ds%dc%dk%d", c.kernel == GemmKernel::kSm90Wgmma ? "wgmma" : "decode",
+                c.block_m, c.block_n, c.stages, c.cluster_m, c.split_k);
   return buf;
 }
 
@@ -186,9 +184,9 @@ static int check(const DeviceInfo& dev) {
     }
     const auto ref = reference(p, rows);
     std::vector<GemmConfig> cfgs = all_configs();
-    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 6, 1});
-    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 6, 3});
-    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 6, 8});
+    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 4, 1});
+    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 4, 3});
+    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 4, 8});
     for (const GemmConfig& c : cfgs) {
       std::vector<uint16_t> out(size_t(p.m) * p.n);
       CK(cudaMemset(d.out, 0xFF, out.size() * 2));  // NaN poison
@@ -324,12 +322,14 @@ static void timing(const DeviceInfo& dev) {
       const double floor_us = std::max(moved / copy_bw, flops / fp8_peak) * 1e6;
       std::vector<GemmConfig> cfgs;
       if (m <= 64) {
-        cfgs.push_back({GemmKernel::kSm90Decode, m <= 16 ? 16 : (m <= 32 ? 32 : 64), 64, m <= 32 ? 6 : 4});
+        cfgs.push_back({GemmKernel::kSm90Decode, m <= 16 ? 16 : (m <= 32 ? 32 : 64), 64, 4});
       }
       if (m >= 64) {
         cfgs.push_back({GemmKernel::kSm90Wgmma, 64, 128, 8});
-        cfgs.push_back({GemmKernel::kSm90Wgmma, 128, 128, 6});
-        cfgs.push_back({GemmKernel::kSm90Wgmma, 128, 192, 5});
+        cfgs.push_back({GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 1});
+        cfgs.push_back({GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 2});
+        cfgs.push_back({GemmKernel::kSm90Wgmma, 128, 128, 6, -1, 2});
+        cfgs.push_back({GemmKernel::kSm90Wgmma, 128, 192, 5, 0, 2});
       }
       for (const GemmConfig& c : cfgs) {
         bool ok;

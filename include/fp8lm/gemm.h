@@ -50,6 +50,8 @@ struct GemmConfig {
   // kSm90Decode: block_m = tokens per tile (the wgmma N), block_n = 64 weight rows per CTA.
   // split_k: CTAs (one cluster) that share one output tile's K range; 0 = chosen at launch.
   int split_k = 0;
+  // kSm90Wgmma: CTAs per cluster along m that share (TMA-multicast) each B tile; 1 = no cluster.
+  int cluster_m = 1;
   std::string name() const;  // e.g. "sm89_m64n128s4"
 };
 

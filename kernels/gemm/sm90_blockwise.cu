@@ -117,9 +117,11 @@ __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.a
 __device__ __forceinline__ void wgmma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
 }
-__device__ __forceinline__ void wgmma_wait_all() {
-  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
+__device__ __forceinline__ void wgmma_wait_all() { wgmma_wait<0>(); }
 // Keeps the compiler from moving accumulator reads/writes across wgmma issue/wait.
 template <int R>
 __device__ __forceinline__ void fence_regs(float (&d)[R]) {
@@ -141,40 +143,67 @@ struct AccLayout {
 // ------------------------------------------------------------------------------------------------
 // Kernel 1: large M.
 // ------------------------------------------------------------------------------------------------
-template <int BM, int BN, int STAGES>
+template <int BM, int BN, int STAGES, int CM>
 struct BigShape {
   static_assert(BM % kWgmmaM == 0 && BM / kWgmmaM >= 1 && BM / kWgmmaM <= 2,
                 "BM is 64 or 128: one or two consumer warpgroups of 64 rows");
   static_assert(BN % 8 == 0 && BN <= 256, "wgmma N is a multiple of 8 up to 256");
   static_assert(BN <= 128 ? (128 % BN == 0) : (BN % 64 == 0),
                 "a tile may straddle at most two 128-wide B-scale blocks");
+  static_assert(CM == 1 || CM == 2, "cluster of 1 or 2 CTAs along m");
+  static_assert((BN / CM) * kBlockK % kSwizzleAlign == 0, "each multicast slice of B keeps 1024-byte alignment");
   static constexpr int kConsumers = BM / kWgmmaM;
   static constexpr int kThreads = kWarpgroup * (kConsumers + 1);
   static constexpr int kABytes = BM * kBlockK;
   static constexpr int kBBytes = BN * kBlockK;
-  static_assert(kBBytes % kSwizzleAlign == 0, "B stage must keep 1024-byte alignment");
+  static constexpr int kBSliceRows = BN / CM;  // rows of B each CTA of the cluster loads (multicast)
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSmemBytes = STAGES * kStageBytes + 2 * STAGES * 8 + kSwizzleAlign;
   static constexpr bool kOneScaleBlock = BN <= 128;
 };
 
-__device__ __forceinline__ void tile_coords(int tile, int m_blocks, int n_blocks, int& mb, int& nb) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Tile order: groups of kGroupM row-blocks (of CM m-blocks each) sweep all n-blocks, so the CTAs
+// running at one time share a few A row-blocks and B column-blocks in L2.
+__device__ __forceinline__ void tile_coords(int tile, int m_rows, int n_blocks, int& mr, int& nb) {
   const int per_group = kGroupM * n_blocks;
   const int first_m = (tile / per_group) * kGroupM;
-  const int group_size = min(m_blocks - first_m, kGroupM);
+  const int group_size = min(m_rows - first_m, kGroupM);
   const int local = tile % per_group;
-  mb = first_m + local % group_size;
+  mr = first_m + local % group_size;
   nb = local / group_size;
 }
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// Arrive on the mbarrier at the same shared-memory offset in CTA `rank` of the cluster.
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_addr(bar)), "r"(rank));
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
+}
+// TMA load multicast to every CTA of the cluster in `mask` (same smem offset, same mbarrier offset).
+__device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap* map, uint64_t* bar,
+                                                   int k0, int row0, uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)), "r"(k0), "r"(row0), "h"(mask)
+      : "memory");
+}
+#endif
 
-template <int BM, int BN, int STAGES>
-__global__ void __launch_bounds__(BigShape<BM, BN, STAGES>::kThreads, 1)
+// Grid: persistent, a multiple of CM CTAs; clusters of (CM, 1, 1). The CTAs of a cluster own the
+// CM vertically adjacent tiles (m-blocks CM*mr + rank) of one n-block; each loads its own A tile
+// and a 1/CM slice of the shared B tile, multicast to all of them, so B's L2 traffic drops by CM.
+template <int BM, int BN, int STAGES, int CM, bool PIPE>
+__global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
     sm90_gemm_kernel(const __grid_constant__ CUtensorMap map_a,
                      const __grid_constant__ CUtensorMap map_b, const float* __restrict__ a_scales,
                      const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                      int n, int k) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using S = BigShape<BM, BN, STAGES>;
+  using S = BigShape<BM, BN, STAGES, CM>;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>(
       (reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) & ~uintptr_t{kSwizzleAlign - 1});
@@ -184,9 +213,12 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES>::kThreads, 1)
   uint64_t* empty = full + STAGES;
 
   const int num_kb = (k + kBlockK - 1) / kBlockK;
-  const int m_blocks = (m + BM - 1) / BM;
+  const int m_rows = (m + BM * CM - 1) / (BM * CM);  // row-blocks of CM m-blocks
   const int n_blocks = (n + BN - 1) / BN;
-  const int tiles = m_blocks * n_blocks;
+  const int tiles = m_rows * n_blocks;
+  const int rank = CM == 1 ? 0 : static_cast<int>(blockIdx.x % CM);
+  const int cluster_id = blockIdx.x / CM;
+  const int num_clusters = gridDim.x / CM;
   const int wg = threadIdx.x / kWarpgroup;
 
   if (threadIdx.x == 0) {
@@ -194,26 +226,37 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES>::kThreads, 1)
     prefetch_map(&map_b);
     for (int s = 0; s < STAGES; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], S::kConsumers);
+      mbar_init(&empty[s], S::kConsumers * 4 * CM);  // every consumer warp of every CTA
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
-  __syncthreads();
+  if constexpr (CM > 1) {
+    cluster_sync();  // peers' barriers exist before any multicast or remote arrive
+  } else {
+    __syncthreads();
+  }
 
   if (wg == 0) {
     // Producer warpgroup: one thread streams k-blocks of every tile this CTA owns.
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegs));
     if (threadIdx.x == 0) {
       uint32_t it = 0;
-      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        int mb, nb;
-        tile_coords(tile, m_blocks, n_blocks, mb, nb);
+      for (int tile = cluster_id; tile < tiles; tile += num_clusters) {
+        int mr, nb;
+        tile_coords(tile, m_rows, n_blocks, mr, nb);
+        const int row_a = (mr * CM + rank) * BM;
+        const int row_b = nb * BN + rank * S::kBSliceRows;
         for (int kb = 0; kb < num_kb; ++kb, ++it) {
           const int s = it % STAGES;
           mbar_wait(&empty[s], ((it / STAGES) & 1) ^ 1);
           mbar_arrive_expect_tx(&full[s], S::kStageBytes);
-          tma_load(smem_a + s * S::kABytes, &map_a, &full[s], kb * kBlockK, mb * BM);
-          tma_load(smem_b + s * S::kBBytes, &map_b, &full[s], kb * kBlockK, nb * BN);
+          tma_load(smem_a + s * S::kABytes, &map_a, &full[s], kb * kBlockK, row_a);
+          uint8_t* dst_b = smem_b + s * S::kBBytes + rank * S::kBSliceRows * kBlockK;
+          if constexpr (CM > 1) {
+            tma_load_multicast(dst_b, &map_b, &full[s], kb * kBlockK, row_b, (1u << CM) - 1);
+          } else {
+            tma_load(dst_b, &map_b, &full[s], kb * kBlockK, row_b);
+          }
         }
       }
     }
@@ -225,12 +268,13 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES>::kThreads, 1)
     const int b_scale_rows = (n + 127) / 128;
     float acc[BN / 2];
     float part[BN / 2];
+    float part2[PIPE ? BN / 2 : 1];
     uint32_t it = 0;
-    for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      int mb, nb;
-      tile_coords(tile, m_blocks, n_blocks, mb, nb);
+    for (int tile = cluster_id; tile < tiles; tile += num_clusters) {
+      int mr, nb;
+      tile_coords(tile, m_rows, n_blocks, mr, nb);
       const int n0 = nb * BN;
-      const int row0 = mb * BM + consumer * kWgmmaM + AccLayout::row(warp, lane, 0);
+      const int row0 = (mr * CM + rank) * BM + consumer * kWgmmaM + AccLayout::row(warp, lane, 0);
       const int row1 = row0 + 8;
       const float* sa0 = a_scales + static_cast<size_t>(min(row0, m - 1)) * num_kb;
       const float* sa1 = a_scales + static_cast<size_t>(min(row1, m - 1)) * num_kb;
@@ -240,39 +284,108 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES>::kThreads, 1)
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
 
-      for (int kb = 0; kb < num_kb; ++kb, ++it) {
-        const int s = it % STAGES;
-        const float a0 = __ldg(sa0 + kb);
-        const float a1 = __ldg(sa1 + kb);
-        const float b0 = __ldg(sb0 + kb);
-        const float b1 = S::kOneScaleBlock ? b0 : __ldg(sb1 + kb);
-        mbar_wait(&full[s], (it / STAGES) & 1);
-
+      // One k-block: wait for its stage, issue 4 wgmma into a fresh partial accumulator P.
+      auto issue = [&](float (&P)[BN / 2], uint32_t itx) {
+        const int s = itx % STAGES;
+        mbar_wait(&full[s], (itx / STAGES) & 1);
         const uint8_t* a_tile = smem_a + s * S::kABytes + consumer * kWgmmaM * kBlockK;
         const uint8_t* b_tile = smem_b + s * S::kBBytes;
-        fence_regs(part);
+        fence_regs(P);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kBlockK / kWgmmaK; ++kk) {
-          Wgmma<BN>::mma(part, sw128_desc(a_tile + kk * kWgmmaK), sw128_desc(b_tile + kk * kWgmmaK),
+          Wgmma<BN>::mma(P, sw128_desc(a_tile + kk * kWgmmaK), sw128_desc(b_tile + kk * kWgmmaK),
                          kk > 0 ? 1 : 0);
         }
         wgmma_commit();
-        wgmma_wait_all();
-        fence_regs(part);
-        if (threadIdx.x % kWarpgroup == 0) mbar_arrive(&empty[s]);
-
-        const float s00 = a0 * b0, s10 = a1 * b0;
-        const float s01 = a0 * b1, s11 = a1 * b1;
+      };
+      // Each warp releases the slot in every CTA of the cluster (the B slice it read came from
+      // all of them).
+      auto release = [&](uint32_t itx) {
+        const int s = itx % STAGES;
+        if constexpr (CM > 1) {
+          if (lane < CM) mbar_arrive_cluster(&empty[s], lane);
+        } else {
+          if (lane == 0) mbar_arrive(&empty[s]);
+        }
+      };
+      struct Scales {
+        float a0, a1, b0, b1;
+      };
+      auto load_scales = [&](int kb) {
+        Scales r;
+        r.a0 = __ldg(sa0 + kb);
+        r.a1 = __ldg(sa1 + kb);
+        r.b0 = __ldg(sb0 + kb);
+        r.b1 = S::kOneScaleBlock ? r.b0 : __ldg(sb1 + kb);
+        return r;
+      };
+      // acc += P * a_scale[row] * b_scale[block(col)]
+      auto promote = [&](float (&P)[BN / 2], const Scales& sc) {
+        const float s00 = sc.a0 * sc.b0, s10 = sc.a1 * sc.b0;
+        const float s01 = sc.a0 * sc.b1, s11 = sc.a1 * sc.b1;
 #pragma unroll
         for (int j = 0; j < BN / 8; ++j) {
           const bool second = !S::kOneScaleBlock && 8 * j >= straddle_col;
           const float r0 = second ? s01 : s00;
           const float r1 = second ? s11 : s10;
-          acc[4 * j + 0] += part[4 * j + 0] * r0;
-          acc[4 * j + 1] += part[4 * j + 1] * r0;
-          acc[4 * j + 2] += part[4 * j + 2] * r1;
-          acc[4 * j + 3] += part[4 * j + 3] * r1;
+          acc[4 * j + 0] += P[4 * j + 0] * r0;
+          acc[4 * j + 1] += P[4 * j + 1] * r0;
+          acc[4 * j + 2] += P[4 * j + 2] * r1;
+          acc[4 * j + 3] += P[4 * j + 3] * r1;
+        }
+      };
+
+      if constexpr (!PIPE) {
+        // Scales are loaded one k-block ahead so their latency hides behind a whole k-block.
+        Scales sc = load_scales(0);
+        for (int kb = 0; kb < num_kb; ++kb, ++it) {
+          const Scales next = load_scales(min(kb + 1, num_kb - 1));
+          issue(part, it);
+          wgmma_wait<0>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc);
+          sc = next;
+        }
+      } else {
+        // Two partial accumulators: k-block kb+1's wgmma runs while kb is promoted, so this
+        // warpgroup keeps the tensor core busy by itself.
+        Scales sc0 = load_scales(0);
+        issue(part, it);
+        int kb = 0;
+        for (; kb + 2 < num_kb; kb += 2, it += 2) {  // kb in flight in part; kb+1, kb+2 exist
+          const Scales sc1 = load_scales(kb + 1);
+          issue(part2, it + 1);
+          wgmma_wait<1>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc0);
+          sc0 = load_scales(kb + 2);
+          issue(part, it + 2);
+          wgmma_wait<1>();
+          fence_regs(part2);
+          release(it + 1);
+          promote(part2, sc1);
+        }
+        if (kb + 1 < num_kb) {
+          const Scales sc1 = load_scales(kb + 1);
+          issue(part2, it + 1);
+          wgmma_wait<1>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc0);
+          wgmma_wait<0>();
+          fence_regs(part2);
+          release(it + 1);
+          promote(part2, sc1);
+          it += 2;
+        } else {
+          wgmma_wait<0>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc0);
+          it += 1;
         }
       }
 
@@ -297,6 +410,9 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES>::kThreads, 1)
       }
     }
   }
+  if constexpr (CM > 1) {
+    cluster_sync();  // no CTA exits while a peer may still multicast into it or arrive on it
+  }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
@@ -309,8 +425,9 @@ struct DecodeShape {
   static constexpr int kWBytes = kDecodeRows * kBlockK;
   static constexpr int kXBytes = MT * kBlockK;
   static constexpr int kStageBytes = kWBytes + kXBytes;
-  static constexpr int kRedBytes = kDecodeRows * MT * 4;
-  static constexpr int kSmemBytes = STAGES * kStageBytes + kRedBytes + STAGES * 8 + kSwizzleAlign;
+  static constexpr int kRedBytes = kDecodeRows * MT * 4;  // reuses the weight stages after the loop
+  static_assert(kRedBytes <= STAGES * kWBytes, "the reduction tile must fit in the weight stages");
+  static constexpr int kSmemBytes = STAGES * kStageBytes + STAGES * 8 + kSwizzleAlign;
 };
 
 // grid = (split, n tiles of 64, token tiles of MT); clusters of (split, 1, 1).
@@ -327,8 +444,10 @@ __global__ void __launch_bounds__(kWarpgroup)
       (reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) & ~uintptr_t{kSwizzleAlign - 1});
   uint8_t* smem_w = smem;
   uint8_t* smem_x = smem + STAGES * S::kWBytes;
-  float* red = reinterpret_cast<float*>(smem_x + STAGES * S::kXBytes);  // [MT][64]
-  uint64_t* full = reinterpret_cast<uint64_t*>(reinterpret_cast<uint8_t*>(red) + S::kRedBytes);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem_x + STAGES * S::kXBytes);
+  // After the main loop every TMA write has landed and been read: the weight stages hold the
+  // partial tile for the cluster reduction, as [MT tokens][64 rows].
+  float* red = reinterpret_cast<float*>(smem_w);
 
   const int num_kb = (k + kBlockK - 1) / kBlockK;
   const int split = gridDim.x;
@@ -368,13 +487,20 @@ __global__ void __launch_bounds__(kWarpgroup)
 #pragma unroll
   for (int i = 0; i < MT / 2; ++i) acc[i] = 0.f;
 
+  // Scales are loaded one k-block ahead so their latency hides behind a whole k-block.
+  float bscale = kb_count > 0 ? __ldg(sb + kb_begin) : 0.f;
+  float ascale[MT / 4];
+#pragma unroll
+  for (int c = 0; c < MT / 4; ++c) ascale[c] = kb_count > 0 ? __ldg(sa[c] + kb_begin) : 0.f;
+
   for (int i = 0; i < kb_count; ++i) {
     const int s = i % STAGES;
     const int kb = kb_begin + i;
-    const float bscale = __ldg(sb + kb);
-    float ascale[MT / 4];
+    const int kn = kb_begin + min(i + 1, kb_count - 1);
+    const float bscale_next = __ldg(sb + kn);
+    float ascale_next[MT / 4];
 #pragma unroll
-    for (int c = 0; c < MT / 4; ++c) ascale[c] = __ldg(sa[c] + kb);
+    for (int c = 0; c < MT / 4; ++c) ascale_next[c] = __ldg(sa[c] + kn);
     mbar_wait(&full[s], (i / STAGES) & 1);
 
     fence_regs(part);
@@ -401,6 +527,9 @@ __global__ void __launch_bounds__(kWarpgroup)
       acc[4 * j + 2] += part[4 * j + 2] * (bscale * ascale[2 * j + 0]);
       acc[4 * j + 3] += part[4 * j + 3] * (bscale * ascale[2 * j + 1]);
     }
+    bscale = bscale_next;
+#pragma unroll
+    for (int c = 0; c < MT / 4; ++c) ascale[c] = ascale_next[c];
   }
 
   // Partial tile -> shared memory as [token][row], then each rank reduces a slice over the cluster.
@@ -487,23 +616,59 @@ Status check_launch(const char* what) {
   return Status::Ok();
 }
 
-template <int BM, int BN, int STAGES>
+template <int BM, int BN, int STAGES, int CM, bool PIPE = false>
 Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream) {
-  using S = BigShape<BM, BN, STAGES>;
+  using S = BigShape<BM, BN, STAGES, CM>;
   CUtensorMap map_a, map_b;
   FP8LM_RETURN_IF_ERROR(make_map(&map_a, a.a, a.m, a.k, BM, "A"));
-  FP8LM_RETURN_IF_ERROR(make_map(&map_b, a.b, a.n, a.k, BN, "B"));
-  auto kernel = sm90_gemm_kernel<BM, BN, STAGES>;
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes);
-  if (attr != cudaSuccess) {
-    return Status::Error(std::string("sm90 gemm: cannot opt in to ") + std::to_string(S::kSmemBytes) +
-                         " bytes of shared memory: " + cudaGetErrorString(attr));
-  }
-  const int tiles = ((a.m + BM - 1) / BM) * ((a.n + BN - 1) / BN);
-  const int grid = std::max(1, std::min(tiles, dev.sm_count));
-  kernel<<<grid, S::kThreads, S::kSmemBytes, stream>>>(
-      map_a, map_b, a.a_scales, a.b_scales, reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k);
+  FP8LM_RETURN_IF_ERROR(make_map(&map_b, a.b, a.n, a.k, S::kBSliceRows, "B"));
+  auto kernel = sm90_gemm_kernel<BM, BN, STAGES, CM, PIPE>;
+  // Per process (one device assumed): opt in to the shared memory, and count how many clusters
+  // can be resident at once (clusters must fit in a GPC, so this can be < sm_count / CM).
+  static int max_clusters = -1;
+  static std::string setup_error;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes);
+    if (e == cudaSuccess && CM > 1) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0);
+    if (e == cudaSuccess) {
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(CM * dev.sm_count);
+      cfg.blockDim = dim3(S::kThreads);
+      cfg.dynamicSmemBytes = S::kSmemBytes;
+      cudaLaunchAttribute attr;
+      attr.id = cudaLaunchAttributeClusterDimension;
+      attr.val.clusterDim.x = CM;
+      attr.val.clusterDim.y = 1;
+      attr.val.clusterDim.z = 1;
+      cfg.attrs = &attr;
+      cfg.numAttrs = 1;
+      e = cudaOccupancyMaxActiveClusters(&max_clusters, kernel, &cfg);
+    }
+    if (e != cudaSuccess || max_clusters < 1) {
+      setup_error = std::string("sm90 gemm: cannot run ") + std::to_string(S::kSmemBytes) +
+                    "-byte CTAs in clusters of " + std::to_string(CM) + ": " + cudaGetErrorString(e);
+    }
+  });
+  if (!setup_error.empty()) return Status::Error(setup_error);
+
+  const int tiles = ((a.m + BM * CM - 1) / (BM * CM)) * ((a.n + BN - 1) / BN);
+  const int clusters = std::max(1, std::min(tiles, max_clusters));
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(CM * clusters);
+  cfg.blockDim = dim3(S::kThreads);
+  cfg.dynamicSmemBytes = S::kSmemBytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = CM;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_a, map_b, a.a_scales, a.b_scales,
+                                           reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k);
+  if (e != cudaSuccess) return Status::Error(std::string("sm90 gemm launch failed: ") + cudaGetErrorString(e));
   return check_launch("sm90 gemm");
 }
 
@@ -548,15 +713,42 @@ Status run_decode(const Fp8GemmArgs& a, int split, cudaStream_t stream) {
   return check_launch("sm90 decode");
 }
 
+int decode_smem_bytes(int mt, int stages) {
+  switch (mt) {
+    case 16: return DecodeShape<16, 4>::kSmemBytes;
+    case 32: return DecodeShape<32, 4>::kSmemBytes;
+    case 64: return DecodeShape<64, 4>::kSmemBytes;
+  }
+  return (kDecodeRows + mt) * kBlockK * stages + stages * 8 + kSwizzleAlign;
+}
+
 }  // namespace
 
+std::span<const GemmConfig> configs() {
+  // {kernel, block_m, block_n, stages, split_k, cluster_m}; keep in sync with the dispatch below.
+  static const GemmConfig all[] = {
+      {GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 2},
+      {GemmKernel::kSm90Wgmma, 128, 192, 5, 0, 2},
+      {GemmKernel::kSm90Wgmma, 64, 128, 8, 0, 1},
+      {GemmKernel::kSm90Decode, 16, kDecodeRows, 4, 0, 1},
+      {GemmKernel::kSm90Decode, 32, kDecodeRows, 4, 0, 1},
+      {GemmKernel::kSm90Decode, 64, kDecodeRows, 4, 0, 1},
+  };
+  return all;
+}
+
 int sm90_decode_auto_split(int m, int n, int k, const GemmConfig& config, const DeviceInfo& device) {
-  // Aim for about kDecodeCtasPerSm resident CTAs per SM, each with >= 2 k-blocks of work.
-  constexpr int kDecodeCtasPerSm = 3;
+  // One wave: as many CTAs as can be resident at once (shared memory bounds it; 1 KB per CTA is
+  // reserved by the hardware), each tile's K range split over up to kMaxCluster of them. Every
+  // CTA keeps `stages` weight tiles in flight, which is plenty of bytes to cover DRAM latency.
   const int num_kb = (k + kBlockK - 1) / kBlockK;
-  const int tiles = ((n + kDecodeRows - 1) / kDecodeRows) * ((m + config.block_m - 1) / config.block_m);
-  const int want = (kDecodeCtasPerSm * std::max(device.sm_count, 1) + tiles - 1) / tiles;
-  return std::clamp(std::min(want, num_kb / 2), 1, kMaxCluster);
+  const int smem_per_sm = static_cast<int>(device.smem_optin_bytes) + 1024;
+  const int per_sm = std::clamp(smem_per_sm / (decode_smem_bytes(config.block_m, config.stages) + 1024), 1, 16);
+  const long long slots = static_cast<long long>(per_sm) * std::max(device.sm_count, 1);
+  const long long tiles = static_cast<long long>((n + kDecodeRows - 1) / kDecodeRows) *
+                          ((m + config.block_m - 1) / config.block_m);
+  const long long want = slots / std::max(tiles, 1LL);
+  return static_cast<int>(std::clamp<long long>(std::min<long long>(want, num_kb), 1, kMaxCluster));
 }
 
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
@@ -568,14 +760,17 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
   if (args.m == 0) return Status::Ok();
   const int bm = config.block_m, bn = config.block_n, st = config.stages;
   if (config.kernel == GemmKernel::kSm90Wgmma) {
-    if (bm == 128 && bn == 128 && st == 6) return run_big<128, 128, 6>(args, device, stream);
-    if (bm == 128 && bn == 192 && st == 5) return run_big<128, 192, 5>(args, device, stream);
-    if (bm == 64 && bn == 128 && st == 8) return run_big<64, 128, 8>(args, device, stream);
+    const int cm = config.cluster_m;
+    if (bm == 128 && bn == 128 && st == 6 && cm == 2 && config.split_k == 0) return run_big<128, 128, 6, 2>(args, device, stream);
+    if (bm == 128 && bn == 128 && st == 6 && cm == 2 && config.split_k == -1) return run_big<128, 128, 6, 2, true>(args, device, stream);
+    if (bm == 128 && bn == 128 && st == 6 && cm == 1) return run_big<128, 128, 6, 1>(args, device, stream);
+    if (bm == 128 && bn == 192 && st == 5 && cm == 2) return run_big<128, 192, 5, 2>(args, device, stream);
+    if (bm == 64 && bn == 128 && st == 8 && cm == 1) return run_big<64, 128, 8, 1>(args, device, stream);
   } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
     const int split = config.split_k > 0 ? config.split_k
                                          : sm90_decode_auto_split(args.m, args.n, args.k, config, device);
-    if (bm == 16 && st == 6) return run_decode<16, 6>(args, split, stream);
-    if (bm == 32 && st == 6) return run_decode<32, 6>(args, split, stream);
+    if (bm == 16 && st == 4) return run_decode<16, 4>(args, split, stream);
+    if (bm == 32 && st == 4) return run_decode<32, 4>(args, split, stream);
     if (bm == 64 && st == 4) return run_decode<64, 4>(args, split, stream);
   }
   return Status::Error("sm90: configuration not compiled: kernel " +

@@ -3,11 +3,16 @@
 
 #include <cuda_runtime_api.h>
 
+#include <span>
+
 #include "fp8lm/device.h"
 #include "fp8lm/gemm.h"
 #include "fp8lm/status.h"
 
 namespace fp8lm::sm90 {
+
+// Every compiled sm90 configuration (kSm90Wgmma tiles, kSm90Decode token tiles).
+std::span<const GemmConfig> configs();
 
 // Runs `config` (kernel kSm90Wgmma or kSm90Decode, a compiled tile shape) on `stream`. The
 // arguments must already have passed validate(). Returns an error (and launches nothing) when the
