@@ -50,18 +50,20 @@
 #include "gemm/sm90_wgmma_ops.cuh"
 
 namespace fp8lm::sm90 {
-namespace {
+// Named (not anonymous) so the sm_89 pass, which compiles the kernels to empty bodies, does not
+// warn about device-only helpers it never references.
+namespace impl {
 
-constexpr int kBlockK = 128;        // k per stage = per scale group = one 128B swizzle row of fp8
-constexpr int kWgmmaK = 32;         // k per wgmma instruction for 8-bit inputs
-constexpr int kWgmmaM = 64;         // rows per wgmma (one warpgroup)
-constexpr int kWarpgroup = 128;     // threads
-constexpr int kGroupM = 8;          // m-blocks per sweep of the persistent tile order
-constexpr int kDecodeRows = 64;     // weight rows per decode CTA (the wgmma M)
-constexpr int kMaxCluster = 8;      // portable cluster size limit
-constexpr int kSwizzleAlign = 1024; // SWIZZLE_128B tiles start on 1024-byte boundaries
-constexpr int kProducerRegs = 40;
-constexpr int kConsumerRegs = 232;
+inline constexpr int kBlockK = 128;        // k per stage = per scale group = one 128B swizzle row of fp8
+inline constexpr int kWgmmaK = 32;         // k per wgmma instruction for 8-bit inputs
+inline constexpr int kWgmmaM = 64;         // rows per wgmma (one warpgroup)
+inline constexpr int kWarpgroup = 128;     // threads
+inline constexpr int kGroupM = 8;          // m-blocks per sweep of the persistent tile order
+inline constexpr int kDecodeRows = 64;     // weight rows per decode CTA (the wgmma M)
+inline constexpr int kMaxCluster = 8;      // portable cluster size limit
+inline constexpr int kSwizzleAlign = 1024; // SWIZZLE_128B tiles start on 1024-byte boundaries
+inline constexpr int kProducerRegs = 40;
+inline constexpr int kConsumerRegs = 232;
 
 // ------------------------------------------------------------------------------------------------
 // Device helpers (PTX wrappers). Bodies exist only in the sm_90a pass.
@@ -722,7 +724,9 @@ int decode_smem_bytes(int mt, int stages) {
   return (kDecodeRows + mt) * kBlockK * stages + stages * 8 + kSwizzleAlign;
 }
 
-}  // namespace
+}  // namespace impl
+
+using namespace impl;
 
 std::span<const GemmConfig> configs() {
   // {kernel, block_m, block_n, stages, split_k, cluster_m}; keep in sync with the dispatch below.
