@@ -12,7 +12,7 @@
 
 namespace fp8lm::cpu {
 
-// float -> e4m3fn, round to nearest even, saturating to +-448, NaN -> NaN (0x7F / 0xFF by sign).
+// float -> e4m3fn, round to nearest even, saturating to +-448 (infinities too), NaN -> 0x7F.
 // Bit-exact with the GPU's cvt.rn.satfinite.e4m3x2.f32.
 fp8_e4m3 fp8_encode(float x);
 // e4m3fn -> float (exact).
@@ -29,8 +29,10 @@ Status quantize_weight_blockwise(const float* w, int n, int k, fp8_e4m3* out, fl
 // bf16 output, multi-threaded (threads <= 0: all hardware threads).
 Status gemm_fp8_blockwise(const Fp8GemmArgs& args, int threads = 0);
 
-// The oracle: dequantize each FP8 input and accumulate in fp64, for the output rows listed in
+// The oracle: dequantize each FP8 input and accumulate in fp64 (args.out is not used), for the rows in
 // `rows` only (all rows when empty). out: [rows.size() (or m), n] row-major doubles.
-Status gemm_fp8_blockwise_oracle(const Fp8GemmArgs& args, std::span<const int> rows, double* out);
+// abs_out (optional, same shape): sum_k |a|*|b| per element, the scale of rounding error.
+Status gemm_fp8_blockwise_oracle(const Fp8GemmArgs& args, std::span<const int> rows, double* out,
+                                 double* abs_out = nullptr);
 
 }  // namespace fp8lm::cpu

@@ -28,6 +28,9 @@ bool cuda_device_available(std::string* why = nullptr);
 // Properties of the current device, cached per ordinal after the first query.
 Status current_device(DeviceInfo* info);
 
+// Waits for all work on the current device; returns the first asynchronous error, if any.
+Status synchronize_device();
+
 // OK on GPUs with FP8 tensor cores (sm_89 Ada, sm_90 Hopper and later); otherwise an error that
 // names the GPU and what fp8lm needs.
 Status check_fp8_support(const DeviceInfo& info);

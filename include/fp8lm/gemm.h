@@ -34,6 +34,8 @@ struct Fp8GemmArgs {
 
 // Checks pointers, sizes and alignment; the GPU entry point and the CPU twin both call it.
 Status validate(const Fp8GemmArgs& args);
+// The same checks without `out` (for consumers that write elsewhere, such as the fp64 oracle).
+Status validate_gemm_inputs(const Fp8GemmArgs& args);
 
 enum class GemmKernel {
   kSm89Mma,    // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)

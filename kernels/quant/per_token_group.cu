@@ -1,0 +1,68 @@
+// Per-token-group activation quantization: bf16 [m, k] -> FP8 [m, k] + fp32 scales [m, ceil(k/128)].
+//
+// One warp per (row, 128-channel group): each lane loads 4 bf16 (8 bytes), the warp reduces amax
+// with shuffles, and each lane stores 4 FP8 codes (4 bytes). Memory bound: 3 bytes per element
+// plus 4 bytes per group.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "common/cuda_check.h"
+#include "common/fp8_convert.cuh"
+#include "fp8lm/quant.h"
+
+namespace fp8lm {
+
+namespace {
+
+constexpr int kWarpsPerBlock = 8;
+constexpr int kValuesPerLane = kQuantGroup / 32;  // 4
+static_assert(kValuesPerLane == 4, "each lane handles one 8-byte vector of 4 bf16");
+
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    quantize_per_token_group_kernel(const __nv_bfloat16* __restrict__ in, std::uint32_t* __restrict__ out,
+                                    float* __restrict__ scales, int m, int k) {
+  const int groups = ceil_div(k, kQuantGroup);
+  const long long group_id = static_cast<long long>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (group_id >= static_cast<long long>(m) * groups) return;
+  const int lane = threadIdx.x % 32;
+  const int row = static_cast<int>(group_id / groups);
+  const int g = static_cast<int>(group_id % groups);
+  const int col = g * kQuantGroup + lane * kValuesPerLane;
+  const bool active = col < k;  // k % 16 == 0, so a lane's 4 values are all in or all out
+  const std::size_t offset = static_cast<std::size_t>(row) * k + col;
+
+  float v[kValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
+  if (active) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(in + offset);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+    v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+  }
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+#pragma unroll
+  for (int mask = 16; mask > 0; mask >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, mask));
+  const float scale = scale_from_amax(amax);
+  if (lane == 0) scales[static_cast<std::size_t>(row) * groups + g] = scale;
+  if (active) {
+    // IEEE division (no fast-math), so the CPU twin's x / scale is bit-identical.
+    const std::uint32_t lo = fp8x2_encode(v[0] / scale, v[1] / scale);
+    const std::uint32_t hi = fp8x2_encode(v[2] / scale, v[3] / scale);
+    out[offset / 4] = lo | (hi << 16);
+  }
+}
+
+}  // namespace
+
+Status quantize_per_token_group(const QuantizeArgs& args, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(args));
+  if (args.m == 0) return Status::Ok();
+  const long long groups = static_cast<long long>(args.m) * ceil_div(args.k, kQuantGroup);
+  const long long blocks = (groups + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  if (blocks > 0x7fffffffLL) return Status::Error("quantize_per_token_group: m * k is too large for one launch");
+  quantize_per_token_group_kernel<<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
+      reinterpret_cast<const __nv_bfloat16*>(args.in), reinterpret_cast<std::uint32_t*>(args.out), args.scales,
+      args.m, args.k);
+  return cuda_status(cudaGetLastError(), "quantize_per_token_group launch");
+}
+
+}  // namespace fp8lm

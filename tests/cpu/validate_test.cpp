@@ -1,0 +1,59 @@
+// Argument validation of the GEMM entry point (shared by the GPU launcher and the CPU twin): each
+// mistake gets a message naming the argument, and nothing is written.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "fp8lm/cpu.h"
+
+namespace fp8lm {
+namespace {
+
+struct Buffers {
+  alignas(16) fp8_e4m3 a[64 * 32];
+  alignas(16) fp8_e4m3 b[64 * 32];
+  alignas(16) float sa[64];
+  alignas(16) float sb[64];
+  alignas(16) bf16 out[64 * 64];
+};
+
+std::string error_of(const Fp8GemmArgs& args) {
+  const Status s = validate(args);
+  return s.ok() ? "" : s.message();
+}
+
+TEST(GemmValidate, AcceptsGoodArguments) {
+  Buffers buf{};
+  EXPECT_EQ(error_of({buf.a, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 32}), "");
+}
+
+TEST(GemmValidate, NamesTheBadArgument) {
+  Buffers buf{};
+  EXPECT_NE(error_of({buf.a, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 24}).find("k = 24 must be a multiple of 16"),
+            std::string::npos);
+  EXPECT_NE(error_of({buf.a, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 0}).find("k = 0"), std::string::npos);
+  EXPECT_NE(error_of({buf.a, buf.sa, buf.b, buf.sb, buf.out, 2, 0, 32}).find("n = 0"), std::string::npos);
+  EXPECT_NE(error_of({buf.a, buf.sa, buf.b, buf.sb, buf.out, -1, 3, 32}).find("m = -1"), std::string::npos);
+  EXPECT_NE(error_of({nullptr, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 32}).find("a (activations"), std::string::npos);
+  EXPECT_NE(error_of({buf.a, nullptr, buf.b, buf.sb, buf.out, 2, 3, 32}).find("a_scales"), std::string::npos);
+  EXPECT_NE(error_of({buf.a, buf.sa, nullptr, buf.sb, buf.out, 2, 3, 32}).find("b (weights"), std::string::npos);
+  EXPECT_NE(error_of({buf.a, buf.sa, buf.b, nullptr, buf.out, 2, 3, 32}).find("b_scales"), std::string::npos);
+  EXPECT_NE(error_of({buf.a, buf.sa, buf.b, buf.sb, nullptr, 2, 3, 32}).find("out"), std::string::npos);
+  EXPECT_NE(error_of({buf.a + 1, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 32}).find("16-byte aligned"),
+            std::string::npos);
+}
+
+TEST(GemmValidate, EmptyBatchIsANoOp) {
+  EXPECT_EQ(error_of({nullptr, nullptr, nullptr, nullptr, nullptr, 0, 3, 32}), "");
+  EXPECT_TRUE(cpu::gemm_fp8_blockwise({nullptr, nullptr, nullptr, nullptr, nullptr, 0, 3, 32}).ok());
+}
+
+TEST(GemmValidate, CpuTwinWritesNothingOnError) {
+  Buffers buf{};
+  for (auto& v : buf.out) v = bf16{0x1234};
+  EXPECT_FALSE(cpu::gemm_fp8_blockwise({buf.a, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 24}).ok());
+  for (auto& v : buf.out) ASSERT_EQ(v.bits, 0x1234);
+}
+
+}  // namespace
+}  // namespace fp8lm

@@ -1,0 +1,149 @@
+// The FP8 blockwise GEMM on the GPU against the fp64 oracle: every compiled configuration (forced)
+// and the heuristic's choice, on fresh random inputs, with the output poisoned (NaN) before each
+// run. Shapes: every Qwen3 GEMM of the benchmark models x m in {1,2,3,7,16,64,100,256,1000,4096},
+// ragged n/k, and scale extremes. For m > 16 the oracle checks 16 rows (the first, the last and
+// 14 random ones, different per case) - the fp64 reference over all rows would take hours on the
+// CPU - while the whole output is checked for unwritten (NaN) elements.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "fp8lm/cpu.h"
+#include "fp8lm/gemm.h"
+#include "fp8lm/qwen3_models.h"
+#include "fp8lm/device_buffer.h"
+#include "fp8lm/oracle_check.h"
+#include "fp8lm/random.h"
+
+namespace fp8lm {
+namespace {
+
+constexpr int kCheckedRows = 16;
+
+struct Case {
+  std::string name;
+  int m, n, k;
+  double a_scale_center = 1e-2, b_scale_center = 1e-4;  // typical activation / weight scales
+  bool zero_block = false;  // one A group and one B 128x128 block all zero
+};
+
+struct Problem {
+  std::vector<fp8_e4m3> a, b;
+  std::vector<float> sa, sb;
+};
+
+Problem make_problem(const Case& c, Rng& rng) {
+  const int kb = ceil_div(c.k, kQuantGroup);
+  Problem p;
+  p.a.resize(static_cast<std::size_t>(c.m) * c.k);
+  p.b.resize(static_cast<std::size_t>(c.n) * c.k);
+  p.sa.resize(static_cast<std::size_t>(c.m) * kb);
+  p.sb.resize(static_cast<std::size_t>(ceil_div(c.n, kQuantGroup)) * kb);
+  fill_fp8(p.a, rng);
+  fill_fp8(p.b, rng);
+  fill_scales(p.sa, rng, c.a_scale_center);
+  fill_scales(p.sb, rng, c.b_scale_center);
+  if (c.zero_block) {
+    for (int i = 0; i < std::min(c.k, kQuantGroup); ++i) p.a[i] = fp8_e4m3{0};
+    for (int r = 0; r < std::min(c.n, kQuantGroup); ++r)
+      for (int i = 0; i < std::min(c.k, kQuantGroup); ++i) p.b[static_cast<std::size_t>(r) * c.k + i] = fp8_e4m3{0};
+  }
+  return p;
+}
+
+std::vector<int> rows_to_check(int m, Rng& rng) {
+  std::vector<int> rows;
+  if (m <= kCheckedRows) {
+    for (int r = 0; r < m; ++r) rows.push_back(r);
+    return rows;
+  }
+  rows = {0, m - 1};
+  while (static_cast<int>(rows.size()) < kCheckedRows) {
+    const int r = static_cast<int>(rng.next() % static_cast<std::uint64_t>(m));
+    if (std::find(rows.begin(), rows.end(), r) == rows.end()) rows.push_back(r);
+  }
+  std::sort(rows.begin(), rows.end());
+  return rows;
+}
+
+class GemmGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(GemmGpu, EveryConfigMatchesOracle) {
+  const Case& c = GetParam();
+  Rng rng(std::hash<std::string>{}(c.name));
+  const Problem p = make_problem(c, rng);
+  DeviceBuffer<fp8_e4m3> a(p.a), b(p.b);
+  DeviceBuffer<float> sa(p.sa), sb(p.sb);
+  DeviceBuffer<bf16> out(static_cast<std::size_t>(c.m) * c.n);
+  const Fp8GemmArgs d_args{a.get(), sa.get(), b.get(), sb.get(), out.get(), c.m, c.n, c.k};
+  const Fp8GemmArgs h_args{p.a.data(), p.sa.data(), p.b.data(), p.sb.data(), nullptr, c.m, c.n, c.k};
+
+  const std::vector<int> rows = rows_to_check(c.m, rng);
+  std::vector<double> ref(rows.size() * c.n), abs_ref(rows.size() * c.n);
+  ASSERT_TRUE(cpu::gemm_fp8_blockwise_oracle(h_args, rows, ref.data(), abs_ref.data()).ok());
+
+  std::vector<const GemmConfig*> runs = {nullptr};  // nullptr: the heuristic's choice
+  for (const GemmConfig& config : gemm_configs()) runs.push_back(&config);
+  for (const GemmConfig* config : runs) {
+    const std::string label = config ? config->name() : "auto";
+    out.fill_bytes(0xFF);
+    const Status s = gemm_fp8_blockwise(d_args, nullptr, config);
+    ASSERT_TRUE(s.ok()) << label << ": " << s.message();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << label;
+    const std::vector<bf16> got = out.download();
+    const auto check = check_against_oracle(got, c.m, c.n, rows, ref.data(), abs_ref.data());
+    EXPECT_TRUE(check.ok()) << label << ": " << check.first_problem << "; " << check.out_of_bound
+                            << " elements out of bound, " << check.non_finite << " non-finite, rel. Frobenius "
+                            << check.rel_frobenius;
+  }
+}
+
+std::vector<Case> qwen3_cases() {
+  std::vector<Case> cases;
+  for (const GemmShape& s : qwen3_benchmark_gemm_shapes())
+    for (int m : {1, 2, 3, 7, 16, 64, 100, 256, 1000, 4096})
+      cases.push_back({s.model + "_" + s.layer + "_m" + std::to_string(m), m, s.n, s.k});
+  return cases;
+}
+
+std::vector<Case> ragged_cases() {
+  std::vector<Case> cases;
+  for (auto [m, n, k] : std::vector<std::array<int, 3>>{{1, 1, 16},      {2, 130, 144},   {3, 255, 272},
+                                                        {7, 64, 16},     {17, 129, 400},  {33, 383, 1040},
+                                                        {65, 513, 2064}, {129, 1000, 4112}, {300, 77, 1008},
+                                                        {1, 4097, 4096}, {5, 16, 5136}})
+    cases.push_back({"ragged_m" + std::to_string(m) + "n" + std::to_string(n) + "k" + std::to_string(k), m, n, k});
+  // Scale extremes: tiny amax (the floor: 1e-10/448 ~ 2e-13) and huge; and zero blocks.
+  cases.push_back({"tiny_scales", 64, 256, 512, 2e-13, 2e-13});
+  cases.push_back({"huge_scales", 64, 256, 512, 1e4, 1e3});
+  cases.push_back({"zero_block", 100, 384, 1024, 1e-2, 1e-4, true});
+  return cases;
+}
+
+auto case_name = [](const auto& info) {
+  std::string s = info.param.name;
+  std::replace_if(s.begin(), s.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
+  return s;
+};
+
+INSTANTIATE_TEST_SUITE_P(Qwen3, GemmGpu, ::testing::ValuesIn(qwen3_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Edges, GemmGpu, ::testing::ValuesIn(ragged_cases()), case_name);
+
+TEST(GemmGpuArgs, RejectsBadArgumentsWithoutLaunching) {
+  DeviceBuffer<fp8_e4m3> a(64 * 32), b(64 * 32);
+  DeviceBuffer<float> s(64);
+  DeviceBuffer<bf16> out(64 * 64);
+  out.fill_bytes(0x11);
+  Status st = gemm_fp8_blockwise({a.get(), s.get(), b.get(), s.get(), out.get(), 2, 3, 24}, nullptr);
+  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
+  st = gemm_fp8_blockwise({a.get(), s.get(), nullptr, s.get(), out.get(), 2, 3, 32}, nullptr);
+  EXPECT_NE(st.message().find("b (weights"), std::string::npos) << st.message();
+  EXPECT_TRUE(gemm_fp8_blockwise({nullptr, nullptr, nullptr, nullptr, nullptr, 0, 3, 32}, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (const bf16 v : out.download()) ASSERT_EQ(v.bits, 0x1111);
+}
+
+}  // namespace
+}  // namespace fp8lm
