@@ -200,6 +200,7 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
   if (opt.all_configs) {
     json configs = json::object();
     for (const GemmConfig& c : gemm_configs()) {
+      if (!gemm_config_runs_on(c, device)) continue;
       Timing t;
       const Status s = time_ours(&c, &t);
       configs[c.name()] = s.ok() ? json(t.median_us) : json(s.message());

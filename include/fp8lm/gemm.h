@@ -57,8 +57,12 @@ struct GemmConfig {
   std::string name() const;  // e.g. "sm89_m64n128s4"
 };
 
-// Every configuration compiled into this build (tests force each one).
+// Every configuration compiled into this build (tests force each one that runs on the device).
 std::span<const GemmConfig> gemm_configs();
+
+// Whether `config` can run on `device` (the sm90 kernels need an sm_90 GPU; forcing one elsewhere
+// returns an error instead of launching).
+bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device);
 
 // The heuristic: which configuration to run for this shape on this device.
 GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device);

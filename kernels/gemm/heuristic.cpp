@@ -12,7 +12,35 @@ const GemmConfig& find_config(GemmKernel kernel, int block_m, int block_n) {
 }
 }  // namespace
 
+namespace {
+// Hopper: the sm90 kernels (sm90_blockwise.cu; measurements in NOTES-sm90.md).
+GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {
+  // Small m is a weight stream: the swap-AB decode kernel (tokens are the wgmma N side, split-K
+  // over a cluster fills the SMs) with the smallest token tile that covers m.
+  if (m <= 16) return find_config(GemmKernel::kSm90Decode, 16, 64);
+  if (m <= 32) return find_config(GemmKernel::kSm90Decode, 32, 64);
+  // Larger m: the persistent TMA + wgmma kernel. One CTA per SM, so the time is about
+  // waves x (tile area / the tile's sustained rate); pick the tile that minimizes it.
+  struct Candidate {
+    int block_m, block_n;
+    double rate;  // relative sustained throughput per CTA, from the H200 measurements
+  };
+  constexpr Candidate kCandidates[] = {{128, 192, 1.0}, {128, 128, 0.97}, {64, 128, 0.78}};
+  const int slots = device.sm_count > 0 ? device.sm_count : 132;
+  const Candidate* best = nullptr;
+  double best_cost = 0;
+  for (const Candidate& c : kCandidates) {
+    const long long tiles = static_cast<long long>((m + c.block_m - 1) / c.block_m) * ((n + c.block_n - 1) / c.block_n);
+    const long long waves = (tiles + slots - 1) / slots;
+    const double cost = static_cast<double>(waves) * c.block_m * c.block_n / c.rate;
+    if (!best || cost < best_cost) best = &c, best_cost = cost;
+  }
+  return find_config(GemmKernel::kSm90Wgmma, best->block_m, best->block_n);
+}
+}  // namespace
+
 GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device) {
+  if (device.sm_version() == 90) return pick_sm90(m, n, k, device);
   // SM89 mma.sync kernel. Small m: the smallest tile that covers m keeps wasted mma work and
   // shared memory low, and n64 tiles give more CTAs to spread the weight stream over the SMs.
   // Larger m: bigger tiles re-read A and B less; m128 only once there are enough tiles to fill
