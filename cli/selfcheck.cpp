@@ -21,33 +21,13 @@ struct Shape {
   int m, n, k;
 };
 
-struct GemmInputs {
-  std::vector<fp8_e4m3> a, b;
-  std::vector<float> sa, sb;
-  Fp8GemmArgs args(bf16* out, int m, int n, int k) const { return {a.data(), sa.data(), b.data(), sb.data(), out, m, n, k}; }
-};
-
-GemmInputs random_inputs(const Shape& s, Rng& rng) {
-  const int kb = ceil_div(s.k, kQuantGroup);
-  GemmInputs in;
-  in.a.resize(static_cast<std::size_t>(s.m) * s.k);
-  in.b.resize(static_cast<std::size_t>(s.n) * s.k);
-  in.sa.resize(static_cast<std::size_t>(s.m) * kb);
-  in.sb.resize(static_cast<std::size_t>(ceil_div(s.n, kQuantGroup)) * kb);
-  fill_fp8(in.a, rng);
-  fill_fp8(in.b, rng);
-  fill_scales(in.sa, rng, 1e-2);
-  fill_scales(in.sb, rng, 1e-4);
-  return in;
-}
-
-// Runs `produce` (which writes the [m, n] output) and compares it with the oracle on every row.
-bool check_gemm(const char* what, const Shape& s, const GemmInputs& in, const std::vector<bf16>& out,
+// Compares a whole [m, n] output with the oracle on every row.
+bool check_gemm(const char* what, const Shape& s, const HostGemmProblem& in, const std::vector<bf16>& out,
                 const std::string& note) {
   std::vector<double> ref(static_cast<std::size_t>(s.m) * s.n), abs_ref(ref.size());
   std::vector<int> rows(s.m);
   for (int r = 0; r < s.m; ++r) rows[r] = r;
-  if (Status st = cpu::gemm_fp8_blockwise_oracle(in.args(nullptr, s.m, s.n, s.k), rows, ref.data(), abs_ref.data());
+  if (Status st = cpu::gemm_fp8_blockwise_oracle(in.args(nullptr), rows, ref.data(), abs_ref.data());
       !st.ok()) {
     fmt::print("  FAIL {} m={} n={} k={}: {}\n", what, s.m, s.n, s.k, st.message());
     return false;
@@ -62,9 +42,9 @@ bool cpu_checks(Rng& rng) {
   fmt::print("CPU: GEMM twin (fp32, per-128-k promotion) against the fp64 oracle\n");
   bool ok = true;
   for (const Shape& s : {Shape{1, 1024, 1024}, Shape{3, 255, 272}, Shape{16, 2048, 1024}}) {
-    const GemmInputs in = random_inputs(s, rng);
+    const HostGemmProblem in = random_gemm_problem(s.m, s.n, s.k, rng);
     std::vector<bf16> out(static_cast<std::size_t>(s.m) * s.n, bf16{0x7FC0});
-    if (Status st = cpu::gemm_fp8_blockwise(in.args(out.data(), s.m, s.n, s.k)); !st.ok()) {
+    if (Status st = cpu::gemm_fp8_blockwise(in.args(out.data())); !st.ok()) {
       fmt::print("  FAIL cpu gemm: {}\n", st.message());
       ok = false;
       continue;
@@ -103,9 +83,9 @@ bool gpu_checks(Rng& rng, const DeviceInfo& device) {
     ok &= same;
   }
   for (const Shape& s : {Shape{1, 6144, 4096}, Shape{3, 255, 272}, Shape{16, 4096, 12288}, Shape{256, 1536, 2048}}) {
-    const GemmInputs in = random_inputs(s, rng);
+    const HostGemmProblem in = random_gemm_problem(s.m, s.n, s.k, rng);
     DeviceBuffer<fp8_e4m3> a(in.a), b(in.b);
-    DeviceBuffer<float> sa(in.sa), sb(in.sb);
+    DeviceBuffer<float> sa(in.a_scales), sb(in.b_scales);
     DeviceBuffer<bf16> out(static_cast<std::size_t>(s.m) * s.n);
     out.fill_bytes(0xFF);
     Status st = gemm_fp8_blockwise({a.get(), sa.get(), b.get(), sb.get(), out.get(), s.m, s.n, s.k}, nullptr);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "fp8lm/gemm.h"
 #include "fp8lm/numerics.h"
 
 namespace fp8lm {
@@ -46,6 +47,31 @@ inline void fill_fp8(std::vector<fp8_e4m3>& v, Rng& rng) {
 // Positive scales spread over `decades` orders of magnitude around `center`.
 inline void fill_scales(std::vector<float>& v, Rng& rng, double center = 1e-3, double decades = 2.0) {
   for (float& s : v) s = static_cast<float>(center * std::pow(10.0, rng.uniform(-decades / 2, decades / 2)));
+}
+
+// A random FP8 blockwise GEMM problem on the host: codes over the whole finite range, scales
+// spread over two decades around typical activation (1e-2) and weight (1e-4) values.
+struct HostGemmProblem {
+  int m = 0, n = 0, k = 0;
+  std::vector<fp8_e4m3> a, b;
+  std::vector<float> a_scales, b_scales;
+  Fp8GemmArgs args(bf16* out) const { return {a.data(), a_scales.data(), b.data(), b_scales.data(), out, m, n, k}; }
+};
+
+inline HostGemmProblem random_gemm_problem(int m, int n, int k, Rng& rng, double a_scale_center = 1e-2,
+                                           double b_scale_center = 1e-4) {
+  const int kb = ceil_div(k, kQuantGroup);
+  HostGemmProblem p;
+  p.m = m, p.n = n, p.k = k;
+  p.a.resize(static_cast<std::size_t>(m) * k);
+  p.b.resize(static_cast<std::size_t>(n) * k);
+  p.a_scales.resize(static_cast<std::size_t>(m) * kb);
+  p.b_scales.resize(static_cast<std::size_t>(ceil_div(n, kQuantGroup)) * kb);
+  fill_fp8(p.a, rng);
+  fill_fp8(p.b, rng);
+  fill_scales(p.a_scales, rng, a_scale_center);
+  fill_scales(p.b_scales, rng, b_scale_center);
+  return p;
 }
 
 }  // namespace fp8lm

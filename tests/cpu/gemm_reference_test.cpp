@@ -20,15 +20,9 @@ class CpuGemm : public ::testing::TestWithParam<Shape> {};
 TEST_P(CpuGemm, MatchesOracle) {
   const auto [m, n, k] = GetParam();
   Rng rng(1000003ull * m + 1009ull * n + k);
-  const int kb = ceil_div(k, kQuantGroup);
-  std::vector<fp8_e4m3> a(static_cast<std::size_t>(m) * k), b(static_cast<std::size_t>(n) * k);
-  std::vector<float> sa(static_cast<std::size_t>(m) * kb), sb(static_cast<std::size_t>(ceil_div(n, kQuantGroup)) * kb);
-  fill_fp8(a, rng);
-  fill_fp8(b, rng);
-  fill_scales(sa, rng);
-  fill_scales(sb, rng, 1e-4);
+  const HostGemmProblem p = random_gemm_problem(m, n, k, rng);
   std::vector<bf16> out(static_cast<std::size_t>(m) * n, bf16{0x7FC0});  // poisoned with NaN
-  const Fp8GemmArgs args{a.data(), sa.data(), b.data(), sb.data(), out.data(), m, n, k};
+  const Fp8GemmArgs args = p.args(out.data());
   ASSERT_TRUE(cpu::gemm_fp8_blockwise(args, 2).ok());
   std::vector<double> ref(out.size()), abs_ref(out.size());
   ASSERT_TRUE(cpu::gemm_fp8_blockwise_oracle(args, {}, ref.data(), abs_ref.data()).ok());

@@ -29,22 +29,8 @@ struct Case {
   bool zero_block = false;  // one A group and one B 128x128 block all zero
 };
 
-struct Problem {
-  std::vector<fp8_e4m3> a, b;
-  std::vector<float> sa, sb;
-};
-
-Problem make_problem(const Case& c, Rng& rng) {
-  const int kb = ceil_div(c.k, kQuantGroup);
-  Problem p;
-  p.a.resize(static_cast<std::size_t>(c.m) * c.k);
-  p.b.resize(static_cast<std::size_t>(c.n) * c.k);
-  p.sa.resize(static_cast<std::size_t>(c.m) * kb);
-  p.sb.resize(static_cast<std::size_t>(ceil_div(c.n, kQuantGroup)) * kb);
-  fill_fp8(p.a, rng);
-  fill_fp8(p.b, rng);
-  fill_scales(p.sa, rng, c.a_scale_center);
-  fill_scales(p.sb, rng, c.b_scale_center);
+HostGemmProblem make_problem(const Case& c, Rng& rng) {
+  HostGemmProblem p = random_gemm_problem(c.m, c.n, c.k, rng, c.a_scale_center, c.b_scale_center);
   if (c.zero_block) {
     for (int i = 0; i < std::min(c.k, kQuantGroup); ++i) p.a[i] = fp8_e4m3{0};
     for (int r = 0; r < std::min(c.n, kQuantGroup); ++r)
@@ -73,16 +59,15 @@ class GemmGpu : public ::testing::TestWithParam<Case> {};
 TEST_P(GemmGpu, EveryConfigMatchesOracle) {
   const Case& c = GetParam();
   Rng rng(std::hash<std::string>{}(c.name));
-  const Problem p = make_problem(c, rng);
+  const HostGemmProblem p = make_problem(c, rng);
   DeviceBuffer<fp8_e4m3> a(p.a), b(p.b);
-  DeviceBuffer<float> sa(p.sa), sb(p.sb);
+  DeviceBuffer<float> sa(p.a_scales), sb(p.b_scales);
   DeviceBuffer<bf16> out(static_cast<std::size_t>(c.m) * c.n);
   const Fp8GemmArgs d_args{a.get(), sa.get(), b.get(), sb.get(), out.get(), c.m, c.n, c.k};
-  const Fp8GemmArgs h_args{p.a.data(), p.sa.data(), p.b.data(), p.sb.data(), nullptr, c.m, c.n, c.k};
 
   const std::vector<int> rows = rows_to_check(c.m, rng);
   std::vector<double> ref(rows.size() * c.n), abs_ref(rows.size() * c.n);
-  ASSERT_TRUE(cpu::gemm_fp8_blockwise_oracle(h_args, rows, ref.data(), abs_ref.data()).ok());
+  ASSERT_TRUE(cpu::gemm_fp8_blockwise_oracle(p.args(nullptr), rows, ref.data(), abs_ref.data()).ok());
 
   std::vector<const GemmConfig*> runs = {nullptr};  // nullptr: the heuristic's choice
   DeviceInfo device;

@@ -1,7 +1,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "bench/device_fill.h"
+#include "bench/device_kernels.h"
 #include "common/cuda_check.h"
 
 namespace fp8lm::bench {
@@ -42,6 +42,17 @@ __global__ void scales_kernel(float* p, std::size_t n, std::uint64_t seed, float
     p[i] = lo + (hi - lo) * uniform01(hash64(seed ^ i));
 }
 
+__global__ void copy_kernel(uint4* __restrict__ dst, const uint4* __restrict__ src, std::size_t n) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+  // Four independent 16-byte loads in flight per thread before the stores.
+  for (; i + 3 * stride < n; i += 4 * stride) {
+    const uint4 a = src[i], b = src[i + stride], c = src[i + 2 * stride], d = src[i + 3 * stride];
+    dst[i] = a, dst[i + stride] = b, dst[i + 2 * stride] = c, dst[i + 3 * stride] = d;
+  }
+  for (; i < n; i += stride) dst[i] = src[i];
+}
+
 constexpr int kThreads = 256;
 unsigned blocks_for(std::size_t n) { return static_cast<unsigned>(std::min<std::size_t>((n + kThreads - 1) / kThreads, 65536)); }
 
@@ -63,6 +74,15 @@ Status fill_random_scales(float* p, std::size_t count, std::uint64_t seed, float
   if (count == 0) return Status::Ok();
   scales_kernel<<<blocks_for(count), kThreads, 0, stream>>>(p, count, seed, lo, hi);
   return cuda_status(cudaGetLastError(), "fill_random_scales");
+}
+
+Status copy_bytes(void* dst, const void* src, std::size_t bytes, cudaStream_t stream) {
+  if (bytes % 16 != 0) return Status::Error("copy_bytes: size must be a multiple of 16");
+  int sms = 0, device = 0;
+  FP8LM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  copy_kernel<<<sms * 8, kThreads, 0, stream>>>(static_cast<uint4*>(dst), static_cast<const uint4*>(src), bytes / 16);
+  return cuda_status(cudaGetLastError(), "copy_bytes");
 }
 
 }  // namespace fp8lm::bench
