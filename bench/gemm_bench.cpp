@@ -133,7 +133,9 @@ Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* 
       *report += layout.describe() + ": " + s.message() + "; ";
       continue;
     }
-    const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data());
+    // cuBLASLt's FP8 on Hopper accumulates like our wgmma kernels (see oracle_check.h); a wrong
+    // scale layout misses by O(1), far outside either bound.
+    const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data(), kAccumTolWgmmaFp8);
     *report += fmt::format("{}: rel. error {:.2e}; ", layout.describe(), check.rel_frobenius);
     if (check.ok()) {
       *found = layout;

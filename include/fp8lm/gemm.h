@@ -64,6 +64,10 @@ std::span<const GemmConfig> gemm_configs();
 // returns an error instead of launching).
 bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device);
 
+// The accumulation tolerance (relative to sum |a b|) of `config`'s numerics for the oracle check:
+// kAccumTolFp32 for fp32 accumulation, kAccumTolWgmmaFp8 for Hopper FP8 wgmma (oracle_check.h).
+double gemm_accumulation_tolerance(const GemmConfig& config);
+
 // The heuristic: which configuration to run for this shape on this device.
 GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device);
 

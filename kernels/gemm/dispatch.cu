@@ -4,6 +4,7 @@
 
 #include "common/cuda_check.h"
 #include "fp8lm/gemm.h"
+#include "fp8lm/oracle_check.h"
 #include "gemm/sm89_blockwise.h"
 #include "gemm/sm90_blockwise.h"
 
@@ -21,6 +22,10 @@ std::string GemmConfig::name() const {
   if (kernel == GemmKernel::kSm90Wgmma && cluster_m > 1) s.append("c").append(std::to_string(cluster_m));
   if (kernel == GemmKernel::kSm90Decode && split_k > 0) s.append("k").append(std::to_string(split_k));
   return s;
+}
+
+double gemm_accumulation_tolerance(const GemmConfig& config) {
+  return config.kernel == GemmKernel::kSm89Mma ? kAccumTolFp32 : kAccumTolWgmmaFp8;
 }
 
 bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device) {
