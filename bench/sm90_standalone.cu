@@ -344,11 +344,61 @@ static void timing(const DeviceInfo& dev) {
   }
 }
 
+// Variant comparison: one compact line per (shape, config).
+static void variants(const DeviceInfo& dev) {
+  using K = GemmKernel;
+  const std::vector<GemmConfig> big = {
+      {K::kSm90Wgmma, 128, 128, 6, 0, 1}, {K::kSm90Wgmma, 128, 128, 6, -1, 1}, {K::kSm90Wgmma, 128, 128, 6, 0, 2},
+      {K::kSm90Wgmma, 128, 128, 6, -1, 2}, {K::kSm90Wgmma, 128, 192, 5, 0, 1}, {K::kSm90Wgmma, 128, 192, 5, 0, 2},
+      {K::kSm90Wgmma, 64, 128, 8, 0, 1}};
+  std::vector<GemmConfig> dec16, dec64;
+  for (int sk : {0, 1, 2, 4, 8}) dec16.push_back({K::kSm90Decode, 16, 64, 4, sk});
+  for (int sk : {0, 2, 8}) dec64.push_back({K::kSm90Decode, 64, 64, 4, sk});
+  dec64.push_back({K::kSm90Wgmma, 64, 128, 8, 0, 1});
+  struct Row {
+    int m, n, k;
+    const std::vector<GemmConfig>* cfgs;
+  };
+  const std::vector<Row> rows = {
+      {4096, 4096, 12288, &big}, {16384, 24576, 4096, &big}, {4096, 6144, 4096, &big}, {1024, 4096, 4096, &big},
+      {256, 6144, 4096, &big},   {4096, 1024, 2048, &big},   {1, 4096, 1024, &dec16},  {1, 1024, 2048, &dec16},
+      {1, 6144, 1024, &dec16},   {1, 1024, 3072, &dec16},    {1, 4096, 4096, &dec16},  {1, 4096, 12288, &dec16},
+      {1, 24576, 4096, &dec16},  {16, 6144, 4096, &dec16},   {64, 6144, 4096, &dec64}, {64, 4096, 12288, &dec64},
+      {64, 1024, 2048, &dec64}};
+  std::mt19937 rng(7);
+  for (const Row& r : rows) {
+    Problem p{r.m, r.n, r.k};
+    fill(p, rng);
+    Dev d = upload(p);
+    const size_t wbytes = size_t(p.n) * p.k;
+    const int copies = std::min(64, std::max<int>(2, int((3 * dev.l2_bytes) / wbytes) + 1));
+    std::vector<uint8_t*> bc;
+    for (int i = 0; i < copies; ++i) {
+      uint8_t* b;
+      CK(cudaMalloc(&b, wbytes));
+      CK(cudaMemcpy(b, d.b, wbytes, cudaMemcpyDeviceToDevice));
+      bc.push_back(b);
+    }
+    const double flops = 2.0 * r.m * double(r.n) * r.k;
+    const double bytes = double(wbytes) + double(r.m) * r.k + 2.0 * r.m * r.n;
+    for (const GemmConfig& c : *r.cfgs) {
+      bool ok;
+      const double us = time_us(p, d, bc, c, dev, &ok);
+      if (ok)
+        std::printf("V %5d %5d %5d %-24s %9.2f us %6.0f TF %5.0f GB/s\n", r.m, r.n, r.k, cname(c).c_str(), us,
+                    flops / us * 1e-6, bytes / us * 1e-3);
+    }
+    for (uint8_t* b : bc) cudaFree(b);
+    release(d);
+  }
+}
+
 int main(int argc, char** argv) {
   const std::string mode = argc > 1 ? argv[1] : "all";
   const DeviceInfo dev = device_info();
   int rc = 0;
   if (mode == "check" || mode == "all") rc = check(dev);
   if (mode == "time" || mode == "all") timing(dev);
+  if (mode == "variants") variants(dev);
   return rc;
 }

@@ -42,6 +42,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -647,6 +649,10 @@ Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream)
       cfg.numAttrs = 1;
       e = cudaOccupancyMaxActiveClusters(&max_clusters, kernel, &cfg);
     }
+    if (std::getenv("FP8LM_SM90_VERBOSE")) {
+      std::fprintf(stderr, "sm90 gemm m%dn%ds%dc%d%s: %d resident clusters, %d bytes smem\n", BM, BN, STAGES, CM,
+                   PIPE ? " pipe" : "", max_clusters, S::kSmemBytes);
+    }
     if (e != cudaSuccess || max_clusters < 1) {
       setup_error = std::string("sm90 gemm: cannot run ") + std::to_string(S::kSmemBytes) +
                     "-byte CTAs in clusters of " + std::to_string(CM) + ": " + cudaGetErrorString(e);
@@ -767,9 +773,13 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
     const int cm = config.cluster_m;
     if (bm == 128 && bn == 128 && st == 6 && cm == 2 && config.split_k == 0) return run_big<128, 128, 6, 2>(args, device, stream);
     if (bm == 128 && bn == 128 && st == 6 && cm == 2 && config.split_k == -1) return run_big<128, 128, 6, 2, true>(args, device, stream);
-    if (bm == 128 && bn == 128 && st == 6 && cm == 1) return run_big<128, 128, 6, 1>(args, device, stream);
+    if (bm == 128 && bn == 128 && st == 6 && cm == 1 && config.split_k == 0) return run_big<128, 128, 6, 1>(args, device, stream);
     if (bm == 128 && bn == 192 && st == 5 && cm == 2) return run_big<128, 192, 5, 2>(args, device, stream);
     if (bm == 64 && bn == 128 && st == 8 && cm == 1) return run_big<64, 128, 8, 1>(args, device, stream);
+#if defined(FP8LM_SM90_EXPERIMENTS)  // variants timed by bench/sm90_standalone.cu only
+    if (bm == 128 && bn == 128 && st == 6 && cm == 1 && config.split_k == -1) return run_big<128, 128, 6, 1, true>(args, device, stream);
+    if (bm == 128 && bn == 192 && st == 5 && cm == 1) return run_big<128, 192, 5, 1>(args, device, stream);
+#endif
   } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
     const int split = config.split_k > 0 ? config.split_k
                                          : sm90_decode_auto_split(args.m, args.n, args.k, config, device);
