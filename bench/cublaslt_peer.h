@@ -15,7 +15,7 @@ namespace fp8lm::bench {
 
 enum class LtKind {
   kFp8Blockwise,   // a: e4m3 + VEC128_32F scales; b: e4m3 + BLK128x128_32F scales; out bf16
-  kFp8Tensorwise,  // e4m3 inputs, one scale each (1.0), out bf16
+  kFp8Tensorwise,  // e4m3 inputs, one scale each (1.0), fast accumulation, out bf16: the FP8 peak
   kBf16,           // bf16 inputs and output, fp32 accumulation
 };
 

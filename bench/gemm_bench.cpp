@@ -137,7 +137,8 @@ Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* 
     // scale layout misses by O(1), far outside either bound.
     const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data(), kAccumTolWgmmaFp8);
     *report += fmt::format("{}: rel. error {:.2e}; ", layout.describe(), check.rel_frobenius);
-    if (check.ok()) {
+    // A peer is judged by its overall error only: its accumulation order is its own business.
+    if (check.non_finite == 0 && check.rel_frobenius <= kMaxPeerDiff) {
       *found = layout;
       return Status::Ok();
     }
@@ -363,7 +364,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
   std::ofstream md(stem + ".md");
   md << fmt::format("# fp8lm bench gemm — {} — {}\n\n", device.name, date)
      << fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak {:.0f} TFLOP/s "
-                    "(cuBLASLt tensorwise FP8, {}x{}x{}). Floor = max(bytes / copy bandwidth, FLOPs / FP8 peak); "
+                    "(cuBLASLt tensorwise FP8 with fast accumulation, {}x{}x{}). Floor = max(bytes / copy bandwidth, FLOPs / FP8 peak); "
                     "bytes = A + A scales + B + B scales + bf16 output.\n\n",
                     ceil.copy_gbps, ceil.fp8_tflops, kPeakM, kPeakN, kPeakK)
      << "Timing: CUDA-graph replay, median per launch, buffers rotated over more than 3x L2. cuBLASLt blockwise: "
