@@ -184,7 +184,10 @@ __device__ __forceinline__ void cluster_sync() {
 __device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
   uint32_t remote;
   asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(smem_addr(bar)), "r"(rank));
-  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
+  // Default semantics (release at CTA scope), as CUTLASS's ClusterBarrier::arrive(cta_id) does: the
+  // slot's readers are wgmma (complete at wgmma.wait), so no cluster-scope release is needed, and
+  // .release.cluster made every k-block wait for this thread's outstanding loads (2x slower).
+  asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(remote) : "memory");
 }
 // TMA load multicast to every CTA of the cluster in `mask` (same smem offset, same mbarrier offset).
 __device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap* map, uint64_t* bar,
@@ -620,7 +623,7 @@ Status check_launch(const char* what) {
   return Status::Ok();
 }
 
-template <int BM, int BN, int STAGES, int CM, bool PIPE = false>
+template <int BM, int BN, int STAGES, int CM, bool PIPE = (BN <= 128)>
 Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream) {
   using S = BigShape<BM, BN, STAGES, CM>;
   CUtensorMap map_a, map_b;
@@ -721,15 +724,6 @@ Status run_decode(const Fp8GemmArgs& a, int split, cudaStream_t stream) {
   return check_launch("sm90 decode");
 }
 
-int decode_smem_bytes(int mt, int stages) {
-  switch (mt) {
-    case 16: return DecodeShape<16, 4>::kSmemBytes;
-    case 32: return DecodeShape<32, 4>::kSmemBytes;
-    case 64: return DecodeShape<64, 4>::kSmemBytes;
-  }
-  return (kDecodeRows + mt) * kBlockK * stages + stages * 8 + kSwizzleAlign;
-}
-
 }  // namespace impl
 
 using namespace impl;
@@ -737,8 +731,8 @@ using namespace impl;
 std::span<const GemmConfig> configs() {
   // {kernel, block_m, block_n, stages, split_k, cluster_m}; keep in sync with the dispatch below.
   static const GemmConfig all[] = {
+      {GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 1},
       {GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 2},
-      {GemmKernel::kSm90Wgmma, 128, 192, 5, 0, 2},
       {GemmKernel::kSm90Wgmma, 64, 128, 8, 0, 1},
       {GemmKernel::kSm90Decode, 16, kDecodeRows, 4, 0, 1},
       {GemmKernel::kSm90Decode, 32, kDecodeRows, 4, 0, 1},
@@ -748,17 +742,18 @@ std::span<const GemmConfig> configs() {
 }
 
 int sm90_decode_auto_split(int m, int n, int k, const GemmConfig& config, const DeviceInfo& device) {
-  // One wave: as many CTAs as can be resident at once (shared memory bounds it; 1 KB per CTA is
-  // reserved by the hardware), each tile's K range split over up to kMaxCluster of them. Every
-  // CTA keeps `stages` weight tiles in flight, which is plenty of bytes to cover DRAM latency.
+  // About kDecodeCtasPerSm CTAs per SM in one wave: the largest power-of-two split (<= the
+  // cluster limit and the k-blocks) that keeps tiles x split within that. Measured on an H200
+  // (NOTES-sm90.md, run 3): fewer CTAs leave bandwidth unused, more pay the cluster reduction and
+  // per-CTA start-up more often than they gain.
+  constexpr int kDecodeCtasPerSm = 3;
   const int num_kb = (k + kBlockK - 1) / kBlockK;
-  const int smem_per_sm = static_cast<int>(device.smem_optin_bytes) + 1024;
-  const int per_sm = std::clamp(smem_per_sm / (decode_smem_bytes(config.block_m, config.stages) + 1024), 1, 16);
-  const long long slots = static_cast<long long>(per_sm) * std::max(device.sm_count, 1);
   const long long tiles = static_cast<long long>((n + kDecodeRows - 1) / kDecodeRows) *
                           ((m + config.block_m - 1) / config.block_m);
-  const long long want = slots / std::max(tiles, 1LL);
-  return static_cast<int>(std::clamp<long long>(std::min<long long>(want, num_kb), 1, kMaxCluster));
+  const long long target = static_cast<long long>(kDecodeCtasPerSm) * std::max(device.sm_count, 1);
+  int split = 1;
+  while (split * 2 <= kMaxCluster && split * 2 <= num_kb && tiles * split * 2 <= target) split *= 2;
+  return split;
 }
 
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
@@ -771,14 +766,13 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
   const int bm = config.block_m, bn = config.block_n, st = config.stages;
   if (config.kernel == GemmKernel::kSm90Wgmma) {
     const int cm = config.cluster_m;
-    if (bm == 128 && bn == 128 && st == 6 && cm == 2 && config.split_k == 0) return run_big<128, 128, 6, 2>(args, device, stream);
-    if (bm == 128 && bn == 128 && st == 6 && cm == 2 && config.split_k == -1) return run_big<128, 128, 6, 2, true>(args, device, stream);
-    if (bm == 128 && bn == 128 && st == 6 && cm == 1 && config.split_k == 0) return run_big<128, 128, 6, 1>(args, device, stream);
-    if (bm == 128 && bn == 192 && st == 5 && cm == 2) return run_big<128, 192, 5, 2>(args, device, stream);
+    if (bm == 128 && bn == 128 && st == 6 && cm == 1) return run_big<128, 128, 6, 1>(args, device, stream);
+    if (bm == 128 && bn == 128 && st == 6 && cm == 2) return run_big<128, 128, 6, 2>(args, device, stream);
     if (bm == 64 && bn == 128 && st == 8 && cm == 1) return run_big<64, 128, 8, 1>(args, device, stream);
 #if defined(FP8LM_SM90_EXPERIMENTS)  // variants timed by bench/sm90_standalone.cu only
-    if (bm == 128 && bn == 128 && st == 6 && cm == 1 && config.split_k == -1) return run_big<128, 128, 6, 1, true>(args, device, stream);
     if (bm == 128 && bn == 192 && st == 5 && cm == 1) return run_big<128, 192, 5, 1>(args, device, stream);
+    if (bm == 128 && bn == 192 && st == 5 && cm == 2) return run_big<128, 192, 5, 2>(args, device, stream);
+    if (bm == 128 && bn == 128 && st == 4 && cm == 1) return run_big<128, 128, 4, 1, false>(args, device, stream);
 #endif
   } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
     const int split = config.split_k > 0 ? config.split_k

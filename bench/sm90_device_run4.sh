@@ -1,0 +1,16 @@
+#!/bin/bash
+# Device call 4: variants (multicast fixed?), project GPU tests, then `fp8lm bench gemm` (all models).
+set -o pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+export PATH=/usr/local/cuda/bin:$PATH
+nvcc -std=c++20 -O3 -gencode=arch=compute_90a,code=sm_90a -DFP8LM_SM90_EXPERIMENTS -Iinclude -Ikernels \
+  bench/sm90_standalone.cu kernels/gemm/sm90_blockwise.cu -o sm90_standalone 2> $OUT/ptxas.txt || { cat $OUT/ptxas.txt; exit 1; }
+FP8LM_SM90_VERBOSE=1 timeout 120 ./sm90_standalone variants 2>&1 | tee $OUT/variants.txt | grep -v resident
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=$PWD/.deps/root/usr > $OUT/configure.log 2>&1 || { tail -20 $OUT/configure.log; exit 1; }
+cmake --build build --parallel 16 > $OUT/build.log 2>&1 || { grep -A3 error $OUT/build.log | head -40; exit 1; }
+cuobjdump -sass build/fp8lm | grep -oE "QGMMA[.0-9A-Zx]*" | sort | uniq -c
+cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "sm90" | grep -oE "REG:[0-9]+|STACK:[0-9]+|LOCAL:[0-9]+" | sort | uniq -c
+(cd build && timeout 150 ./tests/fp8lm_gpu_tests --gtest_brief=1 2>&1) > $OUT/gputest.log; echo "gpu tests rc=$?"
+grep -E "FAILED|PASSED" $OUT/gputest.log | head -6
+timeout 230 build/fp8lm bench gemm --out $OUT --tag sm90 > $OUT/bench.log 2>&1; echo "bench rc=$?"
+grep -E "ceilings|probe" $OUT/bench.log | cut -c1-300
