@@ -20,7 +20,8 @@ enum class LtKind {
 };
 
 // How the blockwise scale tensors are laid out for cuBLASLt, relative to fp8lm's layout
-// (a_scales [m, ceil(k/128)], b_scales [ceil(n/128), ceil(k/128)], both row-major).
+// (a_scales [m, ceil(k/128)], b_scales [ceil(n/128), ceil(k/128)], both row-major). In either
+// case the contiguous dimension is padded to a multiple of 4 floats.
 struct LtScaleLayout {
   bool a_transposed = false;  // [ceil(k/128), m] row-major instead
   bool b_transposed = false;  // [ceil(k/128), ceil(n/128)] row-major instead

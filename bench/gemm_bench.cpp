@@ -93,11 +93,18 @@ Status measure_ceilings(const LtContext& lt, const DeviceInfo& device, int repla
   return Status::Ok();
 }
 
-// Host-side transposes for the cuBLASLt scale layouts (setup only, never timed).
-std::vector<float> transpose(const std::vector<float>& v, int rows, int cols) {
-  std::vector<float> t(v.size());
+// A [rows, cols] row-major scale tensor in cuBLASLt's layout (host side, setup only, never timed):
+// transposed or not, and with the contiguous dimension padded to a multiple of 4 floats (16 bytes):
+// without the padding cuBLASLt reads k = 768 (6 scale blocks) wrongly.
+std::vector<float> to_lt_scales(const std::vector<float>& v, int rows, int cols, bool transposed) {
+  const int out_rows = transposed ? cols : rows, out_cols = transposed ? rows : cols;
+  const int ld = (out_cols + 3) / 4 * 4;
+  std::vector<float> t(static_cast<std::size_t>(out_rows) * ld, 0.0f);
   for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) t[static_cast<std::size_t>(c) * rows + r] = v[static_cast<std::size_t>(r) * cols + c];
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t dst = transposed ? static_cast<std::size_t>(c) * ld + r : static_cast<std::size_t>(r) * ld + c;
+      t[dst] = v[static_cast<std::size_t>(r) * cols + c];
+    }
   return t;
 }
 
@@ -120,8 +127,8 @@ Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* 
   for (int r = 0; r < m; ++r) rows[r] = r;
   for (int variant = 0; variant < 4; ++variant) {
     LtScaleLayout layout{(variant & 1) != 0, (variant & 2) != 0};
-    DeviceBuffer<float> dsa(layout.a_transposed ? transpose(sa, m, kb) : sa);
-    DeviceBuffer<float> dsb(layout.b_transposed ? transpose(sb, nb, kb) : sb);
+    DeviceBuffer<float> dsa(to_lt_scales(sa, m, kb, layout.a_transposed));
+    DeviceBuffer<float> dsb(to_lt_scales(sb, nb, kb, layout.b_transposed));
     std::unique_ptr<LtGemm> g;
     Status s = LtGemm::create(lt, LtKind::kFp8Blockwise, m, n, k, layout, &g);
     if (s.ok()) {
@@ -220,14 +227,14 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
     Status s = LtGemm::create(lt, LtKind::kFp8Blockwise, m, n, k, *lt_layout, &g);
     if (s.ok()) {
       Rotation<bf16> lt_out(static_cast<std::size_t>(m) * n, 1);
-      // Scales in cuBLASLt's layout: same values as ours (transposed where the probe says so).
+      // Scales in cuBLASLt's layout: same values as ours (transposed where the probe says so, padded).
       std::vector<DeviceBuffer<float>> lt_sa, lt_sb;
       for (int st = 0; st < sets; ++st) {
         std::vector<float> hsa(static_cast<std::size_t>(m) * kb), hsb(static_cast<std::size_t>(nb) * kb);
         cudaMemcpy(hsa.data(), sa.at(st), hsa.size() * 4, cudaMemcpyDeviceToHost);
         cudaMemcpy(hsb.data(), sb.at(st), hsb.size() * 4, cudaMemcpyDeviceToHost);
-        lt_sa.emplace_back(lt_layout->a_transposed ? transpose(hsa, m, kb) : hsa);
-        lt_sb.emplace_back(lt_layout->b_transposed ? transpose(hsb, nb, kb) : hsb);
+        lt_sa.emplace_back(to_lt_scales(hsa, m, kb, lt_layout->a_transposed));
+        lt_sb.emplace_back(to_lt_scales(hsb, nb, kb, lt_layout->b_transposed));
       }
       Timing t;
       s = time_with_graph(
