@@ -184,9 +184,9 @@ static int check(const DeviceInfo& dev) {
     }
     const auto ref = reference(p, rows);
     std::vector<GemmConfig> cfgs = all_configs();
-    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 4, 1});
-    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 4, 3});
-    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 4, 8});
+    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 8, 1});
+    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 8, 3});
+    cfgs.push_back({GemmKernel::kSm90Decode, 16, 64, 8, 8});
     for (const GemmConfig& c : cfgs) {
       std::vector<uint16_t> out(size_t(p.m) * p.n);
       CK(cudaMemset(d.out, 0xFF, out.size() * 2));  // NaN poison
@@ -322,7 +322,7 @@ static void timing(const DeviceInfo& dev) {
       const double floor_us = std::max(moved / copy_bw, flops / fp8_peak) * 1e6;
       std::vector<GemmConfig> cfgs;
       if (m <= 64) {
-        cfgs.push_back({GemmKernel::kSm90Decode, m <= 16 ? 16 : (m <= 32 ? 32 : 64), 64, 4});
+        cfgs.push_back({GemmKernel::kSm90Decode, m <= 16 ? 16 : (m <= 32 ? 32 : 64), 64, 8});
       }
       if (m >= 64) {
         cfgs.push_back({GemmKernel::kSm90Wgmma, 64, 128, 8});
@@ -351,8 +351,8 @@ static void variants(const DeviceInfo& dev) {
       {K::kSm90Wgmma, 128, 128, 6, 0, 1}, {K::kSm90Wgmma, 128, 128, 6, 0, 2}, {K::kSm90Wgmma, 128, 128, 4, 0, 1},
       {K::kSm90Wgmma, 128, 192, 5, 0, 2}, {K::kSm90Wgmma, 64, 128, 8, 0, 1}};
   std::vector<GemmConfig> dec16, dec64;
-  for (int sk : {0, 8}) dec16.push_back({K::kSm90Decode, 16, 64, 4, sk});
-  for (int sk : {0, 8}) dec64.push_back({K::kSm90Decode, 64, 64, 4, sk});
+  for (int sk : {0, 8}) dec16.push_back({K::kSm90Decode, 16, 64, 8, sk});
+  for (int sk : {0, 8}) dec64.push_back({K::kSm90Decode, 64, 64, 8, sk});
   dec64.push_back({K::kSm90Wgmma, 64, 128, 8, 0, 1});
   struct Row {
     int m, n, k;
@@ -360,7 +360,7 @@ static void variants(const DeviceInfo& dev) {
   };
   const std::vector<Row> rows = {
       {4096, 4096, 12288, &big}, {16384, 24576, 4096, &big}, {4096, 6144, 4096, &big}, {1024, 4096, 4096, &big},
-      {256, 6144, 4096, &big},   {4096, 1024, 2048, &big},   {1, 4096, 4096, &dec16},  {1, 4096, 12288, &dec16},
+      {256, 6144, 4096, &big},   {4096, 1024, 2048, &big},   {1, 4096, 4096, &dec16},  {1, 4096, 12288, &dec16}, {1, 51200, 5120, &dec16}, {1, 1024, 2048, &dec16},
       {16, 6144, 4096, &dec16},  {64, 4096, 12288, &dec64}};
   std::mt19937 rng(7);
   for (const Row& r : rows) {

@@ -446,32 +446,37 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
 // ------------------------------------------------------------------------------------------------
 // Kernel 2: small M (decode), swap-AB + cluster split-K.
 // ------------------------------------------------------------------------------------------------
-template <int MT, int STAGES>
+// The ring holds up to kMaxStages stages; the launcher picks how many (`stages`) per shape, so
+// that every CTA of the launch is resident at once (one wave) with as many loads in flight as
+// the shared memory then allows.
+template <int MT>
 struct DecodeShape {
   static_assert(MT % 16 == 0 && MT <= 64, "tokens per tile: 16, 32 or 64 (8-row TMA groups, 1KB aligned)");
+  static constexpr int kMaxStages = 8;
+  static constexpr int kMinStages = 2;
   static constexpr int kWBytes = kDecodeRows * kBlockK;
   static constexpr int kXBytes = MT * kBlockK;
   static constexpr int kStageBytes = kWBytes + kXBytes;
   static constexpr int kRedBytes = kDecodeRows * MT * 4;  // reuses the weight stages after the loop
-  static_assert(kRedBytes <= STAGES * kWBytes, "the reduction tile must fit in the weight stages");
-  static constexpr int kSmemBytes = STAGES * kStageBytes + STAGES * 8 + kSwizzleAlign;
+  static_assert(kRedBytes <= kMinStages * kWBytes, "the reduction tile must fit in the weight stages");
+  static constexpr int smem_bytes(int stages) { return stages * kStageBytes + kMaxStages * 8 + kSwizzleAlign; }
 };
 
 // grid = (split, n tiles of 64, token tiles of MT); clusters of (split, 1, 1).
-template <int MT, int STAGES>
+template <int MT>
 __global__ void __launch_bounds__(kWarpgroup)
     sm90_decode_kernel(const __grid_constant__ CUtensorMap map_w,
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
-                       int n, int k, int kb_per_split) {
+                       int n, int k, int kb_per_split, int stages) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using S = DecodeShape<MT, STAGES>;
+  using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = reinterpret_cast<uint8_t*>(
       (reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) & ~uintptr_t{kSwizzleAlign - 1});
   uint8_t* smem_w = smem;
-  uint8_t* smem_x = smem + STAGES * S::kWBytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem_x + STAGES * S::kXBytes);
+  uint8_t* smem_x = smem + stages * S::kWBytes;
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem_x + stages * S::kXBytes);
   // After the main loop every TMA write has landed and been read: the weight stages hold the
   // partial tile for the cluster reduction, as [MT tokens][64 rows].
   float* red = reinterpret_cast<float*>(smem_w);
@@ -489,9 +494,9 @@ __global__ void __launch_bounds__(kWarpgroup)
   if (threadIdx.x == 0) {
     prefetch_map(&map_w);
     prefetch_map(&map_x);
-    for (int s = 0; s < STAGES; ++s) mbar_init(&full[s], 1);
+    for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    for (int i = 0; i < min(STAGES, kb_count); ++i) {
+    for (int i = 0; i < min(stages, kb_count); ++i) {
       mbar_arrive_expect_tx(&full[i], S::kStageBytes);
       tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, n0);
       tma_load(smem_x + i * S::kXBytes, &map_x, &full[i], (kb_begin + i) * kBlockK, t0);
@@ -521,14 +526,14 @@ __global__ void __launch_bounds__(kWarpgroup)
   for (int c = 0; c < MT / 4; ++c) ascale[c] = kb_count > 0 ? __ldg(sa[c] + kb_begin) : 0.f;
 
   for (int i = 0; i < kb_count; ++i) {
-    const int s = i % STAGES;
+    const int s = i % stages;
     const int kb = kb_begin + i;
     const int kn = kb_begin + min(i + 1, kb_count - 1);
     const float bscale_next = __ldg(sb + kn);
     float ascale_next[MT / 4];
 #pragma unroll
     for (int c = 0; c < MT / 4; ++c) ascale_next[c] = __ldg(sa[c] + kn);
-    mbar_wait(&full[s], (i / STAGES) & 1);
+    mbar_wait(&full[s], (i / stages) & 1);
 
     fence_regs(part);
     wgmma_fence();
@@ -540,12 +545,12 @@ __global__ void __launch_bounds__(kWarpgroup)
     wgmma_commit();
     wgmma_wait_all();
     fence_regs(part);
-    // Every warp's share of the wgmma has read slot s: refill it with k-block i + STAGES.
+    // Every warp's share of the wgmma has read slot s: refill it with k-block i + stages.
     named_barrier_sync(1, kWarpgroup);
-    if (threadIdx.x == 0 && i + STAGES < kb_count) {
+    if (threadIdx.x == 0 && i + stages < kb_count) {
       mbar_arrive_expect_tx(&full[s], S::kStageBytes);
-      tma_load(smem_w + s * S::kWBytes, &map_w, &full[s], (kb + STAGES) * kBlockK, n0);
-      tma_load(smem_x + s * S::kXBytes, &map_x, &full[s], (kb + STAGES) * kBlockK, t0);
+      tma_load(smem_w + s * S::kWBytes, &map_w, &full[s], (kb + stages) * kBlockK, n0);
+      tma_load(smem_x + s * S::kXBytes, &map_x, &full[s], (kb + stages) * kBlockK, t0);
     }
 #pragma unroll
     for (int j = 0; j < MT / 8; ++j) {
@@ -703,20 +708,31 @@ Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream)
   return check_launch("sm90 gemm");
 }
 
-template <int MT, int STAGES>
-Status run_decode(const Fp8GemmArgs& a, int split, cudaStream_t stream) {
-  using S = DecodeShape<MT, STAGES>;
+template <int MT>
+Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
+  using S = DecodeShape<MT>;
   CUtensorMap map_w, map_x;
   FP8LM_RETURN_IF_ERROR(make_map(&map_w, a.b, a.n, a.k, kDecodeRows, "B"));
   FP8LM_RETURN_IF_ERROR(make_map(&map_x, a.a, a.m, a.k, MT, "A"));
-  auto kernel = sm90_decode_kernel<MT, STAGES>;
-  static const cudaError_t attr =
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes);
-  if (attr != cudaSuccess) {
-    return Status::Error(std::string("sm90 decode: cannot opt in to ") +
-                         std::to_string(S::kSmemBytes) + " bytes of shared memory: " +
-                         cudaGetErrorString(attr));
-  }
+  auto kernel = sm90_decode_kernel<MT>;
+  // Per process (one device assumed): opt in to the largest ring, and count resident CTAs per SM
+  // for every ring size.
+  static int per_sm[S::kMaxStages + 1] = {};
+  static std::string setup_error;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         S::smem_bytes(S::kMaxStages));
+    for (int st = S::kMinStages; e == cudaSuccess && st <= S::kMaxStages; ++st) {
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm[st], kernel, kWarpgroup, S::smem_bytes(st));
+    }
+    if (e != cudaSuccess || per_sm[S::kMinStages] < 1) {
+      setup_error = std::string("sm90 decode: cannot run a ") + std::to_string(S::smem_bytes(S::kMaxStages)) +
+                    "-byte ring: " + cudaGetErrorString(e);
+    }
+  });
+  if (!setup_error.empty()) return Status::Error(setup_error);
+
   const int num_kb = (a.k + kBlockK - 1) / kBlockK;
   split = std::clamp(split, 1, std::min(kMaxCluster, num_kb));
   const int kb_per_split = (num_kb + split - 1) / split;
@@ -724,11 +740,21 @@ Status run_decode(const Fp8GemmArgs& a, int split, cudaStream_t stream) {
   const int n_tiles = (a.n + kDecodeRows - 1) / kDecodeRows;
   const int t_tiles = (a.m + MT - 1) / MT;
   if (t_tiles > 65535) return Status::Error("sm90 decode: m too large for one launch");
+  // The deepest ring (no deeper than the k-blocks a CTA streams) that keeps the launch in one
+  // wave; when none does, the shallowest (most CTAs resident).
+  const long long ctas = static_cast<long long>(split) * n_tiles * t_tiles;
+  int stages = S::kMinStages;
+  for (int st = std::clamp(kb_per_split, S::kMinStages, S::kMaxStages); st >= S::kMinStages; --st) {
+    if (ctas <= static_cast<long long>(per_sm[st]) * std::max(dev.sm_count, 1)) {
+      stages = st;
+      break;
+    }
+  }
 
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(split, n_tiles, t_tiles);
   cfg.blockDim = dim3(kWarpgroup);
-  cfg.dynamicSmemBytes = S::kSmemBytes;
+  cfg.dynamicSmemBytes = S::smem_bytes(stages);
   cfg.stream = stream;
   cudaLaunchAttribute attrs[1];
   attrs[0].id = cudaLaunchAttributeClusterDimension;
@@ -739,7 +765,7 @@ Status run_decode(const Fp8GemmArgs& a, int split, cudaStream_t stream) {
   cfg.numAttrs = 1;
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split);
+                                           kb_per_split, stages);
   if (e != cudaSuccess) return Status::Error(std::string("sm90 decode launch failed: ") + cudaGetErrorString(e));
   return check_launch("sm90 decode");
 }
@@ -753,9 +779,9 @@ std::span<const GemmConfig> configs() {
   static const GemmConfig all[] = {
       {GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 1},
       {GemmKernel::kSm90Wgmma, 64, 128, 8, 0, 1},
-      {GemmKernel::kSm90Decode, 16, kDecodeRows, 4, 0, 1},
-      {GemmKernel::kSm90Decode, 32, kDecodeRows, 4, 0, 1},
-      {GemmKernel::kSm90Decode, 64, kDecodeRows, 4, 0, 1},
+      {GemmKernel::kSm90Decode, 16, kDecodeRows, DecodeShape<16>::kMaxStages, 0, 1},
+      {GemmKernel::kSm90Decode, 32, kDecodeRows, DecodeShape<32>::kMaxStages, 0, 1},
+      {GemmKernel::kSm90Decode, 64, kDecodeRows, DecodeShape<64>::kMaxStages, 0, 1},
   };
   return all;
 }
@@ -798,9 +824,10 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
   } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
     const int split = config.split_k > 0 ? config.split_k
                                          : sm90_decode_auto_split(args.m, args.n, args.k, config, device);
-    if (bm == 16 && st == 4) return run_decode<16, 4>(args, split, stream);
-    if (bm == 32 && st == 4) return run_decode<32, 4>(args, split, stream);
-    if (bm == 64 && st == 4) return run_decode<64, 4>(args, split, stream);
+    // stages = the ring's capacity; run_decode picks the depth per shape.
+    if (bm == 16 && st == DecodeShape<16>::kMaxStages) return run_decode<16>(args, split, device, stream);
+    if (bm == 32 && st == DecodeShape<32>::kMaxStages) return run_decode<32>(args, split, device, stream);
+    if (bm == 64 && st == DecodeShape<64>::kMaxStages) return run_decode<64>(args, split, device, stream);
   }
   return Status::Error("sm90: configuration not compiled: kernel " +
                        std::to_string(static_cast<int>(config.kernel)) + " block_m " +
