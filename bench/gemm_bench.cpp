@@ -350,6 +350,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
   json doc = {{"benchmark", "gemm"},
               {"date", date},
               {"gpu", device.name},
+              {"source", FP8LM_GIT_DESCRIBE},
               {"sm", device.sm_version()},
               {"sm_count", device.sm_count},
               {"l2_bytes", device.l2_bytes},
@@ -369,7 +370,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
                                        opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
   std::ofstream(stem + ".json") << doc.dump(1) << "\n";
   std::ofstream md(stem + ".md");
-  md << fmt::format("# fp8lm bench gemm — {} — {}\n\n", device.name, date)
+  md << fmt::format("# fp8lm bench gemm — {} — {}\n\nSource: `{}`.\n\n", device.name, date, FP8LM_GIT_DESCRIBE)
      << fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak {:.0f} TFLOP/s "
                     "(cuBLASLt tensorwise FP8 with fast accumulation, {}x{}x{}). Floor = max(bytes / copy bandwidth, FLOPs / FP8 peak); "
                     "bytes = A + A scales + B + B scales + bf16 output.\n\n",

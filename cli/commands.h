@@ -9,5 +9,7 @@ namespace fp8lm::cli {
 void add_selfcheck_command(CLI::App& app, int& exit_code);
 void add_info_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
+void add_tokenize_command(CLI::App& app, int& exit_code);
+void add_chat_template_command(CLI::App& app, int& exit_code);
 
 }  // namespace fp8lm::cli

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   fp8lm::cli::add_selfcheck_command(app, exit_code);
   fp8lm::cli::add_info_command(app, exit_code);
   fp8lm::cli::add_bench_command(app, exit_code);
+  fp8lm::cli::add_tokenize_command(app, exit_code);
+  fp8lm::cli::add_chat_template_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,129 @@
+// The non-GEMM operations of a Qwen3 layer, each with a CUDA launcher (namespace fp8lm) and a CPU
+// twin (namespace fp8lm::cpu) taking the same argument struct. Semantics follow Hugging Face
+// transformers' modeling_qwen3 in bf16, including where it rounds to bf16 between steps, so the
+// engine can be compared with it position by position.
+//
+// Shapes are row-major; `n` is the number of tokens in the call. All pointers are in the memory of
+// the backend that runs the op (device memory for the launchers, host memory for the twins).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "fp8lm/numerics.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm {
+
+// out[t] = table[tokens[t]] (rows of `hidden` bf16). Token ids must be in [0, vocab): the launcher
+// cannot check device memory, so callers validate ids on the host.
+struct EmbedArgs {
+  const std::int32_t* tokens;  // [n]
+  const bf16* table;           // [vocab, hidden]
+  bf16* out;                   // [n, hidden]
+  int n;
+  int vocab;
+  int hidden;
+};
+
+// RMSNorm as transformers computes it: r = rsqrt(mean(x^2) + eps) in fp32;
+// out = bf16(weight * bf16(x * r)) (the normalized value is rounded to bf16 before the weight).
+struct RmsNormArgs {
+  const bf16* x;       // [rows, dim], row stride `x_stride` elements
+  const bf16* weight;  // [dim]
+  bf16* out;           // [rows, dim], row stride `out_stride` (may equal x: in place)
+  int rows;
+  int dim;
+  int x_stride;
+  int out_stride;
+  float eps;
+};
+
+// Attention input preparation for tokens at positions start_pos .. start_pos + n - 1:
+//  - per-head RMSNorm of q (q_norm weight) and k (k_norm weight), as RmsNormArgs, in place in qkv;
+//  - neox RoPE (rotate_half) on q and k with cos/sin of (position * theta^(-2i/head_dim)) computed
+//    in fp32 and rounded to bf16, and q*cos, rotate_half(q)*sin and their sum each rounded to bf16
+//    (transformers' bf16 arithmetic);
+//  - k (normed, rotated) and v copied into the caches at rows start_pos + t.
+// qkv row layout: [q_heads * head_dim | kv_heads * head_dim (k) | kv_heads * head_dim (v)].
+struct QkNormRopeArgs {
+  bf16* qkv;            // [n, (q_heads + 2 kv_heads) * head_dim]; q and k rewritten in place
+  const bf16* q_norm;   // [head_dim]
+  const bf16* k_norm;   // [head_dim]
+  bf16* k_cache;        // [cache_capacity, kv_heads * head_dim]
+  bf16* v_cache;        // [cache_capacity, kv_heads * head_dim]
+  int n;
+  int start_pos;        // start_pos + n <= cache_capacity (checked)
+  int cache_capacity;
+  int q_heads;
+  int kv_heads;
+  int head_dim;         // 128 for every Qwen3 model (the launchers support exactly 128)
+  float eps;
+  float rope_theta;
+};
+
+// Causal grouped-query attention over the cache: query t (at position start_pos + t) attends to
+// cache rows 0 .. start_pos + t; q head h reads kv head h / (q_heads / kv_heads). Scores
+// q.k * scale and the softmax in fp32, P.V accumulated in fp32, output rounded to bf16.
+struct AttentionArgs {
+  const bf16* qkv;      // q read from the first q_heads * head_dim columns of each qkv row
+  const bf16* k_cache;  // [>= start_pos + n, kv_heads * head_dim]
+  const bf16* v_cache;
+  bf16* out;            // [n, q_heads * head_dim]
+  int n;
+  int start_pos;
+  int q_heads;
+  int kv_heads;
+  int head_dim;
+  float scale;          // 1 / sqrt(head_dim)
+};
+
+// out = bf16(bf16(silu(gate)) * up), gate_up rows = [gate (inter) | up (inter)].
+struct SiluMulArgs {
+  const bf16* gate_up;  // [n, 2 * inter]
+  bf16* out;            // [n, inter]
+  int n;
+  int inter;
+};
+
+// x = bf16(x + y), elementwise (residual connections).
+struct AddArgs {
+  bf16* x;
+  const bf16* y;
+  std::size_t count;
+};
+
+// logits[t, v] = sum_h x[t, h] * weight[v, h], fp32 accumulation and fp32 output (the bf16
+// lm_head; transformers rounds logits to bf16, which only coarsens them).
+struct LmHeadArgs {
+  const bf16* x;       // [n, hidden]
+  const bf16* weight;  // [vocab, hidden]
+  float* logits;       // [n, vocab]
+  int n;
+  int hidden;
+  int vocab;
+};
+
+Status embed(const EmbedArgs& args, cudaStream_t stream);
+Status rmsnorm(const RmsNormArgs& args, cudaStream_t stream);
+Status qk_norm_rope(const QkNormRopeArgs& args, cudaStream_t stream);
+Status attention(const AttentionArgs& args, cudaStream_t stream);
+Status silu_mul(const SiluMulArgs& args, cudaStream_t stream);
+Status add(const AddArgs& args, cudaStream_t stream);
+// Through cuBLASLt (bf16 inputs, fp32 accumulation and output); the handle and workspace are
+// created on first use per device and kept for the life of the process.
+Status lm_head(const LmHeadArgs& args, cudaStream_t stream);
+
+namespace cpu {
+Status embed(const EmbedArgs& args);
+Status rmsnorm(const RmsNormArgs& args);
+Status qk_norm_rope(const QkNormRopeArgs& args);
+Status attention(const AttentionArgs& args);
+Status silu_mul(const SiluMulArgs& args);
+Status add(const AddArgs& args);
+Status lm_head(const LmHeadArgs& args);
+}  // namespace cpu
+
+}  // namespace fp8lm
