@@ -9,7 +9,7 @@ nvcc -std=c++20 -O3 -gencode=arch=compute_90a,code=sm_90a -DFP8LM_SM90_EXPERIMEN
 timeout 90 ./sm90_standalone check > $OUT/check.txt 2>&1; echo "standalone check rc=$?"; grep -E "FAIL|failures" $OUT/check.txt | head -8
 timeout 90 ./sm90_standalone variants 2>&1 | tee $OUT/variants.txt | grep -v resident
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH=$PWD/.deps/root/usr > /tmp/configure.log 2>&1 || { tail -20 /tmp/configure.log; exit 1; }
-cmake --build build --parallel 16 > /tmp/build.log 2>&1 || { grep -A3 error /tmp/build.log | head -40; exit 1; }
+cmake --build build --parallel 16 --target fp8lm fp8lm_gpu_tests > /tmp/build.log 2>&1 || { grep -A3 error /tmp/build.log | head -40; exit 1; }
 cuobjdump -sass build/fp8lm | grep -oE "QGMMA[.0-9A-Zx]*" | sort | uniq -c
 cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "sm90" | grep -oE "REG:[0-9]+|STACK:[0-9]+|LOCAL:[0-9]+" | sort | uniq -c | tr '\n' ' '; echo
 (cd build && timeout 170 ./tests/fp8lm_gpu_tests --gtest_brief=1 2>&1) > $OUT/gputest.log; echo "gpu tests rc=$?"
