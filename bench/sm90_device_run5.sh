@@ -16,4 +16,4 @@ cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "sm90" | grep -oE "REG:[
 grep -E "FAILED|PASSED" $OUT/gputest.log | head -6
 timeout 150 build/fp8lm bench gemm --out $OUT --tag sm90 > /tmp/bench.log 2>&1; echo "bench rc=$?"
 grep -E "ceilings" /tmp/bench.log | cut -c1-200
-timeout 100 build/fp8lm bench gemm --out $OUT --tag sm90-allconfigs --m 64,256 --all-configs > /tmp/bench2.log 2>&1; echo "bench all-configs rc=$?"
+timeout 150 build/fp8lm bench gemm --out $OUT --tag sm90-allconfigs --m 64,256,512 --all-configs > /tmp/bench2.log 2>&1; echo "bench all-configs rc=$?"

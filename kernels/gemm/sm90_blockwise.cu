@@ -462,7 +462,8 @@ struct DecodeShape {
   static constexpr int smem_bytes(int stages) { return stages * kStageBytes + kMaxStages * 8 + kSwizzleAlign; }
 };
 
-// grid = (split, n tiles of 64, token tiles of MT); clusters of (split, 1, 1).
+// grid = (split, token tiles of MT, n tiles of 64); clusters of (split, 1, 1). Token tiles vary
+// before weight tiles, so the CTAs that read one weight tile run together and share it in L2.
 template <int MT>
 __global__ void __launch_bounds__(kWarpgroup)
     sm90_decode_kernel(const __grid_constant__ CUtensorMap map_w,
@@ -484,8 +485,8 @@ __global__ void __launch_bounds__(kWarpgroup)
   const int num_kb = (k + kBlockK - 1) / kBlockK;
   const int split = gridDim.x;
   const int rank = blockIdx.x;  // == %cluster_ctarank: cluster dims are (split, 1, 1)
-  const int n0 = blockIdx.y * kDecodeRows;
-  const int t0 = blockIdx.z * MT;
+  const int n0 = blockIdx.z * kDecodeRows;
+  const int t0 = blockIdx.y * MT;
   const int kb_begin = rank * kb_per_split;
   const int kb_count = max(0, min(num_kb, kb_begin + kb_per_split) - kb_begin);
   const int warp = threadIdx.x / 32;
@@ -739,7 +740,7 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
   split = (num_kb + kb_per_split - 1) / kb_per_split;  // no rank without work
   const int n_tiles = (a.n + kDecodeRows - 1) / kDecodeRows;
   const int t_tiles = (a.m + MT - 1) / MT;
-  if (t_tiles > 65535) return Status::Error("sm90 decode: m too large for one launch");
+  if (t_tiles > 65535 || n_tiles > 65535) return Status::Error("sm90 decode: m or n too large for one launch");
   // The deepest ring (no deeper than the k-blocks a CTA streams) that keeps the launch in one
   // wave; when none does, the shallowest (most CTAs resident).
   const long long ctas = static_cast<long long>(split) * n_tiles * t_tiles;
@@ -752,7 +753,7 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
   }
 
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(split, n_tiles, t_tiles);
+  cfg.gridDim = dim3(split, t_tiles, n_tiles);
   cfg.blockDim = dim3(kWarpgroup);
   cfg.dynamicSmemBytes = S::smem_bytes(stages);
   cfg.stream = stream;
