@@ -2,7 +2,7 @@
 // machine before the project harness exists:
 //   nvcc -std=c++20 -O3 -gencode=arch=compute_90a,code=sm_90a -Iinclude -Ikernels \
 //        bench/sm90_standalone.cu kernels/gemm/sm90_blockwise.cu -o sm90_standalone
-//   ./sm90_standalone [check|time|all]
+//   ./sm90_standalone [check|time|variants|all]   (bench/sm90_device_run.sh does this on the GPU machine)
 // Oracle: dequantize the same FP8 inputs, accumulate in fp64 (sampled rows for big M).
 #include <cuda_runtime.h>
 

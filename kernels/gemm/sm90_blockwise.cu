@@ -65,8 +65,7 @@ inline constexpr int kDecodeRows = 64;     // weight rows per decode CTA (the wg
 inline constexpr int kMaxCluster = 8;      // portable cluster size limit
 inline constexpr int kSwizzleAlign = 1024; // SWIZZLE_128B tiles start on 1024-byte boundaries
 inline constexpr int kProducerRegs = 40;
-inline constexpr int kConsumerRegs = 232;        // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K
-inline constexpr int kConsumerRegsSingle = 240;  // 1 consumer warpgroup (more would be unused)
+inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K regs
 
 // ------------------------------------------------------------------------------------------------
 // Device helpers (PTX wrappers). Bodies exist only in the sm_90a pass.
@@ -269,7 +268,7 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
       }
     }
   } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(S::kConsumers == 1 ? kConsumerRegsSingle : kConsumerRegs));
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegs));
     const int consumer = wg - 1;
     const int warp = (threadIdx.x % kWarpgroup) / 32;
     const int lane = threadIdx.x % 32;
@@ -277,80 +276,134 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
     float acc[BN / 2];
     float part[BN / 2];
     float part2[PIPE ? BN / 2 : 1];
-
-    // Where one output tile lives, for this thread: its first accumulator row and the tile's n0.
-    struct Ctx {
-      int row0, n0;
-    };
-    auto make_ctx = [&](int tile) {
+    uint32_t it = 0;
+    for (int tile = cluster_id; tile < tiles; tile += num_clusters) {
       int mr, nb;
       tile_coords(tile, m_rows, n_blocks, mr, nb);
-      return Ctx{(mr * CM + rank) * BM + consumer * kWgmmaM + AccLayout::row(warp, lane, 0), nb * BN};
-    };
-    // One k-block: wait for its stage, issue 4 wgmma into a fresh partial accumulator P.
-    auto issue = [&](float (&P)[BN / 2], uint32_t itx) {
-      const int s = itx % STAGES;
-      mbar_wait(&full[s], (itx / STAGES) & 1);
-      const uint8_t* a_tile = smem_a + s * S::kABytes + consumer * kWgmmaM * kBlockK;
-      const uint8_t* b_tile = smem_b + s * S::kBBytes;
-      fence_regs(P);
-      wgmma_fence();
+      const int n0 = nb * BN;
+      const int row0 = (mr * CM + rank) * BM + consumer * kWgmmaM + AccLayout::row(warp, lane, 0);
+      const int row1 = row0 + 8;
+      const float* sa0 = a_scales + static_cast<size_t>(min(row0, m - 1)) * num_kb;
+      const float* sa1 = a_scales + static_cast<size_t>(min(row1, m - 1)) * num_kb;
+      const float* sb0 = b_scales + static_cast<size_t>(n0 / 128) * num_kb;
+      const float* sb1 = b_scales + static_cast<size_t>(min(n0 / 128 + 1, b_scale_rows - 1)) * num_kb;
+      const int straddle_col = 128 - n0 % 128;  // first tile column in the second scale block
 #pragma unroll
-      for (int kk = 0; kk < kBlockK / kWgmmaK; ++kk) {
-        Wgmma<BN>::mma(P, sw128_desc(a_tile + kk * kWgmmaK), sw128_desc(b_tile + kk * kWgmmaK),
-                       kk > 0 ? 1 : 0);
-      }
-      wgmma_commit();
-    };
-    // Each warp releases the slot in every CTA of the cluster (the B slice it read came from
-    // all of them).
-    auto release = [&](uint32_t itx) {
-      const int s = itx % STAGES;
-      if constexpr (CM > 1) {
-        if (lane < CM) mbar_arrive_cluster(&empty[s], lane);
+      for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
+
+      // One k-block: wait for its stage, issue 4 wgmma into a fresh partial accumulator P.
+      auto issue = [&](float (&P)[BN / 2], uint32_t itx) {
+        const int s = itx % STAGES;
+        mbar_wait(&full[s], (itx / STAGES) & 1);
+        const uint8_t* a_tile = smem_a + s * S::kABytes + consumer * kWgmmaM * kBlockK;
+        const uint8_t* b_tile = smem_b + s * S::kBBytes;
+        fence_regs(P);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kBlockK / kWgmmaK; ++kk) {
+          Wgmma<BN>::mma(P, sw128_desc(a_tile + kk * kWgmmaK), sw128_desc(b_tile + kk * kWgmmaK),
+                         kk > 0 ? 1 : 0);
+        }
+        wgmma_commit();
+      };
+      // Each warp releases the slot in every CTA of the cluster (the B slice it read came from
+      // all of them).
+      auto release = [&](uint32_t itx) {
+        const int s = itx % STAGES;
+        if constexpr (CM > 1) {
+          if (lane < CM) mbar_arrive_cluster(&empty[s], lane);
+        } else {
+          if (lane == 0) mbar_arrive(&empty[s]);
+        }
+      };
+      struct Scales {
+        float a0, a1, b0, b1;
+      };
+      auto load_scales = [&](int kb) {
+        Scales r;
+        r.a0 = __ldg(sa0 + kb);
+        r.a1 = __ldg(sa1 + kb);
+        r.b0 = __ldg(sb0 + kb);
+        r.b1 = S::kOneScaleBlock ? r.b0 : __ldg(sb1 + kb);
+        return r;
+      };
+      // acc += P * a_scale[row] * b_scale[block(col)]
+      auto promote = [&](float (&P)[BN / 2], const Scales& sc) {
+        const float s00 = sc.a0 * sc.b0, s10 = sc.a1 * sc.b0;
+        const float s01 = sc.a0 * sc.b1, s11 = sc.a1 * sc.b1;
+#pragma unroll
+        for (int j = 0; j < BN / 8; ++j) {
+          const bool second = !S::kOneScaleBlock && 8 * j >= straddle_col;
+          const float r0 = second ? s01 : s00;
+          const float r1 = second ? s11 : s10;
+          acc[4 * j + 0] += P[4 * j + 0] * r0;
+          acc[4 * j + 1] += P[4 * j + 1] * r0;
+          acc[4 * j + 2] += P[4 * j + 2] * r1;
+          acc[4 * j + 3] += P[4 * j + 3] * r1;
+        }
+      };
+
+      if constexpr (!PIPE) {
+        // Scales are loaded one k-block ahead so their latency hides behind a whole k-block.
+        Scales sc = load_scales(0);
+        for (int kb = 0; kb < num_kb; ++kb, ++it) {
+          const Scales next = load_scales(min(kb + 1, num_kb - 1));
+          issue(part, it);
+          wgmma_wait<0>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc);
+          sc = next;
+        }
       } else {
-        if (lane == 0) mbar_arrive(&empty[s]);
+        // Two partial accumulators: k-block kb+1's wgmma runs while kb is promoted, so this
+        // warpgroup keeps the tensor core busy by itself.
+        Scales sc0 = load_scales(0);
+        issue(part, it);
+        int kb = 0;
+        for (; kb + 2 < num_kb; kb += 2, it += 2) {  // kb in flight in part; kb+1, kb+2 exist
+          const Scales sc1 = load_scales(kb + 1);
+          issue(part2, it + 1);
+          wgmma_wait<1>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc0);
+          sc0 = load_scales(kb + 2);
+          issue(part, it + 2);
+          wgmma_wait<1>();
+          fence_regs(part2);
+          release(it + 1);
+          promote(part2, sc1);
+        }
+        if (kb + 1 < num_kb) {
+          const Scales sc1 = load_scales(kb + 1);
+          issue(part2, it + 1);
+          wgmma_wait<1>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc0);
+          wgmma_wait<0>();
+          fence_regs(part2);
+          release(it + 1);
+          promote(part2, sc1);
+          it += 2;
+        } else {
+          wgmma_wait<0>();
+          fence_regs(part);
+          release(it);
+          promote(part, sc0);
+          it += 1;
+        }
       }
-    };
-    struct Scales {
-      float a0, a1, b0, b1;
-    };
-    auto load_scales = [&](const Ctx& c, int kb) {
-      Scales r;
-      r.a0 = __ldg(a_scales + static_cast<size_t>(min(c.row0, m - 1)) * num_kb + kb);
-      r.a1 = __ldg(a_scales + static_cast<size_t>(min(c.row0 + 8, m - 1)) * num_kb + kb);
-      r.b0 = __ldg(b_scales + static_cast<size_t>(c.n0 / 128) * num_kb + kb);
-      r.b1 = S::kOneScaleBlock ? r.b0
-                               : __ldg(b_scales + static_cast<size_t>(min(c.n0 / 128 + 1, b_scale_rows - 1)) * num_kb + kb);
-      return r;
-    };
-    // acc += P * a_scale[row] * b_scale[block(col)]; a tile straddles two scale blocks only when
-    // BN > 128, from column 128 - n0 % 128 on.
-    auto promote = [&](float (&P)[BN / 2], const Scales& sc, const Ctx& c) {
-      const float s00 = sc.a0 * sc.b0, s10 = sc.a1 * sc.b0;
-      const float s01 = sc.a0 * sc.b1, s11 = sc.a1 * sc.b1;
-      const int straddle_col = 128 - c.n0 % 128;
-#pragma unroll
-      for (int j = 0; j < BN / 8; ++j) {
-        const bool second = !S::kOneScaleBlock && 8 * j >= straddle_col;
-        const float r0 = second ? s01 : s00;
-        const float r1 = second ? s11 : s10;
-        acc[4 * j + 0] += P[4 * j + 0] * r0;
-        acc[4 * j + 1] += P[4 * j + 1] * r0;
-        acc[4 * j + 2] += P[4 * j + 2] * r1;
-        acc[4 * j + 3] += P[4 * j + 3] * r1;
-      }
-    };
-    // bf16 pairs straight from the accumulator, masked for ragged m / n (odd n: single stores);
-    // then the accumulator restarts at zero for the next tile.
-    auto epilogue = [&](const Ctx& c) {
+
+      // Epilogue: bf16 pairs, masked for ragged m / n (odd n falls back to single stores).
       const bool pair_ok = (n & 1) == 0;
 #pragma unroll
       for (int j = 0; j < BN / 8; ++j) {
-        const int col = c.n0 + AccLayout::col(lane, 4 * j);
+        const int col = n0 + AccLayout::col(lane, 4 * j);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const int row = c.row0 + 8 * h;
+          const int row = h == 0 ? row0 : row1;
           if (row >= m) continue;
           const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
           __nv_bfloat16* dst = out + static_cast<size_t>(row) * n + col;
@@ -360,79 +413,6 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
             if (col < n) dst[0] = __float2bfloat16_rn(v0);
             if (col + 1 < n) dst[1] = __float2bfloat16_rn(v1);
           }
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-    };
-
-#pragma unroll
-    for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
-    if constexpr (!PIPE) {
-      uint32_t it = 0;
-      for (int tile = cluster_id; tile < tiles; tile += num_clusters) {
-        const Ctx c = make_ctx(tile);
-        // Scales are loaded one k-block ahead so their latency hides behind a whole k-block.
-        Scales sc = load_scales(c, 0);
-        for (int kb = 0; kb < num_kb; ++kb, ++it) {
-          const Scales next = load_scales(c, min(kb + 1, num_kb - 1));
-          issue(part, it);
-          wgmma_wait<0>();
-          fence_regs(part);
-          release(it);
-          promote(part, sc, c);
-          sc = next;
-        }
-        epilogue(c);
-      }
-    } else {
-      // Two partial accumulators over this CTA's whole (tile, k-block) sequence, flattened:
-      // k-block j+1's wgmma (the next tile's first, at a tile's end) runs while j is promoted and,
-      // at a tile's end, while the tile is stored; this warpgroup keeps the tensor core busy by
-      // itself. The wgmma issues are unconditional inside the loop (a conditional issue makes
-      // ptxas serialize the wgmma pipeline, warning C7514).
-      const int my_tiles = cluster_id < tiles ? (tiles - 1 - cluster_id) / num_clusters + 1 : 0;
-      const int total = my_tiles * num_kb;
-      if (total > 0) {
-        Ctx cur = make_ctx(cluster_id);  // tile of the k-block being promoted
-        Ctx nxt = cur;                   // tile of the k-block issued after it
-        auto ctx_of = [&](int j) { return j % num_kb == 0 ? make_ctx(cluster_id + (j / num_kb) * num_clusters) : cur; };
-        // Promote k-block j from P; at its tile's end store the tile and move on.
-        auto finish = [&](float (&P)[BN / 2], int j, const Scales& sc) {
-          fence_regs(P);
-          release(j);
-          promote(P, sc, cur);
-          if ((j + 1) % num_kb == 0) {
-            epilogue(cur);
-            cur = nxt;
-          }
-        };
-        Scales sc0 = load_scales(cur, 0);
-        issue(part, 0);
-        int j = 0;
-        for (; j + 2 < total; j += 2) {  // j in flight in part; j+1 and j+2 exist
-          nxt = ctx_of(j + 1);
-          const Scales sc1 = load_scales(nxt, (j + 1) % num_kb);
-          issue(part2, j + 1);
-          wgmma_wait<1>();
-          finish(part, j, sc0);
-          nxt = ctx_of(j + 2);
-          sc0 = load_scales(nxt, (j + 2) % num_kb);
-          issue(part, j + 2);
-          wgmma_wait<1>();
-          finish(part2, j + 1, sc1);
-        }
-        if (j + 1 < total) {
-          nxt = ctx_of(j + 1);
-          const Scales sc1 = load_scales(nxt, (j + 1) % num_kb);
-          issue(part2, j + 1);
-          wgmma_wait<1>();
-          finish(part, j, sc0);
-          wgmma_wait<0>();
-          finish(part2, j + 1, sc1);
-        } else {
-          wgmma_wait<0>();
-          finish(part, j, sc0);
         }
       }
     }
@@ -446,13 +426,14 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
 // ------------------------------------------------------------------------------------------------
 // Kernel 2: small M (decode), swap-AB + cluster split-K.
 // ------------------------------------------------------------------------------------------------
-// The ring holds up to kMaxStages stages; the launcher picks how many (`stages`) per shape, so
-// that every CTA of the launch is resident at once (one wave) with as many loads in flight as
-// the shared memory then allows.
+// The ring holds up to kMaxStages stages; the launcher uses kDefaultStages, or fewer when that
+// lets every CTA of the launch be resident at once (one wave). Deeper rings measured slower
+// (run 5: 4096x4096 m=1 with 8 stages at 2 CTAs/SM 14.8 us against 8.7 us with 4 stages).
 template <int MT>
 struct DecodeShape {
   static_assert(MT % 16 == 0 && MT <= 64, "tokens per tile: 16, 32 or 64 (8-row TMA groups, 1KB aligned)");
   static constexpr int kMaxStages = 8;
+  static constexpr int kDefaultStages = 4;
   static constexpr int kMinStages = 2;
   static constexpr int kWBytes = kDecodeRows * kBlockK;
   static constexpr int kXBytes = MT * kBlockK;
@@ -741,11 +722,12 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
   const int n_tiles = (a.n + kDecodeRows - 1) / kDecodeRows;
   const int t_tiles = (a.m + MT - 1) / MT;
   if (t_tiles > 65535 || n_tiles > 65535) return Status::Error("sm90 decode: m or n too large for one launch");
-  // The deepest ring (no deeper than the k-blocks a CTA streams) that keeps the launch in one
-  // wave; when none does, the shallowest (most CTAs resident).
+  // The deepest ring up to kDefaultStages (and no deeper than the k-blocks a CTA streams) that
+  // keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
+  // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
   const long long ctas = static_cast<long long>(split) * n_tiles * t_tiles;
   int stages = S::kMinStages;
-  for (int st = std::clamp(kb_per_split, S::kMinStages, S::kMaxStages); st >= S::kMinStages; --st) {
+  for (int st = std::clamp(kb_per_split, S::kMinStages, S::kDefaultStages); st >= S::kMinStages; --st) {
     if (ctas <= static_cast<long long>(per_sm[st]) * std::max(dev.sm_count, 1)) {
       stages = st;
       break;
