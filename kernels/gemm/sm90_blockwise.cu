@@ -2,35 +2,45 @@
 //
 //   out[m, n] = sum_kb  a_scale[m, kb] * b_scale[n/128, kb] * sum_{k in kb} A[m, k] * B[n, k]
 //
-// Two kernels, one file:
+// Two kernels, one file. Measurements behind every choice: kernels/gemm/NOTES-sm90.md.
 //
-// 1. sm90_gemm_kernel<BM, BN, STAGES> (GemmKernel::kSm90Wgmma), for large M.
+// 1. sm90_gemm_kernel<BM, BN, STAGES, CM, PIPE> (GemmKernel::kSm90Wgmma), for large M.
 //    - Persistent grid (one CTA per SM) walking output tiles BM x BN in a grouped order (kGroupM
-//      m-blocks share each sweep over n, so the B tiles of concurrently running CTAs hit L2).
+//      m-blocks share each sweep over n, so the tiles of concurrently running CTAs share L2).
 //    - Warp-specialized: warpgroup 0 is the producer (setmaxnreg down; one thread issues TMA),
 //      warpgroups 1..BM/64 are consumers (setmaxnreg up), each owning 64 rows of the tile.
 //    - BLOCK_K = 128 = the scale group = one 128-byte swizzle row of FP8, so a stage holds exactly
 //      one k-block: A [BM x 128] and B [BN x 128], loaded by TMA with SWIZZLE_128B into a ring of
-//      STAGES slots guarded by full (TMA transaction bytes) and empty (consumers done) mbarriers.
+//      STAGES slots guarded by full (TMA transaction bytes) and empty (consumer warps done)
+//      mbarriers.
 //    - Per k-block a consumer issues 4 x wgmma m64nBNk32 (e4m3 x e4m3 -> f32) into a fresh partial
 //      accumulator, waits, releases the slot, and promotes: acc += partial * a_scale[row] *
-//      b_scale[block(col)]. This is the "promote once per 128-k block" numerics of the CPU twin.
-//    - A scales are read with plain loads (2 rows per thread per k-block, issued before the wait
-//      on the full barrier so their latency hides behind TMA/wgmma); no re-layout is needed.
-//    - BN need not divide 128 (192 is compiled): a tile may straddle two B-scale blocks, and each
-//      8-column group of the accumulator picks its block's scale.
+//      b_scale[block(col)] ("promote once per 128-k block", as the CPU twin). With PIPE (the
+//      default for BN <= 128) two partial accumulators alternate, so k-block kb+1's wgmma runs
+//      while kb is promoted (+5..8%).
+//    - Scales are read with plain loads one k-block ahead (2 A rows per thread); no re-layout.
+//    - BN need not divide 128 (192, experiment-only now): a tile may straddle two B-scale blocks,
+//      and each 8-column group of the accumulator picks its block's scale.
+//    - CM = 2 (experiment-only): 2-CTA clusters along m, each CTA loads half of the shared B tile
+//      and TMA-multicasts it; consumers release the slot in both CTAs. As fast as CM = 1 except at
+//      the largest shape, where it is slower, so not compiled into the production list.
 //    - Epilogue: bf16 pairs stored straight from the accumulator registers, masked for ragged
 //      m/n (TMA zero-fills out-of-bounds loads, so ragged m/n/k need nothing else).
 //
-// 2. sm90_decode_kernel<MT, STAGES> (GemmKernel::kSm90Decode), for small M (decode).
+// 2. sm90_decode_kernel<MT> (GemmKernel::kSm90Decode), for small M (decode).
 //    - Swap-AB: the weights are the M=64 side of wgmma (64 rows of B per CTA), the tokens are the
 //      wgmma N side (MT = 16/32/64 tokens), so no tensor-core work is wasted on padding rows.
 //    - Split-K over a thread-block cluster of S CTAs (S <= 8): rank r handles a contiguous range
 //      of k-blocks, then the S partial tiles are summed through distributed shared memory (each
 //      rank reduces and stores a 1/S slice of the tile). No global workspace, no atomics, no
-//      second launch, deterministic, graph-capturable.
-//    - One warpgroup; thread 0 keeps STAGES TMA loads in flight (the weight stream is the whole
-//      cost at small M), the warpgroup syncs on a named barrier before a slot is refilled.
+//      second launch, deterministic, graph-capturable. S: the largest power of two that keeps
+//      about 3 CTAs per SM.
+//    - One warpgroup; thread 0 keeps `stages` TMA loads in flight (the weight stream is the whole
+//      cost at small M), the warpgroup syncs on a named barrier before a slot is refilled. The
+//      ring depth is chosen at launch (4, or 2-3 when that makes the whole grid resident).
+//
+// Numerics: Hopper FP8 wgmma adds the products of one instruction with ~14 significant bits, so
+// the elementwise oracle bound for these kernels is 2^-11 of sum |a b| (oracle_check.h).
 //
 // Both kernels compile only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); the sm_89 pass sees empty
 // bodies and the launcher refuses devices that are not sm_90.
