@@ -140,7 +140,9 @@ Status probe_lt_scale_layout(const LtContext& lt, std::optional<LtScaleLayout>* 
       *report += layout.describe() + ": " + s.message() + "; ";
       continue;
     }
-    const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data());
+    // cuBLASLt's FP8 on Hopper accumulates like our wgmma kernels (see oracle_check.h); a wrong
+    // scale layout misses by O(1), far outside either bound.
+    const auto check = check_against_oracle(out.download(), m, n, rows, ref.data(), abs_ref.data(), kAccumTolWgmmaFp8);
     *report += fmt::format("{}: rel. error {:.2e}; ", layout.describe(), check.rel_frobenius);
     // A peer is judged by its overall error only: its accumulation order is its own business.
     if (check.non_finite == 0 && check.rel_frobenius <= kMaxPeerDiff) {
@@ -207,6 +209,7 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
   if (opt.all_configs) {
     json configs = json::object();
     for (const GemmConfig& c : gemm_configs()) {
+      if (!gemm_config_runs_on(c, device)) continue;
       Timing t;
       const Status s = time_ours(&c, &t);
       configs[c.name()] = s.ok() ? json(t.median_us) : json(s.message());

@@ -38,7 +38,9 @@ Status validate(const Fp8GemmArgs& args);
 Status validate_gemm_inputs(const Fp8GemmArgs& args);
 
 enum class GemmKernel {
-  kSm89Mma,  // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
+  kSm89Mma,    // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
+  kSm90Wgmma,  // sm_90a: TMA + wgmma, warp-specialized, persistent (large M)
+  kSm90Decode, // sm_90a: swap-AB wgmma (weights as the 64-row side), split-K over a cluster (small M)
 };
 
 // One compiled tile configuration of a GEMM kernel.
@@ -47,11 +49,24 @@ struct GemmConfig {
   int block_m;
   int block_n;
   int stages;   // shared-memory pipeline depth
+  // kSm90Decode: block_m = tokens per tile (the wgmma N), block_n = 64 weight rows per CTA.
+  // split_k: CTAs (one cluster) that share one output tile's K range; 0 = chosen at launch.
+  int split_k = 0;
+  // kSm90Wgmma: CTAs per cluster along m that share (TMA-multicast) each B tile; 1 = no cluster.
+  int cluster_m = 1;
   std::string name() const;  // e.g. "sm89_m64n128s4"
 };
 
-// Every configuration compiled into this build (tests force each one).
+// Every configuration compiled into this build (tests force each one that runs on the device).
 std::span<const GemmConfig> gemm_configs();
+
+// Whether `config` can run on `device` (the sm90 kernels need an sm_90 GPU; forcing one elsewhere
+// returns an error instead of launching).
+bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device);
+
+// The accumulation tolerance (relative to sum |a b|) of `config`'s numerics for the oracle check:
+// kAccumTolFp32 for fp32 accumulation, kAccumTolWgmmaFp8 for Hopper FP8 wgmma (oracle_check.h).
+double gemm_accumulation_tolerance(const GemmConfig& config);
 
 // The heuristic: which configuration to run for this shape on this device.
 GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device);

@@ -4,20 +4,46 @@
 
 #include "common/cuda_check.h"
 #include "fp8lm/gemm.h"
+#include "fp8lm/oracle_check.h"
 #include "gemm/sm89_blockwise.h"
+#include "gemm/sm90_blockwise.h"
 
 namespace fp8lm {
 
 std::string GemmConfig::name() const {
-  const char* kind = "sm89";
-  return std::string(kind) + "_m" + std::to_string(block_m) + "n" + std::to_string(block_n) + "s" +
-         std::to_string(stages);
+  std::string s;
+  switch (kernel) {
+    case GemmKernel::kSm89Mma: s = "sm89"; break;
+    case GemmKernel::kSm90Wgmma: s = "sm90"; break;
+    case GemmKernel::kSm90Decode: s = "sm90dec"; break;  // m = tokens per tile, n = weight rows per CTA
+  }
+  s.append("_m").append(std::to_string(block_m)).append("n").append(std::to_string(block_n));
+  s.append("s").append(std::to_string(stages));
+  if (kernel == GemmKernel::kSm90Wgmma && cluster_m > 1) s.append("c").append(std::to_string(cluster_m));
+  if (kernel == GemmKernel::kSm90Decode && split_k > 0) s.append("k").append(std::to_string(split_k));
+  return s;
+}
+
+double gemm_accumulation_tolerance(const GemmConfig& config) {
+  return config.kernel == GemmKernel::kSm89Mma ? kAccumTolFp32 : kAccumTolWgmmaFp8;
+}
+
+bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device) {
+  switch (config.kernel) {
+    case GemmKernel::kSm89Mma:
+      return device.sm_version() >= 89;
+    case GemmKernel::kSm90Wgmma:
+    case GemmKernel::kSm90Decode:
+      return device.sm_version() == 90;  // sm_90a instructions: wgmma, setmaxnreg
+  }
+  return false;
 }
 
 std::span<const GemmConfig> gemm_configs() {
   static const std::vector<GemmConfig> all = [] {
     std::vector<GemmConfig> v;
     for (const GemmConfig& c : sm89::configs()) v.push_back(c);
+    for (const GemmConfig& c : sm90::configs()) v.push_back(c);
     return v;
   }();
   return all;
@@ -33,6 +59,9 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream, const Ge
   switch (config.kernel) {
     case GemmKernel::kSm89Mma:
       return sm89::launch(args, config, device, stream);
+    case GemmKernel::kSm90Wgmma:
+    case GemmKernel::kSm90Decode:
+      return sm90::launch_sm90_blockwise(args, config, device, stream);
   }
   return Status::Error("gemm_fp8_blockwise: unknown kernel in configuration " + config.name());
 }

@@ -1,0 +1,27 @@
+// Hopper (sm_90a) FP8 blockwise GEMM launchers: TMA + wgmma. See sm90_blockwise.cu for the design.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <span>
+
+#include "fp8lm/device.h"
+#include "fp8lm/gemm.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm::sm90 {
+
+// Every compiled sm90 configuration (kSm90Wgmma tiles, kSm90Decode token tiles).
+std::span<const GemmConfig> configs();
+
+// Runs `config` (kernel kSm90Wgmma or kSm90Decode, a compiled tile shape) on `stream`. The
+// arguments must already have passed validate(). Returns an error (and launches nothing) when the
+// device is not sm_90, the configuration is not compiled, or the driver cannot encode the TMA maps.
+Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
+                             const DeviceInfo& device, cudaStream_t stream);
+
+// The split-K (cluster size) that launch_sm90_blockwise uses for a kSm90Decode config whose
+// split_k is 0 (the largest power of two <= 8 with n-tiles x token-tiles x split <= 3 x SMs).
+int sm90_decode_auto_split(int m, int n, int k, const GemmConfig& config, const DeviceInfo& device);
+
+}  // namespace fp8lm::sm90
