@@ -60,11 +60,17 @@ void expect_sentinel(const Qwen3Weights& w) {
   EXPECT_TRUE(w.layers.empty());
 }
 
+// The tiny preset's dummy weights, written to `dir`.
+Qwen3Weights make_tiny_checkpoint(const TempDir& dir, std::uint64_t seed, CheckpointDtype dtype) {
+  Qwen3Weights made;
+  EXPECT_TRUE(make_dummy_qwen3("tiny", seed, &made).ok());
+  EXPECT_TRUE(write_qwen3_checkpoint(made, dir.str(), dtype).ok());
+  return made;
+}
+
 TEST(Qwen3Checkpoint, TinyFp8RoundTripIsExact) {
   TempDir dir;
-  Qwen3Weights made;
-  ASSERT_TRUE(make_dummy_qwen3("tiny", 42, &made).ok());
-  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kFp8).ok());
+  const Qwen3Weights made = make_tiny_checkpoint(dir, 42, CheckpointDtype::kFp8);
   Qwen3Weights loaded;
   int calls = 0;
   bool finished = false;
@@ -88,9 +94,7 @@ TEST(Qwen3Checkpoint, TinyFp8RoundTripIsExact) {
 // equal quantizing the fused dequantized weights directly.
 TEST(Qwen3Checkpoint, TinyBf16RoundTripQuantizesAtLoad) {
   TempDir dir;
-  Qwen3Weights made;
-  ASSERT_TRUE(make_dummy_qwen3("tiny", 3, &made).ok());
-  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kBf16).ok());
+  const Qwen3Weights made = make_tiny_checkpoint(dir, 3, CheckpointDtype::kBf16);
   Qwen3Weights loaded;
   const Status st = load_qwen3(dir.str(), &loaded);
   ASSERT_TRUE(st.ok()) << st.message();
