@@ -12,10 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "bench/cublaslt_peer.h"
 #include "bench/device_kernels.h"
 #include "bench/graph_timer.h"
 #include "common/cuda_check.h"
+#include "gemm/cublaslt.h"
 #include "fp8lm/cpu.h"
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/gemm.h"

@@ -30,6 +30,10 @@ struct EmbedArgs {
 
 // RMSNorm as transformers computes it: r = rsqrt(mean(x^2) + eps) in fp32;
 // out = bf16(weight * bf16(x * r)) (the normalized value is rounded to bf16 before the weight).
+// Summation order of x^2 (shared by both backends, so they agree bit for bit): element i adds into
+// partial (i / 8) % 32 in increasing i; the 32 partials are combined by an xor butterfly (masks 16,
+// 8, 4, 2, 1: p[l] = p[l] + p[l ^ mask]), i.e. one warp with 16-byte loads. mean = sum / dim,
+// r = 1 / sqrt(mean + eps), all IEEE fp32 (see fp8lm/layer_math.h). GPU: dim, strides % 8 == 0.
 struct RmsNormArgs {
   const bf16* x;       // [rows, dim], row stride `x_stride` elements
   const bf16* weight;  // [dim]
@@ -42,11 +46,15 @@ struct RmsNormArgs {
 };
 
 // Attention input preparation for tokens at positions start_pos .. start_pos + n - 1:
-//  - per-head RMSNorm of q (q_norm weight) and k (k_norm weight), as RmsNormArgs, in place in qkv;
+//  - per-head RMSNorm of q (q_norm weight) and k (k_norm weight), as RmsNormArgs, in place in qkv,
+//    except that the sum of squares uses partials of 4 elements (element i adds into partial
+//    (i / 4) % 32; one warp per head with 8-byte loads), then the same xor butterfly;
 //  - neox RoPE (rotate_half) on q and k with cos/sin of (position * theta^(-2i/head_dim)) computed
 //    in fp32 and rounded to bf16, and q*cos, rotate_half(q)*sin and their sum each rounded to bf16
-//    (transformers' bf16 arithmetic);
+//    (transformers' bf16 arithmetic); exactly as rope_cos_sin() in fp8lm/layer_math.h;
 //  - k (normed, rotated) and v copied into the caches at rows start_pos + t.
+// Both backends agree bit for bit. The CPU twin accepts any even head_dim (small hand-checked
+// cases); the launcher supports exactly 128.
 // qkv row layout: [q_heads * head_dim | kv_heads * head_dim (k) | kv_heads * head_dim (v)].
 struct QkNormRopeArgs {
   bf16* qkv;            // [n, (q_heads + 2 kv_heads) * head_dim]; q and k rewritten in place
@@ -67,6 +75,10 @@ struct QkNormRopeArgs {
 // Causal grouped-query attention over the cache: query t (at position start_pos + t) attends to
 // cache rows 0 .. start_pos + t; q head h reads kv head h / (q_heads / kv_heads). Scores
 // q.k * scale and the softmax in fp32, P.V accumulated in fp32, output rounded to bf16.
+// The backends differ in summation order and exp (tests allow for it). The qkv row stride is
+// (q_heads + 2 kv_heads) * head_dim, the cache row stride kv_heads * head_dim. q_heads must be a
+// multiple of kv_heads; the launcher supports head_dim 128 and groups q_heads / kv_heads of 1..8
+// and 16.
 struct AttentionArgs {
   const bf16* qkv;      // q read from the first q_heads * head_dim columns of each qkv row
   const bf16* k_cache;  // [>= start_pos + n, kv_heads * head_dim]
@@ -81,6 +93,8 @@ struct AttentionArgs {
 };
 
 // out = bf16(bf16(silu(gate)) * up), gate_up rows = [gate (inter) | up (inter)].
+// silu(x) = x / (1 + exp(-x)) in fp32 with exp_f32 (fp8lm/layer_math.h: IEEE operations only), so
+// both backends agree bit for bit. GPU: inter % 8 == 0.
 struct SiluMulArgs {
   const bf16* gate_up;  // [n, 2 * inter]
   bf16* out;            // [n, inter]
@@ -88,7 +102,7 @@ struct SiluMulArgs {
   int inter;
 };
 
-// x = bf16(x + y), elementwise (residual connections).
+// x = bf16(x + y), elementwise (residual connections). GPU: x and y 16-byte aligned.
 struct AddArgs {
   bf16* x;
   const bf16* y;
@@ -96,7 +110,7 @@ struct AddArgs {
 };
 
 // logits[t, v] = sum_h x[t, h] * weight[v, h], fp32 accumulation and fp32 output (the bf16
-// lm_head; transformers rounds logits to bf16, which only coarsens them).
+// lm_head; transformers rounds logits to bf16, which only coarsens them). GPU: hidden % 8 == 0.
 struct LmHeadArgs {
   const bf16* x;       // [n, hidden]
   const bf16* weight;  // [vocab, hidden]
@@ -106,6 +120,18 @@ struct LmHeadArgs {
   int vocab;
 };
 
+// Checks shared by each launcher and its twin (pointers, sizes, consistency); the launchers add
+// their alignment requirements. n == 0 (rows == 0, count == 0) is a valid no-op.
+Status validate(const EmbedArgs& args);
+Status validate(const RmsNormArgs& args);
+Status validate(const QkNormRopeArgs& args);
+Status validate(const AttentionArgs& args);
+Status validate(const SiluMulArgs& args);
+Status validate(const AddArgs& args);
+Status validate(const LmHeadArgs& args);
+
+// GPU launchers: validate, return an error without launching on bad input, else enqueue on
+// `stream`. embed writes NaN rows for ids outside [0, vocab) instead of reading out of bounds.
 Status embed(const EmbedArgs& args, cudaStream_t stream);
 Status rmsnorm(const RmsNormArgs& args, cudaStream_t stream);
 Status qk_norm_rope(const QkNormRopeArgs& args, cudaStream_t stream);
@@ -116,6 +142,8 @@ Status add(const AddArgs& args, cudaStream_t stream);
 // created on first use per device and kept for the life of the process.
 Status lm_head(const LmHeadArgs& args, cudaStream_t stream);
 
+// CPU twins (threads: attention and lm_head use all hardware threads). embed refuses ids outside
+// [0, vocab) with an error naming the position.
 namespace cpu {
 Status embed(const EmbedArgs& args);
 Status rmsnorm(const RmsNormArgs& args);

@@ -1,7 +1,8 @@
-// cuBLASLt as a peer in the benchmarks: blockwise FP8 (the same math as ours), tensorwise FP8 (the
-// FP8 peak), and bf16. Our names: activations a [m, k], weights b [n, k], out [m, n], all
-// row-major. cuBLASLt is column-major, so it computes out^T [n, m] = b [n, k] . a^T as "TN":
-// its A is our weights (transposed), its B our activations.
+// A thin cuBLASLt wrapper shared by the benchmarks (peers: blockwise FP8, the same math as ours;
+// tensorwise FP8, the FP8 peak; bf16) and by lm_head (bf16 inputs, fp32 logits). Our names:
+// activations a [m, k], weights b [n, k], out [m, n], all row-major. cuBLASLt is column-major, so
+// it computes out^T [n, m] = b [n, k] . a^T as "TN": its A is our weights (transposed), its B our
+// activations.
 #pragma once
 
 #include <cublasLt.h>
@@ -11,12 +12,17 @@
 
 #include "fp8lm/status.h"
 
-namespace fp8lm::bench {
+namespace fp8lm {
 
 enum class LtKind {
   kFp8Blockwise,   // a: e4m3 + VEC128_32F scales; b: e4m3 + BLK128x128_32F scales; out bf16
   kFp8Tensorwise,  // e4m3 inputs, one scale each (1.0), fast accumulation, out bf16: the FP8 peak
-  kBf16,           // bf16 inputs and output, fp32 accumulation
+  kBf16,           // bf16 inputs, fp32 accumulation, out bf16 or fp32 (LtOutput)
+};
+
+enum class LtOutput {
+  kBf16,  // every kind
+  kF32,   // kBf16 only (lm_head's logits)
 };
 
 // How the blockwise scale tensors are laid out for cuBLASLt, relative to fp8lm's layout
@@ -47,7 +53,7 @@ class LtGemm {
  public:
   // Returns an error starting with "unsupported" when cuBLASLt has no algorithm for this case.
   static Status create(const LtContext& ctx, LtKind kind, int m, int n, int k, LtScaleLayout layout,
-                       std::unique_ptr<LtGemm>* out);
+                       std::unique_ptr<LtGemm>* out, LtOutput output = LtOutput::kBf16);
   ~LtGemm();
   // a_scales/b_scales: only for kFp8Blockwise (in the planned layout).
   Status run(const void* a, const float* a_scales, const void* b, const float* b_scales, void* out,
@@ -62,4 +68,4 @@ class LtGemm {
   cublasLtMatmulAlgo_t algo_{};
 };
 
-}  // namespace fp8lm::bench
+}  // namespace fp8lm

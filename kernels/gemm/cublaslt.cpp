@@ -1,4 +1,4 @@
-#include "bench/cublaslt_peer.h"
+#include "gemm/cublaslt.h"
 
 #include <cuda_runtime_api.h>
 
@@ -6,7 +6,7 @@
 
 #include "common/cuda_check.h"
 
-namespace fp8lm::bench {
+namespace fp8lm {
 
 namespace {
 Status lt_status(cublasStatus_t s, const char* what) {
@@ -47,7 +47,9 @@ LtGemm::~LtGemm() {
 }
 
 Status LtGemm::create(const LtContext& ctx, LtKind kind, int m, int n, int k, LtScaleLayout layout,
-                      std::unique_ptr<LtGemm>* out) {
+                      std::unique_ptr<LtGemm>* out, LtOutput output) {
+  if (output == LtOutput::kF32 && kind != LtKind::kBf16)
+    return Status::Error("unsupported: fp32 output is offered for bf16 inputs only");
   auto g = std::unique_ptr<LtGemm>(new LtGemm());
   g->ctx_ = &ctx;
   g->kind_ = kind;
@@ -75,7 +77,8 @@ Status LtGemm::create(const LtContext& ctx, LtKind kind, int m, int n, int k, Lt
   }
   LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->a_, in_type, k, n, k));
   LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->b_, in_type, k, m, k));
-  LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->d_, CUDA_R_16BF, n, m, n));
+  const cudaDataType_t out_type = output == LtOutput::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+  LT_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&g->d_, out_type, n, m, n));
 
   cublasLtMatmulPreference_t pref = nullptr;
   LT_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
@@ -107,4 +110,4 @@ Status LtGemm::run(const void* a, const float* a_scales, const void* b, const fl
                    "cublasLtMatmul");
 }
 
-}  // namespace fp8lm::bench
+}  // namespace fp8lm

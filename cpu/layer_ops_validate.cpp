@@ -1,0 +1,128 @@
+// Argument checks of the layer ops, shared by the GPU launchers and the CPU twins: a bad call gets a
+// message naming the op, the argument and what was expected, and nothing is launched or written.
+#include <string>
+
+#include "fp8lm/layer_ops.h"
+
+namespace fp8lm {
+
+namespace {
+
+std::string str(long long v) { return std::to_string(v); }
+
+Status need(bool ok, const char* fn, const std::string& what) {
+  if (ok) return Status::Ok();
+  return Status::Error(std::string(fn) + ": " + what);
+}
+
+Status not_null(const void* p, const char* fn, const char* name) {
+  return need(p != nullptr, fn, std::string(name) + " is a null pointer");
+}
+
+Status positive(long long v, const char* fn, const char* name) {
+  return need(v >= 1, fn, std::string(name) + " = " + str(v) + " must be >= 1");
+}
+
+Status non_negative(long long v, const char* fn, const char* name) {
+  return need(v >= 0, fn, std::string(name) + " = " + str(v) + " must be >= 0");
+}
+
+Status heads(int q_heads, int kv_heads, int head_dim, const char* fn) {
+  FP8LM_RETURN_IF_ERROR(positive(q_heads, fn, "q_heads"));
+  FP8LM_RETURN_IF_ERROR(positive(kv_heads, fn, "kv_heads"));
+  FP8LM_RETURN_IF_ERROR(need(q_heads % kv_heads == 0, fn,
+                             "q_heads = " + str(q_heads) + " must be a multiple of kv_heads = " + str(kv_heads)));
+  FP8LM_RETURN_IF_ERROR(positive(head_dim, fn, "head_dim"));
+  return need(head_dim % 2 == 0, fn, "head_dim = " + str(head_dim) + " must be even (RoPE rotates halves)");
+}
+
+}  // namespace
+
+Status validate(const EmbedArgs& a) {
+  constexpr const char* fn = "embed";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.vocab, fn, "vocab"));
+  FP8LM_RETURN_IF_ERROR(positive(a.hidden, fn, "hidden"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.tokens, fn, "tokens"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.table, fn, "table"));
+  return not_null(a.out, fn, "out");
+}
+
+Status validate(const RmsNormArgs& a) {
+  constexpr const char* fn = "rmsnorm";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.rows, fn, "rows"));
+  FP8LM_RETURN_IF_ERROR(positive(a.dim, fn, "dim"));
+  FP8LM_RETURN_IF_ERROR(need(a.x_stride >= a.dim, fn,
+                             "x_stride = " + str(a.x_stride) + " must be >= dim = " + str(a.dim)));
+  FP8LM_RETURN_IF_ERROR(need(a.out_stride >= a.dim, fn,
+                             "out_stride = " + str(a.out_stride) + " must be >= dim = " + str(a.dim)));
+  FP8LM_RETURN_IF_ERROR(need(a.eps >= 0.0f, fn, "eps must be >= 0"));
+  if (a.rows == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.weight, fn, "weight"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.out, fn, "out"));
+  return need(a.out != a.x || a.out_stride == a.x_stride, fn, "in place (out == x) needs out_stride == x_stride");
+}
+
+Status validate(const QkNormRopeArgs& a) {
+  constexpr const char* fn = "qk_norm_rope";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(non_negative(a.start_pos, fn, "start_pos"));
+  FP8LM_RETURN_IF_ERROR(heads(a.q_heads, a.kv_heads, a.head_dim, fn));
+  FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.start_pos) + a.n <= a.cache_capacity, fn,
+                             "start_pos + n = " + str(static_cast<long long>(a.start_pos) + a.n) +
+                                 " exceeds cache_capacity = " + str(a.cache_capacity)));
+  FP8LM_RETURN_IF_ERROR(need(a.eps >= 0.0f, fn, "eps must be >= 0"));
+  FP8LM_RETURN_IF_ERROR(need(a.rope_theta > 0.0f, fn, "rope_theta must be > 0"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.qkv, fn, "qkv"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.q_norm, fn, "q_norm"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.k_norm, fn, "k_norm"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.k_cache, fn, "k_cache"));
+  return not_null(a.v_cache, fn, "v_cache");
+}
+
+Status validate(const AttentionArgs& a) {
+  constexpr const char* fn = "attention";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(non_negative(a.start_pos, fn, "start_pos"));
+  FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.start_pos) + a.n <= (1ll << 30), fn,
+                             "start_pos + n is out of range"));
+  FP8LM_RETURN_IF_ERROR(heads(a.q_heads, a.kv_heads, a.head_dim, fn));
+  FP8LM_RETURN_IF_ERROR(need(a.scale > 0.0f, fn, "scale must be > 0"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.qkv, fn, "qkv"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.k_cache, fn, "k_cache"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.v_cache, fn, "v_cache"));
+  return not_null(a.out, fn, "out");
+}
+
+Status validate(const SiluMulArgs& a) {
+  constexpr const char* fn = "silu_mul";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.inter, fn, "inter"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.gate_up, fn, "gate_up"));
+  return not_null(a.out, fn, "out");
+}
+
+Status validate(const AddArgs& a) {
+  constexpr const char* fn = "add";
+  if (a.count == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
+  return not_null(a.y, fn, "y");
+}
+
+Status validate(const LmHeadArgs& a) {
+  constexpr const char* fn = "lm_head";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.hidden, fn, "hidden"));
+  FP8LM_RETURN_IF_ERROR(positive(a.vocab, fn, "vocab"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.weight, fn, "weight"));
+  return not_null(a.logits, fn, "logits");
+}
+
+}  // namespace fp8lm

@@ -1,0 +1,93 @@
+// Where a model runs: the CPU (the reference twins, multi-threaded) or a CUDA GPU (our kernels).
+// Both expose the same operations on raw pointers in their own memory, so the model is written
+// once (engine/model/qwen3_model.cpp) and runs on either.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "fp8lm/gemm.h"
+#include "fp8lm/layer_ops.h"
+#include "fp8lm/quant.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm {
+
+enum class DeviceKind { kCpu, kCuda };
+
+// Parses "cpu" / "cuda"; anything else is an error naming the accepted values.
+Status parse_device_kind(const std::string& text, DeviceKind* out);
+
+class Backend {
+ public:
+  // kCuda fails with a clear error when there is no usable FP8 GPU.
+  static Status create(DeviceKind kind, std::unique_ptr<Backend>* out);
+  virtual ~Backend() = default;
+
+  virtual DeviceKind kind() const = 0;
+  virtual std::string describe() const = 0;  // e.g. "cuda: NVIDIA H200 (sm_90)" or "cpu: 16 threads"
+  // Bytes the backend can still allocate (the GPU's free memory; the CPU's available RAM).
+  virtual std::size_t available_bytes() const = 0;
+
+  virtual Status allocate(std::size_t bytes, void** out) = 0;
+  virtual void release(void* p) = 0;
+  virtual Status upload(void* dst, const void* host_src, std::size_t bytes) = 0;
+  virtual Status download(void* host_dst, const void* src, std::size_t bytes) = 0;
+  virtual Status synchronize() = 0;
+
+  virtual Status embed(const EmbedArgs& args) = 0;
+  virtual Status rmsnorm(const RmsNormArgs& args) = 0;
+  virtual Status quantize(const QuantizeArgs& args) = 0;
+  virtual Status gemm(const Fp8GemmArgs& args) = 0;
+  virtual Status qk_norm_rope(const QkNormRopeArgs& args) = 0;
+  virtual Status attention(const AttentionArgs& args) = 0;
+  virtual Status silu_mul(const SiluMulArgs& args) = 0;
+  virtual Status add(const AddArgs& args) = 0;
+  virtual Status lm_head(const LmHeadArgs& args) = 0;
+};
+
+// Memory of one backend, released with the object.
+class BackendBuffer {
+ public:
+  BackendBuffer() = default;
+  BackendBuffer(const BackendBuffer&) = delete;
+  BackendBuffer& operator=(const BackendBuffer&) = delete;
+  BackendBuffer(BackendBuffer&& o) noexcept { *this = std::move(o); }
+  BackendBuffer& operator=(BackendBuffer&& o) noexcept {
+    std::swap(backend_, o.backend_);
+    std::swap(ptr_, o.ptr_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~BackendBuffer() {
+    if (ptr_) backend_->release(ptr_);
+  }
+
+  static Status allocate(Backend& backend, std::size_t bytes, BackendBuffer* out) {
+    BackendBuffer b;
+    b.backend_ = &backend;
+    b.bytes_ = bytes;
+    FP8LM_RETURN_IF_ERROR(backend.allocate(bytes, &b.ptr_));
+    *out = std::move(b);
+    return Status::Ok();
+  }
+  // Allocates and fills from host memory.
+  static Status from_host(Backend& backend, const void* src, std::size_t bytes, BackendBuffer* out) {
+    FP8LM_RETURN_IF_ERROR(allocate(backend, bytes, out));
+    return backend.upload(out->ptr_, src, bytes);
+  }
+
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  Backend* backend_ = nullptr;
+  void* ptr_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+}  // namespace fp8lm

@@ -1,0 +1,73 @@
+// The CUDA backend: fp8lm's kernels on the current GPU, all on one stream.
+#include <cuda_runtime_api.h>
+
+#include "engine/model/backend.h"
+#include "fp8lm/device.h"
+
+namespace fp8lm {
+
+namespace {
+
+Status cuda_error(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status::Ok();
+  cudaGetLastError();
+  return Status::Error(std::string("cuda backend: ") + what + ": " + cudaGetErrorString(err));
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(DeviceInfo device, cudaStream_t stream) : device_(std::move(device)), stream_(stream) {}
+  ~CudaBackend() override { cudaStreamDestroy(stream_); }
+
+  DeviceKind kind() const override { return DeviceKind::kCuda; }
+  std::string describe() const override {
+    return "cuda: " + device_.name + " (sm_" + std::to_string(device_.sm_version()) + ")";
+  }
+  std::size_t available_bytes() const override {
+    std::size_t free_bytes = 0, total = 0;
+    return cudaMemGetInfo(&free_bytes, &total) == cudaSuccess ? free_bytes : 0;
+  }
+
+  Status allocate(std::size_t bytes, void** out) override {
+    return cuda_error(cudaMalloc(out, bytes == 0 ? 16 : bytes), "cudaMalloc");
+  }
+  void release(void* p) override { cudaFree(p); }
+  Status upload(void* dst, const void* src, std::size_t bytes) override {
+    return cuda_error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload");
+  }
+  Status download(void* dst, const void* src, std::size_t bytes) override {
+    FP8LM_RETURN_IF_ERROR(cuda_error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download"));
+    return synchronize();
+  }
+  Status synchronize() override { return cuda_error(cudaStreamSynchronize(stream_), "synchronize"); }
+
+  Status embed(const EmbedArgs& a) override { return fp8lm::embed(a, stream_); }
+  Status rmsnorm(const RmsNormArgs& a) override { return fp8lm::rmsnorm(a, stream_); }
+  Status quantize(const QuantizeArgs& a) override { return quantize_per_token_group(a, stream_); }
+  Status gemm(const Fp8GemmArgs& a) override { return gemm_fp8_blockwise(a, stream_); }
+  Status qk_norm_rope(const QkNormRopeArgs& a) override { return fp8lm::qk_norm_rope(a, stream_); }
+  Status attention(const AttentionArgs& a) override { return fp8lm::attention(a, stream_); }
+  Status silu_mul(const SiluMulArgs& a) override { return fp8lm::silu_mul(a, stream_); }
+  Status add(const AddArgs& a) override { return fp8lm::add(a, stream_); }
+  Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
+
+ private:
+  DeviceInfo device_;
+  cudaStream_t stream_;
+};
+
+}  // namespace
+
+Status make_cuda_backend(std::unique_ptr<Backend>* out) {
+  std::string why;
+  if (!cuda_device_available(&why)) return Status::Error("--device cuda: " + why);
+  DeviceInfo device;
+  FP8LM_RETURN_IF_ERROR(current_device(&device));
+  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  cudaStream_t stream = nullptr;
+  FP8LM_RETURN_IF_ERROR(cuda_error(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream"));
+  *out = std::make_unique<CudaBackend>(std::move(device), stream);
+  return Status::Ok();
+}
+
+}  // namespace fp8lm

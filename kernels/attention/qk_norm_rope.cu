@@ -1,0 +1,92 @@
+// Attention input preparation, one CTA per token: the CTA computes the token's RoPE cos/sin (64
+// frequencies, double-precision transcendentals rounded to fp32, then bf16), then each warp takes
+// heads in turn: q and k heads get the per-head RMSNorm (lane l owns elements 4l..4l+3; xor
+// butterfly) and neox RoPE (element i pairs with i + 64, i.e. lane l with lane l ^ 16), written
+// back in place (and k into the cache); v heads are copied into the cache.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "common/bf16_vec.cuh"
+#include "common/cuda_check.h"
+#include "fp8lm/layer_math.h"
+#include "fp8lm/layer_ops.h"
+
+namespace fp8lm {
+
+namespace {
+
+constexpr int kHeadDim = 128;
+constexpr int kHalf = kHeadDim / 2;
+constexpr int kPerLane = kHeadDim / 32;  // 4 elements: one 8-byte load
+constexpr int kWarps = 8;
+
+__global__ void __launch_bounds__(kWarps * 32)
+    qk_norm_rope_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
+                        bf16* __restrict__ k_cache, bf16* __restrict__ v_cache, int start_pos, int q_heads,
+                        int kv_heads, float eps, float theta) {
+  __shared__ float cos_s[kHalf], sin_s[kHalf];
+  const int t = blockIdx.x;
+  const int pos = start_pos + t;
+  if (threadIdx.x < kHalf) {
+    float c, s;
+    math::rope_cos_sin(pos, threadIdx.x, kHeadDim, theta, &c, &s);
+    cos_s[threadIdx.x] = vec::round_bf16(c);
+    sin_s[threadIdx.x] = vec::round_bf16(s);
+  }
+  __syncthreads();
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * kHeadDim;
+  const std::size_t cache_row = static_cast<std::size_t>(kv_heads) * kHeadDim;
+  bf16* token = qkv + t * row;
+  for (int h = warp; h < q_heads + 2 * kv_heads; h += kWarps) {
+    uint2* head = reinterpret_cast<uint2*>(token + static_cast<std::size_t>(h) * kHeadDim);
+    if (h >= q_heads + kv_heads) {  // v: into the cache unchanged
+      const int vh = h - q_heads - kv_heads;
+      reinterpret_cast<uint2*>(v_cache + pos * cache_row + static_cast<std::size_t>(vh) * kHeadDim)[lane] = head[lane];
+      continue;
+    }
+    float x[kPerLane], w[kPerLane];
+    vec::unpack4(head[lane], x);
+    vec::unpack4(__ldg(reinterpret_cast<const uint2*>(h < q_heads ? q_norm : k_norm) + lane), w);
+    float partial = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) partial = __fadd_rn(partial, __fmul_rn(x[i], x[i]));
+    const float r = math::rms_rsqrt(vec::warp_butterfly_sum(partial), kHeadDim, eps);
+    float y[kPerLane], out[kPerLane];
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) y[i] = vec::round_bf16(__fmul_rn(w[i], vec::round_bf16(__fmul_rn(x[i], r))));
+    const bool low = lane < 16;  // elements < 64: rotate_half gives -x[i + 64]; else x[i - 64]
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const float partner = __shfl_xor_sync(0xffffffffu, y[i], 16);
+      const int j = (lane * kPerLane + i) % kHalf;
+      const float rotated = low ? -partner : partner;
+      out[i] = __fadd_rn(vec::round_bf16(__fmul_rn(y[i], cos_s[j])), vec::round_bf16(__fmul_rn(rotated, sin_s[j])));
+    }
+    const uint2 packed = vec::pack4(out);
+    head[lane] = packed;
+    if (h >= q_heads)
+      reinterpret_cast<uint2*>(k_cache + pos * cache_row + static_cast<std::size_t>(h - q_heads) * kHeadDim)[lane] =
+          packed;
+  }
+}
+
+}  // namespace
+
+Status qk_norm_rope(const QkNormRopeArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  if (a.head_dim != kHeadDim)
+    return Status::Error("qk_norm_rope: head_dim = " + std::to_string(a.head_dim) +
+                         " is not supported on the GPU (only 128, as in every Qwen3 model)");
+  if (!vec::aligned16(a.qkv) || !vec::aligned16(a.q_norm) || !vec::aligned16(a.k_norm) ||
+      !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache))
+    return Status::Error("qk_norm_rope: qkv, q_norm, k_norm, k_cache and v_cache must be 16-byte aligned");
+  qk_norm_rope_kernel<<<a.n, kWarps * 32, 0, stream>>>(a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
+                                                       a.start_pos, a.q_heads, a.kv_heads, a.eps, a.rope_theta);
+  return cuda_status(cudaGetLastError(), "qk_norm_rope launch");
+}
+
+}  // namespace fp8lm

@@ -1,0 +1,365 @@
+// CPU twins of the layer ops against hand-computed cases and textbook formulas in double: RMSNorm,
+// RoPE (rotate_half pairs i with i + head_dim/2), the cache write, causal masking, the GQA head
+// mapping, softmax, SiLU, residual add, embedding, lm_head; bad arguments give errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "fp8lm/layer_math.h"
+#include "fp8lm/layer_ops.h"
+#include "fp8lm/random.h"
+
+namespace fp8lm {
+namespace {
+
+float f(bf16 v) { return bf16_to_float(v); }
+bf16 b(double v) { return float_to_bf16(static_cast<float>(v)); }
+
+std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale = 1.0) {
+  std::vector<bf16> v(count);
+  for (auto& x : v) x = b(rng.normal() * scale);
+  return v;
+}
+
+// bf16 keeps 8 significant bits: one rounding moves a value by at most half an ulp, 2^-8 of the
+// value in the worst case (just above a power of two), so k roundings stay within k * 2^-8.
+void expect_near_rel(double got, double want, int roundings, double abs_floor, const std::string& where) {
+  EXPECT_LE(std::fabs(got - want), roundings * 0x1.0p-8 * std::fabs(want) + abs_floor) << where << ": got " << got
+                                                                                          << ", want " << want;
+}
+
+// ---- RMSNorm ----
+
+TEST(RmsNormCpu, HandComputedRow) {
+  // x = [1, 2, 3, 4]: mean(x^2) = 7.5, r = 1/sqrt(7.5 + eps); weight [1, 2, 0.5, -1].
+  const std::vector<bf16> x = {b(1), b(2), b(3), b(4)}, w = {b(1), b(2), b(0.5), b(-1)};
+  std::vector<bf16> out(4);
+  ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), out.data(), 1, 4, 4, 4, 1e-6f}).ok());
+  const double r = 1.0 / std::sqrt(7.5 + 1e-6);
+  const double want[4] = {1 * r, 2 * 2 * r, 0.5 * 3 * r, -4 * r};
+  for (int i = 0; i < 4; ++i) expect_near_rel(f(out[i]), want[i], 2, 0, "element " + std::to_string(i));
+  // The exact rounding sequence: bf16(w * bf16(x * r)) with r in fp32.
+  const float rf = 1.0f / std::sqrt(7.5f + 1e-6f);
+  EXPECT_EQ(out[3].bits, float_to_bf16(-1.0f * f(float_to_bf16(4.0f * rf))).bits);
+}
+
+TEST(RmsNormCpu, RandomRowsMatchDoubleFormulaInPlaceAndStrided) {
+  Rng rng(11);
+  const int rows = 5, dim = 1024, stride = 1536;
+  std::vector<bf16> x = random_bf16(static_cast<std::size_t>(rows) * stride, rng, 3.0);
+  const std::vector<bf16> w = random_bf16(dim, rng);
+  std::vector<bf16> out(static_cast<std::size_t>(rows) * dim);
+  ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), out.data(), rows, dim, stride, dim, 1e-6f}).ok());
+  for (int r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int i = 0; i < dim; ++i) ss += std::pow(f(x[r * stride + i]), 2);
+    const double inv = 1.0 / std::sqrt(ss / dim + 1e-6);
+    for (int i = 0; i < dim; ++i)
+      expect_near_rel(f(out[r * dim + i]), f(w[i]) * f(x[r * stride + i]) * inv, 2, 1e-30, "row " + std::to_string(r));
+  }
+  // In place (out == x, same stride) gives the same bits.
+  ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), x.data(), rows, dim, stride, stride, 1e-6f}).ok());
+  for (int r = 0; r < rows; ++r)
+    for (int i = 0; i < dim; ++i) ASSERT_EQ(x[r * stride + i].bits, out[r * dim + i].bits);
+}
+
+// ---- q/k norm + RoPE + cache ----
+
+struct QkProblem {
+  int n, start_pos, capacity, q_heads, kv_heads, head_dim;
+  std::vector<bf16> qkv, q_norm, k_norm, k_cache, v_cache;
+  QkNormRopeArgs args(float theta = 1e6f) {
+    return {qkv.data(), q_norm.data(), k_norm.data(), k_cache.data(), v_cache.data(), n, start_pos, capacity,
+            q_heads,    kv_heads,      head_dim,      1e-6f,          theta};
+  }
+};
+
+QkProblem make_qk(int n, int start_pos, int capacity, int q_heads, int kv_heads, int head_dim, Rng& rng) {
+  QkProblem p{n, start_pos, capacity, q_heads, kv_heads, head_dim, {}, {}, {}, {}, {}};
+  p.qkv = random_bf16(static_cast<std::size_t>(n) * (q_heads + 2 * kv_heads) * head_dim, rng, 2.0);
+  p.q_norm = random_bf16(head_dim, rng);
+  p.k_norm = random_bf16(head_dim, rng);
+  p.k_cache.assign(static_cast<std::size_t>(capacity) * kv_heads * head_dim, bf16{0x7fc1});  // NaN marker
+  p.v_cache = p.k_cache;
+  return p;
+}
+
+TEST(QkNormRopeCpu, PositionZeroIsThePlainNorm) {
+  Rng rng(3);
+  QkProblem p = make_qk(1, 0, 4, 2, 1, 16, rng);
+  const std::vector<bf16> before = p.qkv;
+  ASSERT_TRUE(cpu::qk_norm_rope(p.args()).ok());
+  // cos(0) = 1, sin(0) = 0: RoPE is the identity and q/k are just the per-head RMSNorm.
+  for (int h = 0; h < 3; ++h) {
+    const bf16* w = h < 2 ? p.q_norm.data() : p.k_norm.data();
+    std::vector<bf16> want(16);
+    ASSERT_TRUE(cpu::rmsnorm({before.data() + h * 16, w, want.data(), 1, 16, 16, 16, 1e-6f}).ok());
+    for (int i = 0; i < 16; ++i) EXPECT_EQ(p.qkv[h * 16 + i].bits, want[i].bits) << "head " << h << " element " << i;
+  }
+}
+
+TEST(QkNormRopeCpu, RotateHalfPairsElementIWithIPlusHalf) {
+  // One nonzero element x_i in a head of 8: the norm makes it sqrt(8) (weight 1); at position p,
+  // RoPE leaves cos(p w_i) * sqrt(8) at i and sin(p w_i) * sqrt(8) at i + 4 (or -sin at i - 4).
+  for (int i : {0, 1, 3, 4, 6}) {
+    const int hd = 8, half = 4, pos = 7;
+    const double theta = 10000.0;
+    QkProblem p{1, pos, 8, 1, 1, hd, {}, {}, {}, {}, {}};
+    p.qkv.assign(3 * hd, b(0));
+    p.qkv[i] = b(0.75);           // q head
+    p.qkv[hd + i] = b(-0.75);     // k head: same position, opposite sign
+    p.qkv[2 * hd + 2] = b(1.5);   // v
+    p.q_norm.assign(hd, b(1));
+    p.k_norm.assign(hd, b(1));
+    p.k_cache.assign(8 * hd, b(0));
+    p.v_cache.assign(8 * hd, b(0));
+    ASSERT_TRUE(cpu::qk_norm_rope(p.args(static_cast<float>(theta))).ok());
+    const int j = i % half;
+    const double angle = pos * std::pow(theta, -2.0 * j / hd);
+    const double y = std::sqrt(8.0 / (1.0 + 8e-6 / (0.75 * 0.75)));
+    for (int e = 0; e < hd; ++e) {
+      double want = 0;
+      if (e == i) want = y * std::cos(angle);
+      if (i < half && e == i + half) want = y * std::sin(angle);
+      if (i >= half && e == i - half) want = -y * std::sin(angle);
+      expect_near_rel(f(p.qkv[e]), want, 4, 1e-6, "q element " + std::to_string(e) + " (x_" + std::to_string(i) + ")");
+      expect_near_rel(f(p.qkv[hd + e]), -want, 4, 1e-6, "k element " + std::to_string(e));
+      EXPECT_EQ(p.k_cache[pos * hd + e].bits, p.qkv[hd + e].bits) << "k cache row " << pos;
+    }
+    EXPECT_EQ(f(p.v_cache[pos * hd + 2]), 1.5f);
+  }
+}
+
+TEST(QkNormRopeCpu, MatchesDoubleFormulaAndWritesOnlyItsCacheRows) {
+  Rng rng(5);
+  const int n = 3, start = 5, cap = 12, qh = 4, kvh = 2, hd = 32, half = hd / 2;
+  QkProblem p = make_qk(n, start, cap, qh, kvh, hd, rng);
+  const std::vector<bf16> before = p.qkv;
+  ASSERT_TRUE(cpu::qk_norm_rope(p.args()).ok());
+  const int row = (qh + 2 * kvh) * hd;
+  for (int t = 0; t < n; ++t) {
+    for (int h = 0; h < qh + kvh; ++h) {
+      const bf16* x = &before[t * row + h * hd];
+      const bf16* w = h < qh ? p.q_norm.data() : p.k_norm.data();
+      double ss = 0, ymax = 0;
+      for (int i = 0; i < hd; ++i) ss += std::pow(f(x[i]), 2);
+      std::vector<double> y(hd);
+      for (int i = 0; i < hd; ++i) y[i] = f(w[i]) * f(x[i]) / std::sqrt(ss / hd + 1e-6), ymax = std::max(ymax, std::fabs(y[i]));
+      for (int i = 0; i < hd; ++i) {
+        const double angle = (start + t) * std::pow(1e6, -2.0 * (i % half) / hd);
+        const double rot = i < half ? -y[i + half] : y[i - half];
+        const double want = y[i] * std::cos(angle) + rot * std::sin(angle);
+        // Five bf16 roundings on the way (normalized x, times weight, both products, the sum).
+        expect_near_rel(f(p.qkv[t * row + h * hd + i]), want, 0, 5 * 0x1.0p-8 * ymax, "token " + std::to_string(t));
+      }
+    }
+    for (int kv = 0; kv < kvh; ++kv)
+      for (int i = 0; i < hd; ++i) {
+        EXPECT_EQ(p.k_cache[(start + t) * kvh * hd + kv * hd + i].bits, p.qkv[t * row + (qh + kv) * hd + i].bits);
+        EXPECT_EQ(p.v_cache[(start + t) * kvh * hd + kv * hd + i].bits,
+                  before[t * row + (qh + kvh + kv) * hd + i].bits);
+        EXPECT_EQ(p.qkv[t * row + (qh + kvh + kv) * hd + i].bits, before[t * row + (qh + kvh + kv) * hd + i].bits);
+      }
+  }
+  for (int r = 0; r < cap; ++r)
+    if (r < start || r >= start + n)
+      for (int i = 0; i < kvh * hd; ++i) {
+        ASSERT_EQ(p.k_cache[r * kvh * hd + i].bits, 0x7fc1) << "k cache row " << r << " was written";
+        ASSERT_EQ(p.v_cache[r * kvh * hd + i].bits, 0x7fc1) << "v cache row " << r << " was written";
+      }
+}
+
+// ---- attention ----
+
+struct AttnProblem {
+  int n, start_pos, q_heads, kv_heads, head_dim;
+  std::vector<bf16> qkv, k_cache, v_cache, out;
+  AttentionArgs args() {
+    return {qkv.data(), k_cache.data(), v_cache.data(), out.data(), n, start_pos, q_heads, kv_heads, head_dim,
+            static_cast<float>(1.0 / std::sqrt(head_dim))};
+  }
+};
+
+AttnProblem make_attn(int n, int start_pos, int q_heads, int kv_heads, int head_dim, Rng& rng, int extra_rows = 0) {
+  AttnProblem p{n, start_pos, q_heads, kv_heads, head_dim, {}, {}, {}, {}};
+  p.qkv = random_bf16(static_cast<std::size_t>(n) * (q_heads + 2 * kv_heads) * head_dim, rng, 2.0);
+  const std::size_t rows = static_cast<std::size_t>(start_pos + n + extra_rows);
+  p.k_cache = random_bf16(rows * kv_heads * head_dim, rng);
+  p.v_cache = random_bf16(rows * kv_heads * head_dim, rng);
+  p.out.assign(static_cast<std::size_t>(n) * q_heads * head_dim, bf16{0xffff});
+  return p;
+}
+
+// Textbook attention in double for query t, q head h.
+std::vector<double> reference_attention(const AttnProblem& p, int t, int h) {
+  const int hd = p.head_dim, kv = h / (p.q_heads / p.kv_heads), keys = p.start_pos + t + 1;
+  const int qkv_row = (p.q_heads + 2 * p.kv_heads) * hd, cache_row = p.kv_heads * hd;
+  std::vector<double> s(keys), out(hd, 0.0);
+  double m = -1e300, l = 0;
+  for (int j = 0; j < keys; ++j) {
+    double dot = 0;
+    for (int d = 0; d < hd; ++d) dot += double(f(p.qkv[t * qkv_row + h * hd + d])) * f(p.k_cache[j * cache_row + kv * hd + d]);
+    s[j] = dot / std::sqrt(double(hd));
+    m = std::max(m, s[j]);
+  }
+  for (int j = 0; j < keys; ++j) l += std::exp(s[j] - m);
+  for (int j = 0; j < keys; ++j)
+    for (int d = 0; d < hd; ++d) out[d] += std::exp(s[j] - m) / l * f(p.v_cache[j * cache_row + kv * hd + d]);
+  return out;
+}
+
+TEST(AttentionCpu, SingleKeyReturnsItsValue) {
+  Rng rng(1);
+  AttnProblem p = make_attn(1, 0, 2, 1, 8, rng);
+  ASSERT_TRUE(cpu::attention(p.args()).ok());
+  for (int h = 0; h < 2; ++h)
+    for (int d = 0; d < 8; ++d) EXPECT_EQ(p.out[h * 8 + d].bits, p.v_cache[d].bits);
+}
+
+TEST(AttentionCpu, MatchesTextbookSoftmaxWithCausalMaskAndGqa) {
+  Rng rng(2);
+  // Rows past the last query's position hold NaN: reading them (a broken mask) poisons the output.
+  AttnProblem p = make_attn(4, 3, 6, 2, 16, rng, /*extra_rows=*/3);
+  for (std::size_t i = static_cast<std::size_t>(p.start_pos + p.n) * 2 * 16; i < p.k_cache.size(); ++i)
+    p.k_cache[i] = p.v_cache[i] = bf16{0x7fc0};
+  ASSERT_TRUE(cpu::attention(p.args()).ok());
+  for (int t = 0; t < p.n; ++t)
+    for (int h = 0; h < 6; ++h) {
+      const auto want = reference_attention(p, t, h);
+      for (int d = 0; d < 16; ++d)
+        expect_near_rel(f(p.out[(t * 6 + h) * 16 + d]), want[d], 1, 1e-5, "t " + std::to_string(t) + " h " + std::to_string(h));
+    }
+}
+
+TEST(AttentionCpu, FutureKeysAreMasked) {
+  // Query t = 0 at position 0 sees only key 0, whatever keys 1.. hold.
+  Rng rng(4);
+  AttnProblem p = make_attn(3, 0, 1, 1, 4, rng);
+  for (int d = 0; d < 4; ++d) p.k_cache[4 + d] = p.k_cache[8 + d] = b(100.0);  // huge scores if seen
+  ASSERT_TRUE(cpu::attention(p.args()).ok());
+  for (int d = 0; d < 4; ++d) EXPECT_EQ(p.out[d].bits, p.v_cache[d].bits);
+  // Query 1 sees keys 0 and 1; with key 1's huge score it returns (almost exactly) v_1.
+  const auto want = reference_attention(p, 1, 0);
+  for (int d = 0; d < 4; ++d) expect_near_rel(f(p.out[4 + d]), want[d], 1, 1e-6, "query 1");
+}
+
+TEST(AttentionCpu, GqaHeadMapping) {
+  // kv head k has the constant value vector (k + 1): q head h must return h / group + 1.
+  Rng rng(6);
+  const int qh = 8, kvh = 2, hd = 8;
+  AttnProblem p = make_attn(2, 5, qh, kvh, hd, rng);
+  for (int j = 0; j < 7; ++j)
+    for (int k = 0; k < kvh; ++k)
+      for (int d = 0; d < hd; ++d) p.v_cache[(j * kvh + k) * hd + d] = b(k + 1);
+  ASSERT_TRUE(cpu::attention(p.args()).ok());
+  for (int t = 0; t < 2; ++t)
+    for (int h = 0; h < qh; ++h)
+      for (int d = 0; d < hd; ++d) EXPECT_EQ(f(p.out[(t * qh + h) * hd + d]), float(h / 4 + 1)) << "q head " << h;
+}
+
+// ---- SiLU * up, add, embed, lm_head ----
+
+TEST(LayerMathCpu, ExpF32IsAccurate) {
+  for (double x = -87.0; x < 88.7; x += 0.0137) {
+    const float got = math::exp_f32(static_cast<float>(x));
+    const double want = std::exp(static_cast<double>(static_cast<float>(x)));
+    ASSERT_LE(std::fabs(got - want), 3e-7 * want) << "exp(" << x << ")";  // a few fp32 ulps
+  }
+  EXPECT_EQ(math::exp_f32(0.0f), 1.0f);
+  EXPECT_EQ(math::exp_f32(-100.0f), 0.0f);
+  EXPECT_TRUE(std::isinf(math::exp_f32(89.0f)));
+  EXPECT_TRUE(std::isnan(math::exp_f32(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST(SiluMulCpu, MatchesFormula) {
+  Rng rng(8);
+  const int n = 3, inter = 40;
+  std::vector<bf16> gu = random_bf16(static_cast<std::size_t>(n) * 2 * inter, rng, 4.0), out(n * inter);
+  gu[0] = b(-100.0), gu[1] = b(100.0), gu[2] = b(0.0);
+  ASSERT_TRUE(cpu::silu_mul({gu.data(), out.data(), n, inter}).ok());
+  for (int t = 0; t < n; ++t)
+    for (int i = 0; i < inter; ++i) {
+      const double g = f(gu[t * 2 * inter + i]), u = f(gu[t * 2 * inter + inter + i]);
+      expect_near_rel(f(out[t * inter + i]), g / (1 + std::exp(-g)) * u, 2, 1e-30, "element " + std::to_string(i));
+    }
+  EXPECT_EQ(f(out[2]), 0.0f);
+}
+
+TEST(AddCpu, RoundsTheSumToBf16) {
+  std::vector<bf16> x = {b(1.0), b(256.0), b(-3.5)}, y = {b(0.5), b(1.0), b(3.5)};
+  ASSERT_TRUE(cpu::add({x.data(), y.data(), 3}).ok());
+  EXPECT_EQ(f(x[0]), 1.5f);
+  EXPECT_EQ(f(x[1]), 256.0f);  // 257 is halfway between 256 and 258: ties to even
+  EXPECT_EQ(f(x[2]), 0.0f);
+}
+
+TEST(EmbedCpu, CopiesRowsAndRejectsBadIds) {
+  Rng rng(9);
+  const int vocab = 5, hidden = 6;
+  const std::vector<bf16> table = random_bf16(vocab * hidden, rng);
+  std::vector<std::int32_t> tokens = {4, 0, 4};
+  std::vector<bf16> out(3 * hidden);
+  ASSERT_TRUE(cpu::embed({tokens.data(), table.data(), out.data(), 3, vocab, hidden}).ok());
+  for (int t = 0; t < 3; ++t)
+    for (int i = 0; i < hidden; ++i) EXPECT_EQ(out[t * hidden + i].bits, table[tokens[t] * hidden + i].bits);
+  tokens[1] = 5;
+  const Status s = cpu::embed({tokens.data(), table.data(), out.data(), 3, vocab, hidden});
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("position 1"), std::string::npos) << s.message();
+}
+
+TEST(LmHeadCpu, MatchesDoubleDotProducts) {
+  Rng rng(10);
+  const int n = 2, hidden = 100, vocab = 37;
+  const std::vector<bf16> x = random_bf16(n * hidden, rng), w = random_bf16(vocab * hidden, rng, 0.05);
+  std::vector<float> logits(n * vocab);
+  ASSERT_TRUE(cpu::lm_head({x.data(), w.data(), logits.data(), n, hidden, vocab}).ok());
+  for (int t = 0; t < n; ++t)
+    for (int v = 0; v < vocab; ++v) {
+      double dot = 0, mag = 0;
+      for (int h = 0; h < hidden; ++h) {
+        dot += double(f(x[t * hidden + h])) * f(w[v * hidden + h]);
+        mag += std::fabs(double(f(x[t * hidden + h])) * f(w[v * hidden + h]));
+      }
+      EXPECT_NEAR(logits[t * vocab + v], dot, 1e-6 * mag);
+    }
+}
+
+// ---- bad arguments ----
+
+TEST(LayerOpsCpuArgs, BadArgumentsAreErrors) {
+  Rng rng(12);
+  QkProblem p = make_qk(2, 3, 4, 4, 2, 8, rng);  // start_pos + n = 5 > capacity 4
+  Status s = cpu::qk_norm_rope(p.args());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("cache_capacity"), std::string::npos) << s.message();
+  p.capacity = 8;
+  p.k_cache.resize(8 * 2 * 8), p.v_cache.resize(8 * 2 * 8);
+  p.q_heads = 3;  // not a multiple of kv_heads
+  s = cpu::qk_norm_rope(p.args());
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("multiple of kv_heads"), std::string::npos) << s.message();
+  p.q_heads = 4, p.head_dim = 7;
+  EXPECT_FALSE(cpu::qk_norm_rope(p.args()).ok());
+
+  std::vector<bf16> x(8), w(8);
+  s = cpu::rmsnorm({x.data(), nullptr, x.data(), 1, 8, 8, 8, 1e-6f});
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("weight"), std::string::npos) << s.message();
+  EXPECT_FALSE(cpu::rmsnorm({x.data(), w.data(), x.data(), 1, 8, 4, 8, 1e-6f}).ok());  // stride < dim
+  EXPECT_FALSE(cpu::rmsnorm({x.data(), w.data(), x.data(), -1, 8, 8, 8, 1e-6f}).ok());
+  EXPECT_TRUE(cpu::rmsnorm({nullptr, nullptr, nullptr, 0, 8, 8, 8, 1e-6f}).ok());  // nothing to do
+
+  EXPECT_FALSE(cpu::attention({nullptr, nullptr, nullptr, nullptr, 1, 0, 2, 1, 8, 0.3f}).ok());
+  EXPECT_FALSE(cpu::attention({x.data(), x.data(), x.data(), x.data(), 1, -1, 2, 1, 8, 0.3f}).ok());
+  EXPECT_TRUE(cpu::attention({nullptr, nullptr, nullptr, nullptr, 0, 0, 2, 1, 8, 0.3f}).ok());
+  EXPECT_FALSE(cpu::silu_mul({x.data(), x.data(), 1, 0}).ok());
+  EXPECT_FALSE(cpu::add({nullptr, x.data(), 4}).ok());
+  EXPECT_FALSE(cpu::lm_head({x.data(), w.data(), nullptr, 1, 8, 1}).ok());
+  EXPECT_FALSE(cpu::embed({nullptr, w.data(), x.data(), 1, 1, 8}).ok());
+}
+
+}  // namespace
+}  // namespace fp8lm

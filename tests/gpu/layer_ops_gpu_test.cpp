@@ -1,0 +1,345 @@
+// The layer-op kernels against their CPU twins on fresh random inputs, outputs poisoned (NaN)
+// first so unwritten elements are caught. Shapes from the Qwen3 models plus tiny and ragged ones.
+//  - embed, add, silu_mul, rmsnorm, qk_norm_rope: bit for bit (the twins reproduce the kernels'
+//    rounding steps and, for the norms, their summation order; see fp8lm/layer_ops.h).
+//  - attention: the twin sums in another order and uses std::exp where the kernel uses exp2f, so
+//    the fp32 values before the final bf16 rounding differ by ~1e-6 relative; each output may
+//    then round to the neighbouring bf16: |got - want| <= 2^-8 |want| (1 bf16 ulp) + 1e-4 max|v|
+//    (the absolute part covers outputs near zero from cancellation in P.V).
+//  - lm_head: cuBLASLt and the twin both accumulate in fp32 in different orders: |got - want| <=
+//    1e-5 * sum_h |x_h w_h| (fp32 rounding grows ~sqrt(hidden) * 2^-24 relative to that sum;
+//    1e-5 is ~10x the worst seen in practice at hidden 5120 and far below any real error).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fp8lm/device_buffer.h"
+#include "fp8lm/layer_ops.h"
+#include "fp8lm/qwen3_models.h"
+#include "fp8lm/random.h"
+
+namespace fp8lm {
+namespace {
+
+constexpr int kHd = kQwen3HeadDim;
+constexpr float kEps = 1e-6f;
+constexpr float kTheta = 1e6f;
+constexpr std::uint16_t kPoison = 0xffff;  // bf16 NaN
+
+float f(bf16 v) { return bf16_to_float(v); }
+
+std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale = 1.0) {
+  std::vector<bf16> v(count);
+  for (auto& x : v) x = float_to_bf16(static_cast<float>(rng.normal() * scale));
+  return v;
+}
+
+void expect_bits_equal(const std::vector<bf16>& got, const std::vector<bf16>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(got[i].bits, want[i].bits) << what << " differs at element " << i << ": got " << f(got[i]) << ", want "
+                                         << f(want[i]);
+}
+
+DeviceBuffer<bf16> poisoned(std::size_t count) {
+  DeviceBuffer<bf16> b(count);
+  b.fill_bytes(0xFF);
+  return b;
+}
+
+// ---- embed ----
+
+TEST(LayerOpsGpu, EmbedBitExactAndNaNRowForBadId) {
+  Rng rng(1);
+  for (int hidden : {1024, 2560, 5120}) {
+    const int vocab = 1000, n = 17;
+    const auto table = random_bf16(static_cast<std::size_t>(vocab) * hidden, rng);
+    std::vector<std::int32_t> tokens(n);
+    for (auto& t : tokens) t = static_cast<std::int32_t>(rng.next() % vocab);
+    tokens[3] = vocab - 1, tokens[4] = 0;
+    DeviceBuffer<bf16> d_table(table);
+    DeviceBuffer<std::int32_t> d_tokens(tokens);
+    auto d_out = poisoned(static_cast<std::size_t>(n) * hidden);
+    ASSERT_TRUE(embed({d_tokens.get(), d_table.get(), d_out.get(), n, vocab, hidden}, nullptr).ok());
+    std::vector<bf16> want(static_cast<std::size_t>(n) * hidden);
+    ASSERT_TRUE(cpu::embed({tokens.data(), table.data(), want.data(), n, vocab, hidden}).ok());
+    expect_bits_equal(d_out.download(), want, "embed hidden " + std::to_string(hidden));
+
+    tokens[5] = vocab;  // out of range: the kernel writes a NaN row instead of reading past the table
+    d_tokens.upload(tokens);
+    ASSERT_TRUE(embed({d_tokens.get(), d_table.get(), d_out.get(), n, vocab, hidden}, nullptr).ok());
+    const auto got = d_out.download();
+    for (int i = 0; i < hidden; ++i) ASSERT_TRUE(std::isnan(f(got[5 * hidden + i])));
+  }
+}
+
+// ---- rmsnorm ----
+
+struct NormCase {
+  int rows, dim, extra_stride;
+};
+
+class RmsNormGpu : public ::testing::TestWithParam<NormCase> {};
+
+TEST_P(RmsNormGpu, BitExactWithTwin) {
+  const auto [rows, dim, extra] = GetParam();
+  const int stride = dim + extra;
+  Rng rng(101ull * rows + dim);
+  std::vector<bf16> x(static_cast<std::size_t>(rows) * stride);
+  for (int r = 0; r < rows; ++r) {  // rows of very different magnitudes, like residual streams
+    const double scale = std::pow(10.0, rng.uniform(-2, 3));
+    for (int i = 0; i < stride; ++i) x[static_cast<std::size_t>(r) * stride + i] = float_to_bf16(static_cast<float>(rng.normal() * scale));
+  }
+  const auto w = random_bf16(dim, rng, 0.5);
+  DeviceBuffer<bf16> d_x(x), d_w(w);
+  auto d_out = poisoned(static_cast<std::size_t>(rows) * dim);
+  ASSERT_TRUE(rmsnorm({d_x.get(), d_w.get(), d_out.get(), rows, dim, stride, dim, kEps}, nullptr).ok());
+  std::vector<bf16> want(static_cast<std::size_t>(rows) * dim);
+  ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), want.data(), rows, dim, stride, dim, kEps}).ok());
+  expect_bits_equal(d_out.download(), want, "rmsnorm");
+
+  // In place on the strided buffer: the normalized rows, the gaps untouched.
+  ASSERT_TRUE(rmsnorm({d_x.get(), d_w.get(), d_x.get(), rows, dim, stride, stride, kEps}, nullptr).ok());
+  ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), x.data(), rows, dim, stride, stride, kEps}).ok());
+  expect_bits_equal(d_x.download(), x, "rmsnorm in place");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, RmsNormGpu,
+                         ::testing::Values(NormCase{1, 1024, 0}, NormCase{2, 2048, 0}, NormCase{3, 2560, 8},
+                                           NormCase{17, 4096, 0}, NormCase{100, 5120, 0}, NormCase{1000, 4096, 2048},
+                                           NormCase{5, 128, 0}, NormCase{7, 8, 16}, NormCase{4096, 1024, 0}),
+                         [](const auto& info) {
+                           return "rows" + std::to_string(info.param.rows) + "dim" + std::to_string(info.param.dim) +
+                                  "pad" + std::to_string(info.param.extra_stride);
+                         });
+
+// ---- qk_norm_rope ----
+
+struct QkCase {
+  int q_heads, kv_heads, n, start_pos;
+};
+
+std::string qk_name(const QkCase& c) {
+  return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "n" + std::to_string(c.n) + "pos" +
+         std::to_string(c.start_pos);
+}
+
+class QkNormRopeGpu : public ::testing::TestWithParam<QkCase> {};
+
+TEST_P(QkNormRopeGpu, BitExactWithTwin) {
+  const auto [qh, kvh, n, start] = GetParam();
+  const int capacity = start + n + 3;  // rows on both sides of the written ones stay poisoned
+  Rng rng(7ull * qh + 131ull * n + start);
+  const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd;
+  auto qkv = random_bf16(n * row, rng, 3.0);
+  const auto q_norm = random_bf16(kHd, rng, 0.7), k_norm = random_bf16(kHd, rng, 0.7);
+  std::vector<bf16> k_cache(static_cast<std::size_t>(capacity) * kvh * kHd, bf16{kPoison}), v_cache = k_cache;
+
+  DeviceBuffer<bf16> d_qkv(qkv), d_qn(q_norm), d_kn(k_norm), d_k(k_cache), d_v(v_cache);
+  ASSERT_TRUE(qk_norm_rope({d_qkv.get(), d_qn.get(), d_kn.get(), d_k.get(), d_v.get(), n, start, capacity, qh, kvh,
+                            kHd, kEps, kTheta},
+                           nullptr)
+                  .ok());
+  ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), q_norm.data(), k_norm.data(), k_cache.data(), v_cache.data(), n, start,
+                                 capacity, qh, kvh, kHd, kEps, kTheta})
+                  .ok());
+  expect_bits_equal(d_qkv.download(), qkv, "qkv");
+  expect_bits_equal(d_k.download(), k_cache, "k cache");
+  expect_bits_equal(d_v.download(), v_cache, "v cache");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, QkNormRopeGpu,
+    ::testing::Values(QkCase{16, 8, 1, 0}, QkCase{16, 8, 2, 1}, QkCase{32, 8, 3, 0}, QkCase{32, 8, 17, 4000},
+                      QkCase{40, 8, 17, 5}, QkCase{64, 8, 1, 40959}, QkCase{32, 4, 512, 0}, QkCase{64, 4, 3, 30000},
+                      QkCase{32, 8, 2048, 1000}),
+    [](const auto& info) { return qk_name(info.param); });
+
+// ---- attention ----
+
+struct AttnCase {
+  int q_heads, kv_heads, n, start_pos;
+};
+
+class AttentionGpu : public ::testing::TestWithParam<AttnCase> {};
+
+// Runs the kernel on a fresh random problem and compares the queries in `check` (all when empty)
+// with the twin. Returns the kernel time of one more launch in ms.
+double run_attention_case(const AttnCase& c, std::vector<int> check, double q_scale) {
+  const auto [qh, kvh, n, start] = c;
+  Rng rng(977ull * qh + 31ull * n + start);
+  const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache_row = static_cast<std::size_t>(kvh) * kHd;
+  const int keys = start + n;
+  const auto qkv = random_bf16(n * row, rng, q_scale);
+  const auto k_cache = random_bf16(keys * cache_row, rng), v_cache = random_bf16(keys * cache_row, rng);
+  const float scale = static_cast<float>(1.0 / std::sqrt(double(kHd)));
+  DeviceBuffer<bf16> d_qkv(qkv), d_k(k_cache), d_v(v_cache);
+  auto d_out = poisoned(static_cast<std::size_t>(n) * qh * kHd);
+  const AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), d_out.get(), n, start, qh, kvh, kHd, scale};
+  EXPECT_TRUE(attention(args, nullptr).ok());
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto got = d_out.download();
+
+  if (check.empty())
+    for (int t = 0; t < n; ++t) check.push_back(t);
+  double worst_ulps = 0;
+  float vmax = 0;
+  for (const bf16 v : v_cache) vmax = std::max(vmax, std::fabs(f(v)));
+  std::vector<bf16> want(static_cast<std::size_t>(qh) * kHd);
+  for (int t : check) {  // the twin for one query: n = 1 at start_pos + t, q from row t
+    EXPECT_TRUE(cpu::attention({qkv.data() + t * row, k_cache.data(), v_cache.data(), want.data(), 1, start + t, qh, kvh,
+                                kHd, scale})
+                    .ok());
+    for (int i = 0; i < qh * kHd; ++i) {
+      const float g = f(got[static_cast<std::size_t>(t) * qh * kHd + i]), w = f(want[i]);
+      const double tol = 0x1.0p-8 * std::fabs(w) + 1e-4 * vmax;
+      if (!(std::fabs(g - w) <= tol)) {
+        ADD_FAILURE() << "query " << t << " head " << i / kHd << " dim " << i % kHd << ": got " << g << ", want " << w;
+        return 0;
+      }
+      if (w != 0) worst_ulps = std::max(worst_ulps, std::fabs(g - w) / std::ldexp(1.0, std::ilogb(w) - 7));
+    }
+  }
+  std::printf("  attention q%d kv%d n %d start %d: max diff %.2f bf16 ulp over %zu queries\n", qh, kvh, n, start,
+              worst_ulps, check.size());
+
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0), cudaEventCreate(&e1);
+  cudaEventRecord(e0);
+  EXPECT_TRUE(attention(args, nullptr).ok());
+  cudaEventRecord(e1);
+  cudaEventSynchronize(e1);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, e0, e1);
+  cudaEventDestroy(e0), cudaEventDestroy(e1);
+  return ms;
+}
+
+TEST_P(AttentionGpu, MatchesTwin) {
+  run_attention_case(GetParam(), {}, 1.0);
+}
+
+TEST_P(AttentionGpu, MatchesTwinWithPeakySoftmax) {
+  run_attention_case(GetParam(), {}, 6.0);  // scores ~N(0, 36): a few keys dominate
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, AttentionGpu,
+    ::testing::Values(AttnCase{16, 8, 1, 0}, AttnCase{16, 8, 2, 0}, AttnCase{32, 8, 3, 1}, AttnCase{40, 8, 17, 0},
+                      AttnCase{64, 8, 17, 33}, AttnCase{32, 4, 5, 4000}, AttnCase{64, 4, 2, 100},
+                      AttnCase{12, 4, 3, 70}, AttnCase{14, 2, 2, 9}, AttnCase{8, 8, 40, 3}, AttnCase{32, 8, 300, 0}),
+    [](const auto& info) {
+      const auto& c = info.param;
+      return "q" + std::to_string(c.q_heads) + "kv" + std::to_string(c.kv_heads) + "n" + std::to_string(c.n) + "pos" +
+             std::to_string(c.start_pos);
+    });
+
+TEST(AttentionGpuLong, PrefillAndLongDecodeTimed) {
+  // 8B-shaped 4k prefill (32 q heads, 8 kv heads): check a sample of queries, report the time.
+  const double prefill_ms = run_attention_case({32, 8, 4096, 0}, {0, 1, 31, 32, 33, 1000, 2047, 4095}, 1.0);
+  std::printf("  attention prefill 4096 tokens, 32/8 heads: %.2f ms\n", prefill_ms);
+  EXPECT_LT(prefill_ms, 500.0);
+  const double chunk_ms = run_attention_case({32, 8, 512, 4000}, {0, 255, 511}, 1.0);
+  std::printf("  attention chunk of 512 tokens after 4000: %.2f ms\n", chunk_ms);
+  const double decode_ms = run_attention_case({64, 8, 1, 40959}, {}, 1.0);
+  std::printf("  attention decode at position 40959, 64/8 heads: %.3f ms\n", decode_ms);
+}
+
+// ---- silu_mul, add ----
+
+TEST(LayerOpsGpu, SiluMulBitExact) {
+  for (int inter : {768, 3072, 9728, 12288, 25600, 8})
+    for (int n : {1, 3, 17, 256}) {
+      Rng rng(13ull * inter + n);
+      auto gu = random_bf16(static_cast<std::size_t>(n) * 2 * inter, rng, 3.0);
+      gu[0] = float_to_bf16(-95.0f), gu[1] = float_to_bf16(95.0f), gu[2] = float_to_bf16(0.0f);  // extremes
+      DeviceBuffer<bf16> d_gu(gu);
+      auto d_out = poisoned(static_cast<std::size_t>(n) * inter);
+      ASSERT_TRUE(silu_mul({d_gu.get(), d_out.get(), n, inter}, nullptr).ok());
+      std::vector<bf16> want(static_cast<std::size_t>(n) * inter);
+      ASSERT_TRUE(cpu::silu_mul({gu.data(), want.data(), n, inter}).ok());
+      expect_bits_equal(d_out.download(), want, "silu_mul inter " + std::to_string(inter) + " n " + std::to_string(n));
+    }
+}
+
+TEST(LayerOpsGpu, AddBitExact) {
+  for (std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{1000003},
+                            std::size_t{4096} * 5120}) {
+    Rng rng(count);
+    auto x = random_bf16(count, rng, 10.0);
+    const auto y = random_bf16(count, rng, 0.1);
+    DeviceBuffer<bf16> d_x(x), d_y(y);
+    ASSERT_TRUE(add({d_x.get(), d_y.get(), count}, nullptr).ok());
+    ASSERT_TRUE(cpu::add({x.data(), y.data(), count}).ok());
+    expect_bits_equal(d_x.download(), x, "add count " + std::to_string(count));
+  }
+}
+
+// ---- lm_head ----
+
+TEST(LayerOpsGpu, LmHeadMatchesTwin) {
+  struct LmCase {
+    int n, hidden, vocab;
+  };
+  for (const LmCase c : {LmCase{1, 1024, 151936}, LmCase{3, 4096, 151936}, LmCase{17, 5120, 151936},
+                         LmCase{2, 2048, 1001}, LmCase{64, 2560, 4096}}) {
+    Rng rng(c.n * 1000003ull + c.hidden);
+    const auto x = random_bf16(static_cast<std::size_t>(c.n) * c.hidden, rng, 2.0);
+    const auto w = random_bf16(static_cast<std::size_t>(c.vocab) * c.hidden, rng, 0.02);
+    DeviceBuffer<bf16> d_x(x), d_w(w);
+    DeviceBuffer<float> d_logits(static_cast<std::size_t>(c.n) * c.vocab);
+    d_logits.fill_bytes(0xFF);
+    const Status s = lm_head({d_x.get(), d_w.get(), d_logits.get(), c.n, c.hidden, c.vocab}, nullptr);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<float> want(static_cast<std::size_t>(c.n) * c.vocab);
+    ASSERT_TRUE(cpu::lm_head({x.data(), w.data(), want.data(), c.n, c.hidden, c.vocab}).ok());
+    const auto got = d_logits.download();
+    double worst = 0;
+    for (int t = 0; t < c.n; ++t)
+      for (int v = 0; v < c.vocab; v += (t == 0 ? 3 : 97)) {  // a sample (the NaN check below covers every logit)
+        double mag = 0;
+        for (int h = 0; h < c.hidden; ++h)
+          mag += std::fabs(double(f(x[static_cast<std::size_t>(t) * c.hidden + h])) *
+                           f(w[static_cast<std::size_t>(v) * c.hidden + h]));
+        const std::size_t i = static_cast<std::size_t>(t) * c.vocab + v;
+        const double diff = std::fabs(double(got[i]) - want[i]);
+        ASSERT_LE(diff, 1e-5 * mag) << "logit [" << t << ", " << v << "] n " << c.n << " hidden " << c.hidden << ": got "
+                                    << got[i] << ", want " << want[i];
+        worst = std::max(worst, diff / mag);
+      }
+    for (float g : got) ASSERT_FALSE(std::isnan(g)) << "an unwritten logit";
+    std::printf("  lm_head n %d hidden %d vocab %d: max |diff| / sum|x w| = %.2e\n", c.n, c.hidden, c.vocab, worst);
+  }
+}
+
+// ---- bad arguments ----
+
+TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
+  DeviceBuffer<bf16> buf(4096);
+  bf16* p = buf.get();
+  Status s = qk_norm_rope({p, p, p, p, p, 1, 0, 4, 2, 1, 64, kEps, kTheta}, nullptr);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("head_dim"), std::string::npos) << s.message();
+  s = attention({p, p, p, p, 1, 0, 24, 1, kHd, 0.1f}, nullptr);  // group 24 unsupported
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("not supported"), std::string::npos) << s.message();
+  EXPECT_FALSE(rmsnorm({p, p, p, 1, 12, 12, 12, kEps}, nullptr).ok());      // dim % 8
+  EXPECT_FALSE(rmsnorm({p + 1, p, p, 1, 16, 16, 16, kEps}, nullptr).ok());  // misaligned
+  EXPECT_FALSE(silu_mul({p, p, 1, 12}, nullptr).ok());
+  EXPECT_FALSE(add({p + 1, p, 8}, nullptr).ok());
+  EXPECT_FALSE(embed({nullptr, p, p, 1, 4, 8}, nullptr).ok());
+  EXPECT_FALSE(lm_head({p, p, nullptr, 1, 8, 4}, nullptr).ok());
+  EXPECT_FALSE(lm_head({p, p, reinterpret_cast<float*>(p), 1, 12, 4}, nullptr).ok());
+  EXPECT_TRUE(attention({nullptr, nullptr, nullptr, nullptr, 0, 0, 2, 1, kHd, 0.1f}, nullptr).ok());
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+}
+
+}  // namespace
+}  // namespace fp8lm
