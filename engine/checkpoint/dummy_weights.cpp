@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -58,9 +60,11 @@ Rng block_rng(std::uint64_t seed, const std::string& tensor, std::uint64_t block
 // Draws n 16-bit quantile indices.
 void draw(Rng& rng, std::uint16_t* u, std::size_t n) {
   std::size_t i = 0;
+  // On a little-endian host the copy puts bits 16b..16b+15 in u[i + b], as the tail loop does.
+  static_assert(std::endian::native == std::endian::little);
   for (; i + 4 <= n; i += 4) {
     const std::uint64_t r = rng.next();
-    for (int b = 0; b < 4; ++b) u[i + b] = static_cast<std::uint16_t>(r >> (16 * b));
+    std::memcpy(u + i, &r, sizeof r);
   }
   if (i < n) {
     const std::uint64_t r = rng.next();
@@ -109,8 +113,13 @@ class Generator {
           const std::size_t n = static_cast<std::size_t>(r1 - r0) * w;
           Rng rng = block_rng(seed_, name, static_cast<std::uint64_t>(nb) * kb + b);
           draw(rng, u.data(), n);
-          const auto [lo, hi] = std::minmax_element(u.begin(), u.begin() + n);
-          const int d = std::min<int>(*lo, kQuantiles - 1 - *hi);
+          // The most extreme pick: a plain min/max loop (it vectorises; minmax_element does not).
+          std::uint16_t lo = 0xFFFF, hi = 0;
+          for (std::size_t i = 0; i < n; ++i) {
+            lo = std::min(lo, u[i]);
+            hi = std::max(hi, u[i]);
+          }
+          const int d = std::min<int>(lo, kQuantiles - 1 - hi);
           const float s = scale_for(d);
           scales[static_cast<std::size_t>(nb) * kb + b] = s;
           const fp8_e4m3* table = d < kTables ? &tables_[static_cast<std::size_t>(d) * kQuantiles] : nullptr;

@@ -1,12 +1,15 @@
 #include "engine/checkpoint/qwen3_checkpoint_writer.h"
 
 #include <filesystem>
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <fstream>
 
+#include "engine/checkpoint/fp8_decode_table.h"
+#include "engine/checkpoint/parallel_for.h"
 #include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
-#include "fp8lm/cpu.h"
 
 namespace fp8lm {
 
@@ -42,12 +45,18 @@ void add_linear_part(const Fp8Linear& l, const std::string& module, int row, int
                     }});
     return;
   }
-  out->push_back({module + kWeightSuffix, Dtype::BF16, {rows, k}, {}, [lp, row, k, kb](std::span<std::byte> dst) {
-                    for (std::size_t i = 0; i < dst.size() / 2; ++i) {
-                      const std::size_t r = row + i / k, c = i % k;
-                      const float s = lp->scales[r / kQuantGroup * kb + c / kQuantGroup];
-                      put_bf16(dst, i, cpu::fp8_decode(lp->weight[r * k + c]) * s);
-                    }
+  // Dequantized row by row, 128 rows per job on all threads (a 32B gate_up is 260 M elements).
+  out->push_back({module + kWeightSuffix, Dtype::BF16, {rows, k}, {}, [lp, row, rows, k, kb](std::span<std::byte> dst) {
+                    const std::array<float, 256>& decode = fp8_decode_table();
+                    parallel_for(ceil_div(rows, kQuantGroup), [&](std::size_t rb) {
+                      const int r0 = static_cast<int>(rb) * kQuantGroup, r1 = std::min(rows, r0 + kQuantGroup);
+                      const float* scales = lp->scales.data() + static_cast<std::size_t>((row + r0) / kQuantGroup) * kb;
+                      for (int r = r0; r < r1; ++r) {
+                        const fp8_e4m3* src = lp->weight.data() + static_cast<std::size_t>(row + r) * k;
+                        for (int c = 0; c < k; ++c)
+                          put_bf16(dst, static_cast<std::size_t>(r) * k + c, decode[src[c].bits] * scales[c / kQuantGroup]);
+                      }
+                    });
                   }});
 }
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <set>
 
+#include "engine/checkpoint/fp8_decode_table.h"
 #include "engine/checkpoint/parallel_for.h"
 #include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
@@ -162,11 +163,11 @@ Status fuse_and_quantize(const LinearPlan& plan, Fp8Linear* out) {
       for (std::size_t i = 0; i < rows * k; ++i) dst[i] = element(*part.weight, i);
     } else {
       FP8LM_RETURN_IF_ERROR(check_scales_finite(*part.scales));
+      const std::array<float, 256>& decode = fp8_decode_table();
       for (std::size_t r = 0; r < rows; ++r)
         for (int c = 0; c < k; ++c) {
           const float s = element(*part.scales, r / kQuantGroup * kb + c / kQuantGroup);
-          const auto code = static_cast<std::uint8_t>(part.weight->data[r * k + c]);
-          dst[r * k + c] = cpu::fp8_decode(fp8_e4m3{code}) * s;
+          dst[r * k + c] = decode[static_cast<std::uint8_t>(part.weight->data[r * k + c])] * s;
         }
     }
     row += rows;

@@ -1,4 +1,6 @@
 // config.json / generation_config.json parsing and the built-in presets.
+#include <tuple>
+
 #include "checkpoint_test_util.h"
 #include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/checkpoint/qwen3_presets.h"
@@ -16,21 +18,21 @@ json preset_json(const std::string& preset) {
 
 Status parse(const json& j, Qwen3Config* c) { return parse_qwen3_config(j, "dir/config.json", c); }
 
+// layers, hidden, q heads, kv heads, head_dim, intermediate, vocab, tied.
+using Dims = std::tuple<int, int, int, int, int, int, int, bool>;
+Dims dims(const Qwen3Config& c) {
+  return {c.num_hidden_layers, c.hidden_size,       c.num_attention_heads, c.num_key_value_heads,
+          c.head_dim,          c.intermediate_size, c.vocab_size,          c.tie_word_embeddings};
+}
+
 TEST(Qwen3Config, OfficialFieldsRoundTrip) {
   Qwen3Config c;
   ASSERT_TRUE(parse(preset_json("qwen3-8b"), &c).ok());
   EXPECT_EQ(c.model_type, "qwen3");
-  EXPECT_EQ(c.num_hidden_layers, 36);
-  EXPECT_EQ(c.hidden_size, 4096);
-  EXPECT_EQ(c.intermediate_size, 12288);
-  EXPECT_EQ(c.num_attention_heads, 32);
-  EXPECT_EQ(c.num_key_value_heads, 8);
-  EXPECT_EQ(c.head_dim, 128);
-  EXPECT_EQ(c.vocab_size, 151936);
+  EXPECT_EQ(dims(c), Dims(36, 4096, 32, 8, 128, 12288, 151936, false));
   EXPECT_EQ(c.rms_norm_eps, 1e-6);
   EXPECT_EQ(c.rope_theta, 1e6);
   EXPECT_EQ(c.max_position_embeddings, 40960);
-  EXPECT_FALSE(c.tie_word_embeddings);
   EXPECT_TRUE(c.fp8);
   EXPECT_EQ(c.qkv_width(), 6144);
 }
@@ -144,14 +146,7 @@ TEST(GenerationConfig, EosIdOrList) {
 TEST(Presets, TinyAndOfficial) {
   Qwen3Config c;
   ASSERT_TRUE(qwen3_preset("tiny", &c).ok());
-  EXPECT_EQ(c.num_hidden_layers, 2);
-  EXPECT_EQ(c.hidden_size, 256);
-  EXPECT_EQ(c.num_attention_heads, 4);
-  EXPECT_EQ(c.num_key_value_heads, 2);
-  EXPECT_EQ(c.head_dim, 128);
-  EXPECT_EQ(c.intermediate_size, 768);
-  EXPECT_EQ(c.vocab_size, 151936);
-  EXPECT_TRUE(c.tie_word_embeddings);
+  EXPECT_EQ(dims(c), Dims(2, 256, 4, 2, 128, 768, 151936, true));
   ASSERT_TRUE(qwen3_preset("0.6b", &c).ok());
   EXPECT_EQ(c.hidden_size, 1024);
   EXPECT_TRUE(c.tie_word_embeddings);

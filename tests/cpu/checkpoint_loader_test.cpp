@@ -60,11 +60,17 @@ void expect_sentinel(const Qwen3Weights& w) {
   EXPECT_TRUE(w.layers.empty());
 }
 
+// The tiny preset's dummy weights, written to `dir`.
+Qwen3Weights make_tiny_checkpoint(const TempDir& dir, std::uint64_t seed, CheckpointDtype dtype) {
+  Qwen3Weights made;
+  EXPECT_TRUE(make_dummy_qwen3("tiny", seed, &made).ok());
+  EXPECT_TRUE(write_qwen3_checkpoint(made, dir.str(), dtype).ok());
+  return made;
+}
+
 TEST(Qwen3Checkpoint, TinyFp8RoundTripIsExact) {
   TempDir dir;
-  Qwen3Weights made;
-  ASSERT_TRUE(make_dummy_qwen3("tiny", 42, &made).ok());
-  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kFp8).ok());
+  const Qwen3Weights made = make_tiny_checkpoint(dir, 42, CheckpointDtype::kFp8);
   Qwen3Weights loaded;
   int calls = 0;
   bool finished = false;
@@ -88,9 +94,7 @@ TEST(Qwen3Checkpoint, TinyFp8RoundTripIsExact) {
 // equal quantizing the fused dequantized weights directly.
 TEST(Qwen3Checkpoint, TinyBf16RoundTripQuantizesAtLoad) {
   TempDir dir;
-  Qwen3Weights made;
-  ASSERT_TRUE(make_dummy_qwen3("tiny", 3, &made).ok());
-  ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), CheckpointDtype::kBf16).ok());
+  const Qwen3Weights made = make_tiny_checkpoint(dir, 3, CheckpointDtype::kBf16);
   Qwen3Weights loaded;
   const Status st = load_qwen3(dir.str(), &loaded);
   ASSERT_TRUE(st.ok()) << st.message();
@@ -138,6 +142,36 @@ TEST(Qwen3Checkpoint, TiedModelIgnoresAStoredLmHead) {
   Qwen3Weights loaded;
   ASSERT_TRUE(load_qwen3(dir.str(), &loaded).ok());
   EXPECT_TRUE(loaded.lm_head.empty());
+}
+
+// weight_scale_inv may be F32 or F16 instead of BF16 (as in some non-official checkpoints).
+TEST(Qwen3Checkpoint, ScalesInF32AndF16) {
+  TempDir dir;
+  Qwen3Weights made;
+  ASSERT_TRUE(make_dummy_qwen3(small_config(), 4, &made).ok());
+  ASSERT_TRUE(write_qwen3_config_files(made.config, made.generation, dir.str()).ok());
+  std::vector<TensorToWrite> t = qwen3_checkpoint_tensors(made, CheckpointDtype::kFp8);
+  const std::vector<float>& down = made.layers[0].down.scales;  // [1, 2]
+  const std::vector<float>& o = made.layers[1].o.scales;        // [1, 2]
+  for (TensorToWrite& x : t) {
+    if (x.name == "model.layers.0.mlp.down_proj.weight_scale_inv")
+      x = {x.name, Dtype::F32, {1, 2}, {reinterpret_cast<const std::byte*>(down.data()), 8}, nullptr};
+    if (x.name == "model.layers.1.self_attn.o_proj.weight_scale_inv")
+      x = {x.name, Dtype::F16, {1, 2}, {}, [&o](std::span<std::byte> d) {
+             for (int i = 0; i < 2; ++i) {  // BF16-exact normal values are F16-exact: rebias the exponent
+               std::uint32_t u;
+               std::memcpy(&u, &o[i], 4);
+               const auto h = static_cast<std::uint16_t>(((u >> 16) & 0x8000) | ((((u >> 23) & 0xFF) - 112) << 10) |
+                                                         ((u >> 13) & 0x3FF));
+               std::memcpy(d.data() + 2 * i, &h, 2);
+             }
+           }};
+  }
+  ASSERT_TRUE(write_safetensors_checkpoint(dir.str(), t).ok());
+  Qwen3Weights loaded;
+  const Status st = load_qwen3(dir.str(), &loaded);
+  ASSERT_TRUE(st.ok()) << st.message();
+  expect_same_weights(made, loaded);
 }
 
 // Broken checkpoints of the small config: each test tampers with the tensor list or the files.

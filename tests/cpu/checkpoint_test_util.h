@@ -9,7 +9,7 @@
 #include <string>
 #include <unistd.h>
 
-#include "engine/model/qwen3_config.h"
+#include "engine/checkpoint/qwen3_presets.h"
 
 namespace fp8lm::testing {
 
@@ -44,15 +44,13 @@ inline void write_text(const std::string& path, const std::string& text) {
 // 1 kv head, intermediate 256, vocab 1000 (the FP8 layout needs 128-multiples only in fused rows).
 inline Qwen3Config small_config() {
   Qwen3Config c;
-  c.model_type = "qwen3";
+  EXPECT_TRUE(qwen3_preset(kTinyPreset, &c).ok());
   c.vocab_size = 1000;
   c.hidden_size = 128;
   c.intermediate_size = 256;
-  c.num_hidden_layers = 2;
   c.num_attention_heads = 2;
   c.num_key_value_heads = 1;
   c.tie_word_embeddings = false;
-  c.fp8 = true;
   return c;
 }
 
