@@ -55,7 +55,13 @@ struct Qwen3Model::Scratch {
   BackendBuffer act;          // bf16 [T, inter]
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [T, vocab]
+  BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
 };
+
+namespace {
+// Attention splits keys only when few (token, head) blocks would run: size the workspace for that.
+constexpr int kAttentionWorkspaceTokens = 16;
+}  // namespace
 
 ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   ModelMemory m;
@@ -72,7 +78,8 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   const std::size_t widest = std::max({c.hidden_size, c.q_width(), c.intermediate_size});
   m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + widest + 4 * ceil_div(static_cast<int>(widest), kQuantGroup) +
                    2 * c.qkv_width() + 2 * 2 * c.intermediate_size + 2 * c.intermediate_size + 2 * c.hidden_size +
-                   4 * static_cast<std::size_t>(c.vocab_size));
+                   4 * static_cast<std::size_t>(c.vocab_size)) +
+              attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads);
   return m;
 }
 
@@ -148,6 +155,8 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.intermediate_size * sizeof(bf16), &s->act));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->out));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * static_cast<std::size_t>(c.vocab_size) * sizeof(float), &s->logits));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(
+      b, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads), &s->attention_workspace));
   m->scratch_ = std::move(s);
   FP8LM_RETURN_IF_ERROR(b.synchronize());
   *out = std::move(m);
@@ -212,7 +221,8 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
                                           c.num_key_value_heads, c.head_dim, eps, static_cast<float>(c.rope_theta)}));
     FP8LM_RETURN_IF_ERROR(b.attention({qkv, l.k_cache.as<bf16>(), l.v_cache.as<bf16>(), h, n, length_,
                                        c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-                                       1.0f / std::sqrt(static_cast<float>(c.head_dim))}));
+                                       1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                                       s.attention_workspace.as<float>(), s.attention_workspace.bytes()}));
     FP8LM_RETURN_IF_ERROR(linear(h, l.o, out));
     FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
     // MLP block.
