@@ -12,4 +12,9 @@ rm -rf .deps/root
 (cd .deps/debs && apt-get download "${packages[@]}" >/dev/null)
 for deb in .deps/debs/*.deb; do dpkg-deb -x "$deb" .deps/root; done
 rm -rf .deps/debs
+# Only what the build links dynamically or reads travels (the carry limit is 64 MiB): drop the
+# static archives we never link, ICU's other libraries and the docs.
+lib=.deps/root/usr/lib/x86_64-linux-gnu
+rm -f "$lib"/libicu*.a "$lib"/libpcre2-*.a "$lib"/libicu{i18n,io,test,tu}* "$lib"/libpcre2-{16,32}* "$lib"/libpcre2-posix*
+rm -rf .deps/root/usr/share/doc .deps/root/usr/share/man
 echo "device deps unpacked into .deps/root ($(du -sh .deps/root | cut -f1))"

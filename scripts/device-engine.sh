@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# On the GPU machine, after scripts/device-check.sh has built fp8lm: the engine against Hugging Face
+# transformers. For each preset: write a checkpoint (random weights, official format), compute the
+# reference with tests/reference/qwen3_reference.py, and compare the CUDA backend (and, for tiny,
+# the CPU backend) with `fp8lm compare-reference`. Reports and the tiny reference go to $OUT.
+#   scripts/device-engine.sh [preset ...]     (default: tiny qwen3-0.6b)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-$PWD/device-out}"
+mkdir -p "$out"
+deps=$PWD/.deps/root
+[ -d "$deps" ] && export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}
+presets=("$@")
+[ ${#presets[@]} -gt 0 ] || presets=(tiny qwen3-0.6b)
+
+for preset in "${presets[@]}"; do
+  dir=$models/$preset
+  rm -rf "$dir"
+  build/fp8lm make-checkpoint --preset "$preset" --out "$dir" 2>&1 | tail -1
+  if [ "$preset" = tiny ]; then  # small enough to commit: CI checks the CPU backend against it
+    ref=$out/tiny-reference.safetensors
+    python3 tests/reference/qwen3_reference.py --model "$dir" --out "$ref" --prompts short,64 --greedy 32 --top-k 16 --subset 1024
+    build/fp8lm compare-reference --model "$dir" --reference "$ref" --device cpu --report "$out/compare-tiny-cpu.json"
+  else
+    ref=$models/$preset-reference.safetensors
+    python3 tests/reference/qwen3_reference.py --model "$dir" --out "$ref"
+  fi
+  build/fp8lm compare-reference --model "$dir" --reference "$ref" --device cuda --max-context 16384 \
+    --report "$out/compare-$preset-cuda.json"
+  build/fp8lm generate --model "$dir" --prompt "Write a haiku about GPUs." --max-tokens 128 --temperature 0 \
+    --ignore-eos --max-context 4096 2>&1 >/dev/null | tail -1
+  rm -rf "$dir" "$models/$preset-reference.safetensors"
+done

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Reference logits for a Qwen3 checkpoint from Hugging Face transformers (run on the GPU machine).
+
+The reference computes what fp8lm's kernels compute: FP8 weights are dequantized to bf16 here
+(weight * weight_scale_inv per 128x128 block), and every linear of the decoder layers
+fake-quantizes its input per token per 128 channels (scale = max(amax, 1e-10) / 448, values
+rounded to e4m3 and back) before a bf16 matmul. The lm_head runs in fp32 on the final hidden
+states (transformers' bf16 logits would be coarser than the differences being measured).
+transformers' own FP8 path is not used (it would download kernels).
+
+Writes a safetensors file that `fp8lm compare-reference` reads (its header comment lists the
+tensors): per prompt the ids, the top-K logits of every position, the logits of a fixed random
+vocabulary subset, and a greedy continuation with the top-2 margin of each step.
+
+Usage: qwen3_reference.py --model DIR --out FILE [--prompts short,1024,8192] [--greedy 256]
+                          [--top-k 64] [--subset 16384] [--seed 0]
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
+
+FP8_MAX = 448.0
+GROUP = 128
+SHORT_PROMPT = "<|im_start|>user\nWhat is the capital of France, and why is it famous?<|im_end|>\n<|im_start|>assistant\n"
+
+
+def log(msg):
+    print(f"[reference {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def fake_quant(x):
+    """Per-token, per-128-channel FP8 quantize-dequantize, as fp8lm's activation quantization."""
+    shape, k = x.shape, x.shape[-1]
+    xf = x.float().reshape(-1, k)
+    pad = (-k) % GROUP
+    if pad:
+        xf = F.pad(xf, (0, pad))
+    g = xf.view(xf.shape[0], -1, GROUP)
+    scale = g.abs().amax(dim=-1, keepdim=True).clamp(min=1e-10) / FP8_MAX
+    deq = (g / scale).to(torch.float8_e4m3fn).float() * scale
+    return deq.view(xf.shape[0], -1)[:, :k].reshape(shape).to(torch.bfloat16)
+
+
+def dequantize(w, scale_inv):
+    n, k = w.shape
+    s = scale_inv.float().repeat_interleave(GROUP, 0)[:n].repeat_interleave(GROUP, 1)[:, :k]
+    return (w.float() * s).to(torch.bfloat16)
+
+
+def load_model(model_dir):
+    with open(os.path.join(model_dir, "config.json")) as f:
+        cfg = json.load(f)
+    cfg.pop("quantization_config", None)
+    config = Qwen3Config(**cfg)
+    config._attn_implementation = "sdpa"
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(config)
+    tensors = {}
+    for path in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
+        with safe_open(path, framework="pt", device="cuda") as f:
+            for name in f.keys():
+                tensors[name] = f.get_tensor(name)
+    state = {}
+    for name in model.state_dict().keys():
+        if name == "lm_head.weight" and name not in tensors and config.tie_word_embeddings:
+            state[name] = tensors["model.embed_tokens.weight"].to(torch.bfloat16)
+        elif name + "_scale_inv" in tensors:
+            state[name] = dequantize(tensors[name], tensors[name + "_scale_inv"])
+        else:
+            state[name] = tensors[name].to(torch.bfloat16)
+    del tensors
+    model.load_state_dict(state, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.model.rotary_emb = Qwen3RotaryEmbedding(config=config, device="cuda")
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.Linear) and ".layers." in name:
+            mod.forward = (lambda m: (lambda x: F.linear(fake_quant(x), m.weight)))(mod)
+    return model.eval(), config
+
+
+def make_prompts(spec, model_dir, vocab, seed):
+    rng = np.random.RandomState(seed)
+    prompts = []
+    for item in spec.split(","):
+        if item == "short":
+            tok = AutoTokenizer.from_pretrained(model_dir)
+            prompts.append(tok(SHORT_PROMPT, add_special_tokens=False)["input_ids"])
+        else:  # random ordinary tokens (below the first special id)
+            prompts.append(rng.randint(0, min(vocab, 151643), size=int(item)).tolist())
+    return prompts
+
+
+@torch.no_grad()
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--prompts", default="short,1024,8192")
+    ap.add_argument("--greedy", type=int, default=256)
+    ap.add_argument("--top-k", type=int, default=64)
+    ap.add_argument("--subset", type=int, default=16384)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chunk", type=int, default=512)
+    args = ap.parse_args()
+
+    t0 = time.time()
+    model, config = load_model(args.model)
+    log(f"loaded {args.model} in {time.time() - t0:.1f} s")
+    head = model.lm_head.weight.float()  # [vocab, hidden], fp32
+    vocab = head.shape[0]
+    subset = torch.from_numpy(np.random.RandomState(args.seed + 1).permutation(vocab)[: args.subset].astype(np.int32))
+    subset_cuda = subset.long().cuda()
+    out = {"subset_ids": subset}
+    for p, ids in enumerate(make_prompts(args.prompts, args.model, vocab, args.seed)):
+        t1 = time.time()
+        ids_t = torch.tensor(ids, dtype=torch.long, device="cuda")[None]
+        res = model.model(input_ids=ids_t, use_cache=True)
+        hidden = res.last_hidden_state[0]  # [T, hidden] bf16, after the final norm
+        tops_i, tops_v, subs = [], [], []
+        for b in range(0, hidden.shape[0], args.chunk):
+            logits = hidden[b : b + args.chunk].float() @ head.T
+            v, i = torch.topk(logits, args.top_k, dim=-1)
+            tops_i.append(i.int().cpu())
+            tops_v.append(v.cpu())
+            subs.append(logits[:, subset_cuda].cpu())
+        greedy, margins = [], []
+        cache, h = res.past_key_values, hidden[-1]
+        for _ in range(args.greedy):
+            logits = h.float() @ head.T
+            v, i = torch.topk(logits, 2)
+            greedy.append(int(i[0]))
+            margins.append(float(v[0] - v[1]))
+            step = model.model(input_ids=i[:1].view(1, 1), past_key_values=cache, use_cache=True)
+            cache, h = step.past_key_values, step.last_hidden_state[0, -1]
+        out[f"p{p}.ids"] = torch.tensor(ids, dtype=torch.int32)
+        out[f"p{p}.top_ids"] = torch.cat(tops_i).contiguous()
+        out[f"p{p}.top_logits"] = torch.cat(tops_v).contiguous()
+        out[f"p{p}.subset_logits"] = torch.cat(subs).contiguous()
+        out[f"p{p}.greedy_ids"] = torch.tensor(greedy, dtype=torch.int32)
+        out[f"p{p}.greedy_margins"] = torch.tensor(margins, dtype=torch.float32)
+        log(f"prompt {p}: {len(ids)} tokens, {args.greedy} greedy steps in {time.time() - t1:.1f} s")
+        del res, cache
+    meta = {"model": os.path.abspath(args.model), "transformers": __import__("transformers").__version__,
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "prompts": args.prompts,
+            "method": "FP8 weights dequantized to bf16, activations fake-quantized 1x128, lm_head fp32"}
+    save_file(out, args.out, metadata={k: str(v) for k, v in meta.items()})
+    log(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
