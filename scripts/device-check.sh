@@ -6,27 +6,16 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/device-out}"
 mkdir -p "$out"
-bench=1 tests=1
+bench=1 tests=1 target=()
 if [ "${1:-}" = "--no-bench" ]; then bench=0; shift; fi
-if [ "${1:-}" = "--bench-only" ]; then tests=0; shift; fi
-export PATH="/usr/local/cuda/bin:$PATH"
+if [ "${1:-}" = "--bench-only" ]; then tests=0 target=(--target fp8lm); shift; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 
-prefix=()
-if [ -d .deps/root/usr ]; then
-  # The carried Debian packages (scripts/device-deps.sh): CMake packages, pkg-config files (read
-  # with the carried pkgconf, paths under the sysroot) and the shared libraries they name.
-  deps=$PWD/.deps/root
-  prefix=(-DCMAKE_PREFIX_PATH="$deps/usr")
-  export PATH="$deps/usr/bin:$PATH"
-  export PKG_CONFIG_LIBDIR="$deps/usr/lib/x86_64-linux-gnu/pkgconfig:$deps/usr/share/pkgconfig"
-  export PKG_CONFIG_SYSROOT_DIR="$deps"
-  export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+source scripts/device-env.sh
 start=$(date +%s)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" >"$out/configure.log" 2>&1 \
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >"$out/configure.log" 2>&1 \
   || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build --parallel "$(nproc)" >"$out/build.log" 2>&1 || { grep -E "error" -A3 "$out/build.log" | head -60; exit 1; }
+cmake --build build --parallel "$(nproc)" "${target[@]}" >"$out/build.log" 2>&1 || { grep -E "error" -A3 "$out/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
 
 # SASS: the SM89 kernel must use QMMA on sm_89; on sm_90a (emulated FP8 mma) record what it became.

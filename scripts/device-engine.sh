@@ -8,8 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/device-out}"
 mkdir -p "$out"
-deps=$PWD/.deps/root
-[ -d "$deps" ] && export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+source scripts/device-env.sh
 models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(tiny qwen3-0.6b)

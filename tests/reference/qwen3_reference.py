@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
 """Reference logits for a Qwen3 checkpoint from Hugging Face transformers (run on the GPU machine).
 
-The reference computes what fp8lm's kernels compute: FP8 weights are dequantized to bf16 here
-(weight * weight_scale_inv per 128x128 block), and every linear of the decoder layers
-fake-quantizes its input per token per 128 channels (scale = max(amax, 1e-10) / 448, values
-rounded to e4m3 and back) before a bf16 matmul. The lm_head runs in fp32 on the final hidden
-states (transformers' bf16 logits would be coarser than the differences being measured).
+The reference computes what fp8lm's kernels compute, so that only summation order differs:
+ - every linear of the decoder layers fake-quantizes its input per token per 128 channels
+   (scale = max(amax, 1e-10) / 448, values rounded to e4m3 and back, kept in fp32) and multiplies
+   it in fp32 (no TF32) with the FP8 weights dequantized in fp32 (weight * weight_scale_inv per
+   128x128 block); the product is rounded to bf16, as fp8lm's GEMM rounds its fp32 accumulators;
+ - attention runs in fp32 (scores, softmax and P.V), output rounded to bf16, as fp8lm's kernel;
+ - the lm_head runs in fp32 on the final hidden states (bf16 logits would be coarser than the
+   differences being measured).
+Everything else (RMSNorm, RoPE, residuals, SiLU) is transformers' own bf16 code. Rounding
+differences matter more than usual here: each FP8 re-quantization turns a last-bit difference of
+its input into a whole FP8 step for that element, so small deviations grow layer by layer.
 transformers' own FP8 path is not used (it would download kernels).
 
 Writes a safetensors file that `fp8lm compare-reference` reads (its header comment lists the
@@ -29,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers import AttentionInterface, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
 
 FP8_MAX = 448.0
@@ -41,8 +47,25 @@ def log(msg):
     print(f"[reference {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def fp32_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Causal GQA attention in fp32 ([batch, heads, tokens, head_dim] in, [batch, tokens, heads,
+    head_dim] bf16 out), the queries being the last `t` positions of the `s` cached ones."""
+    n_rep = query.shape[1] // key.shape[1]
+    q = query.float()
+    k = key.float().repeat_interleave(n_rep, dim=1)
+    v = value.float().repeat_interleave(n_rep, dim=1)
+    t, s = q.shape[2], k.shape[2]
+    mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(diagonal=s - t)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
+    return out.transpose(1, 2).contiguous().to(query.dtype), None
+
+
+AttentionInterface.register("fp8lm_fp32", fp32_attention)
+
+
 def fake_quant(x):
-    """Per-token, per-128-channel FP8 quantize-dequantize, as fp8lm's activation quantization."""
+    """Per-token, per-128-channel FP8 quantize-dequantize (fp32 out), as fp8lm's activation
+    quantization."""
     shape, k = x.shape, x.shape[-1]
     xf = x.float().reshape(-1, k)
     pad = (-k) % GROUP
@@ -51,13 +74,14 @@ def fake_quant(x):
     g = xf.view(xf.shape[0], -1, GROUP)
     scale = g.abs().amax(dim=-1, keepdim=True).clamp(min=1e-10) / FP8_MAX
     deq = (g / scale).to(torch.float8_e4m3fn).float() * scale
-    return deq.view(xf.shape[0], -1)[:, :k].reshape(shape).to(torch.bfloat16)
+    return deq.view(xf.shape[0], -1)[:, :k].reshape(shape)
 
 
 def dequantize(w, scale_inv):
+    """FP8 weights times their block scales, in fp32."""
     n, k = w.shape
     s = scale_inv.float().repeat_interleave(GROUP, 0)[:n].repeat_interleave(GROUP, 1)[:, :k]
-    return (w.float() * s).to(torch.bfloat16)
+    return w.float() * s
 
 
 def load_model(model_dir):
@@ -65,7 +89,7 @@ def load_model(model_dir):
         cfg = json.load(f)
     cfg.pop("quantization_config", None)
     config = Qwen3Config(**cfg)
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = "fp8lm_fp32"
     with torch.device("meta"):
         model = Qwen3ForCausalLM(config)
     tensors = {}
@@ -85,10 +109,11 @@ def load_model(model_dir):
     model.load_state_dict(state, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
-    model.model.rotary_emb = Qwen3RotaryEmbedding(config=config, device="cuda")
+    with torch.device("cuda"):
+        model.model.rotary_emb = Qwen3RotaryEmbedding(config=config)
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.Linear) and ".layers." in name:
-            mod.forward = (lambda m: (lambda x: F.linear(fake_quant(x), m.weight)))(mod)
+            mod.forward = (lambda m: (lambda x: F.linear(fake_quant(x), m.weight).to(torch.bfloat16)))(mod)
     return model.eval(), config
 
 
@@ -117,6 +142,8 @@ def main():
     ap.add_argument("--chunk", type=int, default=512)
     args = ap.parse_args()
 
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     t0 = time.time()
     model, config = load_model(args.model)
     log(f"loaded {args.model} in {time.time() - t0:.1f} s")
@@ -156,7 +183,8 @@ def main():
         del res, cache
     meta = {"model": os.path.abspath(args.model), "transformers": __import__("transformers").__version__,
             "torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "prompts": args.prompts,
-            "method": "FP8 weights dequantized to bf16, activations fake-quantized 1x128, lm_head fp32"}
+            "method": "linears: activations fake-quantized 1x128 x FP8 weights dequantized, fp32 matmul, bf16 out; "
+                      "attention fp32; lm_head fp32"}
     save_file(out, args.out, metadata={k: str(v) for k, v in meta.items()})
     log(f"wrote {args.out}")
 
