@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fp8lm/cpu.h"
+#include "fp8lm/parallel.h"
 
 namespace fp8lm::cpu {
 
@@ -42,20 +43,6 @@ float block_dot(const float* a, const float* b, int len) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
-// Runs fn(begin, end) on `threads` threads over contiguous chunks of [0, total).
-template <typename Fn>
-void parallel_chunks(int total, int threads, Fn fn) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  threads = std::max(1, std::min(threads, total));
-  const int chunk = ceil_div(total, threads);
-  std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t) {
-    const int begin = t * chunk, end = std::min(total, begin + chunk);
-    if (begin < end) pool.emplace_back(fn, begin, end);
-  }
-  for (auto& th : pool) th.join();
-}
-
 }  // namespace
 
 Status gemm_fp8_blockwise(const Fp8GemmArgs& args, int threads) {
@@ -67,9 +54,9 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, int threads) {
   std::vector<float> a(static_cast<std::size_t>(m) * k);
   for (int r = 0; r < m; ++r) decode_row(args.a + static_cast<std::size_t>(r) * k, k, &a[static_cast<std::size_t>(r) * k]);
 
-  auto work = [&](int n_begin, int n_end) {
+  auto work = [&](long long n_begin, long long n_end) {
     std::vector<float> brow(k);
-    for (int col = n_begin; col < n_end; ++col) {
+    for (int col = static_cast<int>(n_begin); col < n_end; ++col) {
       decode_row(args.b + static_cast<std::size_t>(col) * k, k, brow.data());
       const float* sb = args.b_scales + static_cast<std::size_t>(col / kQuantGroup) * kb;
       for (int r = 0; r < m; ++r) {
@@ -85,7 +72,7 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, int threads) {
       }
     }
   };
-  parallel_chunks(n, threads, work);
+  parallel_ranges(n, work, threads);
   return Status::Ok();
 }
 
@@ -113,9 +100,9 @@ Status gemm_fp8_blockwise_oracle(const Fp8GemmArgs& args, std::span<const int> r
           static_cast<double>(table[args.a[static_cast<std::size_t>(rows[i]) * k + c].bits]) *
           args.a_scales[static_cast<std::size_t>(rows[i]) * kb + c / kQuantGroup];
 
-  auto work = [&](int n_begin, int n_end) {
+  auto work = [&](long long n_begin, long long n_end) {
     std::vector<double> brow(k);
-    for (int col = n_begin; col < n_end; ++col) {
+    for (int col = static_cast<int>(n_begin); col < n_end; ++col) {
       const float* sb = args.b_scales + static_cast<std::size_t>(col / kQuantGroup) * kb;
       for (int c = 0; c < k; ++c)
         brow[c] = static_cast<double>(table[args.b[static_cast<std::size_t>(col) * k + c].bits]) *
@@ -133,7 +120,7 @@ Status gemm_fp8_blockwise_oracle(const Fp8GemmArgs& args, std::span<const int> r
       }
     }
   };
-  parallel_chunks(n, 0, work);
+  parallel_ranges(n, work);
   return Status::Ok();
 }
 

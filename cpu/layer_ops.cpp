@@ -11,6 +11,7 @@
 
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
+#include "fp8lm/parallel.h"
 
 namespace fp8lm::cpu {
 
@@ -20,23 +21,6 @@ float f(bf16 v) { return bf16_to_float(v); }
 // Rounds to bf16 and back: the value a bf16 tensor would hold.
 float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
 
-// Runs fn(begin, end) over contiguous chunks of [0, total) on all hardware threads.
-template <typename Fn>
-void parallel_for(long long total, Fn fn) {
-  const long long threads =
-      std::min<long long>(total, std::max(1u, std::thread::hardware_concurrency()));
-  if (threads <= 1) {
-    if (total > 0) fn(0ll, total);
-    return;
-  }
-  const long long chunk = (total + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (long long t = 0; t < threads; ++t) {
-    const long long begin = t * chunk, end = std::min(total, begin + chunk);
-    if (begin < end) pool.emplace_back(fn, begin, end);
-  }
-  for (auto& th : pool) th.join();
-}
 
 // The kernels' sum of squares: element i adds into partial (i / chunk) % 32 (lane of a warp that
 // reads `chunk` elements per load), then an xor butterfly over the 32 partials.
@@ -130,7 +114,7 @@ Status attention(const AttentionArgs& a) {
   const int hd = a.head_dim, group = a.q_heads / a.kv_heads;
   const std::size_t qkv_row = static_cast<std::size_t>(a.q_heads + 2 * a.kv_heads) * hd;
   const std::size_t cache_row = static_cast<std::size_t>(a.kv_heads) * hd;
-  parallel_for(static_cast<long long>(a.n) * a.q_heads, [&](long long begin, long long end) {
+  parallel_ranges(static_cast<long long>(a.n) * a.q_heads, [&](long long begin, long long end) {
     std::vector<float> q(hd), k(hd), acc(hd), scores;
     for (long long item = begin; item < end; ++item) {
       const int t = static_cast<int>(item / a.q_heads), h = static_cast<int>(item % a.q_heads);
@@ -183,7 +167,7 @@ Status lm_head(const LmHeadArgs& a) {
   const int hidden = a.hidden;
   std::vector<float> x(static_cast<std::size_t>(a.n) * hidden);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = f(a.x[i]);
-  parallel_for(a.vocab, [&](long long begin, long long end) {
+  parallel_ranges(a.vocab, [&](long long begin, long long end) {
     constexpr int kLanes = 8;  // independent partial sums: vectorizable without -ffast-math
     std::vector<float> w(hidden);
     for (long long v = begin; v < end; ++v) {

@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "engine/checkpoint/parallel_for.h"
+#include "fp8lm/parallel.h"
 #include "engine/checkpoint/qwen3_presets.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
 #include "fp8lm/cpu.h"
@@ -77,7 +77,7 @@ class Generator {
   Generator(float stddev, std::uint64_t seed) : q_(normal_quantiles()), std_(stddev), seed_(seed) {
     for (int u = 0; u < kQuantiles; ++u) bf16_[u] = float_to_bf16(value(u));
     tables_.resize(static_cast<std::size_t>(kTables) * kQuantiles);
-    parallel_for(kTables, [&](std::size_t d) {
+    parallel_for_each(kTables, [&](std::size_t d) {
       const float s = scale_for(static_cast<int>(d));
       for (int u = 0; u < kQuantiles; ++u) tables_[d * kQuantiles + u] = cpu::fp8_encode(value(u) / s);
     });
@@ -172,7 +172,7 @@ Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weig
   }
   // Allocation zero-fills, so it runs in parallel too (33 GB for the 32B preset).
   w->layers.resize(config.num_hidden_layers);
-  parallel_for(w->layers.size() + 2, [&](std::size_t i) {
+  parallel_for_each(w->layers.size() + 2, [&](std::size_t i) {
     if (i == w->layers.size()) {
       w->embed_tokens.resize(vocab * hidden);
     } else if (i == w->layers.size() + 1) {
@@ -202,7 +202,7 @@ Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weig
       }
     }
   }
-  parallel_for(jobs.size(), [&](std::size_t j) { jobs[j](); });
+  parallel_for_each(jobs.size(), [&](std::size_t j) { jobs[j](); });
   *out = std::move(*w);
   return Status::Ok();
 }

@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "engine/checkpoint/fp8_decode_table.h"
-#include "engine/checkpoint/parallel_for.h"
+#include "fp8lm/parallel.h"
 #include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
 
@@ -48,7 +48,7 @@ void add_linear_part(const Fp8Linear& l, const std::string& module, int row, int
   // Dequantized row by row, 128 rows per job on all threads (a 32B gate_up is 260 M elements).
   out->push_back({module + kWeightSuffix, Dtype::BF16, {rows, k}, {}, [lp, row, rows, k, kb](std::span<std::byte> dst) {
                     const std::array<float, 256>& decode = fp8_decode_table();
-                    parallel_for(ceil_div(rows, kQuantGroup), [&](std::size_t rb) {
+                    parallel_for_each(ceil_div(rows, kQuantGroup), [&](std::size_t rb) {
                       const int r0 = static_cast<int>(rb) * kQuantGroup, r1 = std::min(rows, r0 + kQuantGroup);
                       const float* scales = lp->scales.data() + static_cast<std::size_t>((row + r0) / kQuantGroup) * kb;
                       for (int r = r0; r < r1; ++r) {

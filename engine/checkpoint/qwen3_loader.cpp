@@ -10,7 +10,7 @@
 #include <set>
 
 #include "engine/checkpoint/fp8_decode_table.h"
-#include "engine/checkpoint/parallel_for.h"
+#include "fp8lm/parallel.h"
 #include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
 #include "engine/checkpoint/safetensors.h"
@@ -264,7 +264,7 @@ Status load_qwen3(const std::string& dir, Qwen3Weights* out, const LoadProgress&
   };
   w->layers.resize(c.num_hidden_layers);
   std::vector<Status> errors(c.num_hidden_layers, Status::Ok());
-  parallel_for(c.num_hidden_layers + 2, [&](std::size_t job) {
+  parallel_for_each(c.num_hidden_layers + 2, [&](std::size_t job) {
     if (job == 0) {
       copy_bf16(*embed, &w->embed_tokens);
       copy_bf16(*norm, &w->norm);
