@@ -48,6 +48,9 @@ Status load_model(const ModelSourceOptions& opt, LoadedModel* out) {
   if (!dummy && opt.model_dir.empty())
     return Status::Error("no model: pass --model DIR (a Qwen3 checkpoint folder) or --preset NAME --load-format dummy");
   if (!dummy && !opt.preset.empty()) return Status::Error("--preset is only used with --load-format dummy");
+  std::error_code ec;
+  if (!dummy && !fs::is_directory(opt.model_dir, ec))
+    return Status::Error("--model " + opt.model_dir + ": not a directory (expected a Hugging Face checkpoint folder)");
 
   DeviceKind kind = DeviceKind::kCpu;
   if (opt.device == "auto") {
