@@ -12,8 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "bench/ceilings.h"
 #include "bench/device_kernels.h"
 #include "bench/graph_timer.h"
+#include "bench/result_files.h"
 #include "common/cuda_check.h"
 #include "gemm/cublaslt.h"
 #include "fp8lm/cpu.h"
@@ -34,16 +36,6 @@ constexpr double kWorkingSetOverL2 = 3.0;
 constexpr int kMaxSets = 256;
 // A peer's output may differ from ours by accumulation order and bf16 rounding only.
 constexpr double kMaxPeerDiff = 1e-2;
-// The card's ceilings: a 1 GiB device-to-device copy kernel (graph memcpy nodes may run on the
-// slower copy engines), and a large tensorwise FP8 GEMM.
-constexpr std::size_t kCopyBytes = 1ull << 30;
-constexpr int kPeakM = 8192, kPeakN = 8192, kPeakK = 16384;
-
-struct Ceilings {
-  double copy_gbps = 0;     // bytes read + written per second / 1e9
-  double fp8_tflops = 0;    // cuBLASLt tensorwise FP8, bf16 out
-};
-
 // A contiguous run of `sets` equally sized buffers (each 256-byte aligned), for rotation.
 template <typename T>
 struct Rotation {
@@ -54,44 +46,6 @@ struct Rotation {
         stride((count * sizeof(T) + 255) / 256 * 256 / sizeof(T)) {}
   T* at(int set) const { return storage.get() + stride * set; }
 };
-
-std::string today() {
-  const std::time_t t = std::time(nullptr);
-  char buf[16];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::gmtime(&t));
-  return buf;
-}
-
-std::string file_safe(std::string s) {
-  for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  s.erase(std::unique(s.begin(), s.end(), [](char a, char b) { return a == '-' && b == '-'; }), s.end());
-  return s;
-}
-
-Status measure_ceilings(const LtContext& lt, const DeviceInfo& device, int replays, Ceilings* c) {
-  {
-    DeviceBuffer<std::uint8_t> src(kCopyBytes), dst(kCopyBytes);
-    FP8LM_RETURN_IF_ERROR(fill_random_fp8(reinterpret_cast<fp8_e4m3*>(src.get()), kCopyBytes, 1, nullptr));
-    Timing t;
-    FP8LM_RETURN_IF_ERROR(time_with_graph(
-        [&](int, cudaStream_t s) { return copy_bytes(dst.get(), src.get(), kCopyBytes, s); },
-        1, replays, &t, 20000.0));
-    c->copy_gbps = 2.0 * kCopyBytes / (t.median_us * 1e3);
-  }
-  std::unique_ptr<LtGemm> peak;
-  FP8LM_RETURN_IF_ERROR(LtGemm::create(lt, LtKind::kFp8Tensorwise, kPeakM, kPeakN, kPeakK, {}, &peak));
-  DeviceBuffer<fp8_e4m3> a(static_cast<std::size_t>(kPeakM) * kPeakK), b(static_cast<std::size_t>(kPeakN) * kPeakK);
-  DeviceBuffer<bf16> out(static_cast<std::size_t>(kPeakM) * kPeakN);
-  FP8LM_RETURN_IF_ERROR(fill_random_fp8(a.get(), a.size(), 2, nullptr));
-  FP8LM_RETURN_IF_ERROR(fill_random_fp8(b.get(), b.size(), 3, nullptr));
-  Timing t;
-  FP8LM_RETURN_IF_ERROR(time_with_graph(
-      [&](int, cudaStream_t s) { return peak->run(a.get(), nullptr, b.get(), nullptr, out.get(), s); }, 1, replays,
-      &t, 20000.0));
-  c->fp8_tflops = 2.0 * kPeakM * kPeakN * kPeakK / (t.median_us * 1e6);
-  (void)device;
-  return Status::Ok();
-}
 
 // A [rows, cols] row-major scale tensor in cuBLASLt's layout (host side, setup only, never timed):
 // transposed or not, and with the contiguous dimension padded to a multiple of 4 floats (16 bytes):
@@ -319,7 +273,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
   fmt::print("bench gemm on {} (sm_{}, {} SMs, {} MB L2)\n", device.name, device.sm_version(), device.sm_count,
              device.l2_bytes >> 20);
   Ceilings ceil;
-  FP8LM_RETURN_IF_ERROR(measure_ceilings(*lt, device, opt.replays, &ceil));
+  FP8LM_RETURN_IF_ERROR(measure_ceilings(*lt, opt.replays, &ceil));
   fmt::print("ceilings: copy {:.0f} GB/s (read + write), FP8 tensorwise cuBLASLt {:.0f} TFLOP/s\n", ceil.copy_gbps,
              ceil.fp8_tflops);
   std::optional<LtScaleLayout> lt_layout;
@@ -346,7 +300,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
   int runtime = 0;
   cudaRuntimeGetVersion(&runtime);
   int lt_version = static_cast<int>(cublasLtGetVersion());
-  const std::string date = today();
+  const std::string date = utc_date();
   json doc = {{"benchmark", "gemm"},
               {"date", date},
               {"gpu", device.name},

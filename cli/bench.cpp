@@ -1,4 +1,4 @@
-// `fp8lm bench gemm`: see bench/gemm_bench.h.
+// `fp8lm bench gemm` (see bench/gemm_bench.h) and `fp8lm bench one-batch` (cli/bench_one_batch.cpp).
 #include <fmt/format.h>
 
 #include "bench/gemm_bench.h"
@@ -37,6 +37,7 @@ void add_bench_command(CLI::App& app, int& exit_code) {
     if (!st.ok()) fmt::print(stderr, "fp8lm bench gemm: {}\n", st.message());
     exit_code = st.ok() ? 0 : 1;
   });
+  add_bench_one_batch_command(bench, exit_code);
 }
 
 }  // namespace fp8lm::cli

@@ -13,6 +13,7 @@ namespace fp8lm::cli {
 void add_selfcheck_command(CLI::App& app, int& exit_code);
 void add_info_command(CLI::App& app, int& exit_code);
 void add_bench_command(CLI::App& app, int& exit_code);
+void add_bench_one_batch_command(CLI::App* bench, int& exit_code);  // under `bench` (bench_one_batch.cpp)
 void add_generate_command(CLI::App& app, int& exit_code);
 void add_compare_reference_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);

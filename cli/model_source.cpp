@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "engine/checkpoint/dummy_weights.h"
+#include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/checkpoint/qwen3_loader.h"
 #include "engine/checkpoint/qwen3_presets.h"
 #include "fp8lm/device.h"
@@ -42,7 +43,10 @@ void add_model_source_options(CLI::App* cmd, ModelSourceOptions* opt) {
       ->check(CLI::NonNegativeNumber);
 }
 
-Status load_model(const ModelSourceOptions& opt, LoadedModel* out) {
+namespace {
+
+// The combination of --model / --preset / --load-format names one model.
+Status check_source(const ModelSourceOptions& opt) {
   const bool dummy = opt.load_format == "dummy";
   if (dummy && opt.preset.empty()) return Status::Error("--load-format dummy needs --preset NAME");
   if (!dummy && opt.model_dir.empty())
@@ -51,15 +55,30 @@ Status load_model(const ModelSourceOptions& opt, LoadedModel* out) {
   std::error_code ec;
   if (!dummy && !fs::is_directory(opt.model_dir, ec))
     return Status::Error("--model " + opt.model_dir + ": not a directory (expected a Hugging Face checkpoint folder)");
+  return Status::Ok();
+}
 
+}  // namespace
+
+Status resolve_device_kind(const std::string& device_option, DeviceKind* out) {
+  if (device_option != "auto") return parse_device_kind(device_option, out);
+  DeviceInfo device;
+  *out = cuda_device_available() && current_device(&device).ok() && check_fp8_support(device).ok() ? DeviceKind::kCuda
+                                                                                                   : DeviceKind::kCpu;
+  return Status::Ok();
+}
+
+Status read_model_config(const ModelSourceOptions& opt, Qwen3Config* out) {
+  FP8LM_RETURN_IF_ERROR(check_source(opt));
+  if (opt.load_format == "dummy") return qwen3_preset(opt.preset, out);
+  return read_qwen3_config((fs::path(opt.model_dir) / "config.json").string(), out);
+}
+
+Status load_model(const ModelSourceOptions& opt, LoadedModel* out) {
+  FP8LM_RETURN_IF_ERROR(check_source(opt));
+  const bool dummy = opt.load_format == "dummy";
   DeviceKind kind = DeviceKind::kCpu;
-  if (opt.device == "auto") {
-    DeviceInfo device;
-    kind = cuda_device_available() && current_device(&device).ok() && check_fp8_support(device).ok() ? DeviceKind::kCuda
-                                                                                                     : DeviceKind::kCpu;
-  } else {
-    FP8LM_RETURN_IF_ERROR(parse_device_kind(opt.device, &kind));
-  }
+  FP8LM_RETURN_IF_ERROR(resolve_device_kind(opt.device, &kind));
   LoadedModel m;
   FP8LM_RETURN_IF_ERROR(Backend::create(kind, &m.backend));
 

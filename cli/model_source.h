@@ -47,4 +47,11 @@ struct LoadedModel {
 
 Status load_model(const ModelSourceOptions& opt, LoadedModel* out);
 
+// The config of the model load_model would load (the preset's, or the folder's config.json),
+// without reading weights: for checks that should fail before a long load.
+Status read_model_config(const ModelSourceOptions& opt, Qwen3Config* out);
+
+// --device as load_model resolves it: auto is CUDA when an FP8-capable GPU is present.
+Status resolve_device_kind(const std::string& device, DeviceKind* out);
+
 }  // namespace fp8lm::cli

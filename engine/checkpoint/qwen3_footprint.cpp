@@ -25,18 +25,22 @@ Qwen3Footprint qwen3_footprint(const Qwen3Config& c) {
   const std::uint64_t norms = hidden + c.num_hidden_layers * (2 * hidden + 2 * static_cast<std::uint64_t>(c.head_dim));
   f.parameters = f.active_parameters = embeddings + norms;
   f.weight_bytes = (embeddings + norms) * sizeof(bf16);
+  f.embedding_bytes = vocab * hidden * sizeof(bf16);
+  f.norm_bytes = norms * sizeof(bf16);
+  // A linear every token passes through (attention; the dense MLP).
+  auto add_dense_linear = [&f](const LinearCost& l) {
+    f.parameters += l.params;
+    f.active_parameters += l.params;
+    f.weight_bytes += l.bytes;
+    f.linear_parameters += l.params;
+    f.linear_bytes += l.bytes;
+  };
   for (int i = 0; i < c.num_hidden_layers; ++i) {
-    for (const LinearCost& l : {linear(c.qkv_width(), hidden), linear(hidden, c.q_width())}) {
-      f.parameters += l.params;
-      f.active_parameters += l.params;
-      f.weight_bytes += l.bytes;
-    }
+    add_dense_linear(linear(c.qkv_width(), hidden));
+    add_dense_linear(linear(hidden, c.q_width()));
     if (!c.is_moe()) {
-      for (const LinearCost& l : {linear(2ull * c.intermediate_size, hidden), linear(hidden, c.intermediate_size)}) {
-        f.parameters += l.params;
-        f.active_parameters += l.params;
-        f.weight_bytes += l.bytes;
-      }
+      add_dense_linear(linear(2ull * c.intermediate_size, hidden));
+      add_dense_linear(linear(hidden, c.intermediate_size));
       continue;
     }
     // The router (BF16, not converted) and the experts.
@@ -45,6 +49,8 @@ Qwen3Footprint qwen3_footprint(const Qwen3Config& c) {
     f.parameters += router + c.num_experts * (up.params + down.params);
     f.active_parameters += router + c.num_experts_per_tok * (up.params + down.params);
     f.weight_bytes += router * sizeof(bf16) + c.num_experts * (up.bytes + down.bytes);
+    f.linear_parameters += c.num_experts * (up.params + down.params);
+    f.linear_bytes += c.num_experts * (up.bytes + down.bytes);
   }
   f.kv_bytes_per_token = 2ull * c.num_hidden_layers * c.kv_width() * sizeof(bf16);
   return f;

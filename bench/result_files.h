@@ -1,0 +1,26 @@
+// Naming of the files under bench/results/: <benchmark>-<UTC date>-<card>-<...>.{json,md}.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <string>
+
+namespace fp8lm::bench {
+
+// Today's date in UTC, YYYY-MM-DD.
+inline std::string utc_date() {
+  const std::time_t t = std::time(nullptr);
+  char buf[16];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::gmtime(&t));
+  return buf;
+}
+
+// Lower-case letters and digits, every other run of characters one '-' ("NVIDIA H200" -> "nvidia-h200").
+inline std::string file_safe(std::string s) {
+  for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  s.erase(std::unique(s.begin(), s.end(), [](char a, char b) { return a == '-' && b == '-'; }), s.end());
+  return s;
+}
+
+}  // namespace fp8lm::bench
