@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -244,12 +243,11 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
   const double vs_lt = lt_us / ours.median_us, vs_bf16 = bf16_us / ours.median_us;
   if (std::isfinite(vs_lt)) j["speedup_vs_cublaslt"] = vs_lt;
   if (std::isfinite(vs_bf16)) j["speedup_vs_bf16"] = vs_bf16;
-  auto num = [](double v, const char* f) { return std::isfinite(v) ? fmt::format(fmt::runtime(f), v) : std::string("–"); };
   result->md = fmt::format("| {} | {} | {} | {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.1f} | {:.0f}% | {} | {} | {} | {} | {} | {} |\n",
                            shape.model, shape.layer, m, n, k, ours.median_us, flops / (ours.median_us * 1e6),
                            bytes / (ours.median_us * 1e3), floor_us, 100.0 * floor_us / ours.median_us, picked.name(),
                            lt_cell, std::isfinite(lt_us) ? fmt::format("{:.0f}%", 100.0 * floor_us / lt_us) : "–",
-                           num(bf16_us, "{:.1f}"), num(vs_lt, "{:.2f}x"), num(vs_bf16, "{:.2f}x"));
+                           markdown_cell(bf16_us, "{:.1f}"), markdown_cell(vs_lt, "{:.2f}x"), markdown_cell(vs_bf16, "{:.2f}x"));
   result->j = std::move(j);
   return Status::Ok();
 }

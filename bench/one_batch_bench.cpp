@@ -30,6 +30,8 @@ constexpr int kWarmupInput = 16, kWarmupOutput = 4;
 // Decode progress goes to stdout this often (a 32B run at 30k input decodes for minutes).
 constexpr double kProgressSeconds = 5.0;
 
+constexpr const char* kNoCeilingsNote = "no GPU: no ceilings measured, so no floor and no speed-of-light ratio";
+
 // The seed's published numbers (tokens/s; ITL in ms), for comparison only: blog post "Optimising
 // Qwen3-FP8 on the L40S: +18%" (shared/seed/000_7ba6f2c5d06515a3.txt, section 4; summary in
 // shared/seed/SEED-SUMMARY.md). H20: the official Qwen3 speed benchmark (SGLang), which gives no ITL.
@@ -76,7 +78,11 @@ constexpr const char* kSeedSource =
     "H20 = official Qwen3 speed benchmark (SGLang); L40S = SGLang with its Triton FP8 GEMM and with the post's "
     "CUDA kernel. Other cards and engines: not comparable with this run's numbers.";
 
-const SeedRow* seed_row(const std::string& model, int input_len) {
+// The seed measured 2048 generated tokens; other output lengths have no reference.
+constexpr int kSeedOutputLen = 2048;
+
+const SeedRow* seed_row(const std::string& model, int input_len, int output_len) {
+  if (output_len != kSeedOutputLen) return nullptr;
   for (const SeedRow& r : kSeedRows)
     if (model == r.model && input_len == r.input_len) return &r;
   return nullptr;
@@ -84,9 +90,6 @@ const SeedRow* seed_row(const std::string& model, int input_len) {
 
 // NaN (a failed or absent measurement) becomes JSON null.
 json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-std::string cell(double v, const char* format) {
-  return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : std::string("–");
-}
 
 // Pseudo-random ordinary ids: below the first special token (<|endoftext|>, the bos id), as
 // tests/reference/qwen3_reference.py draws its random prompts.
@@ -210,25 +213,28 @@ LengthResult summarize(const Qwen3Config& config, const OneBatchTarget& target, 
     j["speed_of_light"] = nullptr;
   }
 
-  const SeedRow* seed = seed_row(target.model_name, input_len);
+  const SeedRow* seed = seed_row(target.model_name, input_len, output_len);
   if (seed)
     j["seed_reference"] = {{"h20_sglang_tokens_per_s", number_or_null(seed->h20_tokens_per_s)},
                            {"l40s_sglang_triton_tokens_per_s", number_or_null(seed->l40s_triton_tokens_per_s)},
-                           {"l40s_sglang_seed_kernel_tokens_per_s", number_or_null(seed->l40s_seed_kernel_tokens_per_s)},
+                           {"l40s_sglang_seed_kernel_tokens_per_s",
+                            number_or_null(seed->l40s_seed_kernel_tokens_per_s)},
                            {"l40s_sglang_triton_itl_ms", number_or_null(seed->l40s_triton_itl_ms)},
                            {"l40s_sglang_seed_kernel_itl_ms", number_or_null(seed->l40s_seed_kernel_itl_ms)}};
   else
     j["seed_reference"] = nullptr;
 
+  // Without a seed row every reference cell is "–".
+  const SeedRow no_seed{"", input_len, NAN, NAN, NAN, NAN, NAN};
+  const SeedRow& ref = seed ? *seed : no_seed;
   LengthResult r;
-  r.md = fmt::format("| {} | {} | {:.2f} | {:.3f} | {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                     input_len, output_len, tokens_per_s, times.prefill_s, input_len / times.prefill_s, itl_mean_ms,
-                     1e3 * percentile(sorted, 0.50), 1e3 * percentile(sorted, 0.99), cell(floor_s, "{:.3f}"),
-                     cell(sol, "{:.3f}"), cell(prefill_pct_peak, "{:.0f}%"), cell(itl_floor_ms, "{:.2f}"),
-                     seed ? cell(seed->h20_tokens_per_s, "{:.2f}") : "–",
-                     seed ? cell(seed->l40s_triton_tokens_per_s, "{:.2f}") : "–",
-                     seed ? cell(seed->l40s_seed_kernel_tokens_per_s, "{:.2f}") : "–",
-                     seed ? cell(seed->l40s_seed_kernel_itl_ms, "{:.2f}") : "–");
+  r.md = fmt::format(
+      "| {} | {} | {:.2f} | {:.3f} | {:.0f} | {:.2f} | {:.2f} | {:.2f} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+      input_len, output_len, tokens_per_s, times.prefill_s, input_len / times.prefill_s, itl_mean_ms,
+      1e3 * percentile(sorted, 0.50), 1e3 * percentile(sorted, 0.99), markdown_cell(floor_s, "{:.3f}"),
+      markdown_cell(sol, "{:.3f}"), markdown_cell(prefill_pct_peak, "{:.0f}%"), markdown_cell(itl_floor_ms, "{:.2f}"),
+      markdown_cell(ref.h20_tokens_per_s, "{:.2f}"), markdown_cell(ref.l40s_triton_tokens_per_s, "{:.2f}"),
+      markdown_cell(ref.l40s_seed_kernel_tokens_per_s, "{:.2f}"), markdown_cell(ref.l40s_seed_kernel_itl_ms, "{:.2f}"));
   r.j = std::move(j);
   return r;
 }
@@ -309,7 +315,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
     fmt::print("ceilings: copy {:.0f} GB/s (read + write), FP8 tensorwise cuBLASLt {:.0f} TFLOP/s\n",
                ceilings->copy_gbps, ceilings->fp8_tflops);
   else
-    fmt::print("no GPU: no ceilings measured, so no floor and no speed-of-light ratio\n");
+    fmt::print("{}\n", kNoCeilingsNote);
 
   const Clock::time_point t0 = Clock::now();
   {
@@ -333,12 +339,13 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   }
 
   const std::string method = fmt::format(
-      "Batch 1; an untimed warm-up run ({} prompt tokens, {} generated) first; prompt = pseudo-random ordinary token ids (seeded); prefill, then greedy decode steps until "
-      "output_len tokens are generated (the first by the prefill; end ids ignored). Each forward returns logits "
-      "on the host, so it is synchronous; steady clock around the prefill and every decode step (argmax "
-      "included), backend synchronized before. tokens/s = (input + output) / (prefill + decode time). Floor = "
-      "max(prefill FLOPs / FP8 peak, weight bytes / copy bandwidth) + sum over decode steps of (weight bytes + "
-      "KV bytes read) / copy bandwidth, ceilings measured in this run; speed of light = floor / measured time.",
+      "Batch 1; an untimed warm-up run ({} prompt tokens, {} generated) first; prompt = pseudo-random ordinary "
+      "token ids (seeded); prefill, then greedy decode steps until output_len tokens are generated (the first by "
+      "the prefill; end ids ignored). Each forward returns logits on the host, so it is synchronous; steady clock "
+      "around the prefill and every decode step (argmax included), backend synchronized before. tokens/s = "
+      "(input + output) / (prefill + decode time). Floor = max(prefill FLOPs / FP8 peak, weight bytes / copy "
+      "bandwidth) + sum over decode steps of (weight bytes + KV bytes read) / copy bandwidth, ceilings measured in "
+      "this run; speed of light = floor / measured time.",
       kWarmupInput, kWarmupOutput);
   const Qwen3Footprint footprint = qwen3_footprint(config);
   const std::string date = utc_date();
@@ -363,7 +370,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"seed_reference_source", kSeedSource},
               {"seconds", seconds_since(t0)},
               {"results", results}};
-  if (!ceilings) doc["ceilings_note"] = "no GPU: no ceilings measured, so no floor and no speed-of-light ratio";
+  if (!ceilings) doc["ceilings_note"] = kNoCeilingsNote;
 
   std::error_code ec;
   std::filesystem::create_directories(opt.out_dir, ec);
@@ -378,7 +385,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
      << (ceilings ? fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak "
                                 "{:.0f} TFLOP/s (cuBLASLt tensorwise FP8, {}x{}x{}).\n\n",
                                 ceilings->copy_gbps, ceilings->fp8_tflops, kPeakM, kPeakN, kPeakK)
-                  : std::string("No GPU: no ceilings measured, so no floor and no speed-of-light ratio.\n\n"))
+                  : fmt::format("{}.\n\n", kNoCeilingsNote))
      << "Method: " << method << "\n\n"
      << fmt::format("Per decode step: {} weight bytes + {} KV bytes per cached position.\n\n",
                     decode_step_weight_bytes(config), footprint.kv_bytes_per_token)

@@ -1,8 +1,11 @@
 // Naming of the files under bench/results/: <benchmark>-<UTC date>-<card>-<...>.{json,md}.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <ctime>
 #include <string>
 
@@ -21,6 +24,11 @@ inline std::string file_safe(std::string s) {
   for (char& c : s) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
   s.erase(std::unique(s.begin(), s.end(), [](char a, char b) { return a == '-' && b == '-'; }), s.end());
   return s;
+}
+
+// A markdown table cell: `v` in `format`, or "–" where there is no number (NaN: failed or not measured).
+inline std::string markdown_cell(double v, const char* format) {
+  return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : std::string("–");
 }
 
 }  // namespace fp8lm::bench
