@@ -130,10 +130,11 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
   FP8LM_RETURN_IF_ERROR(model.forward(prompt, /*all_logits=*/false, &logits));
   std::int32_t token = argmax(logits);
   times->prefill_s = seconds_since(prefill_start);
-  if (report)
+  if (report) {
     fmt::print("  input {}: prefill {:.3f} s ({:.0f} tokens/s)\n", input_len, times->prefill_s,
-             input_len / times->prefill_s);
-  std::fflush(stdout);
+               input_len / times->prefill_s);
+    std::fflush(stdout);
+  }
 
   const int steps = output_len - 1;
   times->step_s.clear();
