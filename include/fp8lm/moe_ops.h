@@ -25,7 +25,10 @@
 
 namespace fp8lm {
 
-// Routing as transformers computes it: router_logits = gate(h) is a bf16 Linear, so the fp32
+// Routing as transformers computes it (Qwen3MoeSparseMoeBlock.forward in modeling_qwen3_moe:
+// softmax(router_logits, dtype=float), topk, /= sum when norm_topk_prob, .to(hidden dtype)); the
+// last fp32 bits may differ from torch's own softmax kernel (its exp and summation order).
+// router_logits = gate(h) is a bf16 Linear, so the fp32
 // GEMM result is rounded to bf16; softmax over all experts in fp32 (max, exp(l - max), sequential
 // sum over experts in index order, divide); the top_k probabilities (ties: the lower expert index
 // first, largest first); when norm_topk_prob, each divided by their sum (summed in that order);
