@@ -95,7 +95,6 @@ struct Qwen3Model::Scratch {
 namespace {
 // Attention splits keys only when few (token, head) blocks would run: size the workspace for that.
 constexpr int kAttentionWorkspaceTokens = 16;
-}  // namespace
 
 // Bytes of the MoE scratch for T tokens (zero for dense models).
 std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
@@ -104,6 +103,7 @@ std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
   return t * (4 * c.num_experts + 4 * c.num_experts_per_tok + 2 * c.num_experts_per_tok) +
          pairs * (4 + 4 + 2 + 2 * 2 * static_cast<std::size_t>(c.hidden_size));
 }
+}  // namespace
 
 ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   ModelMemory m;
@@ -119,7 +119,8 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
                        fp8_linear_bytes(c.hidden_size, c.moe_intermediate_size));
   const std::size_t embed = 2 * static_cast<std::size_t>(c.vocab_size) * c.hidden_size;
   m.weights = embed * (c.tie_word_embeddings ? 1 : 2) + 2 * c.hidden_size;
-  for (int i = 0; i < c.num_hidden_layers; ++i) m.weights += norms + attention + (c.is_moe_layer(i) ? sparse_mlp : dense_mlp);
+  for (int i = 0; i < c.num_hidden_layers; ++i)
+    m.weights += norms + attention + (c.is_moe_layer(i) ? sparse_mlp : dense_mlp);
   m.kv_cache = 2 * 2 * static_cast<std::size_t>(ctx) * c.kv_width() * c.num_hidden_layers;
   const std::size_t t = options.max_batch_tokens;
   const std::size_t mlp = widest_mlp(c);
@@ -298,15 +299,15 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
                                        s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob}));
     // Which rows each expert runs is planned on the host (one synchronisation per MoE layer); the
     // grouped GEMM of issue 7 is to read the plan on the device instead.
+    const std::size_t id_bytes = pairs * sizeof(std::int32_t), weight_bytes = pairs * sizeof(bf16);
     s.host_experts.resize(pairs);
     s.host_weights.resize(pairs);
-    FP8LM_RETURN_IF_ERROR(b.download(s.host_experts.data(), s.routed_experts.as<std::int32_t>(), pairs * sizeof(std::int32_t)));
-    FP8LM_RETURN_IF_ERROR(b.download(s.host_weights.data(), s.routed_weights.as<bf16>(), pairs * sizeof(bf16)));
+    FP8LM_RETURN_IF_ERROR(b.download(s.host_experts.data(), s.routed_experts.as<std::int32_t>(), id_bytes));
+    FP8LM_RETURN_IF_ERROR(b.download(s.host_weights.data(), s.routed_weights.as<bf16>(), weight_bytes));
     FP8LM_RETURN_IF_ERROR(plan_moe(s.host_experts.data(), s.host_weights.data(), n, top_k, experts, &s.plan));
-    FP8LM_RETURN_IF_ERROR(b.upload(s.gather_rows.as<std::int32_t>(), s.plan.gather_rows.data(), pairs * sizeof(std::int32_t)));
-    FP8LM_RETURN_IF_ERROR(
-        b.upload(s.combine_slots.as<std::int32_t>(), s.plan.combine_slots.data(), pairs * sizeof(std::int32_t)));
-    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_weights.as<bf16>(), s.plan.combine_weights.data(), pairs * sizeof(bf16)));
+    FP8LM_RETURN_IF_ERROR(b.upload(s.gather_rows.as<std::int32_t>(), s.plan.gather_rows.data(), id_bytes));
+    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_slots.as<std::int32_t>(), s.plan.combine_slots.data(), id_bytes));
+    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_weights.as<bf16>(), s.plan.combine_weights.data(), weight_bytes));
     bf16* expert_in = s.expert_in.as<bf16>();
     bf16* expert_out = s.expert_out.as<bf16>();
     FP8LM_RETURN_IF_ERROR(b.moe_gather({h, s.gather_rows.as<std::int32_t>(), expert_in, pairs, n, hidden}));

@@ -55,7 +55,8 @@ __global__ void __launch_bounds__(kThreads)
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
   const int t = blockIdx.x, vectors = hidden / kVec;
   const std::int32_t* token_slots = slots + static_cast<std::size_t>(t) * top_k;
-  const __nv_bfloat16* token_weights = reinterpret_cast<const __nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
+  const __nv_bfloat16* token_weights =
+      reinterpret_cast<const __nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
   uint4* xv = reinterpret_cast<uint4*>(x + static_cast<std::size_t>(t) * hidden);
   for (int v = threadIdx.x; v < vectors; v += kThreads) {
     float sum[kVec] = {};
