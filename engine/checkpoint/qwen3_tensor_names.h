@@ -42,6 +42,7 @@ struct FusedLinearSpec {
     return n;
   }
   Fp8Linear& of(Qwen3LayerWeights& layer) const { return target(layer); }
+  // `target` only selects a member, so reading through it from a const layer is safe.
   const Fp8Linear& of(const Qwen3LayerWeights& layer) const { return target(const_cast<Qwen3LayerWeights&>(layer)); }
 };
 
