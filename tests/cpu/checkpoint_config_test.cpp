@@ -130,15 +130,16 @@ TEST(Qwen3Config, MoeFieldsParse) {
   json j = preset_json("qwen3-30b-a3b");
   j.erase("num_experts");
   EXPECT_ERROR_HAS(parse(j, &c), "missing field \"num_experts\"");
-  j = preset_json("tiny-moe");
-  j["num_experts_per_tok"] = 9;
-  EXPECT_ERROR_HAS(parse(j, &c), "num_experts_per_tok 9 exceeds num_experts 8");
-  j = preset_json("tiny-moe");
-  j["decoder_sparse_step"] = 0;
-  EXPECT_ERROR_HAS(parse(j, &c), "\"decoder_sparse_step\" = 0 must be >= 1");
-  j = preset_json("tiny-moe");
-  j["mlp_only_layers"] = {0, "1"};
-  EXPECT_ERROR_HAS(parse(j, &c), "mlp_only_layers\" must be a list of layer indices");
+  // field, bad value, what the error says
+  const std::vector<std::tuple<std::string, json, std::string>> bad = {
+      {"num_experts_per_tok", 9, "num_experts_per_tok 9 exceeds num_experts 8"},
+      {"decoder_sparse_step", 0, "\"decoder_sparse_step\" = 0 must be >= 1"},
+      {"mlp_only_layers", json::array({0, "1"}), "\"mlp_only_layers\" must be a list of layer indices"}};
+  for (const auto& [field, value, message] : bad) {
+    j = preset_json("tiny-moe");
+    j[field] = value;
+    EXPECT_ERROR_HAS(parse(j, &c), message);
+  }
 }
 
 TEST(Qwen3Config, TinyMoeRoundTripsThroughJson) {
