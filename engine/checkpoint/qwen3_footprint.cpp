@@ -31,7 +31,7 @@ Qwen3Footprint qwen3_footprint(const Qwen3Config& c) {
       f.active_parameters += l.params;
       f.weight_bytes += l.bytes;
     }
-    if (!c.is_moe()) {
+    if (!c.is_moe_layer(i)) {
       for (const LinearCost& l : {linear(2ull * c.intermediate_size, hidden), linear(hidden, c.intermediate_size)}) {
         f.parameters += l.params;
         f.active_parameters += l.params;
