@@ -245,7 +245,7 @@ LengthResult summarize(const Qwen3Config& config, const OneBatchTarget& target, 
 std::uint64_t decode_step_weight_bytes(const Qwen3Config& config) {
   const Qwen3Footprint f = qwen3_footprint(config);
   const std::uint64_t embedding_row = static_cast<std::uint64_t>(config.hidden_size) * sizeof(bf16);
-  return f.linear_bytes + f.norm_bytes + f.embedding_bytes + embedding_row;
+  return f.active_linear_bytes + f.router_parameters * sizeof(bf16) + f.norm_bytes + f.embedding_bytes + embedding_row;
 }
 
 std::uint64_t decode_kv_bytes(const Qwen3Config& config, std::int64_t input_len, std::int64_t output_len) {
@@ -257,7 +257,8 @@ std::uint64_t decode_kv_bytes(const Qwen3Config& config, std::int64_t input_len,
 
 double prefill_flops(const Qwen3Config& config, std::int64_t tokens) {
   const double n = static_cast<double>(tokens);
-  const double linears = 2.0 * static_cast<double>(qwen3_footprint(config).linear_parameters) * n;
+  const Qwen3Footprint f = qwen3_footprint(config);
+  const double linears = 2.0 * static_cast<double>(f.active_linear_parameters + f.router_parameters) * n;
   // Position p (1-based) attends to p keys: QK^T and PV each take 2 x head_dim FLOPs per key and head.
   const double attention = 2.0 * 2.0 * config.num_hidden_layers * config.num_attention_heads * config.head_dim *
                            (n * (n + 1) / 2);
@@ -266,8 +267,6 @@ double prefill_flops(const Qwen3Config& config, std::int64_t tokens) {
 }
 
 Status check_one_batch_options(const OneBatchOptions& opt, const Qwen3Config& config, int* context_needed) {
-  if (config.is_moe())
-    return Status::Error("" + config.model_type + " (MoE) is not supported by the engine yet");
   if (opt.input_lens.empty()) return Status::Error("--input-len needs at least one length");
   for (int len : opt.input_lens)
     if (len < 1) return Status::Error(fmt::format("--input-len values must be >= 1 (got {})", len));
@@ -362,8 +361,9 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"copy_gbps", ceilings ? json(ceilings->copy_gbps) : json(nullptr)},
               {"fp8_peak_tflops", ceilings ? json(ceilings->fp8_tflops) : json(nullptr)},
               {"cost_model",
-               {{"linear_parameters", footprint.linear_parameters},
-                {"linear_bytes", footprint.linear_bytes},
+               {{"active_linear_parameters", footprint.active_linear_parameters},
+                {"active_linear_bytes", footprint.active_linear_bytes},
+                {"router_parameters", footprint.router_parameters},
                 {"norm_bytes", footprint.norm_bytes},
                 {"lm_head_bytes", footprint.embedding_bytes},
                 {"weight_bytes_per_decode_step", decode_step_weight_bytes(config)},

@@ -27,15 +27,17 @@ struct OneBatchOptions {
 };
 
 // The floor's cost model, counted from the config (engine/checkpoint/qwen3_footprint.h).
-// One decode step reads every FP8 linear (codes + fp32 block scales), every norm weight, the bf16
-// lm_head (tied: the embedding matrix) and one embedding row, plus the K and V of every cached
-// position it attends to.
+// One decode step reads every FP8 linear the token passes through (codes + fp32 block scales; MoE:
+// the bf16 router and the top-k experts of each MoE layer), every norm weight, the bf16 lm_head
+// (tied: the embedding matrix) and one embedding row, plus the K and V of every cached position it
+// attends to.
 std::uint64_t decode_step_weight_bytes(const Qwen3Config& config);
 // Bytes of K and V that the decode steps of one run read in all: the step that generates token
 // j (j = 1 .. output_len - 1) attends to input_len + j positions.
 std::uint64_t decode_kv_bytes(const Qwen3Config& config, std::int64_t input_len, std::int64_t output_len);
-// Prefill FLOPs: 2 x linear parameters x tokens, causal attention (QK^T and PV: 2 x 2 x layers x
-// q heads x head_dim x the sum over positions of the context length) and the lm_head of the last token.
+// Prefill FLOPs: 2 x (active linear + router parameters) x tokens, causal attention (QK^T and PV:
+// 2 x 2 x layers x q heads x head_dim x the sum over positions of the context length) and the
+// lm_head of the last token.
 double prefill_flops(const Qwen3Config& config, std::int64_t tokens);
 
 // The KV cache the protocol needs (the largest input + output_len) in *context_needed, or an error

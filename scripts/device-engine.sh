@@ -3,7 +3,7 @@
 # transformers. For each preset: write a checkpoint (random weights, official format), compute the
 # reference with tests/reference/qwen3_reference.py, and compare the CUDA backend (and, for tiny,
 # the CPU backend) with `fp8lm compare-reference`. Reports and the tiny reference go to $OUT.
-#   scripts/device-engine.sh [preset ...]     (default: tiny qwen3-0.6b)
+#   scripts/device-engine.sh [preset ...]     (default: tiny qwen3-0.6b; tiny-moe for the MoE path)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/device-out}"
@@ -17,10 +17,10 @@ for preset in "${presets[@]}"; do
   dir=$models/$preset
   rm -rf "$dir"
   build/fp8lm make-checkpoint --preset "$preset" --out "$dir" 2>&1 | tail -1
-  if [ "$preset" = tiny ]; then  # small enough to commit: CI checks the CPU backend against it
-    ref=$out/tiny-reference.safetensors
+  if [ "$preset" = tiny ] || [ "$preset" = tiny-moe ]; then  # small enough to commit: CI checks the CPU backend
+    ref=$out/$preset-reference.safetensors
     python3 tests/reference/qwen3_reference.py --model "$dir" --out "$ref" --prompts short,64 --greedy 32 --top-k 16 --subset 1024
-    build/fp8lm compare-reference --model "$dir" --reference "$ref" --device cpu --report "$out/compare-tiny-cpu.json"
+    build/fp8lm compare-reference --model "$dir" --reference "$ref" --device cpu --report "$out/compare-$preset-cpu.json"
   else
     ref=$models/$preset-reference.safetensors
     python3 tests/reference/qwen3_reference.py --model "$dir" --out "$ref"

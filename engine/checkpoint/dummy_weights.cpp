@@ -154,20 +154,22 @@ void allocate_linear(Fp8Linear* l, int n, int k) {
 }  // namespace
 
 Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weights* out) {
-  if (config.is_moe() || config.model_type != "qwen3")
-    return Status::Error("dummy weights: model_type \"" + config.model_type +
-                         "\" is not supported yet (dense qwen3 only; MoE weights come with the MoE issue)");
+  if (config.model_type != "qwen3" && config.model_type != "qwen3_moe")
+    return Status::Error("dummy weights: model_type \"" + config.model_type + "\" is not supported (qwen3, qwen3_moe)");
   auto w = std::make_unique<Qwen3Weights>();
   w->config = config;
   const std::size_t hidden = config.hidden_size, vocab = config.vocab_size;
-  const std::vector<FusedLinearSpec> linears = qwen3_layer_linears(config);
-  for (const FusedLinearSpec& spec : linears) {
-    int row = 0;
-    for (const LinearPart& part : spec.parts) {
-      if (row % kQuantGroup != 0)
-        return Status::Error(std::string("dummy weights: ") + part.module + " starts at row " + std::to_string(row) +
-                             " of its fused linear, not a multiple of 128");
-      row += part.rows;
+  std::vector<std::vector<FusedLinearSpec>> linears(config.num_hidden_layers);
+  for (int i = 0; i < config.num_hidden_layers; ++i) {
+    linears[i] = qwen3_layer_linears(config, i);
+    for (const FusedLinearSpec& spec : linears[i]) {
+      int row = 0;
+      for (const LinearPart& part : spec.parts) {
+        if (row % kQuantGroup != 0)
+          return Status::Error("dummy weights: " + part.module + " starts at row " + std::to_string(row) +
+                               " of its fused linear, not a multiple of 128");
+        row += part.rows;
+      }
     }
   }
   // Allocation zero-fills, so it runs in parallel too (33 GB for the 32B preset).
@@ -178,7 +180,12 @@ Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weig
     } else if (i == w->layers.size() + 1) {
       if (!config.tie_word_embeddings) w->lm_head.resize(vocab * hidden);
     } else {
-      for (const FusedLinearSpec& spec : linears) allocate_linear(&(w->layers[i].*spec.member), spec.n(), spec.k);
+      Qwen3LayerWeights& layer = w->layers[i];
+      if (config.is_moe_layer(static_cast<int>(i))) {
+        layer.moe.router.resize(static_cast<std::size_t>(config.num_experts) * hidden);
+        layer.moe.experts.resize(config.num_experts);
+      }
+      for (const FusedLinearSpec& spec : linears[i]) allocate_linear(&spec.of(layer), spec.n(), spec.k);
     }
   });
 
@@ -190,8 +197,10 @@ Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weig
   for (int i = 0; i < config.num_hidden_layers; ++i) {
     Qwen3LayerWeights& layer = w->layers[i];
     for (const LayerNormSpec& norm : qwen3_layer_norms(config)) (layer.*norm.member).assign(norm.size, kOne);
-    for (const FusedLinearSpec& spec : linears) {
-      Fp8Linear& l = layer.*spec.member;
+    gen->fill_bf16(layer_module(i, kRouterModule) + kWeightSuffix, layer.moe.router.data(), layer.moe.router.size(),
+                   &jobs);
+    for (const FusedLinearSpec& spec : linears[i]) {
+      Fp8Linear& l = spec.of(layer);
       const int kb = ceil_div(spec.k, kQuantGroup);
       int row = 0;
       for (const LinearPart& part : spec.parts) {

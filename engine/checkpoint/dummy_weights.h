@@ -24,7 +24,7 @@ namespace fp8lm {
 
 inline constexpr float kInitializerRange = 0.02f;
 
-// Dense models only (MoE: "not supported yet"). `out` is untouched on error.
+// Dense and MoE models (the router is drawn like a linear, in BF16). `out` is untouched on error.
 Status make_dummy_qwen3(const Qwen3Config& config, std::uint64_t seed, Qwen3Weights* out);
 // The same for a preset name (see qwen3_presets.h).
 Status make_dummy_qwen3(const std::string& preset, std::uint64_t seed, Qwen3Weights* out);

@@ -79,10 +79,13 @@ std::vector<TensorToWrite> qwen3_checkpoint_tensors(const Qwen3Weights& w, Check
     const Qwen3LayerWeights& layer = w.layers[i];
     for (const LayerNormSpec& n : qwen3_layer_norms(c))
       t.push_back(bf16_tensor(layer_module(i, n.module) + kWeightSuffix, layer.*n.member, {n.size}));
-    for (const FusedLinearSpec& spec : qwen3_layer_linears(c)) {
+    if (c.is_moe_layer(i))
+      t.push_back(bf16_tensor(layer_module(i, kRouterModule) + kWeightSuffix, layer.moe.router,
+                              {c.num_experts, hidden}));
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(c, i)) {
       int row = 0;
       for (const LinearPart& part : spec.parts) {
-        add_linear_part(layer.*spec.member, layer_module(i, part.module), row, part.rows, dtype, &t);
+        add_linear_part(spec.of(layer), layer_module(i, part.module), row, part.rows, dtype, &t);
         row += part.rows;
       }
     }

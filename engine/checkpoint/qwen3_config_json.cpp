@@ -149,6 +149,9 @@ Status parse_qwen3_config(const json& j, const std::string& where, Qwen3Config* 
     FP8LM_RETURN_IF_ERROR(f.integer("moe_intermediate_size", &c.moe_intermediate_size));
     FP8LM_RETURN_IF_ERROR(f.integer("decoder_sparse_step", &c.decoder_sparse_step, true));
     FP8LM_RETURN_IF_ERROR(f.boolean("norm_topk_prob", &c.norm_topk_prob));
+    if (c.num_experts_per_tok > c.num_experts)
+      return f.error("num_experts_per_tok " + std::to_string(c.num_experts_per_tok) + " exceeds num_experts " +
+                     std::to_string(c.num_experts));
     if (const json* m = f.get("mlp_only_layers")) {
       if (!m->is_array()) return f.error("field \"mlp_only_layers\" must be a list of layer indices");
       for (const json& v : *m) {

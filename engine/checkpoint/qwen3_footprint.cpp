@@ -27,18 +27,18 @@ Qwen3Footprint qwen3_footprint(const Qwen3Config& c) {
   f.weight_bytes = (embeddings + norms) * sizeof(bf16);
   f.embedding_bytes = vocab * hidden * sizeof(bf16);
   f.norm_bytes = norms * sizeof(bf16);
-  // A linear every token passes through (attention; the dense MLP).
+  // A linear every token passes through (attention; a dense MLP).
   auto add_dense_linear = [&f](const LinearCost& l) {
     f.parameters += l.params;
     f.active_parameters += l.params;
     f.weight_bytes += l.bytes;
-    f.linear_parameters += l.params;
-    f.linear_bytes += l.bytes;
+    f.active_linear_parameters += l.params;
+    f.active_linear_bytes += l.bytes;
   };
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     add_dense_linear(linear(c.qkv_width(), hidden));
     add_dense_linear(linear(hidden, c.q_width()));
-    if (!c.is_moe()) {
+    if (!c.is_moe_layer(i)) {
       add_dense_linear(linear(2ull * c.intermediate_size, hidden));
       add_dense_linear(linear(hidden, c.intermediate_size));
       continue;
@@ -49,8 +49,9 @@ Qwen3Footprint qwen3_footprint(const Qwen3Config& c) {
     f.parameters += router + c.num_experts * (up.params + down.params);
     f.active_parameters += router + c.num_experts_per_tok * (up.params + down.params);
     f.weight_bytes += router * sizeof(bf16) + c.num_experts * (up.bytes + down.bytes);
-    f.linear_parameters += c.num_experts * (up.params + down.params);
-    f.linear_bytes += c.num_experts * (up.bytes + down.bytes);
+    f.router_parameters += router;
+    f.active_linear_parameters += c.num_experts_per_tok * (up.params + down.params);
+    f.active_linear_bytes += c.num_experts_per_tok * (up.bytes + down.bytes);
   }
   f.kv_bytes_per_token = 2ull * c.num_hidden_layers * c.kv_width() * sizeof(bf16);
   return f;

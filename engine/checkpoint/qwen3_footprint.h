@@ -13,11 +13,13 @@ struct Qwen3Footprint {
   std::uint64_t active_parameters = 0;  // per token (MoE: top-k experts); == parameters for dense
   std::uint64_t weight_bytes = 0;       // FP8 linears + fp32 128x128 scales, BF16 embeddings and norms
   std::uint64_t kv_bytes_per_token = 0; // BF16 K and V for every layer
-  // Parts of weight_bytes (the MoE router is in none of them):
-  std::uint64_t linear_parameters = 0;  // FP8 linears (MoE: all experts)
-  std::uint64_t linear_bytes = 0;       // their FP8 codes + fp32 128x128 block scales
-  std::uint64_t embedding_bytes = 0;    // one BF16 [vocab, hidden] matrix; untied models hold two (+ lm_head)
-  std::uint64_t norm_bytes = 0;         // BF16 RMSNorm weights (final, per layer: 2 x hidden + q/k head_dim)
+  // Parts of weight_bytes. The active linears are those one token passes through (MoE: the top-k
+  // experts of each MoE layer):
+  std::uint64_t active_linear_parameters = 0;  // FP8 linears
+  std::uint64_t active_linear_bytes = 0;       // their FP8 codes + fp32 128x128 block scales
+  std::uint64_t router_parameters = 0;         // BF16 MoE routers [experts, hidden], every MoE layer
+  std::uint64_t embedding_bytes = 0;           // one BF16 [vocab, hidden] matrix; untied models hold two
+  std::uint64_t norm_bytes = 0;                // BF16 RMSNorm weights (final; per layer 2 x hidden + q/k head_dim)
 };
 
 Qwen3Footprint qwen3_footprint(const Qwen3Config& c);

@@ -211,9 +211,6 @@ Status load_qwen3(const std::string& dir, Qwen3Weights* out, const LoadProgress&
   auto w = std::make_unique<Qwen3Weights>();
   FP8LM_RETURN_IF_ERROR(read_qwen3_config((fs::path(dir) / "config.json").string(), &w->config));
   const Qwen3Config& c = w->config;
-  if (c.is_moe())
-    return Status::Error((fs::path(dir) / "config.json").string() +
-                         ": model_type qwen3_moe is not supported yet (dense qwen3 only)");
   const fs::path gen_path = fs::path(dir) / "generation_config.json";
   std::error_code ec;
   if (fs::exists(gen_path, ec)) FP8LM_RETURN_IF_ERROR(read_generation_config(gen_path.string(), &w->generation));
@@ -228,10 +225,11 @@ Status load_qwen3(const std::string& dir, Qwen3Weights* out, const LoadProgress&
   FP8LM_RETURN_IF_ERROR(check.find(kEmbedTokens, {vocab, hidden}, false, &embed));
   FP8LM_RETURN_IF_ERROR(check.find(kFinalNorm, {hidden}, false, &norm));
   if (!c.tie_word_embeddings) FP8LM_RETURN_IF_ERROR(check.find(kLmHead, {vocab, hidden}, false, &lm_head));
-  const std::vector<FusedLinearSpec> linears = qwen3_layer_linears(c);
   const std::vector<LayerNormSpec> norms = qwen3_layer_norms(c);
+  std::vector<std::vector<FusedLinearSpec>> linears(c.num_hidden_layers);
   std::vector<std::vector<LinearPlan>> layer_linears(c.num_hidden_layers);
   std::vector<std::vector<const TensorView*>> layer_norms(c.num_hidden_layers);
+  std::vector<const TensorView*> routers(c.num_hidden_layers, nullptr);
   std::uint64_t total = embed->nbytes + norm->nbytes + (lm_head ? lm_head->nbytes : 0);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     for (const LayerNormSpec& n : norms) {
@@ -240,7 +238,13 @@ Status load_qwen3(const std::string& dir, Qwen3Weights* out, const LoadProgress&
       layer_norms[i].push_back(t);
       total += t->nbytes;
     }
-    for (const FusedLinearSpec& spec : linears) {
+    if (c.is_moe_layer(i)) {
+      FP8LM_RETURN_IF_ERROR(check.find(layer_module(i, kRouterModule) + kWeightSuffix, {c.num_experts, hidden}, false,
+                                       &routers[i]));
+      total += routers[i]->nbytes;
+    }
+    linears[i] = qwen3_layer_linears(c, i);
+    for (const FusedLinearSpec& spec : linears[i]) {
       LinearPlan plan{&spec, std::vector<PartPlan>(spec.parts.size())};
       for (std::size_t p = 0; p < spec.parts.size(); ++p)
         FP8LM_RETURN_IF_ERROR(check.part(i, spec.parts[p], spec.k, &plan.parts[p]));
@@ -283,9 +287,14 @@ Status load_qwen3(const std::string& dir, Qwen3Weights* out, const LoadProgress&
       copy_bf16(*layer_norms[i][n], &(layer.*norms[n].member));
       bytes += layer_norms[i][n]->nbytes;
     }
+    if (routers[i]) {
+      copy_bf16(*routers[i], &layer.moe.router);
+      layer.moe.experts.resize(c.num_experts);
+      bytes += routers[i]->nbytes;
+    }
     report(bytes, false);
     for (const LinearPlan& plan : layer_linears[i]) {
-      const Status st = load_linear(plan, &(layer.*plan.spec->member));
+      const Status st = load_linear(plan, &plan.spec->of(layer));
       if (!st.ok()) {
         errors[i] = st;
         break;

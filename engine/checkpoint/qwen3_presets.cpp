@@ -20,6 +20,17 @@ Qwen3Config tiny_config() {
   return c;
 }
 
+// tiny with its MLPs replaced by 8 experts of width 256, 2 chosen per token (all layers sparse).
+Qwen3Config tiny_moe_config() {
+  Qwen3Config c = tiny_config();
+  c.model_type = "qwen3_moe";
+  c.num_experts = 8;
+  c.num_experts_per_tok = 2;
+  c.moe_intermediate_size = 256;
+  c.norm_topk_prob = true;
+  return c;
+}
+
 Qwen3Config official_config(const Qwen3Dims& d) {
   const std::string name = d.name;
   Qwen3Config c;
@@ -50,7 +61,7 @@ Qwen3Config official_config(const Qwen3Dims& d) {
 }  // namespace
 
 std::vector<std::string> qwen3_preset_names() {
-  std::vector<std::string> names = {kTinyPreset};
+  std::vector<std::string> names = {kTinyPreset, kTinyMoePreset};
   for (const Qwen3Dims& d : kQwen3Models) names.push_back(d.name);
   return names;
 }
@@ -58,6 +69,10 @@ std::vector<std::string> qwen3_preset_names() {
 Status qwen3_preset(const std::string& name, Qwen3Config* out) {
   if (name == kTinyPreset) {
     *out = tiny_config();
+    return Status::Ok();
+  }
+  if (name == kTinyMoePreset) {
+    *out = tiny_moe_config();
     return Status::Ok();
   }
   for (const Qwen3Dims& d : kQwen3Models)

@@ -1,7 +1,9 @@
-// The official Hugging Face tensor names of a Qwen3 dense checkpoint and how they map onto
-// Qwen3Weights (q/k/v and gate/up fused), shared by the loader, the writer and the dummy weights.
+// The official Hugging Face tensor names of a Qwen3 checkpoint (dense or MoE) and how they map onto
+// Qwen3Weights (q/k/v and gate/up fused, per expert too), shared by the loader, the writer and the
+// dummy weights.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,6 +17,8 @@ inline constexpr const char* kLmHead = "lm_head.weight";
 // A quantized linear's block scales sit next to its weight: "<module>.weight_scale_inv".
 inline constexpr const char* kWeightSuffix = ".weight";
 inline constexpr const char* kScaleSuffix = ".weight_scale_inv";
+// A MoE layer's router, BF16 [num_experts, hidden] (listed in modules_to_not_convert).
+inline constexpr const char* kRouterModule = "mlp.gate";
 
 // "model.layers.{layer}.{module}" (module e.g. "self_attn.q_proj").
 inline std::string layer_module(int layer, const std::string& module) {
@@ -23,12 +27,13 @@ inline std::string layer_module(int layer, const std::string& module) {
 
 // One checkpoint linear that is (part of) a fused fp8lm linear.
 struct LinearPart {
-  const char* module;  // "self_attn.k_proj"
+  std::string module;  // "self_attn.k_proj", "mlp.experts.3.up_proj"
   int rows;
 };
 // A linear of fp8lm's layout: its parts' rows stacked in order, all with k columns.
 struct FusedLinearSpec {
-  Fp8Linear Qwen3LayerWeights::*member;
+  // Where the fused linear lives in a layer (a MoE layer's `moe.experts` must already be sized).
+  std::function<Fp8Linear&(Qwen3LayerWeights&)> target;
   std::vector<LinearPart> parts;
   int k;
   int n() const {
@@ -36,19 +41,38 @@ struct FusedLinearSpec {
     for (const LinearPart& p : parts) n += p.rows;
     return n;
   }
+  Fp8Linear& of(Qwen3LayerWeights& layer) const { return target(layer); }
+  // `target` only selects a member, so reading through it from a const layer is safe.
+  const Fp8Linear& of(const Qwen3LayerWeights& layer) const { return target(const_cast<Qwen3LayerWeights&>(layer)); }
 };
 
-inline std::vector<FusedLinearSpec> qwen3_layer_linears(const Qwen3Config& c) {
-  return {
-      {&Qwen3LayerWeights::qkv,
+// The FP8 linears of layer `layer`: attention, then the dense MLP or every expert's MLP.
+inline std::vector<FusedLinearSpec> qwen3_layer_linears(const Qwen3Config& c, int layer) {
+  std::vector<FusedLinearSpec> specs = {
+      {[](Qwen3LayerWeights& l) -> Fp8Linear& { return l.qkv; },
        {{"self_attn.q_proj", c.q_width()}, {"self_attn.k_proj", c.kv_width()}, {"self_attn.v_proj", c.kv_width()}},
        c.hidden_size},
-      {&Qwen3LayerWeights::o, {{"self_attn.o_proj", c.hidden_size}}, c.q_width()},
-      {&Qwen3LayerWeights::gate_up,
-       {{"mlp.gate_proj", c.intermediate_size}, {"mlp.up_proj", c.intermediate_size}},
-       c.hidden_size},
-      {&Qwen3LayerWeights::down, {{"mlp.down_proj", c.hidden_size}}, c.intermediate_size},
+      {[](Qwen3LayerWeights& l) -> Fp8Linear& { return l.o; }, {{"self_attn.o_proj", c.hidden_size}}, c.q_width()},
   };
+  if (!c.is_moe_layer(layer)) {
+    specs.push_back({[](Qwen3LayerWeights& l) -> Fp8Linear& { return l.gate_up; },
+                     {{"mlp.gate_proj", c.intermediate_size}, {"mlp.up_proj", c.intermediate_size}},
+                     c.hidden_size});
+    specs.push_back({[](Qwen3LayerWeights& l) -> Fp8Linear& { return l.down; },
+                     {{"mlp.down_proj", c.hidden_size}},
+                     c.intermediate_size});
+    return specs;
+  }
+  for (int e = 0; e < c.num_experts; ++e) {
+    const std::string expert = "mlp.experts." + std::to_string(e) + ".";
+    specs.push_back({[e](Qwen3LayerWeights& l) -> Fp8Linear& { return l.moe.experts[e].gate_up; },
+                     {{expert + "gate_proj", c.moe_intermediate_size}, {expert + "up_proj", c.moe_intermediate_size}},
+                     c.hidden_size});
+    specs.push_back({[e](Qwen3LayerWeights& l) -> Fp8Linear& { return l.moe.experts[e].down; },
+                     {{expert + "down_proj", c.hidden_size}},
+                     c.moe_intermediate_size});
+  }
+  return specs;
 }
 
 // A bf16 vector of one layer (the RMSNorm weights).

@@ -9,6 +9,7 @@
 
 #include "fp8lm/gemm.h"
 #include "fp8lm/layer_ops.h"
+#include "fp8lm/moe_ops.h"
 #include "fp8lm/quant.h"
 #include "fp8lm/status.h"
 
@@ -45,6 +46,9 @@ class Backend {
   virtual Status silu_mul(const SiluMulArgs& args) = 0;
   virtual Status add(const AddArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
+  virtual Status moe_route(const MoeRouteArgs& args) = 0;
+  virtual Status moe_gather(const MoeGatherArgs& args) = 0;
+  virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };
 
 // Memory of one backend, released with the object.

@@ -51,6 +51,9 @@ class CpuBackend final : public Backend {
   Status silu_mul(const SiluMulArgs& a) override { return cpu::silu_mul(a); }
   Status add(const AddArgs& a) override { return cpu::add(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
+  Status moe_route(const MoeRouteArgs& a) override { return cpu::moe_route(a); }
+  Status moe_gather(const MoeGatherArgs& a) override { return cpu::moe_gather(a); }
+  Status moe_combine(const MoeCombineArgs& a) override { return cpu::moe_combine(a); }
 };
 
 }  // namespace

@@ -50,6 +50,10 @@ class CudaBackend final : public Backend {
   Status silu_mul(const SiluMulArgs& a) override { return fp8lm::silu_mul(a, stream_); }
   Status add(const AddArgs& a) override { return fp8lm::add(a, stream_); }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
+  // The MoE kernels are compiled but have not yet run on a GPU (see fp8lm/moe_ops.h).
+  Status moe_route(const MoeRouteArgs& a) override { return fp8lm::moe_route(a, stream_); }
+  Status moe_gather(const MoeGatherArgs& a) override { return fp8lm::moe_gather(a, stream_); }
+  Status moe_combine(const MoeCombineArgs& a) override { return fp8lm::moe_combine(a, stream_); }
 
  private:
   DeviceInfo device_;

@@ -39,6 +39,13 @@ struct Qwen3Config {
   int kv_width() const { return num_key_value_heads * head_dim; }
   int qkv_width() const { return q_width() + 2 * kv_width(); }
   bool is_moe() const { return num_experts > 0; }
+  // Whether layer `layer` has routed experts instead of a dense MLP (transformers'
+  // Qwen3MoeDecoderLayer: not in mlp_only_layers and (layer + 1) % decoder_sparse_step == 0).
+  bool is_moe_layer(int layer) const {
+    for (int dense : mlp_only_layers)
+      if (dense == layer) return false;
+    return is_moe() && decoder_sparse_step > 0 && (layer + 1) % decoder_sparse_step == 0;
+  }
 };
 
 // generation_config.json: the ids that end a reply, and the checkpoint's sampling defaults.

@@ -13,6 +13,14 @@ std::size_t fp8_linear_bytes(int n, int k) {
                                                ceil_div(k, kQuantGroup);
 }
 
+// The widest MLP a layer of this model runs: the dense one (if any layer is dense) or an expert.
+int widest_mlp(const Qwen3Config& c) {
+  int widest = 0;
+  for (int i = 0; i < c.num_hidden_layers; ++i)
+    widest = std::max(widest, c.is_moe_layer(i) ? c.moe_intermediate_size : c.intermediate_size);
+  return widest;
+}
+
 std::string gib(std::size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / double(1ull << 30));
@@ -26,20 +34,33 @@ struct DeviceLinear {
   BackendBuffer weight, scales;
   int n = 0, k = 0;
 
-  static Status upload(Backend& b, const Fp8Linear& w, const char* name, int layer, DeviceLinear* out) {
+  // Uploads `w` after checking it against the shape [n, k] the config gives it.
+  static Status upload(Backend& b, const Fp8Linear& w, const std::string& name, int layer, int n, int k,
+                       DeviceLinear* out) {
+    const std::string at = "model: layer " + std::to_string(layer) + " " + name;
+    if (w.n != n || w.k != k)
+      return Status::Error(at + " is [" + std::to_string(w.n) + ", " + std::to_string(w.k) + "], the config says [" +
+                           std::to_string(n) + ", " + std::to_string(k) + "]");
     if (w.weight.size() != static_cast<std::size_t>(w.n) * w.k ||
         w.scales.size() != static_cast<std::size_t>(ceil_div(w.n, kQuantGroup)) * ceil_div(w.k, kQuantGroup))
-      return Status::Error("layer " + std::to_string(layer) + " " + name + ": weight or scale size does not match [" +
-                           std::to_string(w.n) + ", " + std::to_string(w.k) + "]");
+      return Status::Error(at + ": weight or scale size does not match [" + std::to_string(w.n) + ", " +
+                           std::to_string(w.k) + "]");
     out->n = w.n, out->k = w.k;
     FP8LM_RETURN_IF_ERROR(BackendBuffer::from_host(b, w.weight.data(), w.weight.size(), &out->weight));
     return BackendBuffer::from_host(b, w.scales.data(), w.scales.size() * sizeof(float), &out->scales);
   }
 };
 
+struct DeviceExpert {
+  DeviceLinear gate_up, down;
+};
+
 struct Qwen3Model::Layer {
   BackendBuffer input_layernorm, post_attention_layernorm, q_norm, k_norm;
-  DeviceLinear qkv, o, gate_up, down;
+  DeviceLinear qkv, o;
+  DeviceLinear gate_up, down;         // dense MLP; empty in MoE layers
+  BackendBuffer router;               // MoE: bf16 [num_experts, hidden]
+  std::vector<DeviceExpert> experts;  // MoE: [num_experts]; empty in dense layers
   BackendBuffer k_cache, v_cache;  // [max_context, kv_width] bf16
 };
 
@@ -48,38 +69,67 @@ struct Qwen3Model::Scratch {
   BackendBuffer tokens;       // int32 [T]
   BackendBuffer x;            // bf16 [T, hidden]: the residual stream
   BackendBuffer h;            // bf16 [T, max(hidden, q_width)]: normed input / attention output
-  BackendBuffer q8;           // fp8 [T, max(hidden, q_width, inter)]: a GEMM input, quantized
+  BackendBuffer q8;           // fp8 [T, max(hidden, q_width, mlp)]: a GEMM input, quantized
   BackendBuffer q8_scales;    // fp32 [T, ceil(max width / 128)]
   BackendBuffer qkv;          // bf16 [T, qkv_width]
-  BackendBuffer mlp;          // bf16 [T, 2 inter]: gate_up output
-  BackendBuffer act;          // bf16 [T, inter]
+  BackendBuffer mlp;          // bf16 [T, 2 mlp]: gate_up output (mlp: widest_mlp, dense or expert)
+  BackendBuffer act;          // bf16 [T, mlp]
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [T, vocab]
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
+  // MoE models only (K = num_experts_per_tok; rows sorted by expert, see fp8lm/moe_ops.h).
+  BackendBuffer router_logits;    // fp32 [T, num_experts]
+  BackendBuffer routed_experts;   // int32 [T, K]
+  BackendBuffer routed_weights;   // bf16 [T, K]
+  BackendBuffer gather_rows;      // int32 [T K]
+  BackendBuffer combine_slots;    // int32 [T K]
+  BackendBuffer combine_weights;  // bf16 [T K]
+  BackendBuffer expert_in;        // bf16 [T K, hidden]: normed input rows in expert order
+  BackendBuffer expert_out;       // bf16 [T K, hidden]: expert outputs in the same order
+  // Host copies of the routing, turned into the plan on the host each MoE layer.
+  std::vector<std::int32_t> host_experts;
+  std::vector<bf16> host_weights;
+  MoePlan plan;
 };
 
 namespace {
 // Attention splits keys only when few (token, head) blocks would run: size the workspace for that.
 constexpr int kAttentionWorkspaceTokens = 16;
+
+// Bytes of the MoE scratch for T tokens (zero for dense models).
+std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
+  if (!c.is_moe()) return 0;
+  const std::size_t pairs = t * c.num_experts_per_tok;
+  return t * (4 * c.num_experts + 4 * c.num_experts_per_tok + 2 * c.num_experts_per_tok) +
+         pairs * (4 + 4 + 2 + 2 * 2 * static_cast<std::size_t>(c.hidden_size));
+}
 }  // namespace
 
 ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   ModelMemory m;
   const int ctx = options.max_context > 0 ? options.max_context : c.max_position_embeddings;
-  const std::size_t per_layer = fp8_linear_bytes(c.qkv_width(), c.hidden_size) +
-                                fp8_linear_bytes(c.hidden_size, c.q_width()) +
-                                fp8_linear_bytes(2 * c.intermediate_size, c.hidden_size) +
-                                fp8_linear_bytes(c.hidden_size, c.intermediate_size) +
-                                2 * (2 * static_cast<std::size_t>(c.hidden_size) + 2 * c.head_dim);
+  const std::size_t norms = 2 * (2 * static_cast<std::size_t>(c.hidden_size) + 2 * c.head_dim);
+  const std::size_t attention =
+      fp8_linear_bytes(c.qkv_width(), c.hidden_size) + fp8_linear_bytes(c.hidden_size, c.q_width());
+  const std::size_t dense_mlp = fp8_linear_bytes(2 * c.intermediate_size, c.hidden_size) +
+                                fp8_linear_bytes(c.hidden_size, c.intermediate_size);
+  const std::size_t sparse_mlp =
+      2 * static_cast<std::size_t>(c.num_experts) * c.hidden_size +
+      c.num_experts * (fp8_linear_bytes(2 * c.moe_intermediate_size, c.hidden_size) +
+                       fp8_linear_bytes(c.hidden_size, c.moe_intermediate_size));
   const std::size_t embed = 2 * static_cast<std::size_t>(c.vocab_size) * c.hidden_size;
-  m.weights = per_layer * c.num_hidden_layers + embed * (c.tie_word_embeddings ? 1 : 2) + 2 * c.hidden_size;
+  m.weights = embed * (c.tie_word_embeddings ? 1 : 2) + 2 * c.hidden_size;
+  for (int i = 0; i < c.num_hidden_layers; ++i)
+    m.weights += norms + attention + (c.is_moe_layer(i) ? sparse_mlp : dense_mlp);
   m.kv_cache = 2 * 2 * static_cast<std::size_t>(ctx) * c.kv_width() * c.num_hidden_layers;
   const std::size_t t = options.max_batch_tokens;
-  const std::size_t widest = std::max({c.hidden_size, c.q_width(), c.intermediate_size});
+  const std::size_t mlp = widest_mlp(c);
+  const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),
+                                                    static_cast<std::size_t>(c.q_width()), mlp});
   m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + widest + 4 * ceil_div(static_cast<int>(widest), kQuantGroup) +
-                   2 * c.qkv_width() + 2 * 2 * c.intermediate_size + 2 * c.intermediate_size + 2 * c.hidden_size +
+                   2 * c.qkv_width() + 2 * 2 * mlp + 2 * mlp + 2 * c.hidden_size +
                    4 * static_cast<std::size_t>(c.vocab_size)) +
-              attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads);
+              attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads) + moe_scratch_bytes(c, t);
   return m;
 }
 
@@ -89,7 +139,6 @@ Qwen3Model::~Qwen3Model() = default;
 Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions& options,
                           std::unique_ptr<Qwen3Model>* out) {
   const Qwen3Config& c = w.config;
-  if (c.is_moe()) return Status::Error("model: Qwen3-MoE (" + c.model_type + ") is not supported yet");
   if (c.head_dim != 128) return Status::Error("model: head_dim " + std::to_string(c.head_dim) + " is not supported (Qwen3 uses 128)");
   if (static_cast<int>(w.layers.size()) != c.num_hidden_layers)
     return Status::Error("model: " + std::to_string(w.layers.size()) + " layers loaded, config says " +
@@ -129,21 +178,36 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
         bf16_vec(lw.post_attention_layernorm, c.hidden_size, at + "post_attention_layernorm", &l.post_attention_layernorm));
     FP8LM_RETURN_IF_ERROR(bf16_vec(lw.q_norm, c.head_dim, at + "q_norm", &l.q_norm));
     FP8LM_RETURN_IF_ERROR(bf16_vec(lw.k_norm, c.head_dim, at + "k_norm", &l.k_norm));
-    FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.qkv, "qkv", i, &l.qkv));
-    FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.o, "o_proj", i, &l.o));
-    FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.gate_up, "gate_up", i, &l.gate_up));
-    FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.down, "down_proj", i, &l.down));
-    if (l.qkv.n != c.qkv_width() || l.qkv.k != c.hidden_size || l.o.n != c.hidden_size || l.o.k != c.q_width() ||
-        l.gate_up.n != 2 * c.intermediate_size || l.gate_up.k != c.hidden_size || l.down.n != c.hidden_size ||
-        l.down.k != c.intermediate_size)
-      return Status::Error("model: " + at + "linear shapes do not match the config");
+    FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.qkv, "qkv", i, c.qkv_width(), c.hidden_size, &l.qkv));
+    FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.o, "o_proj", i, c.hidden_size, c.q_width(), &l.o));
+    if (c.is_moe_layer(i)) {
+      FP8LM_RETURN_IF_ERROR(bf16_vec(lw.moe.router, static_cast<std::size_t>(c.num_experts) * c.hidden_size,
+                                     at + "router (mlp.gate)", &l.router));
+      if (static_cast<int>(lw.moe.experts.size()) != c.num_experts)
+        return Status::Error("model: " + at + "has " + std::to_string(lw.moe.experts.size()) + " experts, config says " +
+                             std::to_string(c.num_experts));
+      l.experts.resize(c.num_experts);
+      for (int e = 0; e < c.num_experts; ++e) {
+        const std::string expert = "expert " + std::to_string(e) + " ";
+        FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.moe.experts[e].gate_up, expert + "gate_up", i,
+                                                   2 * c.moe_intermediate_size, c.hidden_size, &l.experts[e].gate_up));
+        FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.moe.experts[e].down, expert + "down_proj", i, c.hidden_size,
+                                                   c.moe_intermediate_size, &l.experts[e].down));
+      }
+    } else {
+      FP8LM_RETURN_IF_ERROR(
+          DeviceLinear::upload(b, lw.gate_up, "gate_up", i, 2 * c.intermediate_size, c.hidden_size, &l.gate_up));
+      FP8LM_RETURN_IF_ERROR(
+          DeviceLinear::upload(b, lw.down, "down_proj", i, c.hidden_size, c.intermediate_size, &l.down));
+    }
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, kv_bytes, &l.k_cache));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, kv_bytes, &l.v_cache));
   }
 
   auto s = std::make_unique<Scratch>();
   const std::size_t t = opt.max_batch_tokens;
-  const std::size_t widest = std::max({c.hidden_size, c.q_width(), c.intermediate_size});
+  const int mlp = widest_mlp(c);
+  const std::size_t widest = std::max({c.hidden_size, c.q_width(), mlp});
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * sizeof(std::int32_t), &s->tokens));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->x));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * std::max(c.hidden_size, c.q_width()) * sizeof(bf16), &s->h));
@@ -151,12 +215,23 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   FP8LM_RETURN_IF_ERROR(
       BackendBuffer::allocate(b, t * ceil_div(static_cast<int>(widest), kQuantGroup) * sizeof(float), &s->q8_scales));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.qkv_width() * sizeof(bf16), &s->qkv));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * 2 * c.intermediate_size * sizeof(bf16), &s->mlp));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.intermediate_size * sizeof(bf16), &s->act));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * 2 * mlp * sizeof(bf16), &s->mlp));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * mlp * sizeof(bf16), &s->act));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->out));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * static_cast<std::size_t>(c.vocab_size) * sizeof(float), &s->logits));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(
       b, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads), &s->attention_workspace));
+  if (c.is_moe()) {
+    const std::size_t pairs = t * c.num_experts_per_tok;
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.num_experts * sizeof(float), &s->router_logits));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->routed_experts));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(bf16), &s->routed_weights));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->gather_rows));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->combine_slots));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(bf16), &s->combine_weights));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * c.hidden_size * sizeof(bf16), &s->expert_in));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * c.hidden_size * sizeof(bf16), &s->expert_out));
+  }
   m->scratch_ = std::move(s);
   FP8LM_RETURN_IF_ERROR(b.synchronize());
   *out = std::move(m);
@@ -195,7 +270,7 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
   Backend& b = backend_;
   Scratch& s = *scratch_;
   const int n = static_cast<int>(tokens.size());
-  const int hidden = c.hidden_size, inter = c.intermediate_size;
+  const int hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   bf16* x = s.x.as<bf16>();
   bf16* h = s.h.as<bf16>();
@@ -204,10 +279,46 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
   fp8_e4m3* q8 = s.q8.as<fp8_e4m3>();
   float* q8s = s.q8_scales.as<float>();
 
-  // y[n, lin.n] = quantize(in[n, lin.k]) . lin^T
-  auto linear = [&](const bf16* in, const DeviceLinear& lin, bf16* y) {
-    FP8LM_RETURN_IF_ERROR(b.quantize({in, q8, q8s, n, lin.k}));
-    return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, n, lin.n, lin.k});
+  // y[rows, lin.n] = quantize(in[rows, lin.k]) . lin^T
+  auto linear = [&](const bf16* in, const DeviceLinear& lin, bf16* y, int rows) {
+    FP8LM_RETURN_IF_ERROR(b.quantize({in, q8, q8s, rows, lin.k}));
+    return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
+  };
+  // y = down(silu(gate(in)) * up(in)) for `rows` rows: the dense MLP and every expert.
+  auto swiglu = [&](const bf16* in, const DeviceLinear& gate_up, const DeviceLinear& down, bf16* y, int rows) {
+    FP8LM_RETURN_IF_ERROR(linear(in, gate_up, s.mlp.as<bf16>(), rows));
+    FP8LM_RETURN_IF_ERROR(b.silu_mul({s.mlp.as<bf16>(), s.act.as<bf16>(), rows, down.k}));
+    return linear(s.act.as<bf16>(), down, y, rows);
+  };
+  // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x.
+  auto sparse_mlp = [&](const Layer& l) {
+    const int experts = c.num_experts, top_k = c.num_experts_per_tok, pairs = n * top_k;
+    // The router is a bf16 Linear: fp32 GEMM (the lm_head op), rounded to bf16 inside moe_route.
+    FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
+    FP8LM_RETURN_IF_ERROR(b.moe_route({s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(),
+                                       s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob}));
+    // Which rows each expert runs is planned on the host (one synchronisation per MoE layer); the
+    // grouped GEMM of issue 7 is to read the plan on the device instead.
+    const std::size_t id_bytes = pairs * sizeof(std::int32_t), weight_bytes = pairs * sizeof(bf16);
+    s.host_experts.resize(pairs);
+    s.host_weights.resize(pairs);
+    FP8LM_RETURN_IF_ERROR(b.download(s.host_experts.data(), s.routed_experts.as<std::int32_t>(), id_bytes));
+    FP8LM_RETURN_IF_ERROR(b.download(s.host_weights.data(), s.routed_weights.as<bf16>(), weight_bytes));
+    FP8LM_RETURN_IF_ERROR(plan_moe(s.host_experts.data(), s.host_weights.data(), n, top_k, experts, &s.plan));
+    FP8LM_RETURN_IF_ERROR(b.upload(s.gather_rows.as<std::int32_t>(), s.plan.gather_rows.data(), id_bytes));
+    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_slots.as<std::int32_t>(), s.plan.combine_slots.data(), id_bytes));
+    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_weights.as<bf16>(), s.plan.combine_weights.data(), weight_bytes));
+    bf16* expert_in = s.expert_in.as<bf16>();
+    bf16* expert_out = s.expert_out.as<bf16>();
+    FP8LM_RETURN_IF_ERROR(b.moe_gather({h, s.gather_rows.as<std::int32_t>(), expert_in, pairs, n, hidden}));
+    for (int e = 0; e < experts; ++e) {
+      const int first = s.plan.offsets[e], rows = s.plan.offsets[e + 1] - first;
+      if (rows == 0) continue;
+      const std::size_t at = static_cast<std::size_t>(first) * hidden;
+      FP8LM_RETURN_IF_ERROR(swiglu(expert_in + at, l.experts[e].gate_up, l.experts[e].down, expert_out + at, rows));
+    }
+    return b.moe_combine({x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
+                          hidden, pairs});
   };
 
   FP8LM_RETURN_IF_ERROR(b.upload(s.tokens.as<std::int32_t>(), tokens.data(), n * sizeof(std::int32_t)));
@@ -215,7 +326,7 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
   for (const Layer& l : layers_) {
     // Attention block.
     FP8LM_RETURN_IF_ERROR(b.rmsnorm({x, l.input_layernorm.as<bf16>(), h, n, hidden, hidden, hidden, eps}));
-    FP8LM_RETURN_IF_ERROR(linear(h, l.qkv, qkv));
+    FP8LM_RETURN_IF_ERROR(linear(h, l.qkv, qkv, n));
     FP8LM_RETURN_IF_ERROR(b.qk_norm_rope({qkv, l.q_norm.as<bf16>(), l.k_norm.as<bf16>(), l.k_cache.as<bf16>(),
                                           l.v_cache.as<bf16>(), n, length_, max_context_, c.num_attention_heads,
                                           c.num_key_value_heads, c.head_dim, eps, static_cast<float>(c.rope_theta)}));
@@ -223,13 +334,15 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
                                        c.num_attention_heads, c.num_key_value_heads, c.head_dim,
                                        1.0f / std::sqrt(static_cast<float>(c.head_dim)),
                                        s.attention_workspace.as<float>(), s.attention_workspace.bytes()}));
-    FP8LM_RETURN_IF_ERROR(linear(h, l.o, out));
+    FP8LM_RETURN_IF_ERROR(linear(h, l.o, out, n));
     FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
-    // MLP block.
+    // MLP block: dense, or routed experts.
     FP8LM_RETURN_IF_ERROR(b.rmsnorm({x, l.post_attention_layernorm.as<bf16>(), h, n, hidden, hidden, hidden, eps}));
-    FP8LM_RETURN_IF_ERROR(linear(h, l.gate_up, s.mlp.as<bf16>()));
-    FP8LM_RETURN_IF_ERROR(b.silu_mul({s.mlp.as<bf16>(), s.act.as<bf16>(), n, inter}));
-    FP8LM_RETURN_IF_ERROR(linear(s.act.as<bf16>(), l.down, out));
+    if (!l.experts.empty()) {
+      FP8LM_RETURN_IF_ERROR(sparse_mlp(l));
+      continue;
+    }
+    FP8LM_RETURN_IF_ERROR(swiglu(h, l.gate_up, l.down, out, n));
     FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
   }
   length_ += n;

@@ -1,6 +1,6 @@
-// A dense Qwen3 model on one backend, serving one sequence (batch 1) with a contiguous KV cache.
-// The forward pass follows transformers' modeling_qwen3; FP8 linears quantize their input per
-// token per 128 channels and run fp8lm's blockwise GEMM.
+// A Qwen3 model (dense or MoE) on one backend, serving one sequence (batch 1) with a contiguous KV
+// cache. The forward pass follows transformers' modeling_qwen3 / modeling_qwen3_moe; FP8 linears
+// quantize their input per token per 128 channels and run fp8lm's blockwise GEMM.
 #pragma once
 
 #include <algorithm>

@@ -18,6 +18,19 @@ struct Fp8Linear {
   std::vector<float> scales;     // [ceil(n/128), ceil(k/128)] row-major, value = fp8 * scale
 };
 
+// A SwiGLU feed-forward network: down(silu(gate(x)) * up(x)), gate and up fused.
+struct Qwen3Expert {
+  Fp8Linear gate_up;  // [2 moe_intermediate, hidden]: rows of gate, then up
+  Fp8Linear down;     // [hidden, moe_intermediate]
+};
+
+// The sparse MLP of a Qwen3-MoE layer (transformers' Qwen3MoeSparseMoeBlock).
+struct Qwen3MoeBlock {
+  std::vector<bf16> router;          // [num_experts, hidden] `mlp.gate.weight`, kept in bf16
+                                     // (modules_to_not_convert)
+  std::vector<Qwen3Expert> experts;  // [num_experts]
+};
+
 struct Qwen3LayerWeights {
   std::vector<bf16> input_layernorm;           // [hidden]
   std::vector<bf16> post_attention_layernorm;  // [hidden]
@@ -25,8 +38,11 @@ struct Qwen3LayerWeights {
   std::vector<bf16> k_norm;                    // [head_dim]
   Fp8Linear qkv;      // [q_width + 2 kv_width, hidden]: rows of q, then k, then v
   Fp8Linear o;        // [hidden, q_width]
+  // Dense MLP (every layer of a dense model; a MoE model's mlp_only_layers), else empty.
   Fp8Linear gate_up;  // [2 intermediate, hidden]: rows of gate, then up
   Fp8Linear down;     // [hidden, intermediate]
+  // Routed experts (Qwen3Config::is_moe_layer), else empty.
+  Qwen3MoeBlock moe;
 };
 
 struct Qwen3Weights {

@@ -40,17 +40,8 @@ Step DecodeStep(std::string_view s) {
 }
 
 size_t FindInvalid(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    if (static_cast<uint8_t>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const Step step = DecodeStep(s.substr(i));
-    if (step.kind != Step::kValid) return i;
-    i += step.length;
-  }
-  return std::string_view::npos;
+  const size_t valid = CompletePrefix(s);
+  return valid == s.size() ? std::string_view::npos : valid;
 }
 
 void AppendLossy(std::string_view s, std::string* out) {

@@ -634,6 +634,23 @@ Status make_map(CUtensorMap* map, const void* base, int rows, int k, int box_row
   return Status::Ok();
 }
 
+// A launch of `grid` CTAs in clusters of `cluster_x` along x; `attr` must outlive the config.
+cudaLaunchConfig_t cluster_launch_config(dim3 grid, int threads, int smem_bytes, int cluster_x, cudaStream_t stream,
+                                         cudaLaunchAttribute* attr) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(threads);
+  cfg.dynamicSmemBytes = smem_bytes;
+  cfg.stream = stream;
+  attr->id = cudaLaunchAttributeClusterDimension;
+  attr->val.clusterDim.x = cluster_x;
+  attr->val.clusterDim.y = 1;
+  attr->val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cfg;
+}
+
 Status check_launch(const char* what) {
   const cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return Status::Error(std::string(what) + " launch failed: " + cudaGetErrorString(e));
@@ -656,17 +673,8 @@ Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream)
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes);
     if (e == cudaSuccess && CM > 1) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0);
     if (e == cudaSuccess) {
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(CM * dev.sm_count);
-      cfg.blockDim = dim3(S::kThreads);
-      cfg.dynamicSmemBytes = S::kSmemBytes;
       cudaLaunchAttribute attr;
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = CM;
-      attr.val.clusterDim.y = 1;
-      attr.val.clusterDim.z = 1;
-      cfg.attrs = &attr;
-      cfg.numAttrs = 1;
+      const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * dev.sm_count), S::kThreads, S::kSmemBytes, CM, nullptr, &attr);
       e = cudaOccupancyMaxActiveClusters(&max_clusters, kernel, &cfg);
     }
     if (std::getenv("FP8LM_SM90_VERBOSE")) {
@@ -682,18 +690,8 @@ Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream)
 
   const int tiles = ((a.m + BM * CM - 1) / (BM * CM)) * ((a.n + BN - 1) / BN);
   const int clusters = std::max(1, std::min(tiles, max_clusters));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(CM * clusters);
-  cfg.blockDim = dim3(S::kThreads);
-  cfg.dynamicSmemBytes = S::kSmemBytes;
-  cfg.stream = stream;
   cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = CM;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
+  const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * clusters), S::kThreads, S::kSmemBytes, CM, stream, &attr);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_a, map_b, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k);
   if (e != cudaSuccess) return Status::Error(std::string("sm90 gemm launch failed: ") + cudaGetErrorString(e));
@@ -744,18 +742,9 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
     }
   }
 
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(split, t_tiles, n_tiles);
-  cfg.blockDim = dim3(kWarpgroup);
-  cfg.dynamicSmemBytes = S::smem_bytes(stages);
-  cfg.stream = stream;
-  cudaLaunchAttribute attrs[1];
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = split;
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
-  cfg.attrs = attrs;
-  cfg.numAttrs = 1;
+  cudaLaunchAttribute attr;
+  const cudaLaunchConfig_t cfg =
+      cluster_launch_config(dim3(split, t_tiles, n_tiles), kWarpgroup, S::smem_bytes(stages), split, stream, &attr);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
                                            kb_per_split, stages);

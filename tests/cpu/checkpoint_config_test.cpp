@@ -130,6 +130,29 @@ TEST(Qwen3Config, MoeFieldsParse) {
   json j = preset_json("qwen3-30b-a3b");
   j.erase("num_experts");
   EXPECT_ERROR_HAS(parse(j, &c), "missing field \"num_experts\"");
+  // field, bad value, what the error says
+  const std::vector<std::tuple<std::string, json, std::string>> bad = {
+      {"num_experts_per_tok", 9, "num_experts_per_tok 9 exceeds num_experts 8"},
+      {"decoder_sparse_step", 0, "\"decoder_sparse_step\" = 0 must be >= 1"},
+      {"mlp_only_layers", json::array({0, "1"}), "\"mlp_only_layers\" must be a list of layer indices"}};
+  for (const auto& [field, value, message] : bad) {
+    j = preset_json("tiny-moe");
+    j[field] = value;
+    EXPECT_ERROR_HAS(parse(j, &c), message);
+  }
+}
+
+TEST(Qwen3Config, TinyMoeRoundTripsThroughJson) {
+  Qwen3Config c;
+  json j = preset_json("tiny-moe");
+  j["mlp_only_layers"] = {1};
+  j["decoder_sparse_step"] = 1;
+  ASSERT_TRUE(parse(j, &c).ok());
+  EXPECT_EQ(c.num_experts, 8);
+  EXPECT_EQ(c.num_experts_per_tok, 2);
+  EXPECT_EQ(c.moe_intermediate_size, 256);
+  EXPECT_TRUE(c.is_moe_layer(0));
+  EXPECT_FALSE(c.is_moe_layer(1));
 }
 
 TEST(GenerationConfig, EosIdOrList) {

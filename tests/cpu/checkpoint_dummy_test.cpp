@@ -14,6 +14,19 @@ namespace {
 
 using testing::small_config;
 
+// The bytes of every tensor in `w` (fp32 scales), to check qwen3_footprint against.
+std::uint64_t weight_bytes(const Qwen3Weights& w) {
+  std::uint64_t bytes = (w.embed_tokens.size() + w.lm_head.size() + w.norm.size()) * 2;
+  for (std::size_t i = 0; i < w.layers.size(); ++i) {
+    const Qwen3LayerWeights& layer = w.layers[i];
+    for (const LayerNormSpec& n : qwen3_layer_norms(w.config)) bytes += (layer.*n.member).size() * 2;
+    bytes += layer.moe.router.size() * 2;
+    for (const FusedLinearSpec& s : qwen3_layer_linears(w.config, static_cast<int>(i)))
+      bytes += s.of(layer).weight.size() + s.of(layer).scales.size() * 4;
+  }
+  return bytes;
+}
+
 TEST(DummyWeights, DeterministicPerSeed) {
   Qwen3Weights a, b, c;
   ASSERT_TRUE(make_dummy_qwen3(small_config(), 11, &a).ok());
@@ -41,10 +54,11 @@ TEST(DummyWeights, TinyPresetFingerprint) {
     for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<const unsigned char*>(p)[i]) * 0x100000001b3ull;
   };
   mix(w.embed_tokens.data(), w.embed_tokens.size() * 2);
-  for (const Qwen3LayerWeights& l : w.layers)
-    for (const FusedLinearSpec& spec : qwen3_layer_linears(w.config)) {
-      mix((l.*spec.member).weight.data(), (l.*spec.member).weight.size());
-      mix((l.*spec.member).scales.data(), (l.*spec.member).scales.size() * 4);
+  for (std::size_t i = 0; i < w.layers.size(); ++i)
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(w.config, static_cast<int>(i))) {
+      const Fp8Linear& l = spec.of(w.layers[i]);
+      mix(l.weight.data(), l.weight.size());
+      mix(l.scales.data(), l.scales.size() * 4);
     }
   EXPECT_EQ(h, 11999847087481537319ull);
 }
@@ -67,14 +81,7 @@ TEST(DummyWeights, ShapesMatchTheConfig) {
   EXPECT_EQ(l.q_norm.size(), 128u);
   EXPECT_EQ(bf16_to_float(l.input_layernorm[3]), 1.0f);
   EXPECT_EQ(bf16_to_float(w.norm[0]), 1.0f);
-  const Qwen3Footprint f = qwen3_footprint(c);
-  std::uint64_t bytes = (w.embed_tokens.size() + w.norm.size()) * 2;
-  for (const Qwen3LayerWeights& layer : w.layers) {
-    for (const LayerNormSpec& n : qwen3_layer_norms(c)) bytes += (layer.*n.member).size() * 2;
-    for (const FusedLinearSpec& s : qwen3_layer_linears(c))
-      bytes += (layer.*s.member).weight.size() + (layer.*s.member).scales.size() * 4;
-  }
-  EXPECT_EQ(f.weight_bytes, bytes);
+  EXPECT_EQ(qwen3_footprint(c).weight_bytes, weight_bytes(w));
 }
 
 TEST(DummyWeights, DistributedLikeAnInitialisedModel) {
@@ -117,10 +124,52 @@ TEST(DummyWeights, DistributedLikeAnInitialisedModel) {
     }
 }
 
-TEST(DummyWeights, MoeNotSupportedYet) {
+TEST(DummyWeights, TinyMoeShapes) {
+  Qwen3Weights w;
+  ASSERT_TRUE(make_dummy_qwen3("tiny-moe", 0, &w).ok());
+  const Qwen3Config& c = w.config;
+  EXPECT_EQ(c.model_type, "qwen3_moe");
+  ASSERT_EQ(w.layers.size(), 2u);
+  for (const Qwen3LayerWeights& l : w.layers) {
+    EXPECT_TRUE(l.gate_up.weight.empty());
+    EXPECT_EQ(l.moe.router.size(), 8u * 256);
+    ASSERT_EQ(l.moe.experts.size(), 8u);
+    EXPECT_EQ(l.moe.experts[7].gate_up.n, 512);
+    EXPECT_EQ(l.moe.experts[7].gate_up.k, 256);
+    EXPECT_EQ(l.moe.experts[7].down.n, 256);
+    EXPECT_EQ(l.moe.experts[7].down.k, 256);
+  }
+  // Experts and router rows are distinct draws.
+  const auto& e0 = w.layers[0].moe.experts[0].down.weight;
+  const auto& e1 = w.layers[0].moe.experts[1].down.weight;
+  EXPECT_NE(std::memcmp(e0.data(), e1.data(), e0.size()), 0);
+  EXPECT_NE(std::memcmp(w.layers[0].moe.router.data(), w.layers[0].moe.router.data() + 256, 512), 0);
+}
+
+TEST(DummyWeights, MlpOnlyLayersAndSparseStepKeepDenseMlps) {
+  Qwen3Config c;
+  ASSERT_TRUE(qwen3_preset("tiny-moe", &c).ok());
+  c.num_hidden_layers = 4;
+  c.decoder_sparse_step = 2;  // layers 1 and 3 sparse
+  c.mlp_only_layers = {3};    // ... but not 3
+  Qwen3Weights w;
+  ASSERT_TRUE(make_dummy_qwen3(c, 0, &w).ok());
+  for (int i = 0; i < 4; ++i) {
+    const bool sparse = i == 1;
+    EXPECT_EQ(c.is_moe_layer(i), sparse) << i;
+    EXPECT_EQ(w.layers[i].moe.experts.size(), sparse ? 8u : 0u) << i;
+    EXPECT_EQ(w.layers[i].gate_up.n, sparse ? 0 : 1536) << i;
+  }
+  EXPECT_EQ(qwen3_footprint(c).weight_bytes, weight_bytes(w));
+}
+
+TEST(DummyWeights, UnknownModelTypeAndPreset) {
   Qwen3Weights w;
   w.config.model_type = "sentinel";
-  EXPECT_ERROR_HAS(make_dummy_qwen3("qwen3-30b-a3b", 0, &w), "qwen3_moe", "not supported yet");
+  Qwen3Config c;
+  ASSERT_TRUE(qwen3_preset("tiny", &c).ok());
+  c.model_type = "llama";
+  EXPECT_ERROR_HAS(make_dummy_qwen3(c, 0, &w), "llama", "not supported");
   EXPECT_EQ(w.config.model_type, "sentinel");
   EXPECT_ERROR_HAS(make_dummy_qwen3("nope", 0, &w), "unknown preset");
 }

@@ -40,10 +40,30 @@ void expect_same_weights(const Qwen3Weights& a, const Qwen3Weights& b) {
   for (std::size_t i = 0; i < a.layers.size(); ++i) {
     for (const LayerNormSpec& n : qwen3_layer_norms(a.config))
       EXPECT_TRUE(same_bf16(a.layers[i].*n.member, b.layers[i].*n.member)) << i << " " << n.module;
-    for (const FusedLinearSpec& spec : qwen3_layer_linears(a.config))
-      expect_same_linear(a.layers[i].*spec.member, b.layers[i].*spec.member,
+    EXPECT_TRUE(same_bf16(a.layers[i].moe.router, b.layers[i].moe.router)) << i << " router";
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(a.config, static_cast<int>(i)))
+      expect_same_linear(spec.of(a.layers[i]), spec.of(b.layers[i]),
                          "layer " + std::to_string(i) + " " + spec.parts[0].module);
   }
+}
+
+// What loading a BF16 checkpoint written from `made` must give: each fused linear dequantized
+// (FP8 code x scale, rounded to BF16 as written) and quantized again.
+void expect_requantized(const Qwen3Weights& made, const Qwen3Weights& loaded) {
+  ASSERT_EQ(made.layers.size(), loaded.layers.size());
+  for (std::size_t i = 0; i < made.layers.size(); ++i)
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(made.config, static_cast<int>(i))) {
+      const Fp8Linear& m = spec.of(made.layers[i]);
+      const int kb = ceil_div(m.k, kQuantGroup);
+      std::vector<float> w(m.weight.size());
+      for (std::size_t e = 0; e < w.size(); ++e) {
+        const std::size_t r = e / m.k, c = e % m.k;
+        w[e] = bf16_to_float(float_to_bf16(cpu::fp8_decode(m.weight[e]) * m.scales[r / kQuantGroup * kb + c / kQuantGroup]));
+      }
+      Fp8Linear expected = m;
+      ASSERT_TRUE(cpu::quantize_weight_blockwise(w.data(), m.n, m.k, expected.weight.data(), expected.scales.data()).ok());
+      expect_same_linear(expected, spec.of(loaded.layers[i]), "layer " + std::to_string(i) + " " + spec.parts[0].module);
+    }
 }
 
 // A sentinel that a failed load must leave as it is.
@@ -100,19 +120,7 @@ TEST(Qwen3Checkpoint, TinyBf16RoundTripQuantizesAtLoad) {
   ASSERT_TRUE(st.ok()) << st.message();
   EXPECT_FALSE(loaded.config.fp8);
   EXPECT_TRUE(same_bf16(made.embed_tokens, loaded.embed_tokens));
-  for (std::size_t i = 0; i < made.layers.size(); ++i)
-    for (const FusedLinearSpec& spec : qwen3_layer_linears(made.config)) {
-      const Fp8Linear& m = made.layers[i].*spec.member;
-      const int kb = ceil_div(m.k, kQuantGroup);
-      std::vector<float> w(m.weight.size());
-      for (std::size_t e = 0; e < w.size(); ++e) {
-        const std::size_t r = e / m.k, c = e % m.k;
-        w[e] = bf16_to_float(float_to_bf16(cpu::fp8_decode(m.weight[e]) * m.scales[r / kQuantGroup * kb + c / kQuantGroup]));
-      }
-      Fp8Linear expected = m;
-      ASSERT_TRUE(cpu::quantize_weight_blockwise(w.data(), m.n, m.k, expected.weight.data(), expected.scales.data()).ok());
-      expect_same_linear(expected, loaded.layers[i].*spec.member, "layer " + std::to_string(i));
-    }
+  expect_requantized(made, loaded);
 }
 
 TEST(Qwen3Checkpoint, ShardedFolderLoads) {
@@ -287,7 +295,7 @@ TEST_F(BadCheckpoint, ConfigDisagreesWithTensors) {
   EXPECT_ERROR_HAS(load(), "model.layers.0.mlp.gate_proj.weight has shape [256, 128], expected [384, 128]");
 }
 
-TEST_F(BadCheckpoint, MoeNotSupportedYet) {
+TEST_F(BadCheckpoint, DenseTensorsUnderAMoeConfig) {
   ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
   out_ = sentinel();
   edit_config([](nlohmann::json& j) {
@@ -296,7 +304,7 @@ TEST_F(BadCheckpoint, MoeNotSupportedYet) {
     j["num_experts_per_tok"] = 2;
     j["moe_intermediate_size"] = 128;
   });
-  EXPECT_ERROR_HAS(load(), "config.json", "qwen3_moe is not supported yet");
+  EXPECT_ERROR_HAS(load(), "missing tensor model.layers.0.mlp.gate.weight");
 }
 
 TEST_F(BadCheckpoint, UnsupportedQuantMethod) {
@@ -319,6 +327,111 @@ TEST_F(BadCheckpoint, MissingAndTruncatedShard) {
 
 TEST_F(BadCheckpoint, MissingConfig) {
   EXPECT_ERROR_HAS(load(), "config.json", "cannot open");
+}
+
+// MoE checkpoints (small_moe_config: layer 0 sparse with 4 experts, layer 1 dense).
+TEST(Qwen3Checkpoint, MoeRoundTripsFp8AndBf16) {
+  for (CheckpointDtype dtype : {CheckpointDtype::kFp8, CheckpointDtype::kBf16}) {
+    TempDir dir;
+    Qwen3Weights made;
+    ASSERT_TRUE(make_dummy_qwen3(testing::small_moe_config(), 6, &made).ok());
+    ASSERT_TRUE(write_qwen3_checkpoint(made, dir.str(), dtype).ok());
+    Qwen3Weights loaded;
+    const Status st = load_qwen3(dir.str(), &loaded);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_EQ(loaded.config.model_type, "qwen3_moe");
+    EXPECT_EQ(loaded.config.mlp_only_layers, std::vector<int>{1});
+    ASSERT_EQ(loaded.layers[0].moe.experts.size(), 4u);
+    EXPECT_TRUE(loaded.layers[1].moe.experts.empty());
+    EXPECT_TRUE(same_bf16(made.layers[0].moe.router, loaded.layers[0].moe.router));
+    if (dtype == CheckpointDtype::kFp8) {
+      expect_same_weights(made, loaded);
+    } else {
+      expect_requantized(made, loaded);
+    }
+  }
+}
+
+class BadMoeCheckpoint : public BadCheckpoint {
+ protected:
+  void SetUp() override { ASSERT_TRUE(make_dummy_qwen3(testing::small_moe_config(), 7, &weights_).ok()); }
+};
+
+TEST_F(BadMoeCheckpoint, MissingExpertWeight) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.0.mlp.experts.3.up_proj.weight"; });
+                   }),
+                   dir_.str(), "missing tensor model.layers.0.mlp.experts.3.up_proj.weight");
+}
+
+TEST_F(BadMoeCheckpoint, MissingExpertScale) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     std::erase_if(t, [](const TensorToWrite& x) {
+                       return x.name == "model.layers.0.mlp.experts.1.down_proj.weight_scale_inv";
+                     });
+                   }),
+                   "model.layers.0.mlp.experts.1.down_proj.weight is F8_E4M3 but "
+                   "model.layers.0.mlp.experts.1.down_proj.weight_scale_inv is missing");
+}
+
+TEST_F(BadMoeCheckpoint, ExpertWrongShape) {
+  EXPECT_ERROR_HAS(load_tampered([&](std::vector<TensorToWrite>& t) {
+                     TensorToWrite& g = find(t, "model.layers.0.mlp.experts.2.gate_proj.weight");
+                     g = {g.name, Dtype::F8_E4M3, {256, 128}, {}, zeros};
+                   }),
+                   "model.layers.0.mlp.experts.2.gate_proj.weight has shape [256, 128]", "expected [128, 128]");
+}
+
+TEST_F(BadMoeCheckpoint, MissingRouter) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     std::erase_if(t, [](const TensorToWrite& x) { return x.name == "model.layers.0.mlp.gate.weight"; });
+                   }),
+                   dir_.str(), "missing tensor model.layers.0.mlp.gate.weight");
+}
+
+TEST_F(BadMoeCheckpoint, RouterWrongShape) {
+  EXPECT_ERROR_HAS(load_tampered([&](std::vector<TensorToWrite>& t) {
+                     TensorToWrite& r = find(t, "model.layers.0.mlp.gate.weight");
+                     r = {r.name, Dtype::BF16, {5, 128}, {}, zeros};
+                   }),
+                   "model.layers.0.mlp.gate.weight has shape [5, 128]", "expected [4, 128]");
+}
+
+// The router stays in bf16 (modules_to_not_convert): an FP8 router is refused, not misread.
+TEST_F(BadMoeCheckpoint, RouterInFp8) {
+  EXPECT_ERROR_HAS(load_tampered([&](std::vector<TensorToWrite>& t) {
+                     TensorToWrite& r = find(t, "model.layers.0.mlp.gate.weight");
+                     r = {r.name, Dtype::F8_E4M3, {4, 128}, {}, zeros};
+                   }),
+                   "tensor model.layers.0.mlp.gate.weight has dtype F8_E4M3, expected BF16, F16 or F32");
+}
+
+TEST_F(BadMoeCheckpoint, DenseMlpInASparseLayer) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     t.push_back({"model.layers.0.mlp.down_proj.weight", Dtype::BF16, {128, 256}, {}, zeros});
+                   }),
+                   "unexpected tensor model.layers.0.mlp.down_proj.weight");
+}
+
+TEST_F(BadMoeCheckpoint, ExpertBeyondNumExperts) {
+  EXPECT_ERROR_HAS(load_tampered([](std::vector<TensorToWrite>& t) {
+                     t.push_back({"model.layers.0.mlp.experts.4.down_proj.weight", Dtype::BF16, {128, 128}, {}, zeros});
+                   }),
+                   "unexpected tensor model.layers.0.mlp.experts.4.down_proj.weight");
+}
+
+TEST_F(BadMoeCheckpoint, ExpertsInAnMlpOnlyLayer) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) { j["mlp_only_layers"] = nlohmann::json::array({0, 1}); });
+  EXPECT_ERROR_HAS(load(), "missing tensor model.layers.0.mlp.gate_proj.weight");
+}
+
+TEST_F(BadMoeCheckpoint, ConfigHasMoreExperts) {
+  ASSERT_TRUE(load_tampered([](std::vector<TensorToWrite>&) {}).ok());
+  out_ = sentinel();
+  edit_config([](nlohmann::json& j) { j["num_experts"] = 5; });
+  EXPECT_ERROR_HAS(load(), "model.layers.0.mlp.gate.weight has shape [4, 128], expected [5, 128]");
 }
 
 // The BF16 path accepts F32 and F16 weights too (converted, then quantized).

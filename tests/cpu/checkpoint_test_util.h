@@ -54,6 +54,18 @@ inline Qwen3Config small_config() {
   return c;
 }
 
+// small_config as a qwen3_moe model: 4 experts of width 128, top-2; layer 1 keeps a dense MLP
+// (mlp_only_layers), so both kinds of layer are exercised.
+inline Qwen3Config small_moe_config() {
+  Qwen3Config c = small_config();
+  c.model_type = "qwen3_moe";
+  c.num_experts = 4;
+  c.num_experts_per_tok = 2;
+  c.moe_intermediate_size = 128;
+  c.mlp_only_layers = {1};
+  return c;
+}
+
 // Expects an error whose message contains every one of `parts`.
 #define EXPECT_ERROR_HAS(status, ...)                                              \
   do {                                                                             \

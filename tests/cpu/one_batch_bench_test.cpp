@@ -33,6 +33,27 @@ std::string read_text(const std::string& path) {
   return s.str();
 }
 
+struct ResultFiles {
+  std::string json_path, md_path;
+};
+
+// Runs the command on `preset` (CPU) and finds the two result files it wrote under dir/results.
+ResultFiles run_on_cpu(const std::string& preset, const std::string& lengths, const testing::TempDir& dir) {
+  const int rc = run_fp8lm("--preset " + preset + " --load-format dummy --device cpu " + lengths + " --out " +
+                               dir.file("results"),
+                           dir);
+  EXPECT_EQ(rc, 0) << read_text(dir.file("stderr.txt"));
+  ResultFiles files;
+  if (rc != 0) return files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.file("results"))) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_EQ(name.rfind("one-batch-", 0), 0u) << name;
+    EXPECT_NE(name.find("-cpu-" + preset + "."), std::string::npos) << name;
+    (entry.path().extension() == ".json" ? files.json_path : files.md_path) = entry.path().string();
+  }
+  return files;
+}
+
 // The tiny preset (engine/checkpoint/qwen3_presets.h), counted by hand.
 constexpr double kHidden = 256, kIntermediate = 768, kLayers = 2, kQHeads = 4, kKvHeads = 2, kHeadDim = 128,
                  kVocab = 151936;
@@ -49,22 +70,11 @@ constexpr double kKvBytesPerToken = 2 * kLayers * kKvHeads * kHeadDim * 2;
 
 TEST(BenchOneBatch, TinyOnCpuWritesConsistentResults) {
   testing::TempDir dir;
-  const int rc = run_fp8lm("--preset tiny --load-format dummy --device cpu --input-len 1,7 --output-len 4 --out " +
-                               dir.file("results"),
-                           dir);
-  ASSERT_EQ(rc, 0) << read_text(dir.file("stderr.txt"));
+  const ResultFiles files = run_on_cpu("tiny", "--input-len 1,7 --output-len 4", dir);
+  ASSERT_FALSE(files.json_path.empty());
+  ASSERT_FALSE(files.md_path.empty());
 
-  std::string json_path, md_path;
-  for (const auto& entry : std::filesystem::directory_iterator(dir.file("results"))) {
-    const std::string name = entry.path().filename().string();
-    EXPECT_EQ(name.rfind("one-batch-", 0), 0u) << name;
-    EXPECT_NE(name.find("-cpu-tiny."), std::string::npos) << name;
-    (entry.path().extension() == ".json" ? json_path : md_path) = entry.path().string();
-  }
-  ASSERT_FALSE(json_path.empty());
-  ASSERT_FALSE(md_path.empty());
-
-  const json doc = json::parse(read_text(json_path));
+  const json doc = json::parse(read_text(files.json_path));
   EXPECT_EQ(doc["benchmark"], "one-batch");
   EXPECT_EQ(doc["device"], "cpu");
   EXPECT_TRUE(doc["gpu"].is_null());
@@ -76,7 +86,7 @@ TEST(BenchOneBatch, TinyOnCpuWritesConsistentResults) {
   EXPECT_TRUE(doc["fp8_peak_tflops"].is_null());
   EXPECT_EQ(doc["cost_model"]["weight_bytes_per_decode_step"].get<double>(), kStepWeightBytes);
   EXPECT_EQ(doc["cost_model"]["kv_bytes_per_token"].get<double>(), kKvBytesPerToken);
-  EXPECT_EQ(doc["cost_model"]["linear_parameters"].get<double>(), kLinearParams);
+  EXPECT_EQ(doc["cost_model"]["active_linear_parameters"].get<double>(), kLinearParams);
 
   const json& results = doc["results"];
   ASSERT_EQ(results.size(), 2u);
@@ -112,10 +122,31 @@ TEST(BenchOneBatch, TinyOnCpuWritesConsistentResults) {
     EXPECT_TRUE(r["seed_reference"].is_null());  // the seed has no tiny model
   }
 
-  const std::string md = read_text(md_path);
+  const std::string md = read_text(files.md_path);
   EXPECT_NE(md.find("| 1 | 4 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| 7 | 4 |"), std::string::npos) << md;
   EXPECT_NE(md.find("no ceilings measured"), std::string::npos) << md;
+}
+
+// tiny-moe: tiny with 8 experts [2 x 256 | 256] per layer, 2 per token, and a bf16 router [8, 256].
+TEST(BenchOneBatch, TinyMoeCountsTheRouterAndTheChosenExperts) {
+  testing::TempDir dir;
+  const ResultFiles files = run_on_cpu("tiny-moe", "--input-len 7 --output-len 2", dir);
+  ASSERT_FALSE(files.json_path.empty());
+  const json doc = json::parse(read_text(files.json_path));
+  // Attention as in tiny; two experts: up [512, 256] (4x2 scale blocks) and down [256, 256] (2x2).
+  constexpr double attention_params = kLayers * (1024 * kHidden + kHidden * 512);
+  constexpr double expert_params = 512 * kHidden + kHidden * 256;
+  constexpr double active_params = attention_params + kLayers * 2 * expert_params;
+  constexpr double active_bytes = active_params + kLayers * 4 * (16 + 8 + 2 * (8 + 4));
+  constexpr double router_params = kLayers * 8 * kHidden;
+  EXPECT_EQ(doc["cost_model"]["active_linear_parameters"].get<double>(), active_params);
+  EXPECT_EQ(doc["cost_model"]["router_parameters"].get<double>(), router_params);
+  EXPECT_EQ(doc["cost_model"]["weight_bytes_per_decode_step"].get<double>(),
+            active_bytes + 2 * router_params + kNormBytes + 2 * kVocab * kHidden + 2 * kHidden);
+  ASSERT_EQ(doc["results"].size(), 1u);
+  EXPECT_EQ(doc["results"][0]["prefill_flops"].get<double>(),
+            2 * (active_params + router_params) * 7 + 2 * 2 * kLayers * kQHeads * kHeadDim * 28 + 2 * kVocab * kHidden);
 }
 
 TEST(BenchOneBatch, LengthsBeyondTheContextFailBeforeLoading) {

@@ -9,7 +9,10 @@ The reference computes what fp8lm's kernels compute, so that only summation orde
  - attention runs in fp32 (scores, softmax and P.V), output rounded to bf16, as fp8lm's kernel;
  - the lm_head runs in fp32 on the final hidden states (bf16 logits would be coarser than the
    differences being measured).
-Everything else (RMSNorm, RoPE, residuals, SiLU) is transformers' own bf16 code. Rounding
+Everything else (RMSNorm, RoPE, residuals, SiLU) is transformers' own bf16 code. Qwen3-MoE
+(model_type qwen3_moe): each expert's linears as above; the router (mlp.gate) stays transformers'
+bf16 Linear, and routing and the weighted sum are transformers' own code (modeling_qwen3_moe).
+Needs a transformers version with one nn.Linear per expert (as the checkpoints store them). Rounding
 differences matter more than usual here: each FP8 re-quantization turns a last-bit difference of
 its input into a whole FP8 step for that element, so small deviations grow layer by layer.
 transformers' own FP8 path is not used (it would download kernels).
@@ -35,8 +38,10 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import save_file
-from transformers import AttentionInterface, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+from transformers import (AttentionInterface, AutoTokenizer, Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig,
+                          Qwen3MoeForCausalLM)
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
+from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeRotaryEmbedding
 
 FP8_MAX = 448.0
 GROUP = 128
@@ -88,10 +93,17 @@ def load_model(model_dir):
     with open(os.path.join(model_dir, "config.json")) as f:
         cfg = json.load(f)
     cfg.pop("quantization_config", None)
-    config = Qwen3Config(**cfg)
+    moe = cfg.get("model_type") == "qwen3_moe"
+    config_class, model_class, rotary_class = (
+        (Qwen3MoeConfig, Qwen3MoeForCausalLM, Qwen3MoeRotaryEmbedding) if moe
+        else (Qwen3Config, Qwen3ForCausalLM, Qwen3RotaryEmbedding))
+    config = config_class(**cfg)
     config._attn_implementation = "fp8lm_fp32"
     with torch.device("meta"):
-        model = Qwen3ForCausalLM(config)
+        model = model_class(config)
+    if moe and not any(".mlp.experts.0." in name for name in model.state_dict()):
+        sys.exit("this transformers version fuses the experts into 3-D parameters; the reference needs one "
+                 "nn.Linear per expert (transformers 4.51 to 4.57)")
     tensors = {}
     for path in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
         with safe_open(path, framework="pt", device="cuda") as f:
@@ -110,9 +122,10 @@ def load_model(model_dir):
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     with torch.device("cuda"):
-        model.model.rotary_emb = Qwen3RotaryEmbedding(config=config)
+        model.model.rotary_emb = rotary_class(config=config)
     for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.Linear) and ".layers." in name:
+        # The MoE router (mlp.gate) is not FP8 (modules_to_not_convert): it stays a bf16 Linear.
+        if isinstance(mod, torch.nn.Linear) and ".layers." in name and not name.endswith(".mlp.gate"):
             mod.forward = (lambda m: (lambda x: F.linear(fake_quant(x), m.weight).to(torch.bfloat16)))(mod)
     return model.eval(), config
 

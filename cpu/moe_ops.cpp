@@ -1,0 +1,149 @@
+// CPU twins of the MoE ops (fp8lm/moe_ops.h), their argument checks (shared with the launchers)
+// and the host-side plan that sorts a chunk's (token, expert) pairs by expert.
+#include <algorithm>
+#include <numeric>
+#include <string>
+
+#include "fp8lm/moe_math.h"
+#include "fp8lm/moe_ops.h"
+
+namespace fp8lm {
+
+namespace {
+
+std::string str(long long v) { return std::to_string(v); }
+
+Status need(bool ok, const char* fn, const std::string& what) {
+  return ok ? Status::Ok() : Status::Error(std::string(fn) + ": " + what);
+}
+
+float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
+
+}  // namespace
+
+Status validate(const MoeRouteArgs& a) {
+  constexpr const char* fn = "moe_route";
+  FP8LM_RETURN_IF_ERROR(need(a.n >= 0, fn, "n = " + str(a.n) + " must be >= 0"));
+  FP8LM_RETURN_IF_ERROR(need(a.num_experts >= 1, fn, "num_experts = " + str(a.num_experts) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1 && a.top_k <= a.num_experts, fn,
+                             "top_k = " + str(a.top_k) + " must be in [1, num_experts = " + str(a.num_experts) + "]"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(need(a.logits != nullptr, fn, "logits is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.experts != nullptr, fn, "experts is a null pointer"));
+  return need(a.weights != nullptr, fn, "weights is a null pointer");
+}
+
+Status validate(const MoeGatherArgs& a) {
+  constexpr const char* fn = "moe_gather";
+  FP8LM_RETURN_IF_ERROR(need(a.count >= 0, fn, "count = " + str(a.count) + " must be >= 0"));
+  FP8LM_RETURN_IF_ERROR(need(a.in_rows >= 1, fn, "in_rows = " + str(a.in_rows) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(need(a.hidden >= 1, fn, "hidden = " + str(a.hidden) + " must be >= 1"));
+  if (a.count == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(need(a.in != nullptr, fn, "in is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.rows != nullptr, fn, "rows is a null pointer"));
+  return need(a.out != nullptr, fn, "out is a null pointer");
+}
+
+Status validate(const MoeCombineArgs& a) {
+  constexpr const char* fn = "moe_combine";
+  FP8LM_RETURN_IF_ERROR(need(a.n >= 0, fn, "n = " + str(a.n) + " must be >= 0"));
+  FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1, fn, "top_k = " + str(a.top_k) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(need(a.hidden >= 1, fn, "hidden = " + str(a.hidden) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(need(a.rows >= 1, fn, "rows = " + str(a.rows) + " must be >= 1"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(need(a.x != nullptr, fn, "x is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.expert_out != nullptr, fn, "expert_out is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.slots != nullptr, fn, "slots is a null pointer"));
+  return need(a.weights != nullptr, fn, "weights is a null pointer");
+}
+
+Status plan_moe(const std::int32_t* experts, const bf16* weights, int n, int top_k, int num_experts, MoePlan* out) {
+  const std::size_t pairs = static_cast<std::size_t>(n) * top_k;
+  MoePlan plan;
+  plan.offsets.assign(num_experts + 1, 0);
+  for (int t = 0; t < n; ++t)
+    for (int j = 0; j < top_k; ++j) {
+      const std::int32_t e = experts[static_cast<std::size_t>(t) * top_k + j];
+      if (e < 0 || e >= num_experts)
+        return Status::Error("moe plan: token " + str(t) + " routed to expert " + str(e) + ", outside [0, " +
+                             str(num_experts) + ")");
+      for (int i = 0; i < j; ++i)
+        if (experts[static_cast<std::size_t>(t) * top_k + i] == e)
+          return Status::Error("moe plan: token " + str(t) + " routed to expert " + str(e) + " twice");
+      ++plan.offsets[e + 1];
+    }
+  for (int e = 0; e < num_experts; ++e) plan.offsets[e + 1] += plan.offsets[e];
+
+  // Rows of each expert in increasing token order; a token's slots in increasing expert order.
+  std::vector<int> next(plan.offsets.begin(), plan.offsets.end() - 1);
+  std::vector<int> order(top_k);
+  plan.gather_rows.resize(pairs);
+  plan.combine_slots.resize(pairs);
+  plan.combine_weights.resize(pairs);
+  for (int t = 0; t < n; ++t) {
+    const std::size_t base = static_cast<std::size_t>(t) * top_k;
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int i, int j) { return experts[base + i] < experts[base + j]; });
+    for (int j = 0; j < top_k; ++j) {
+      const int slot = next[experts[base + order[j]]]++;
+      plan.gather_rows[slot] = t;
+      plan.combine_slots[base + j] = slot;
+      plan.combine_weights[base + j] = weights[base + order[j]];
+    }
+  }
+  *out = std::move(plan);
+  return Status::Ok();
+}
+
+namespace cpu {
+
+Status moe_route(const MoeRouteArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  std::vector<float> weights(a.top_k);
+  for (int t = 0; t < a.n; ++t) {
+    const float* logits = a.logits + static_cast<std::size_t>(t) * a.num_experts;
+    const std::size_t out = static_cast<std::size_t>(t) * a.top_k;
+    math::route_token([&](int e) { return round_bf16(logits[e]); }, a.num_experts, a.top_k, a.norm_topk_prob,
+                      a.experts + out, weights.data());
+    for (int j = 0; j < a.top_k; ++j) a.weights[out + j] = float_to_bf16(weights[j]);
+  }
+  return Status::Ok();
+}
+
+Status moe_gather(const MoeGatherArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  for (int i = 0; i < a.count; ++i)
+    if (a.rows[i] < 0 || a.rows[i] >= a.in_rows)
+      return Status::Error("moe_gather: rows[" + str(i) + "] = " + str(a.rows[i]) + " is outside [0, " +
+                           str(a.in_rows) + ")");
+  for (int i = 0; i < a.count; ++i)
+    std::copy_n(a.in + static_cast<std::size_t>(a.rows[i]) * a.hidden, a.hidden,
+                a.out + static_cast<std::size_t>(i) * a.hidden);
+  return Status::Ok();
+}
+
+Status moe_combine(const MoeCombineArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  const std::size_t pairs = static_cast<std::size_t>(a.n) * a.top_k;
+  for (std::size_t i = 0; i < pairs; ++i)
+    if (a.slots[i] < 0 || a.slots[i] >= a.rows)
+      return Status::Error("moe_combine: slots[" + str(static_cast<long long>(i)) + "] = " + str(a.slots[i]) +
+                           " is outside [0, rows = " + str(a.rows) + ")");
+  for (int t = 0; t < a.n; ++t) {
+    const std::int32_t* slots = a.slots + static_cast<std::size_t>(t) * a.top_k;
+    const bf16* weights = a.weights + static_cast<std::size_t>(t) * a.top_k;
+    bf16* x = a.x + static_cast<std::size_t>(t) * a.hidden;
+    for (int c = 0; c < a.hidden; ++c) {
+      float sum = 0.0f;
+      for (int j = 0; j < a.top_k; ++j)
+        sum = math::combine_add(sum, bf16_to_float(a.expert_out[static_cast<std::size_t>(slots[j]) * a.hidden + c]),
+                                bf16_to_float(weights[j]), round_bf16);
+      x[c] = float_to_bf16(bf16_to_float(x[c]) + sum);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace cpu
+
+}  // namespace fp8lm

@@ -1,0 +1,103 @@
+// The operations of a Qwen3-MoE sparse block (transformers' Qwen3MoeSparseMoeBlock) around the
+// experts' FP8 GEMMs, each with a CUDA launcher (namespace fp8lm) and a CPU twin (fp8lm::cpu)
+// taking the same argument struct, plus the host-side plan that orders tokens by expert.
+//
+// A sparse block for n tokens (engine/model/qwen3_model.cpp):
+//   logits  = h . router^T              bf16 x bf16 -> fp32 (the lm_head op; see MoeRouteArgs)
+//   route   : per token top_k experts and bf16 weights (moe_route)
+//   plan    : on the host, rows sorted by expert (plan_moe)
+//   gather  : h rows into expert order (moe_gather)
+//   per expert e, rows [offsets[e], offsets[e+1]): quantize -> FP8 GEMM gate_up -> silu_mul ->
+//             quantize -> FP8 GEMM down (the dense MLP's ops)
+//   combine : x += weighted sum of each token's expert outputs (moe_combine)
+//
+// GPU status: the launchers are compiled for sm_89 and sm_90a but have NOT yet run on a GPU (no
+// device time when they were written); tests/gpu/moe_ops_gpu_test.cpp checks them against the twins.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "fp8lm/numerics.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm {
+
+// Routing as transformers computes it (Qwen3MoeSparseMoeBlock.forward in modeling_qwen3_moe:
+// softmax(router_logits, dtype=float), topk, /= sum when norm_topk_prob, .to(hidden dtype)); the
+// last fp32 bits may differ from torch's own softmax kernel (its exp and summation order).
+// router_logits = gate(h) is a bf16 Linear, so the fp32
+// GEMM result is rounded to bf16; softmax over all experts in fp32 (max, exp(l - max), sequential
+// sum over experts in index order, divide); the top_k probabilities (ties: the lower expert index
+// first, largest first); when norm_topk_prob, each divided by their sum (summed in that order);
+// weights rounded to bf16 (the hidden dtype). exp is math::exp_f32, so both backends agree bit for
+// bit (fp8lm/moe_math.h). 1 <= top_k <= num_experts.
+struct MoeRouteArgs {
+  const float* logits;      // [n, num_experts] fp32 router GEMM output (rounded to bf16 here)
+  std::int32_t* experts;    // [n, top_k] chosen expert ids, by decreasing probability
+  bf16* weights;            // [n, top_k] their routing weights
+  int n;
+  int num_experts;
+  int top_k;
+  bool norm_topk_prob;
+};
+
+// out[i] = in[rows[i]] (rows of `hidden` bf16): the tokens of each expert made contiguous.
+// rows[i] must be in [0, in_rows) (the launcher cannot check device memory; plan_moe's rows are).
+// GPU: hidden % 8 == 0.
+struct MoeGatherArgs {
+  const bf16* in;             // [in_rows, hidden]
+  const std::int32_t* rows;   // [count]
+  bf16* out;                  // [count, hidden]
+  int count;
+  int in_rows;
+  int hidden;
+};
+
+// The weighted sum into the residual, in transformers' roundings: the block's output starts at
+// zero and, expert by expert in increasing index (index_add_ per expert), adds
+// bf16(expert_out * weight) with a bf16 rounding after each add; the decoder layer then adds it to
+// the residual: x = bf16(x + sum). For token t, slots[t * top_k + j] (j = 0 .. top_k - 1, in
+// increasing expert index, as plan_moe orders them) is the row of expert_out holding its j-th
+// expert's output and weights[t * top_k + j] that expert's weight. GPU: hidden % 8 == 0.
+struct MoeCombineArgs {
+  bf16* x;                      // [n, hidden] residual stream, updated in place
+  const bf16* expert_out;       // [rows, hidden] expert outputs in expert order
+  const std::int32_t* slots;    // [n, top_k]
+  const bf16* weights;          // [n, top_k]
+  int n;
+  int top_k;
+  int hidden;
+  int rows;                     // rows of expert_out (n * top_k); slots must be in [0, rows)
+};
+
+// Host side: which rows each expert computes, from moe_route's output (downloaded).
+struct MoePlan {
+  std::vector<int> offsets;                 // [num_experts + 1]: expert e owns sorted rows [offsets[e], offsets[e+1])
+  std::vector<std::int32_t> gather_rows;    // [n * top_k]: the token of each sorted row (increasing within an expert)
+  std::vector<std::int32_t> combine_slots;  // [n * top_k]: MoeCombineArgs::slots
+  std::vector<bf16> combine_weights;        // [n * top_k]: MoeCombineArgs::weights
+};
+// Fails (naming the token) on an expert id outside [0, num_experts) or chosen twice by one token.
+Status plan_moe(const std::int32_t* experts, const bf16* weights, int n, int top_k, int num_experts, MoePlan* out);
+
+// Checks shared by each launcher and its twin; n == 0 (count == 0) is a valid no-op.
+Status validate(const MoeRouteArgs& args);
+Status validate(const MoeGatherArgs& args);
+Status validate(const MoeCombineArgs& args);
+
+// GPU launchers (compiled, not yet run on a GPU): validate, then enqueue on `stream`.
+Status moe_route(const MoeRouteArgs& args, cudaStream_t stream);
+Status moe_gather(const MoeGatherArgs& args, cudaStream_t stream);
+Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
+
+// CPU twins: bit for bit what the launchers compute. gather and combine also check every row index.
+namespace cpu {
+Status moe_route(const MoeRouteArgs& args);
+Status moe_gather(const MoeGatherArgs& args);
+Status moe_combine(const MoeCombineArgs& args);
+}  // namespace cpu
+
+}  // namespace fp8lm

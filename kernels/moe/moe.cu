@@ -1,0 +1,118 @@
+// The MoE ops around the experts' GEMMs (fp8lm/moe_ops.h). Compiled for sm_89 and sm_90a but NOT
+// yet run on a GPU: tests/gpu/moe_ops_gpu_test.cpp compares them with their CPU twins.
+//  - moe_route: one thread per token runs math::route_token (the twin's code: bit-exact);
+//  - moe_gather: one CTA per output row, 16-byte vectors (NaN row for a row index out of range);
+//  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order.
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "common/bf16_vec.cuh"
+#include "common/cuda_check.h"
+#include "fp8lm/moe_math.h"
+#include "fp8lm/moe_ops.h"
+
+namespace fp8lm {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kVec = 8;
+// route_token keeps a token's weights in registers; Qwen3 MoE models choose 8.
+constexpr int kMaxTopK = 32;
+constexpr std::uint16_t kNaNBits = 0x7fc0;
+
+__global__ void __launch_bounds__(kThreads)
+    route_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
+                 int n, int num_experts, int top_k, bool norm_topk_prob) {
+  const int t = blockIdx.x * kThreads + threadIdx.x;
+  if (t >= n) return;
+  const float* row = logits + static_cast<std::size_t>(t) * num_experts;
+  float w[kMaxTopK];
+  math::route_token([&](int e) { return vec::round_bf16(row[e]); }, num_experts, top_k, norm_topk_prob,
+                    experts + static_cast<std::size_t>(t) * top_k, w);
+  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
+  for (int j = 0; j < top_k; ++j) out[j] = __float2bfloat16_rn(w[j]);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    gather_kernel(const bf16* __restrict__ in, const std::int32_t* __restrict__ rows, bf16* __restrict__ out,
+                  int in_rows, int hidden) {
+  const int i = blockIdx.x, vectors = hidden / kVec;
+  const std::int32_t row = rows[i];
+  uint4* dst = reinterpret_cast<uint4*>(out + static_cast<std::size_t>(i) * hidden);
+  if (row < 0 || row >= in_rows) {
+    const std::uint32_t nan2 = kNaNBits | (static_cast<std::uint32_t>(kNaNBits) << 16);
+    for (int v = threadIdx.x; v < vectors; v += kThreads) dst[v] = make_uint4(nan2, nan2, nan2, nan2);
+    return;
+  }
+  const uint4* src = reinterpret_cast<const uint4*>(in + static_cast<std::size_t>(row) * hidden);
+  for (int v = threadIdx.x; v < vectors; v += kThreads) dst[v] = src[v];
+}
+
+__global__ void __launch_bounds__(kThreads)
+    combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
+                   const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
+  const int t = blockIdx.x, vectors = hidden / kVec;
+  const std::int32_t* token_slots = slots + static_cast<std::size_t>(t) * top_k;
+  const __nv_bfloat16* token_weights =
+      reinterpret_cast<const __nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
+  uint4* xv = reinterpret_cast<uint4*>(x + static_cast<std::size_t>(t) * hidden);
+  for (int v = threadIdx.x; v < vectors; v += kThreads) {
+    float sum[kVec] = {};
+    for (int j = 0; j < top_k; ++j) {
+      const std::int32_t slot = token_slots[j];
+      const float w = __bfloat162float(token_weights[j]);
+      float out[kVec];
+      if (slot < 0 || slot >= rows) {
+        for (int k = 0; k < kVec; ++k) out[k] = __uint_as_float(0x7fc00000u);
+      } else {
+        vec::unpack8(reinterpret_cast<const uint4*>(expert_out + static_cast<std::size_t>(slot) * hidden)[v], out);
+      }
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) sum[k] = math::combine_add(sum[k], out[k], w, vec::round_bf16);
+    }
+    float xs[kVec];
+    vec::unpack8(xv[v], xs);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) xs[k] = __fadd_rn(xs[k], sum[k]);
+    xv[v] = vec::pack8(xs);
+  }
+}
+
+}  // namespace
+
+Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  if (a.top_k > kMaxTopK)
+    return Status::Error("moe_route: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
+                         std::to_string(kMaxTopK));
+  route_kernel<<<ceil_div(a.n, kThreads), kThreads, 0, stream>>>(a.logits, a.experts, a.weights, a.n, a.num_experts,
+                                                                 a.top_k, a.norm_topk_prob);
+  return cuda_status(cudaGetLastError(), "moe_route launch");
+}
+
+Status moe_gather(const MoeGatherArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.count == 0) return Status::Ok();
+  if (a.hidden % kVec != 0)
+    return Status::Error("moe_gather: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
+  if (!vec::aligned16(a.in) || !vec::aligned16(a.out))
+    return Status::Error("moe_gather: in and out must be 16-byte aligned");
+  gather_kernel<<<a.count, kThreads, 0, stream>>>(a.in, a.rows, a.out, a.in_rows, a.hidden);
+  return cuda_status(cudaGetLastError(), "moe_gather launch");
+}
+
+Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  if (a.hidden % kVec != 0)
+    return Status::Error("moe_combine: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
+  if (!vec::aligned16(a.x) || !vec::aligned16(a.expert_out))
+    return Status::Error("moe_combine: x and expert_out must be 16-byte aligned");
+  combine_kernel<<<a.n, kThreads, 0, stream>>>(a.x, a.expert_out, a.slots, a.weights, a.top_k, a.hidden, a.rows);
+  return cuda_status(cudaGetLastError(), "moe_combine launch");
+}
+
+}  // namespace fp8lm

@@ -1,0 +1,131 @@
+// The MoE ops' CPU twins against hand-computed cases: routing (softmax of bf16 logits, top-k,
+// renormalisation, bf16 weights), the host plan, gather, and the combine's bf16 rounding order.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "fp8lm/moe_ops.h"
+
+namespace fp8lm {
+namespace {
+
+float f(bf16 v) { return bf16_to_float(v); }
+
+std::vector<bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16> out;
+  for (float x : v) out.push_back(float_to_bf16(x));
+  return out;
+}
+
+// logits {1, 3, 2, 0.5}: p = e^(l - 3) / sum = {0.0854, 0.6308, 0.2321, 0.0518}; top-2 = experts 1, 2;
+// renormalised 0.6308 / 0.8629 = sigmoid(1) = 0.731059 -> bf16 0.73046875 (187/256) and
+// 0.268941 -> bf16 0.26953125 (138/512); unnormalised 0.630797 -> 0.62890625 (161/256) and
+// 0.232059 -> 0.232421875 (238/1024).
+TEST(MoeRoute, HandComputedSoftmaxTopKAndRenormalisation) {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 0.5f};
+  std::vector<std::int32_t> experts(2);
+  std::vector<bf16> weights(2);
+  ASSERT_TRUE(cpu::moe_route({logits.data(), experts.data(), weights.data(), 1, 4, 2, true}).ok());
+  EXPECT_EQ(experts, (std::vector<std::int32_t>{1, 2}));
+  EXPECT_EQ(f(weights[0]), 0.73046875f);
+  EXPECT_EQ(f(weights[1]), 0.26953125f);
+
+  ASSERT_TRUE(cpu::moe_route({logits.data(), experts.data(), weights.data(), 1, 4, 2, false}).ok());
+  EXPECT_EQ(experts, (std::vector<std::int32_t>{1, 2}));
+  EXPECT_EQ(f(weights[0]), 0.62890625f);
+  EXPECT_EQ(f(weights[1]), 0.232421875f);
+}
+
+// transformers' router is a bf16 Linear: logits 1.001 and 1.0 are both bf16 1.0, an exact tie,
+// which goes to the lower index; top-1 with renormalisation gives weight exactly 1.
+TEST(MoeRoute, LogitsAreRoundedToBf16AndTiesGoToTheLowerIndex) {
+  const std::vector<float> logits = {0.0f, 1.001f, 1.0f, -5.0f, /* token 1 */ 2.0f, 1.0f, 2.0f, 7.0f};
+  std::vector<std::int32_t> experts(4);
+  std::vector<bf16> weights(4);
+  ASSERT_TRUE(cpu::moe_route({logits.data(), experts.data(), weights.data(), 2, 4, 2, true}).ok());
+  EXPECT_EQ(experts, (std::vector<std::int32_t>{1, 2, 3, 0}));
+  EXPECT_EQ(f(weights[0]), 0.5f);
+  EXPECT_EQ(f(weights[1]), 0.5f);
+  ASSERT_TRUE(cpu::moe_route({logits.data(), experts.data(), weights.data(), 2, 4, 1, true}).ok());
+  EXPECT_EQ(experts[0], 1);
+  EXPECT_EQ(f(weights[0]), 1.0f);
+  EXPECT_EQ(experts[1], 3);
+}
+
+TEST(MoeRoute, Validation) {
+  float logits[4] = {};
+  std::int32_t experts[4];
+  bf16 weights[4];
+  Status s = cpu::moe_route({logits, experts, weights, 1, 4, 5, true});
+  EXPECT_NE(s.message().find("top_k = 5 must be in [1, num_experts = 4]"), std::string::npos) << s.message();
+  s = cpu::moe_route({nullptr, experts, weights, 1, 4, 2, true});
+  EXPECT_NE(s.message().find("logits is a null pointer"), std::string::npos) << s.message();
+  EXPECT_TRUE(cpu::moe_route({nullptr, nullptr, nullptr, 0, 4, 2, true}).ok());
+}
+
+// 3 tokens, top-2 over 3 experts: token 0 -> {2, 0}, token 1 -> {1, 2}, token 2 -> {0, 1}.
+TEST(MoePlan, SortsRowsByExpertAndSlotsByExpertIndex) {
+  const std::vector<std::int32_t> experts = {2, 0, 1, 2, 0, 1};
+  const std::vector<bf16> weights = to_bf16({0.75f, 0.25f, 0.5f, 0.5f, 0.625f, 0.375f});
+  MoePlan plan;
+  ASSERT_TRUE(plan_moe(experts.data(), weights.data(), 3, 2, 3, &plan).ok());
+  EXPECT_EQ(plan.offsets, (std::vector<int>{0, 2, 4, 6}));
+  // expert 0: tokens 0, 2; expert 1: tokens 1, 2; expert 2: tokens 0, 1.
+  EXPECT_EQ(plan.gather_rows, (std::vector<std::int32_t>{0, 2, 1, 2, 0, 1}));
+  // token 0: expert 0 (row 0), expert 2 (row 4); token 1: expert 1 (row 2), expert 2 (row 5); ...
+  EXPECT_EQ(plan.combine_slots, (std::vector<std::int32_t>{0, 4, 2, 5, 1, 3}));
+  std::vector<float> w;
+  for (bf16 v : plan.combine_weights) w.push_back(f(v));
+  EXPECT_EQ(w, (std::vector<float>{0.25f, 0.75f, 0.5f, 0.5f, 0.625f, 0.375f}));
+}
+
+TEST(MoePlan, RefusesBadExpertIds) {
+  const std::vector<bf16> weights = to_bf16({0.5f, 0.5f, 0.5f, 0.5f});
+  MoePlan plan;
+  const std::vector<std::int32_t> out_of_range = {0, 1, 1, 4};
+  Status s = plan_moe(out_of_range.data(), weights.data(), 2, 2, 4, &plan);
+  EXPECT_NE(s.message().find("token 1 routed to expert 4, outside [0, 4)"), std::string::npos) << s.message();
+  const std::vector<std::int32_t> twice = {3, 3, 0, 1};
+  s = plan_moe(twice.data(), weights.data(), 2, 2, 4, &plan);
+  EXPECT_NE(s.message().find("token 0 routed to expert 3 twice"), std::string::npos) << s.message();
+}
+
+TEST(MoeGather, CopiesRowsAndRefusesBadIndices) {
+  const std::vector<bf16> in = to_bf16({1, 2, 3, 4, 5, 6});  // 3 rows of 2
+  const std::vector<std::int32_t> rows = {2, 0, 2};
+  std::vector<bf16> out(6);
+  ASSERT_TRUE(cpu::moe_gather({in.data(), rows.data(), out.data(), 3, 3, 2}).ok());
+  std::vector<float> got;
+  for (bf16 v : out) got.push_back(f(v));
+  EXPECT_EQ(got, (std::vector<float>{5, 6, 1, 2, 5, 6}));
+  const std::vector<std::int32_t> bad = {3};
+  const Status s = cpu::moe_gather({in.data(), bad.data(), out.data(), 1, 3, 2});
+  EXPECT_NE(s.message().find("rows[0] = 3 is outside [0, 3)"), std::string::npos) << s.message();
+}
+
+// The sum rounds to bf16 after every add, in slot order, then adds to x: channel 0 is
+// 1 + 3/1024 + 3/1024, which stays 1 (each addend is below half a bf16 ulp of 1) where one fp32
+// sum would round to 1.0078125; channel 1 with weights 0.5 is 1.5 + 1.0078125 = 2.5078125, a tie
+// between bf16 2.5 and 2.515625 that rounds to even (2.5), plus x = 10.
+TEST(MoeCombine, RoundsLikeIndexAddThenTheResidualAdd) {
+  const int hidden = 2, top_k = 3;
+  std::vector<bf16> x = to_bf16({0.0f, 10.0f});
+  const std::vector<bf16> expert_out = to_bf16({1.0f, 3.0f, 0.0029296875f, 2.015625f, 0.0029296875f, 0.0f});
+  const std::vector<std::int32_t> slots = {0, 1, 2};
+  const std::vector<bf16> weights = to_bf16({1.0f, 1.0f, 1.0f});
+  const std::vector<bf16> half_weights = to_bf16({0.5f, 0.5f, 0.5f});
+  ASSERT_TRUE(cpu::moe_combine({x.data(), expert_out.data(), slots.data(), weights.data(), 1, top_k, hidden, 3}).ok());
+  EXPECT_EQ(f(x[0]), 1.0f);
+  EXPECT_EQ(f(x[1]), 15.0f);  // 3 + 2.015625 is a tie between bf16 5 and 5.03125: 5; 10 + 5
+  x = to_bf16({0.0f, 10.0f});
+  ASSERT_TRUE(
+      cpu::moe_combine({x.data(), expert_out.data(), slots.data(), half_weights.data(), 1, top_k, hidden, 3}).ok());
+  EXPECT_EQ(f(x[1]), 12.5f);
+
+  const std::vector<std::int32_t> bad = {0, 1, 3};
+  const Status s = cpu::moe_combine({x.data(), expert_out.data(), bad.data(), weights.data(), 1, top_k, hidden, 3});
+  EXPECT_NE(s.message().find("slots[2] = 3 is outside [0, rows = 3)"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace fp8lm
