@@ -4,14 +4,11 @@
 #include <cmath>
 #include <string>
 
+#include "engine/model/qwen3_footprint.h"
+
 namespace fp8lm {
 
 namespace {
-
-std::size_t fp8_linear_bytes(int n, int k) {
-  return static_cast<std::size_t>(n) * k + sizeof(float) * static_cast<std::size_t>(ceil_div(n, kQuantGroup)) *
-                                               ceil_div(k, kQuantGroup);
-}
 
 // The widest MLP a layer of this model runs: the dense one (if any layer is dense) or an expert.
 int widest_mlp(const Qwen3Config& c) {
@@ -108,20 +105,9 @@ std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
 ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   ModelMemory m;
   const int ctx = options.max_context > 0 ? options.max_context : c.max_position_embeddings;
-  const std::size_t norms = 2 * (2 * static_cast<std::size_t>(c.hidden_size) + 2 * c.head_dim);
-  const std::size_t attention =
-      fp8_linear_bytes(c.qkv_width(), c.hidden_size) + fp8_linear_bytes(c.hidden_size, c.q_width());
-  const std::size_t dense_mlp = fp8_linear_bytes(2 * c.intermediate_size, c.hidden_size) +
-                                fp8_linear_bytes(c.hidden_size, c.intermediate_size);
-  const std::size_t sparse_mlp =
-      2 * static_cast<std::size_t>(c.num_experts) * c.hidden_size +
-      c.num_experts * (fp8_linear_bytes(2 * c.moe_intermediate_size, c.hidden_size) +
-                       fp8_linear_bytes(c.hidden_size, c.moe_intermediate_size));
-  const std::size_t embed = 2 * static_cast<std::size_t>(c.vocab_size) * c.hidden_size;
-  m.weights = embed * (c.tie_word_embeddings ? 1 : 2) + 2 * c.hidden_size;
-  for (int i = 0; i < c.num_hidden_layers; ++i)
-    m.weights += norms + attention + (c.is_moe_layer(i) ? sparse_mlp : dense_mlp);
-  m.kv_cache = 2 * 2 * static_cast<std::size_t>(ctx) * c.kv_width() * c.num_hidden_layers;
+  const Qwen3Footprint footprint = qwen3_footprint(c);
+  m.weights = footprint.weight_bytes;
+  m.kv_cache = static_cast<std::size_t>(ctx) * footprint.kv_bytes_per_token;
   const std::size_t t = options.max_batch_tokens;
   const std::size_t mlp = widest_mlp(c);
   const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),

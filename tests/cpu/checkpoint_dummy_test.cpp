@@ -5,7 +5,7 @@
 
 #include "checkpoint_test_util.h"
 #include "engine/checkpoint/dummy_weights.h"
-#include "engine/checkpoint/qwen3_footprint.h"
+#include "engine/model/qwen3_footprint.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
 #include "fp8lm/cpu.h"
 

@@ -1,4 +1,4 @@
-#include "engine/checkpoint/qwen3_footprint.h"
+#include "engine/model/qwen3_footprint.h"
 
 #include "fp8lm/numerics.h"
 
