@@ -59,6 +59,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/ptx.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
 namespace fp8lm::sm90 {
@@ -81,9 +82,7 @@ inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 +
 // Device helpers (PTX wrappers). Bodies exist only in the sm_90a pass.
 // ------------------------------------------------------------------------------------------------
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
+using ptx::smem_addr;
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count));
 }
@@ -126,6 +125,12 @@ __device__ __forceinline__ uint64_t sw128_desc(const void* p) {
   const uint64_t a = smem_addr(p);
   return ((a & 0x3FFFFu) >> 4) | (uint64_t{1} << 16) | (uint64_t{kSwizzleAlign >> 4} << 32) |
          (uint64_t{1} << 62);
+}
+// The first kSwizzleAlign boundary in the dynamic shared memory (which is only 16-byte aligned);
+// the kernels reserve kSwizzleAlign extra bytes for it.
+__device__ __forceinline__ uint8_t* swizzle_aligned(uint8_t* smem_raw) {
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) &
+                                    ~uintptr_t{kSwizzleAlign - 1});
 }
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() {
@@ -222,8 +227,7 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = BigShape<BM, BN, STAGES, CM>;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) & ~uintptr_t{kSwizzleAlign - 1});
+  uint8_t* smem = swizzle_aligned(smem_raw);
   uint8_t* smem_a = smem;
   uint8_t* smem_b = smem + STAGES * S::kABytes;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem_b + STAGES * S::kBBytes);
@@ -464,8 +468,7 @@ __global__ void __launch_bounds__(kWarpgroup)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
-  uint8_t* smem = reinterpret_cast<uint8_t*>(
-      (reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) & ~uintptr_t{kSwizzleAlign - 1});
+  uint8_t* smem = swizzle_aligned(smem_raw);
   uint8_t* smem_w = smem;
   uint8_t* smem_x = smem + stages * S::kWBytes;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem_x + stages * S::kXBytes);
