@@ -23,6 +23,7 @@
 #include "fp8lm/oracle_check.h"
 #include "fp8lm/qwen3_models.h"
 #include "fp8lm/random.h"
+#include "fp8lm_source_revision.h"  // generated at build time (bench/CMakeLists.txt)
 
 namespace fp8lm::bench {
 

@@ -10,10 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/result_files.h"
-#include "engine/checkpoint/qwen3_footprint.h"
+#include "engine/model/qwen3_footprint.h"
 #include "engine/checkpoint/qwen3_presets.h"
 #include "fp8lm/numerics.h"
 #include "fp8lm/random.h"
+#include "fp8lm_source_revision.h"  // generated at build time (bench/CMakeLists.txt)
 
 namespace fp8lm::bench {
 

@@ -26,7 +26,7 @@ struct OneBatchOptions {
   std::string tag;  // appended to the result file names
 };
 
-// The floor's cost model, counted from the config (engine/checkpoint/qwen3_footprint.h).
+// The floor's cost model, counted from the config (engine/model/qwen3_footprint.h).
 // One decode step reads every FP8 linear the token passes through (codes + fp32 block scales; MoE:
 // the bf16 router and the top-k experts of each MoE layer), every norm weight, the bf16 lm_head
 // (tied: the embedding matrix) and one embedding row, plus the K and V of every cached position it

@@ -14,7 +14,7 @@
 #include "model_source.h"
 #include "engine/checkpoint/dummy_weights.h"
 #include "engine/checkpoint/qwen3_checkpoint_writer.h"
-#include "engine/checkpoint/qwen3_footprint.h"
+#include "engine/model/qwen3_footprint.h"
 #include "engine/checkpoint/qwen3_presets.h"
 
 namespace fp8lm::cli {

@@ -6,7 +6,7 @@
 
 #include "commands.h"
 #include "engine/checkpoint/qwen3_config_json.h"
-#include "engine/checkpoint/qwen3_footprint.h"
+#include "engine/model/qwen3_footprint.h"
 #include "engine/checkpoint/safetensors.h"
 
 namespace fp8lm::cli {
