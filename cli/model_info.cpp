@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "engine/checkpoint/qwen3_config_json.h"
 #include "engine/model/qwen3_footprint.h"
+#include "engine/model/qwen3_model.h"
 #include "engine/checkpoint/safetensors.h"
 
 namespace fp8lm::cli {
@@ -32,10 +33,11 @@ Status print_model_info(const std::string& dir) {
              ckpt.tensors().size());
   fmt::print("  weights in memory (fp8 linears + fp32 scales, bf16 rest): {:.3f} GB\n", f.weight_bytes / 1e9);
   fmt::print("  KV cache (bf16): {} bytes per token\n", f.kv_bytes_per_token);
-  const std::uint64_t full = f.weight_bytes + f.kv_bytes_per_token * c.max_position_embeddings;
-  fmt::print("  memory needed: {:.3f} GB for the weights + {:.3f} GB per full-context sequence ({} tokens) = {:.3f} GB\n",
-             f.weight_bytes / 1e9, f.kv_bytes_per_token * c.max_position_embeddings / 1e9, c.max_position_embeddings,
-             full / 1e9);
+  // What `fp8lm generate` allocates on a GPU by default (the model's full context).
+  const ModelMemory need = model_memory(c, ModelOptions{});
+  fmt::print("  memory needed on a GPU: {:.3f} GB = weights {:.3f} + KV cache for {} tokens {:.3f} + scratch {:.3f}\n",
+             need.total() / 1e9, need.weights / 1e9, c.max_position_embeddings, need.kv_cache / 1e9,
+             need.scratch / 1e9);
   return Status::Ok();
 }
 

@@ -72,7 +72,7 @@ struct Qwen3Model::Scratch {
   BackendBuffer mlp;          // bf16 [T, 2 mlp]: gate_up output (mlp: widest_mlp, dense or expert)
   BackendBuffer act;          // bf16 [T, mlp]
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
-  BackendBuffer logits;       // fp32 [T, vocab]
+  BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
   // MoE models only (K = num_experts_per_tok; rows sorted by expert, see fp8lm/moe_ops.h).
   BackendBuffer router_logits;    // fp32 [T, num_experts]
@@ -92,6 +92,10 @@ struct Qwen3Model::Scratch {
 namespace {
 // Attention splits keys only when few (token, head) blocks would run: size the workspace for that.
 constexpr int kAttentionWorkspaceTokens = 16;
+// Rows of logits computed per lm_head call: all-position logits (forward(..., true, ...)) go to the
+// host in pieces of this many rows, so the device buffer is 64 x vocab floats (39 MB for Qwen3),
+// not max_batch_tokens x vocab (1.2 GB).
+constexpr int kLogitsRows = 64;
 
 // Bytes of the MoE scratch for T tokens (zero for dense models).
 std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
@@ -113,8 +117,8 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),
                                                     static_cast<std::size_t>(c.q_width()), mlp});
   m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + widest + 4 * ceil_div(static_cast<int>(widest), kQuantGroup) +
-                   2 * c.qkv_width() + 2 * 2 * mlp + 2 * mlp + 2 * c.hidden_size +
-                   4 * static_cast<std::size_t>(c.vocab_size)) +
+                   2 * c.qkv_width() + 2 * 2 * mlp + 2 * mlp + 2 * c.hidden_size) +
+              kLogitsRows * sizeof(float) * static_cast<std::size_t>(c.vocab_size) +
               attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads) + moe_scratch_bytes(c, t);
   return m;
 }
@@ -339,8 +343,15 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
   const bf16* last = x + static_cast<std::size_t>(n - rows) * hidden;
   FP8LM_RETURN_IF_ERROR(b.rmsnorm({last, norm_.as<bf16>(), h, rows, hidden, hidden, hidden, eps}));
   const bf16* head = (lm_head_.bytes() ? lm_head_ : embed_tokens_).as<bf16>();
-  FP8LM_RETURN_IF_ERROR(b.lm_head({h, head, s.logits.as<float>(), rows, hidden, c.vocab_size}));
-  return b.download(logits, s.logits.as<float>(), static_cast<std::size_t>(rows) * c.vocab_size * sizeof(float));
+  for (int r = 0; r < rows; r += kLogitsRows) {
+    const int count = std::min(kLogitsRows, rows - r);
+    const std::size_t offset = static_cast<std::size_t>(r) * c.vocab_size;
+    FP8LM_RETURN_IF_ERROR(b.lm_head({h + static_cast<std::size_t>(r) * hidden, head, s.logits.as<float>(), count, hidden,
+                                     c.vocab_size}));
+    FP8LM_RETURN_IF_ERROR(
+        b.download(logits + offset, s.logits.as<float>(), static_cast<std::size_t>(count) * c.vocab_size * sizeof(float)));
+  }
+  return Status::Ok();
 }
 
 }  // namespace fp8lm
