@@ -6,7 +6,7 @@
 
 #include "bench/device_kernels.h"
 #include "bench/graph_timer.h"
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "fp8lm/device_buffer.h"
 #include "gemm/cublaslt.h"
 

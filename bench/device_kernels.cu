@@ -2,7 +2,7 @@
 #include <cuda_runtime.h>
 
 #include "bench/device_kernels.h"
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 
 namespace fp8lm::bench {
 

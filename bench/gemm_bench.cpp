@@ -15,7 +15,7 @@
 #include "bench/device_kernels.h"
 #include "bench/graph_timer.h"
 #include "bench/result_files.h"
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "gemm/cublaslt.h"
 #include "fp8lm/cpu.h"
 #include "fp8lm/device_buffer.h"

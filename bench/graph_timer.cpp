@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 
 namespace fp8lm::bench {
 

@@ -4,7 +4,7 @@
 #include <map>
 #include <mutex>
 
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "fp8lm/device.h"
 
 namespace fp8lm {

@@ -2,6 +2,7 @@
 #include <cuda_runtime_api.h>
 
 #include "engine/model/backend.h"
+#include "fp8lm/cuda_status.h"
 #include "fp8lm/device.h"
 
 namespace fp8lm {
@@ -9,9 +10,8 @@ namespace fp8lm {
 namespace {
 
 Status cuda_error(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return Status::Ok();
-  cudaGetLastError();
-  return Status::Error(std::string("cuda backend: ") + what + ": " + cudaGetErrorString(err));
+  if (err != cudaSuccess) cudaGetLastError();  // clear it, so the next call starts clean
+  return cuda_status(err, (std::string("cuda backend: ") + what).c_str());
 }
 
 class CudaBackend final : public Backend {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
 

@@ -2,7 +2,7 @@
 #include <string>
 #include <vector>
 
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "fp8lm/gemm.h"
 #include "fp8lm/oracle_check.h"
 #include "gemm/sm89_blockwise.h"

@@ -11,7 +11,7 @@
 #include <string>
 #include <tuple>
 
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_ops.h"
 #include "gemm/cublaslt.h"
 

@@ -17,7 +17,7 @@
 
 #include <array>
 
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "common/ptx.cuh"
 #include "gemm/sm89_blockwise.h"
 

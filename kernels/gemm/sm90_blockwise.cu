@@ -59,6 +59,7 @@
 #include <mutex>
 #include <string>
 
+#include "fp8lm/cuda_status.h"
 #include "common/ptx.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
@@ -654,12 +655,6 @@ cudaLaunchConfig_t cluster_launch_config(dim3 grid, int threads, int smem_bytes,
   return cfg;
 }
 
-Status check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return Status::Error(std::string(what) + " launch failed: " + cudaGetErrorString(e));
-  return Status::Ok();
-}
-
 template <int BM, int BN, int STAGES, int CM, bool PIPE = (BN <= 128)>
 Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream) {
   using S = BigShape<BM, BN, STAGES, CM>;
@@ -697,8 +692,8 @@ Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream)
   const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * clusters), S::kThreads, S::kSmemBytes, CM, stream, &attr);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_a, map_b, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k);
-  if (e != cudaSuccess) return Status::Error(std::string("sm90 gemm launch failed: ") + cudaGetErrorString(e));
-  return check_launch("sm90 gemm");
+  FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 gemm launch"));
+  return cuda_status(cudaGetLastError(), "sm90 gemm launch");
 }
 
 template <int MT>
@@ -751,8 +746,8 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
                                            kb_per_split, stages);
-  if (e != cudaSuccess) return Status::Error(std::string("sm90 decode launch failed: ") + cudaGetErrorString(e));
-  return check_launch("sm90 decode");
+  FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
+  return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
 
 }  // namespace impl

@@ -6,7 +6,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "common/cuda_check.h"
+#include "fp8lm/cuda_status.h"
 #include "common/fp8_convert.cuh"
 #include "fp8lm/quant.h"
 

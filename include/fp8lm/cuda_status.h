@@ -1,4 +1,4 @@
-// Turning CUDA runtime errors into Status values (kernels never abort the process).
+// CUDA runtime errors as Status values (kernels and backends never abort the process).
 #pragma once
 
 #include <cuda_runtime_api.h>
