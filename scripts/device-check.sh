@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine: build, run every test (GPU ones included), check the SASS, run the self-check
-# and the GEMM benchmark. Logs and results go to $OUT (or ./device-out). Usage:
+# and the GEMM benchmark. Logs and results go to $OUT (or ./device-out); extra CMake arguments in
+# $FP8LM_CMAKE_ARGS (e.g. one -DFP8LM_CUDA_GENCODE=... to build faster). Usage:
 #   scripts/device-check.sh [--no-bench | --bench-only] [extra `fp8lm bench gemm` arguments...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --f
 
 source scripts/device-env.sh
 start=$(date +%s)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >"$out/configure.log" 2>&1 \
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${FP8LM_CMAKE_ARGS:-} >"$out/configure.log" 2>&1 \
   || { tail -30 "$out/configure.log"; exit 1; }
 cmake --build build --parallel "$(nproc)" "${target[@]}" >"$out/build.log" 2>&1 || { grep -E "error" -A3 "$out/build.log" | head -60; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
