@@ -37,6 +37,10 @@ def main():
         t = t[0] if isinstance(t, tuple) else t
         out[name] = t.detach().reshape(-1, t.shape[-1]).contiguous().cpu() if t.dim() != 4 else t.detach().cpu()
 
+    def keep_io(name, inp, o):  # a forward hook must return None, or it replaces the module's output
+        keep(name + ".in", inp)
+        keep(name + ".out", o)
+
     hooks = []
     for i, layer in enumerate(model.model.layers):
         p = f"layers.{i}."
@@ -44,8 +48,7 @@ def main():
                     "self_attn.q_norm", "self_attn.k_norm", "self_attn.o_proj", "post_attention_layernorm",
                     "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]:
             mod = layer.get_submodule(sub)
-            hooks.append(mod.register_forward_hook(
-                lambda m, inp, o, name=p + sub: (keep(name + ".in", inp[0]), keep(name + ".out", o))))
+            hooks.append(mod.register_forward_hook(lambda m, inp, o, name=p + sub: keep_io(name, inp[0], o)))
         hooks.append(layer.register_forward_hook(lambda m, inp, o, name=p + "out": keep(name, o)))
 
     attention = ref.fp32_attention

@@ -12,7 +12,8 @@ The reference computes what fp8lm's kernels compute, so that only summation orde
 Everything else (RMSNorm, RoPE, residuals, SiLU) is transformers' own bf16 code. Qwen3-MoE
 (model_type qwen3_moe): each expert's linears as above; the router (mlp.gate) stays transformers'
 bf16 Linear, and routing and the weighted sum are transformers' own code (modeling_qwen3_moe).
-Needs a transformers version with one nn.Linear per expert (as the checkpoints store them). Rounding
+Works with transformers 4.x (one nn.Linear per expert) and >= 5 (experts as 3-D parameters, whose
+forward is replaced by an equivalent loop over fake-quantized experts). Rounding
 differences matter more than usual here: each FP8 re-quantization turns a last-bit difference of
 its input into a whole FP8 step for that element, so small deviations grow layer by layer.
 transformers' own FP8 path is not used (it would download kernels).
@@ -101,9 +102,9 @@ def load_model(model_dir):
     config._attn_implementation = "fp8lm_fp32"
     with torch.device("meta"):
         model = model_class(config)
-    if moe and not any(".mlp.experts.0." in name for name in model.state_dict()):
-        sys.exit("this transformers version fuses the experts into 3-D parameters; the reference needs one "
-                 "nn.Linear per expert (transformers 4.51 to 4.57)")
+    # transformers >= 5 stores a layer's experts as 3-D parameters (experts.gate_up_proj [E, 2I, H],
+    # experts.down_proj [E, H, I]); 4.x has one nn.Linear per expert (experts.{e}.gate_proj ...).
+    fused_experts = moe and not any(".mlp.experts.0." in name for name in model.state_dict())
     tensors = {}
     for path in sorted(glob.glob(os.path.join(model_dir, "*.safetensors"))):
         with safe_open(path, framework="pt", device="cuda") as f:
@@ -115,6 +116,8 @@ def load_model(model_dir):
             state[name] = tensors["model.embed_tokens.weight"].to(torch.bfloat16)
         elif name + "_scale_inv" in tensors:
             state[name] = dequantize(tensors[name], tensors[name + "_scale_inv"])
+        elif fused_experts and name.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
+            state[name] = stacked_experts(tensors, name, config.num_experts)
         else:
             state[name] = tensors[name].to(torch.bfloat16)
     del tensors
@@ -127,7 +130,39 @@ def load_model(model_dir):
         # The MoE router (mlp.gate) is not FP8 (modules_to_not_convert): it stays a bf16 Linear.
         if isinstance(mod, torch.nn.Linear) and ".layers." in name and not name.endswith(".mlp.gate"):
             mod.forward = (lambda m: (lambda x: F.linear(fake_quant(x), m.weight).to(torch.bfloat16)))(mod)
+        if fused_experts and name.endswith(".mlp.experts"):
+            mod.forward = fused_experts_forward(mod)
     return model.eval(), config
+
+
+def stacked_experts(tensors, name, num_experts):
+    """A transformers-5 expert parameter from the checkpoint's per-expert FP8 tensors, dequantized
+    in fp32: gate_up_proj [E, 2I, H] (gate rows first, as transformers chunks it) or down_proj."""
+    prefix = name[: -len("gate_up_proj")] if name.endswith("gate_up_proj") else name[: -len("down_proj")]
+    parts = ["gate_proj", "up_proj"] if name.endswith("gate_up_proj") else ["down_proj"]
+    def deq(e, part):
+        w = f"{prefix}{e}.{part}.weight"
+        return dequantize(tensors[w], tensors[w + "_scale_inv"])
+    return torch.stack([torch.cat([deq(e, part) for part in parts]) for e in range(num_experts)])
+
+
+def fused_experts_forward(mod):
+    """transformers-5 Qwen3MoeExperts.forward(hidden, top_k_index, top_k_weights) with each expert's
+    linears fake-quantized like the dense ones. Experts run in increasing index and each adds
+    bf16(output * bf16 weight) into a bf16 sum (index_add_), as modeling_qwen3_moe 4.x does."""
+    def forward(hidden_states, top_k_index, top_k_weights):
+        final = torch.zeros_like(hidden_states)
+        weights = top_k_weights.to(hidden_states.dtype)
+        for e in range(mod.gate_up_proj.shape[0]):
+            token_idx, slot = torch.where(top_k_index == e)
+            if token_idx.numel() == 0:
+                continue
+            x = hidden_states[token_idx]
+            gate, up = F.linear(fake_quant(x), mod.gate_up_proj[e]).to(torch.bfloat16).chunk(2, dim=-1)
+            out = F.linear(fake_quant(mod.act_fn(gate) * up), mod.down_proj[e]).to(torch.bfloat16)
+            final.index_add_(0, token_idx, out * weights[token_idx, slot, None])
+        return final
+    return forward
 
 
 def make_prompts(spec, model_dir, vocab, seed):
