@@ -2,7 +2,8 @@
 # On the GPU machine, after scripts/device-check.sh has built fp8lm: the engine against Hugging Face
 # transformers. For each preset: write a checkpoint (random weights, official format), compute the
 # reference with tests/reference/qwen3_reference.py, and compare the CUDA backend (and, for tiny,
-# the CPU backend) with `fp8lm compare-reference`. Reports and the tiny reference go to $OUT.
+# the CPU backend) with `fp8lm compare-reference`. Reports and the tiny references (logits, and for
+# tiny every op's input and output: tests/cpu/transformers_ops_test.cpp) go to $OUT.
 #   scripts/device-engine.sh [preset ...]     (default: tiny qwen3-0.6b; tiny-moe for the MoE path)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ for preset in "${presets[@]}"; do
   if [ "$preset" = tiny ] || [ "$preset" = tiny-moe ]; then  # small enough to commit: CI checks the CPU backend
     ref=$out/$preset-reference.safetensors
     python3 tests/reference/qwen3_reference.py --model "$dir" --out "$ref" --prompts short,64 --greedy 32 --top-k 16 --subset 1024
+    [ "$preset" = tiny ] && python3 tests/reference/dump_layer_ops.py --model "$dir" --out "$out/tiny-layer-ops.safetensors"
     build/fp8lm compare-reference --model "$dir" --reference "$ref" --device cpu --report "$out/compare-$preset-cpu.json"
   else
     ref=$models/$preset-reference.safetensors

@@ -78,16 +78,30 @@ def fake_quant(x):
     if pad:
         xf = F.pad(xf, (0, pad))
     g = xf.view(xf.shape[0], -1, GROUP)
-    scale = g.abs().amax(dim=-1, keepdim=True).clamp(min=1e-10) / FP8_MAX
+    amax = g.abs().amax(dim=-1, keepdim=True).clamp(min=1e-10)
+    # Divide by a tensor, not by the Python number: PyTorch turns `tensor / 448.0` on CUDA into a
+    # multiplication by fp32(1/448), whose rounding gives another scale than amax / 448 for some
+    # amax values; then every element of the group near an FP8 rounding boundary (many, when amax
+    # is 7 * 2^e) lands on the other side (tests/cpu/transformers_ops_test.cpp found this).
+    scale = amax / torch.full_like(amax, FP8_MAX)
     deq = (g / scale).to(torch.float8_e4m3fn).float() * scale
     return deq.view(xf.shape[0], -1)[:, :k].reshape(shape)
 
 
 def dequantize(w, scale_inv):
-    """FP8 weights times their block scales, in fp32."""
+    """FP8 weights times their block scales, in fp32 (exact: 4 x 8 significant bits)."""
     n, k = w.shape
+    if n % GROUP == 0 and k % GROUP == 0:
+        blocks = w.float().view(n // GROUP, GROUP, k // GROUP, GROUP)
+        return (blocks * scale_inv.float()[:, None, :, None]).view(n, k)
     s = scale_inv.float().repeat_interleave(GROUP, 0)[:n].repeat_interleave(GROUP, 1)[:, :k]
     return w.float() * s
+
+
+def weight(w, scale_inv):
+    """The fp32 matrix of a linear's weight: dequantized at load (`scale_inv` None) or now, from the
+    FP8 values kept on the GPU when the fp32 copies would not fit (the 14B and larger presets)."""
+    return w if scale_inv is None else dequantize(w, scale_inv)
 
 
 def load_model(model_dir):
@@ -102,6 +116,7 @@ def load_model(model_dir):
     config._attn_implementation = "fp8lm_fp32"
     with torch.device("meta"):
         model = model_class(config)
+    model.requires_grad_(False)
     # transformers >= 5 stores a layer's experts as 3-D parameters (experts.gate_up_proj [E, 2I, H],
     # experts.down_proj [E, H, I]); 4.x has one nn.Linear per expert (experts.{e}.gate_proj ...).
     fused_experts = moe and not any(".mlp.experts.0." in name for name in model.state_dict())
@@ -110,14 +125,19 @@ def load_model(model_dir):
         with safe_open(path, framework="pt", device="cuda") as f:
             for name in f.keys():
                 tensors[name] = f.get_tensor(name)
-    state = {}
+    fp8_params = sum(t.numel() for t in tensors.values() if t.dtype == torch.float8_e4m3fn)
+    lazy = 4 * fp8_params > 0.6 * torch.cuda.mem_get_info()[0]
+    if lazy:
+        log(f"{fp8_params / 1e9:.1f} G FP8 parameters: kept in FP8, dequantized at each use")
+    state, scales = {}, {}
     for name in model.state_dict().keys():
         if name == "lm_head.weight" and name not in tensors and config.tie_word_embeddings:
             state[name] = tensors["model.embed_tokens.weight"].to(torch.bfloat16)
         elif name + "_scale_inv" in tensors:
-            state[name] = dequantize(tensors[name], tensors[name + "_scale_inv"])
+            w, s = tensors[name], tensors[name + "_scale_inv"]
+            state[name], scales[name] = (w, s) if lazy else (dequantize(w, s), None)
         elif fused_experts and name.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
-            state[name] = stacked_experts(tensors, name, config.num_experts)
+            state[name], scales[name] = stacked_experts(tensors, name, config.num_experts, lazy)
         else:
             state[name] = tensors[name].to(torch.bfloat16)
     del tensors
@@ -129,24 +149,29 @@ def load_model(model_dir):
     for name, mod in model.named_modules():
         # The MoE router (mlp.gate) is not FP8 (modules_to_not_convert): it stays a bf16 Linear.
         if isinstance(mod, torch.nn.Linear) and ".layers." in name and not name.endswith(".mlp.gate"):
-            mod.forward = (lambda m: (lambda x: F.linear(fake_quant(x), m.weight).to(torch.bfloat16)))(mod)
+            mod.forward = (lambda m, s: (lambda x: F.linear(fake_quant(x), weight(m.weight, s)).to(torch.bfloat16)))(
+                mod, scales[name + ".weight"])
         if fused_experts and name.endswith(".mlp.experts"):
-            mod.forward = fused_experts_forward(mod)
+            mod.forward = fused_experts_forward(mod, scales[name + ".gate_up_proj"], scales[name + ".down_proj"])
     return model.eval(), config
 
 
-def stacked_experts(tensors, name, num_experts):
-    """A transformers-5 expert parameter from the checkpoint's per-expert FP8 tensors, dequantized
-    in fp32: gate_up_proj [E, 2I, H] (gate rows first, as transformers chunks it) or down_proj."""
+def stacked_experts(tensors, name, num_experts, lazy):
+    """A transformers-5 expert parameter from the checkpoint's per-expert FP8 tensors:
+    gate_up_proj [E, 2I, H] (gate rows first, as transformers chunks it) or down_proj [E, H, I],
+    dequantized in fp32 (scales None) or kept in FP8 with its stacked scales (lazy)."""
     prefix = name[: -len("gate_up_proj")] if name.endswith("gate_up_proj") else name[: -len("down_proj")]
     parts = ["gate_proj", "up_proj"] if name.endswith("gate_up_proj") else ["down_proj"]
-    def deq(e, part):
-        w = f"{prefix}{e}.{part}.weight"
-        return dequantize(tensors[w], tensors[w + "_scale_inv"])
-    return torch.stack([torch.cat([deq(e, part) for part in parts]) for e in range(num_experts)])
+    def stack(suffix):
+        return torch.stack([torch.cat([tensors[f"{prefix}{e}.{part}.weight{suffix}"] for part in parts])
+                            for e in range(num_experts)])
+    w, s = stack(""), stack("_scale_inv")
+    if lazy:
+        return w, s
+    return torch.stack([dequantize(w[e], s[e]) for e in range(num_experts)]), None
 
 
-def fused_experts_forward(mod):
+def fused_experts_forward(mod, gate_up_scales, down_scales):
     """transformers-5 Qwen3MoeExperts.forward(hidden, top_k_index, top_k_weights) with each expert's
     linears fake-quantized like the dense ones. Experts run in increasing index and each adds
     bf16(output * bf16 weight) into a bf16 sum (index_add_), as modeling_qwen3_moe 4.x does."""
@@ -158,8 +183,10 @@ def fused_experts_forward(mod):
             if token_idx.numel() == 0:
                 continue
             x = hidden_states[token_idx]
-            gate, up = F.linear(fake_quant(x), mod.gate_up_proj[e]).to(torch.bfloat16).chunk(2, dim=-1)
-            out = F.linear(fake_quant(mod.act_fn(gate) * up), mod.down_proj[e]).to(torch.bfloat16)
+            gate_up = weight(mod.gate_up_proj[e], None if gate_up_scales is None else gate_up_scales[e])
+            down = weight(mod.down_proj[e], None if down_scales is None else down_scales[e])
+            gate, up = F.linear(fake_quant(x), gate_up).to(torch.bfloat16).chunk(2, dim=-1)
+            out = F.linear(fake_quant(mod.act_fn(gate) * up), down).to(torch.bfloat16)
             final.index_add_(0, token_idx, out * weights[token_idx, slot, None])
         return final
     return forward
