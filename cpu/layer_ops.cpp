@@ -1,7 +1,9 @@
 // CPU twins of the layer ops (fp8lm/layer_ops.h): the reference the kernels are tested against and
 // the CPU backend's implementation. Elementwise ops, rmsnorm and qk_norm_rope reproduce the kernels
-// bit for bit (same rounding steps, same summation order); attention and lm_head differ from the
-// GPU only in summation order. Attention and lm_head run on all hardware threads.
+// bit for bit (same rounding steps, same summation order), and so do the fused ops, built from the
+// same per-row pieces as the ops they fuse (the quantizer's through cpu::quantize_row); attention
+// and lm_head differ from the GPU only in summation order. Attention and lm_head run on all
+// hardware threads.
 #include <algorithm>
 #include <array>
 #include <cmath>
