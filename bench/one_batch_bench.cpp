@@ -357,6 +357,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"source", FP8LM_GIT_DESCRIBE},
               {"model", target.model_name},
               {"description", target.description},
+              {"decode_graph", model.uses_decode_graph()},  // single-token forwards replay a CUDA graph
               {"method", method},
               {"output_len", opt.output_len},
               {"copy_gbps", ceilings ? json(ceilings->copy_gbps) : json(nullptr)},

@@ -63,6 +63,7 @@ void add_bench_one_batch_command(CLI::App* bench, int& exit_code) {
   auto source = std::make_shared<ModelSourceOptions>();
   auto opt = std::make_shared<bench::OneBatchOptions>();
   add_model_source_options(cmd, source.get());
+  add_cuda_graphs_option(cmd, source.get());
   cmd->add_option("--input-len", opt->input_lens, "Prompt lengths in tokens, one run each")
       ->delimiter(',')
       ->capture_default_str();

@@ -114,6 +114,7 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<GenerateOptions>();
   CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt, or chat, streaming to stdout");
   add_model_source_options(cmd, &o->source);
+  add_cuda_graphs_option(cmd, &o->source);
   cmd->add_option("--prompt", o->prompt, "The user message (rendered with the chat template unless --raw)");
   cmd->add_flag("--chat", o->chat, "Interactive chat on stdin");
   cmd->add_option("--system", o->system, "A system message");

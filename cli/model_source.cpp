@@ -43,6 +43,11 @@ void add_model_source_options(CLI::App* cmd, ModelSourceOptions* opt) {
       ->check(CLI::NonNegativeNumber);
 }
 
+void add_cuda_graphs_option(CLI::App* cmd, ModelSourceOptions* opt) {
+  cmd->add_flag("!--no-cuda-graphs", opt->cuda_graphs,
+                "Run every decode step op by op instead of replaying a CUDA graph (dense models on a GPU)");
+}
+
 namespace {
 
 // The combination of --model / --preset / --load-format names one model.
@@ -101,6 +106,7 @@ Status load_model(const ModelSourceOptions& opt, LoadedModel* out) {
                                      m.tokenizer->vocab_size(), weights.config.vocab_size));
 
   ModelOptions model_options;
+  model_options.cuda_graphs = opt.cuda_graphs;
   model_options.max_context = opt.max_context > 0 ? opt.max_context
                               : kind == DeviceKind::kCpu
                                   ? std::min(kCpuDefaultContext, weights.config.max_position_embeddings)

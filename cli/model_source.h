@@ -3,6 +3,7 @@
 //   --preset NAME --load-format dummy  random weights of a preset's shape, made in memory (no disk)
 //   --tokenizer-dir DIR              tokenizer files for dummy models (default: the fetched Qwen3 files)
 //   --device auto|cpu|cuda, --max-context N
+//   --no-cuda-graphs                 (decoding commands) run every decode step op by op
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -26,6 +27,7 @@ struct ModelSourceOptions {
   std::string tokenizer_dir;         // empty: the model folder, or for dummy models the fetched files
   std::string device = "auto";
   int max_context = 0;               // 0: the model's full context (CUDA) or 4096 (CPU)
+  bool cuda_graphs = true;           // ModelOptions::cuda_graphs (--no-cuda-graphs)
 };
 
 // Where scripts/fetch-tokenizer-data.sh puts the Qwen3 tokenizer files ($FP8LM_TOKENIZER_DATA/qwen3,
@@ -33,6 +35,8 @@ struct ModelSourceOptions {
 std::string default_tokenizer_dir();
 
 void add_model_source_options(CLI::App* cmd, ModelSourceOptions* opt);
+// --no-cuda-graphs, for the commands that decode (generate, bench one-batch).
+void add_cuda_graphs_option(CLI::App* cmd, ModelSourceOptions* opt);
 
 // A model ready to run: weights uploaded to the chosen backend, tokenizer, chat template.
 struct LoadedModel {

@@ -1,14 +1,18 @@
 // CPU twins of the layer ops (fp8lm/layer_ops.h): the reference the kernels are tested against and
 // the CPU backend's implementation. Elementwise ops, rmsnorm and qk_norm_rope reproduce the kernels
-// bit for bit (same rounding steps, same summation order); attention and lm_head differ from the
-// GPU only in summation order. Attention and lm_head run on all hardware threads.
+// bit for bit (same rounding steps, same summation order), and so do the fused ops, built from the
+// same per-row pieces as the ops they fuse (the quantizer's through cpu::quantize_row); attention
+// and lm_head differ from the GPU only in summation order. Attention and lm_head run on all
+// hardware threads.
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include "fp8lm/cpu.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/parallel.h"
@@ -38,6 +42,9 @@ float warp_order_sum_squares(const bf16* x, int dim, int chunk) {
   return p[0];
 }
 
+// bf16(bf16(silu(gate)) * up) as a float.
+float silu_mul_value(bf16 gate, bf16 up) { return round_bf16(round_bf16(math::silu_f32(f(gate))) * f(up)); }
+
 // out[i] = bf16(w[i] * bf16(x[i] * r)) as floats.
 void normalize(const bf16* x, const bf16* w, int dim, float r, float* y) {
   for (int i = 0; i < dim; ++i) y[i] = round_bf16(f(w[i]) * round_bf16(f(x[i]) * r));
@@ -45,6 +52,18 @@ void normalize(const bf16* x, const bf16* w, int dim, float r, float* y) {
 
 constexpr int kRmsNormChunk = 8;  // 16-byte loads of bf16
 constexpr int kQkNormChunk = 4;   // 8-byte loads: one warp covers a 128-wide head
+
+// The start position an op runs at: *start_pos_ptr when set (a recorded op replayed at changing
+// positions), which must lie within the bound start_pos that validate() checked.
+Status resolve_start_pos(int start_pos, const int* start_pos_ptr, const char* fn, int* out) {
+  *out = start_pos;
+  if (start_pos_ptr == nullptr) return Status::Ok();
+  if (*start_pos_ptr < 0 || *start_pos_ptr > start_pos)
+    return Status::Error(std::string(fn) + ": *start_pos_ptr = " + std::to_string(*start_pos_ptr) +
+                         " is outside [0, start_pos = " + std::to_string(start_pos) + "]");
+  *out = *start_pos_ptr;
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -75,14 +94,34 @@ Status rmsnorm(const RmsNormArgs& a) {
   return Status::Ok();
 }
 
+Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  const int groups = ceil_div(a.dim, kQuantGroup);
+  std::vector<float> y(a.dim);
+  for (int row = 0; row < a.rows; ++row) {
+    const std::size_t at = static_cast<std::size_t>(row) * a.dim;
+    bf16* x = a.x + at;
+    if (a.residual != nullptr)
+      for (int i = 0; i < a.dim; ++i) x[i] = float_to_bf16(f(x[i]) + f(a.residual[at + i]));
+    const float r = math::rms_rsqrt(warp_order_sum_squares(x, a.dim, kRmsNormChunk), a.dim, a.eps);
+    normalize(x, a.weight, a.dim, r, y.data());  // bf16 values: what rmsnorm would store
+    if (a.out != nullptr)
+      for (int i = 0; i < a.dim; ++i) a.out[at + i] = float_to_bf16(y[i]);
+    if (a.q8 != nullptr) quantize_row(y.data(), a.dim, a.q8 + at, a.scales + static_cast<std::size_t>(row) * groups);
+  }
+  return Status::Ok();
+}
+
 Status qk_norm_rope(const QkNormRopeArgs& a) {
   FP8LM_RETURN_IF_ERROR(validate(a));
+  int start_pos = 0;
+  FP8LM_RETURN_IF_ERROR(resolve_start_pos(a.start_pos, a.start_pos_ptr, "qk_norm_rope", &start_pos));
   const int hd = a.head_dim, half = hd / 2;
   const std::size_t row = static_cast<std::size_t>(a.q_heads + 2 * a.kv_heads) * hd;
   const std::size_t cache_row = static_cast<std::size_t>(a.kv_heads) * hd;
   std::vector<float> cos_b(half), sin_b(half), y(hd);
   for (int t = 0; t < a.n; ++t) {
-    const int pos = a.start_pos + t;
+    const int pos = start_pos + t;
     for (int i = 0; i < half; ++i) {
       float c, s;
       math::rope_cos_sin(pos, i, hd, a.rope_theta, &c, &s);
@@ -111,6 +150,8 @@ Status qk_norm_rope(const QkNormRopeArgs& a) {
 
 Status attention(const AttentionArgs& a) {
   FP8LM_RETURN_IF_ERROR(validate(a));
+  int start_pos = 0;
+  FP8LM_RETURN_IF_ERROR(resolve_start_pos(a.start_pos, a.start_pos_ptr, "attention", &start_pos));
   const int hd = a.head_dim, group = a.q_heads / a.kv_heads;
   const std::size_t qkv_row = static_cast<std::size_t>(a.q_heads + 2 * a.kv_heads) * hd;
   const std::size_t cache_row = static_cast<std::size_t>(a.kv_heads) * hd;
@@ -118,7 +159,7 @@ Status attention(const AttentionArgs& a) {
     std::vector<float> q(hd), k(hd), acc(hd), scores;
     for (long long item = begin; item < end; ++item) {
       const int t = static_cast<int>(item / a.q_heads), h = static_cast<int>(item % a.q_heads);
-      const int kv = h / group, keys = a.start_pos + t + 1;
+      const int kv = h / group, keys = start_pos + t + 1;
       const bf16* qp = a.qkv + t * qkv_row + static_cast<std::size_t>(h) * hd;
       for (int d = 0; d < hd; ++d) q[d] = f(qp[d]);
       scores.resize(keys);
@@ -151,7 +192,21 @@ Status silu_mul(const SiluMulArgs& a) {
     const bf16* gate = a.gate_up + static_cast<std::size_t>(t) * 2 * a.inter;
     const bf16* up = gate + a.inter;
     bf16* out = a.out + static_cast<std::size_t>(t) * a.inter;
-    for (int i = 0; i < a.inter; ++i) out[i] = float_to_bf16(round_bf16(math::silu_f32(f(gate[i]))) * f(up[i]));
+    for (int i = 0; i < a.inter; ++i) out[i] = float_to_bf16(silu_mul_value(gate[i], up[i]));
+  }
+  return Status::Ok();
+}
+
+Status silu_mul_quantize(const SiluMulQuantizeArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  const int groups = ceil_div(a.inter, kQuantGroup);
+  std::vector<float> act(a.inter);
+  for (int t = 0; t < a.n; ++t) {
+    const bf16* gate = a.gate_up + static_cast<std::size_t>(t) * 2 * a.inter;
+    const bf16* up = gate + a.inter;
+    for (int i = 0; i < a.inter; ++i) act[i] = silu_mul_value(gate[i], up[i]);
+    quantize_row(act.data(), a.inter, a.q8 + static_cast<std::size_t>(t) * a.inter,
+                 a.scales + static_cast<std::size_t>(t) * groups);
   }
   return Status::Ok();
 }

@@ -27,6 +27,11 @@ Status non_negative(long long v, const char* fn, const char* name) {
   return need(v >= 0, fn, std::string(name) + " = " + str(v) + " must be >= 0");
 }
 
+// The quantizer's rule (fp8lm/quant.h): rows are read in 16-byte vectors.
+Status multiple_of_16(long long v, const char* fn, const char* name) {
+  return need(v % 16 == 0, fn, std::string(name) + " = " + str(v) + " must be a multiple of 16 (as the quantizer's k)");
+}
+
 Status heads(int q_heads, int kv_heads, int head_dim, const char* fn) {
   FP8LM_RETURN_IF_ERROR(positive(q_heads, fn, "q_heads"));
   FP8LM_RETURN_IF_ERROR(positive(kv_heads, fn, "kv_heads"));
@@ -112,6 +117,32 @@ Status validate(const AddArgs& a) {
   if (a.count == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
   return not_null(a.y, fn, "y");
+}
+
+Status validate(const RmsNormQuantizeArgs& a) {
+  constexpr const char* fn = "rmsnorm_quantize";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.rows, fn, "rows"));
+  FP8LM_RETURN_IF_ERROR(positive(a.dim, fn, "dim"));
+  FP8LM_RETURN_IF_ERROR(multiple_of_16(a.dim, fn, "dim"));
+  FP8LM_RETURN_IF_ERROR(need(a.eps >= 0.0f, fn, "eps must be >= 0"));
+  FP8LM_RETURN_IF_ERROR(need((a.q8 == nullptr) == (a.scales == nullptr), fn,
+                             "q8 and scales must both be set (quantize) or both be null"));
+  FP8LM_RETURN_IF_ERROR(need(a.q8 != nullptr || a.out != nullptr, fn, "no output: set q8 and scales, out, or both"));
+  if (a.rows == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.weight, fn, "weight"));
+  return need(a.out == nullptr || (a.out != a.x && a.out != a.residual), fn, "out must not alias x or residual");
+}
+
+Status validate(const SiluMulQuantizeArgs& a) {
+  constexpr const char* fn = "silu_mul_quantize";
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.inter, fn, "inter"));
+  FP8LM_RETURN_IF_ERROR(multiple_of_16(a.inter, fn, "inter"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.gate_up, fn, "gate_up"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.q8, fn, "q8"));
+  return not_null(a.scales, fn, "scales");
 }
 
 Status validate(const LmHeadArgs& a) {

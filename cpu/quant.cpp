@@ -2,26 +2,33 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "fp8lm/cpu.h"
 
 namespace fp8lm::cpu {
 
+void quantize_row(const float* values, int k, fp8_e4m3* out, float* scales) {
+  for (int g = 0; g < ceil_div(k, kQuantGroup); ++g) {
+    const int begin = g * kQuantGroup;
+    const int end = std::min(k, begin + kQuantGroup);
+    float amax = 0.0f;
+    for (int i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(values[i]));
+    const float scale = scale_from_amax(amax);
+    scales[g] = scale;
+    for (int i = begin; i < end; ++i) out[i] = fp8_encode(values[i] / scale);
+  }
+}
+
 Status quantize_per_token_group(const QuantizeArgs& args) {
   FP8LM_RETURN_IF_ERROR(validate(args));
   const int groups = ceil_div(args.k, kQuantGroup);
-  for (int row = 0; row < args.m; ++row) {
-    const bf16* in = args.in + static_cast<std::size_t>(row) * args.k;
-    fp8_e4m3* out = args.out + static_cast<std::size_t>(row) * args.k;
-    for (int g = 0; g < groups; ++g) {
-      const int begin = g * kQuantGroup;
-      const int end = std::min(args.k, begin + kQuantGroup);
-      float amax = 0.0f;
-      for (int i = begin; i < end; ++i) amax = std::fmax(amax, std::fabs(bf16_to_float(in[i])));
-      const float scale = scale_from_amax(amax);
-      args.scales[static_cast<std::size_t>(row) * groups + g] = scale;
-      for (int i = begin; i < end; ++i) out[i] = fp8_encode(bf16_to_float(in[i]) / scale);
-    }
+  std::vector<float> row(args.k);
+  for (int r = 0; r < args.m; ++r) {
+    const bf16* in = args.in + static_cast<std::size_t>(r) * args.k;
+    for (int i = 0; i < args.k; ++i) row[i] = bf16_to_float(in[i]);
+    quantize_row(row.data(), args.k, args.out + static_cast<std::size_t>(r) * args.k,
+                 args.scales + static_cast<std::size_t>(r) * groups);
   }
   return Status::Ok();
 }

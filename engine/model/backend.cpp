@@ -25,4 +25,8 @@ Status Backend::create(DeviceKind kind, std::unique_ptr<Backend>* out) {
   return make_cuda_backend(out);
 }
 
+Status Backend::capture_graph(const std::function<Status()>&, std::unique_ptr<BackendGraph>*) {
+  return Status::Error(describe() + ": graphs are not supported");
+}
+
 }  // namespace fp8lm

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,15 @@ enum class DeviceKind { kCpu, kCuda };
 // Parses "cpu" / "cuda"; anything else is an error naming the accepted values.
 Status parse_device_kind(const std::string& text, DeviceKind* out);
 
+// Operations recorded once and run again with one call (CUDA graphs). Replays read their inputs
+// where the recorded operations read them: device buffers and page-locked host memory.
+class BackendGraph {
+ public:
+  virtual ~BackendGraph() = default;
+  // Enqueues one replay; synchronize() waits for it.
+  virtual Status launch() = 0;
+};
+
 class Backend {
  public:
   // kCuda fails with a clear error when there is no usable FP8 GPU.
@@ -33,9 +43,24 @@ class Backend {
 
   virtual Status allocate(std::size_t bytes, void** out) = 0;
   virtual void release(void* p) = 0;
+  // Page-locked host memory (the CPU: ordinary memory): what copies recorded in a graph must use.
+  virtual Status allocate_host(std::size_t bytes, void** out) = 0;
+  virtual void release_host(void* p) = 0;
+  // Enqueues the copy; later operations see it (the host buffer is read before upload returns,
+  // unless it is page-locked: then when the copy runs).
   virtual Status upload(void* dst, const void* host_src, std::size_t bytes) = 0;
+  // Copies to the host and waits for it.
   virtual Status download(void* host_dst, const void* src, std::size_t bytes) = 0;
+  // Enqueues the copy to page-locked host memory without waiting (synchronize() does).
+  virtual Status download_async(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual Status synchronize() = 0;
+
+  // Whether capture_graph works here (CUDA yes, the CPU no).
+  virtual bool supports_graphs() const { return false; }
+  // Runs `record`, whose operations are recorded into a graph instead of running (none runs until
+  // the graph is launched). `record` must not synchronize or download (download_async is fine);
+  // an error from it or from the capture leaves no graph and the backend usable.
+  virtual Status capture_graph(const std::function<Status()>& record, std::unique_ptr<BackendGraph>* out);
 
   virtual Status embed(const EmbedArgs& args) = 0;
   virtual Status rmsnorm(const RmsNormArgs& args) = 0;
@@ -45,13 +70,15 @@ class Backend {
   virtual Status attention(const AttentionArgs& args) = 0;
   virtual Status silu_mul(const SiluMulArgs& args) = 0;
   virtual Status add(const AddArgs& args) = 0;
+  virtual Status rmsnorm_quantize(const RmsNormQuantizeArgs& args) = 0;
+  virtual Status silu_mul_quantize(const SiluMulQuantizeArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route(const MoeRouteArgs& args) = 0;
   virtual Status moe_gather(const MoeGatherArgs& args) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };
 
-// Memory of one backend, released with the object.
+// Memory of one backend (or page-locked host memory it allocated), released with the object.
 class BackendBuffer {
  public:
   BackendBuffer() = default;
@@ -62,10 +89,15 @@ class BackendBuffer {
     std::swap(backend_, o.backend_);
     std::swap(ptr_, o.ptr_);
     std::swap(bytes_, o.bytes_);
+    std::swap(host_, o.host_);
     return *this;
   }
   ~BackendBuffer() {
-    if (ptr_) backend_->release(ptr_);
+    if (!ptr_) return;
+    if (host_)
+      backend_->release_host(ptr_);
+    else
+      backend_->release(ptr_);
   }
 
   static Status allocate(Backend& backend, std::size_t bytes, BackendBuffer* out) {
@@ -73,6 +105,15 @@ class BackendBuffer {
     b.backend_ = &backend;
     b.bytes_ = bytes;
     FP8LM_RETURN_IF_ERROR(backend.allocate(bytes, &b.ptr_));
+    *out = std::move(b);
+    return Status::Ok();
+  }
+  static Status allocate_host(Backend& backend, std::size_t bytes, BackendBuffer* out) {
+    BackendBuffer b;
+    b.backend_ = &backend;
+    b.bytes_ = bytes;
+    b.host_ = true;
+    FP8LM_RETURN_IF_ERROR(backend.allocate_host(bytes, &b.ptr_));
     *out = std::move(b);
     return Status::Ok();
   }
@@ -92,6 +133,7 @@ class BackendBuffer {
   Backend* backend_ = nullptr;
   void* ptr_ = nullptr;
   std::size_t bytes_ = 0;
+  bool host_ = false;
 };
 
 }  // namespace fp8lm

@@ -36,10 +36,13 @@ class CpuBackend final : public Backend {
     std::memcpy(dst, src, bytes);
     return Status::Ok();
   }
+  Status allocate_host(std::size_t bytes, void** out) override { return allocate(bytes, out); }
+  void release_host(void* p) override { release(p); }
   Status download(void* dst, const void* src, std::size_t bytes) override {
     std::memcpy(dst, src, bytes);
     return Status::Ok();
   }
+  Status download_async(void* dst, const void* src, std::size_t bytes) override { return download(dst, src, bytes); }
   Status synchronize() override { return Status::Ok(); }
 
   Status embed(const EmbedArgs& a) override { return cpu::embed(a); }
@@ -50,6 +53,8 @@ class CpuBackend final : public Backend {
   Status attention(const AttentionArgs& a) override { return cpu::attention(a); }
   Status silu_mul(const SiluMulArgs& a) override { return cpu::silu_mul(a); }
   Status add(const AddArgs& a) override { return cpu::add(a); }
+  Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return cpu::rmsnorm_quantize(a); }
+  Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return cpu::silu_mul_quantize(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
   Status moe_route(const MoeRouteArgs& a) override { return cpu::moe_route(a); }
   Status moe_gather(const MoeGatherArgs& a) override { return cpu::moe_gather(a); }

@@ -1,4 +1,5 @@
-// The CUDA backend: fp8lm's kernels on the current GPU, all on one stream.
+// The CUDA backend: fp8lm's kernels on the current GPU, all on one stream, which can be captured
+// into CUDA graphs.
 #include <cuda_runtime_api.h>
 
 #include "engine/model/backend.h"
@@ -13,6 +14,17 @@ Status cuda_error(cudaError_t err, const char* what) {
   if (err != cudaSuccess) cudaGetLastError();  // clear it, so the next call starts clean
   return cuda_status(err, (std::string("cuda backend: ") + what).c_str());
 }
+
+class CudaGraph final : public BackendGraph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream) : exec_(exec), stream_(stream) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  Status launch() override { return cuda_error(cudaGraphLaunch(exec_, stream_), "graph launch"); }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+};
 
 class CudaBackend final : public Backend {
  public:
@@ -32,14 +44,43 @@ class CudaBackend final : public Backend {
     return cuda_error(cudaMalloc(out, bytes == 0 ? 16 : bytes), "cudaMalloc");
   }
   void release(void* p) override { cudaFree(p); }
+  Status allocate_host(std::size_t bytes, void** out) override {
+    return cuda_error(cudaMallocHost(out, bytes == 0 ? 16 : bytes), "cudaMallocHost");
+  }
+  void release_host(void* p) override { cudaFreeHost(p); }
   Status upload(void* dst, const void* src, std::size_t bytes) override {
     return cuda_error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload");
   }
   Status download(void* dst, const void* src, std::size_t bytes) override {
-    FP8LM_RETURN_IF_ERROR(cuda_error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download"));
+    FP8LM_RETURN_IF_ERROR(download_async(dst, src, bytes));
     return synchronize();
   }
+  Status download_async(void* dst, const void* src, std::size_t bytes) override {
+    return cuda_error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download");
+  }
   Status synchronize() override { return cuda_error(cudaStreamSynchronize(stream_), "synchronize"); }
+
+  bool supports_graphs() const override { return true; }
+  // Stream capture in thread-local mode: this thread may not make calls that would synchronize
+  // while capturing (they fail, and so does the capture), other threads are unaffected.
+  Status capture_graph(const std::function<Status()>& record, std::unique_ptr<BackendGraph>* out) override {
+    FP8LM_RETURN_IF_ERROR(
+        cuda_error(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "begin graph capture"));
+    const Status recorded = record();
+    cudaGraph_t graph = nullptr;
+    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);  // always ends it, even after an error
+    if (!recorded.ok() || ended != cudaSuccess) {
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      cudaGetLastError();  // clear what the failed capture left, so the next call starts clean
+      return recorded.ok() ? cuda_error(ended, "end graph capture") : recorded;
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    FP8LM_RETURN_IF_ERROR(cuda_error(instantiated, "graph instantiate"));
+    *out = std::make_unique<CudaGraph>(exec, stream_);
+    return Status::Ok();
+  }
 
   Status embed(const EmbedArgs& a) override { return fp8lm::embed(a, stream_); }
   Status rmsnorm(const RmsNormArgs& a) override { return fp8lm::rmsnorm(a, stream_); }
@@ -49,6 +90,8 @@ class CudaBackend final : public Backend {
   Status attention(const AttentionArgs& a) override { return fp8lm::attention(a, stream_); }
   Status silu_mul(const SiluMulArgs& a) override { return fp8lm::silu_mul(a, stream_); }
   Status add(const AddArgs& a) override { return fp8lm::add(a, stream_); }
+  Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return fp8lm::rmsnorm_quantize(a, stream_); }
+  Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
   // The MoE kernels are compiled but have not yet run on a GPU (see fp8lm/moe_ops.h).
   Status moe_route(const MoeRouteArgs& a) override { return fp8lm::moe_route(a, stream_); }

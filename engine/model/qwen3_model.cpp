@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "engine/model/qwen3_footprint.h"
@@ -70,7 +71,6 @@ struct Qwen3Model::Scratch {
   BackendBuffer q8_scales;    // fp32 [T, ceil(max width / 128)]
   BackendBuffer qkv;          // bf16 [T, qkv_width]
   BackendBuffer mlp;          // bf16 [T, 2 mlp]: gate_up output (mlp: widest_mlp, dense or expert)
-  BackendBuffer act;          // bf16 [T, mlp]
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
@@ -87,6 +87,17 @@ struct Qwen3Model::Scratch {
   std::vector<std::int32_t> host_experts;
   std::vector<bf16> host_weights;
   MoePlan plan;
+};
+
+// The single-token forward recorded once and replayed (CUDA graphs). The graph's operations read
+// the token id and the position from `step` (device memory), which a recorded copy fills from the
+// page-locked `step_host` the host writes before each replay; the last recorded operation copies
+// the logits to the page-locked `logits_host`.
+struct Qwen3Model::DecodeGraph {
+  BackendBuffer step_host;    // int32 [2]: token id, position (page-locked host memory)
+  BackendBuffer step;         // int32 [2]: the same in backend memory
+  BackendBuffer logits_host;  // fp32 [vocab] (page-locked host memory)
+  std::unique_ptr<BackendGraph> graph;
 };
 
 namespace {
@@ -117,7 +128,7 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),
                                                     static_cast<std::size_t>(c.q_width()), mlp});
   m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + widest + 4 * ceil_div(static_cast<int>(widest), kQuantGroup) +
-                   2 * c.qkv_width() + 2 * 2 * mlp + 2 * mlp + 2 * c.hidden_size) +
+                   2 * c.qkv_width() + 2 * 2 * mlp + 2 * c.hidden_size) +
               kLogitsRows * sizeof(float) * static_cast<std::size_t>(c.vocab_size) +
               attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads) + moe_scratch_bytes(c, t);
   return m;
@@ -147,6 +158,7 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   std::unique_ptr<Qwen3Model> m(new Qwen3Model(c, b));
   m->max_context_ = opt.max_context;
   m->max_batch_tokens_ = opt.max_batch_tokens;
+  m->use_decode_graph_ = opt.cuda_graphs && b.supports_graphs() && !c.is_moe();
   auto bf16_vec = [&](const std::vector<bf16>& v, std::size_t expect, const std::string& name, BackendBuffer* buf) {
     if (v.size() != expect)
       return Status::Error("model: " + name + " has " + std::to_string(v.size()) + " values, expected " + std::to_string(expect));
@@ -206,9 +218,9 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
       BackendBuffer::allocate(b, t * ceil_div(static_cast<int>(widest), kQuantGroup) * sizeof(float), &s->q8_scales));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.qkv_width() * sizeof(bf16), &s->qkv));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * 2 * mlp * sizeof(bf16), &s->mlp));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * mlp * sizeof(bf16), &s->act));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->out));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * static_cast<std::size_t>(c.vocab_size) * sizeof(float), &s->logits));
+  FP8LM_RETURN_IF_ERROR(
+      BackendBuffer::allocate(b, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float), &s->logits));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(
       b, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads), &s->attention_workspace));
   if (c.is_moe()) {
@@ -239,6 +251,7 @@ Status Qwen3Model::forward(std::span<const std::int32_t> tokens, bool all_logits
                            " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
   const std::size_t vocab = config_.vocab_size;
   logits->assign(all_logits ? tokens.size() * vocab : vocab, 0.0f);
+  if (tokens.size() == 1 && use_decode_graph_) return decode_with_graph(tokens[0], logits->data());
   const int start = length_;
   for (std::size_t done = 0; done < tokens.size(); done += max_batch_tokens_) {
     const std::size_t count = std::min<std::size_t>(max_batch_tokens_, tokens.size() - done);
@@ -253,13 +266,16 @@ Status Qwen3Model::forward(std::span<const std::int32_t> tokens, bool all_logits
   return Status::Ok();
 }
 
-// One chunk of n <= max_batch_tokens tokens at positions length_ .. length_ + n - 1. Writes the
-// logits of every token (all_logits) or of the last one to `logits` when it is not null.
-Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits) {
+// The layers of transformers' Qwen3 on n tokens. A layer's norms are fused with the residual add
+// before them and the FP8 quantization after them (rmsnorm_quantize, bit for bit the unfused
+// chain), and the closing residual add of a dense layer also computes the next layer's input norm;
+// a dense layer is then 10 launches: qkv GEMM, qk_norm_rope, attention (+1 to merge key splits),
+// quantize, o GEMM, add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM,
+// add+norm+quantize.
+Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
   Scratch& s = *scratch_;
-  const int n = static_cast<int>(tokens.size());
   const int hidden = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
   bf16* x = s.x.as<bf16>();
@@ -269,16 +285,16 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
   fp8_e4m3* q8 = s.q8.as<fp8_e4m3>();
   float* q8s = s.q8_scales.as<float>();
 
-  // y[rows, lin.n] = quantize(in[rows, lin.k]) . lin^T
-  auto linear = [&](const bf16* in, const DeviceLinear& lin, bf16* y, int rows) {
-    FP8LM_RETURN_IF_ERROR(b.quantize({in, q8, q8s, rows, lin.k}));
+  // y[rows, lin.n] = q8[rows, lin.k] . lin^T, the input already quantized.
+  auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows) {
     return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
   };
-  // y = down(silu(gate(in)) * up(in)) for `rows` rows: the dense MLP and every expert.
-  auto swiglu = [&](const bf16* in, const DeviceLinear& gate_up, const DeviceLinear& down, bf16* y, int rows) {
-    FP8LM_RETURN_IF_ERROR(linear(in, gate_up, s.mlp.as<bf16>(), rows));
-    FP8LM_RETURN_IF_ERROR(b.silu_mul({s.mlp.as<bf16>(), s.act.as<bf16>(), rows, down.k}));
-    return linear(s.act.as<bf16>(), down, y, rows);
+  // y = down(silu(gate(in)) * up(in)) for `rows` rows whose input is quantized in q8: the dense
+  // MLP and every expert.
+  auto swiglu = [&](const DeviceLinear& gate_up, const DeviceLinear& down, bf16* y, int rows) {
+    FP8LM_RETURN_IF_ERROR(gemm(gate_up, s.mlp.as<bf16>(), rows));
+    FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({s.mlp.as<bf16>(), q8, q8s, rows, down.k}));
+    return gemm(down, y, rows);
   };
   // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x.
   auto sparse_mlp = [&](const Layer& l) {
@@ -287,8 +303,9 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
     FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
     FP8LM_RETURN_IF_ERROR(b.moe_route({s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(),
                                        s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob}));
-    // Which rows each expert runs is planned on the host (one synchronisation per MoE layer); the
-    // grouped GEMM of issue 7 is to read the plan on the device instead.
+    // Which rows each expert runs is planned on the host (one synchronisation per MoE layer, which
+    // is why MoE models never use the decode graph); the grouped GEMM of issue 7 is to read the
+    // plan on the device instead.
     const std::size_t id_bytes = pairs * sizeof(std::int32_t), weight_bytes = pairs * sizeof(bf16);
     s.host_experts.resize(pairs);
     s.host_weights.resize(pairs);
@@ -305,43 +322,77 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
       const int first = s.plan.offsets[e], rows = s.plan.offsets[e + 1] - first;
       if (rows == 0) continue;
       const std::size_t at = static_cast<std::size_t>(first) * hidden;
-      FP8LM_RETURN_IF_ERROR(swiglu(expert_in + at, l.experts[e].gate_up, l.experts[e].down, expert_out + at, rows));
+      FP8LM_RETURN_IF_ERROR(b.quantize({expert_in + at, q8, q8s, rows, hidden}));
+      FP8LM_RETURN_IF_ERROR(swiglu(l.experts[e].gate_up, l.experts[e].down, expert_out + at, rows));
     }
     return b.moe_combine({x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
                           hidden, pairs});
   };
 
-  FP8LM_RETURN_IF_ERROR(b.upload(s.tokens.as<std::int32_t>(), tokens.data(), n * sizeof(std::int32_t)));
-  FP8LM_RETURN_IF_ERROR(b.embed({s.tokens.as<std::int32_t>(), embed_tokens_.as<bf16>(), x, n, c.vocab_size, hidden}));
-  for (const Layer& l : layers_) {
+  FP8LM_RETURN_IF_ERROR(b.embed({ids, embed_tokens_.as<bf16>(), x, n, c.vocab_size, hidden}));
+  bool input_normed = false;  // q8 already holds this layer's quantized input norm (fused above)
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
     // Attention block.
-    FP8LM_RETURN_IF_ERROR(b.rmsnorm({x, l.input_layernorm.as<bf16>(), h, n, hidden, hidden, hidden, eps}));
-    FP8LM_RETURN_IF_ERROR(linear(h, l.qkv, qkv, n));
-    FP8LM_RETURN_IF_ERROR(b.qk_norm_rope({qkv, l.q_norm.as<bf16>(), l.k_norm.as<bf16>(), l.k_cache.as<bf16>(),
-                                          l.v_cache.as<bf16>(), n, length_, max_context_, c.num_attention_heads,
-                                          c.num_key_value_heads, c.head_dim, eps, static_cast<float>(c.rope_theta)}));
-    FP8LM_RETURN_IF_ERROR(b.attention({qkv, l.k_cache.as<bf16>(), l.v_cache.as<bf16>(), h, n, length_,
-                                       c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-                                       1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                                       s.attention_workspace.as<float>(), s.attention_workspace.bytes()}));
-    FP8LM_RETURN_IF_ERROR(linear(h, l.o, out, n));
-    FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
-    // MLP block: dense, or routed experts.
-    FP8LM_RETURN_IF_ERROR(b.rmsnorm({x, l.post_attention_layernorm.as<bf16>(), h, n, hidden, hidden, hidden, eps}));
-    if (!l.experts.empty()) {
-      FP8LM_RETURN_IF_ERROR(sparse_mlp(l));
+    if (!input_normed)
+      FP8LM_RETURN_IF_ERROR(
+          b.rmsnorm_quantize({x, nullptr, l.input_layernorm.as<bf16>(), nullptr, q8, q8s, n, hidden, eps}));
+    FP8LM_RETURN_IF_ERROR(gemm(l.qkv, qkv, n));
+    QkNormRopeArgs rope{qkv, l.q_norm.as<bf16>(), l.k_norm.as<bf16>(), l.k_cache.as<bf16>(), l.v_cache.as<bf16>(),
+                        n, start_pos, max_context_, c.num_attention_heads, c.num_key_value_heads, c.head_dim, eps,
+                        static_cast<float>(c.rope_theta)};
+    rope.start_pos_ptr = start_pos_ptr;
+    FP8LM_RETURN_IF_ERROR(b.qk_norm_rope(rope));
+    AttentionArgs attn{qkv, l.k_cache.as<bf16>(), l.v_cache.as<bf16>(), h, n, start_pos, c.num_attention_heads,
+                       c.num_key_value_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                       s.attention_workspace.as<float>(), s.attention_workspace.bytes()};
+    attn.start_pos_ptr = start_pos_ptr;
+    FP8LM_RETURN_IF_ERROR(b.attention(attn));
+    FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, n, c.q_width()}));
+    FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
+    // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
+    // the MoE router (whose experts quantize their gathered rows).
+    const bool moe = !l.experts.empty();
+    FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
+                                              moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
+    if (moe) {
+      FP8LM_RETURN_IF_ERROR(sparse_mlp(l));  // adds into x itself
+      input_normed = false;
       continue;
     }
-    FP8LM_RETURN_IF_ERROR(swiglu(h, l.gate_up, l.down, out, n));
-    FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
+    FP8LM_RETURN_IF_ERROR(swiglu(l.gate_up, l.down, out, n));
+    // x += MLP output, then (fused) the next layer's input norm; the final norm runs on the rows
+    // whose logits are wanted only.
+    if (i + 1 < layers_.size()) {
+      FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize(
+          {x, out, layers_[i + 1].input_layernorm.as<bf16>(), nullptr, q8, q8s, n, hidden, eps}));
+      input_normed = true;
+    } else {
+      FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
+    }
   }
+  return Status::Ok();
+}
+
+// One chunk of n <= max_batch_tokens tokens at positions length_ .. length_ + n - 1. Writes the
+// logits of every token (all_logits) or of the last one to `logits` when it is not null.
+Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits) {
+  const Qwen3Config& c = config_;
+  Backend& b = backend_;
+  Scratch& s = *scratch_;
+  const int n = static_cast<int>(tokens.size());
+  const int hidden = c.hidden_size;
+  FP8LM_RETURN_IF_ERROR(b.upload(s.tokens.as<std::int32_t>(), tokens.data(), n * sizeof(std::int32_t)));
+  FP8LM_RETURN_IF_ERROR(enqueue_layers(n, s.tokens.as<std::int32_t>(), length_, nullptr));
   length_ += n;
   if (logits == nullptr) return b.synchronize();
 
   // Final norm and lm_head, for every token or only the last one.
   const int rows = all_logits ? n : 1;
-  const bf16* last = x + static_cast<std::size_t>(n - rows) * hidden;
-  FP8LM_RETURN_IF_ERROR(b.rmsnorm({last, norm_.as<bf16>(), h, rows, hidden, hidden, hidden, eps}));
+  bf16* h = s.h.as<bf16>();
+  const bf16* last = s.x.as<bf16>() + static_cast<std::size_t>(n - rows) * hidden;
+  FP8LM_RETURN_IF_ERROR(
+      b.rmsnorm({last, norm_.as<bf16>(), h, rows, hidden, hidden, hidden, static_cast<float>(c.rms_norm_eps)}));
   const bf16* head = (lm_head_.bytes() ? lm_head_ : embed_tokens_).as<bf16>();
   for (int r = 0; r < rows; r += kLogitsRows) {
     const int count = std::min(kLogitsRows, rows - r);
@@ -351,6 +402,59 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
     FP8LM_RETURN_IF_ERROR(
         b.download(logits + offset, s.logits.as<float>(), static_cast<std::size_t>(count) * c.vocab_size * sizeof(float)));
   }
+  return Status::Ok();
+}
+
+// The first single-token forward runs eagerly: per-shape setup that must not happen inside a
+// capture (the cuBLASLt plan of a one-row lm_head, GEMM kernel attributes and occupancy queries
+// done once per process) happens there. The second captures the graph, every later one replays it.
+// The recorded ops are those of forward_chunk for one token, reading the position from device
+// memory, so replays compute the same bits as the eager path (kernels/attention/attention.cu
+// explains why attention's key split is the same too).
+Status Qwen3Model::decode_with_graph(std::int32_t token, float* logits) {
+  const Qwen3Config& c = config_;
+  Backend& b = backend_;
+  if (!decode_warmed_up_) {
+    const std::int32_t ids[1] = {token};
+    const int start = length_;
+    const Status s = forward_chunk(ids, false, logits);
+    if (!s.ok()) {
+      length_ = start;
+      return s;
+    }
+    decode_warmed_up_ = true;
+    return Status::Ok();
+  }
+  const std::size_t logits_bytes = static_cast<std::size_t>(c.vocab_size) * sizeof(float);
+  if (!decode_graph_) {
+    auto g = std::make_unique<DecodeGraph>();
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate_host(b, 2 * sizeof(std::int32_t), &g->step_host));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, 2 * sizeof(std::int32_t), &g->step));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate_host(b, logits_bytes, &g->logits_host));
+    Scratch& s = *scratch_;
+    const int hidden = c.hidden_size;
+    const std::int32_t* step = g->step.as<std::int32_t>();
+    auto record = [&]() -> Status {
+      FP8LM_RETURN_IF_ERROR(b.upload(g->step.as<std::int32_t>(), g->step_host.as<std::int32_t>(), g->step.bytes()));
+      // The position bound max_context_ - 1 sizes attention's key splits for the whole context.
+      FP8LM_RETURN_IF_ERROR(enqueue_layers(1, step, max_context_ - 1, step + 1));
+      bf16* h = s.h.as<bf16>();
+      FP8LM_RETURN_IF_ERROR(
+          b.rmsnorm({s.x.as<bf16>(), norm_.as<bf16>(), h, 1, hidden, hidden, hidden, static_cast<float>(c.rms_norm_eps)}));
+      const bf16* head = (lm_head_.bytes() ? lm_head_ : embed_tokens_).as<bf16>();
+      FP8LM_RETURN_IF_ERROR(b.lm_head({h, head, s.logits.as<float>(), 1, hidden, c.vocab_size}));
+      return b.download_async(g->logits_host.as<float>(), s.logits.as<float>(), logits_bytes);
+    };
+    FP8LM_RETURN_IF_ERROR(b.capture_graph(record, &g->graph));
+    decode_graph_ = std::move(g);
+  }
+  DecodeGraph& g = *decode_graph_;
+  g.step_host.as<std::int32_t>()[0] = token;
+  g.step_host.as<std::int32_t>()[1] = length_;
+  FP8LM_RETURN_IF_ERROR(g.graph->launch());
+  FP8LM_RETURN_IF_ERROR(b.synchronize());
+  std::memcpy(logits, g.logits_host.as<float>(), logits_bytes);
+  length_ += 1;
   return Status::Ok();
 }
 

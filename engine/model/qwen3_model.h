@@ -17,6 +17,9 @@ namespace fp8lm {
 struct ModelOptions {
   int max_context = 0;        // KV cache length; 0: the config's max_position_embeddings
   int max_batch_tokens = 2048;  // longest chunk a forward call processes at once (prefill chunking)
+  // Single-token forwards (decode) of dense models replay a CUDA graph on backends that have them
+  // (same bits as running the ops one by one); false: always run the ops one by one.
+  bool cuda_graphs = true;
 };
 
 // Bytes the model needs on its backend: weights, KV cache and scratch.
@@ -38,7 +41,13 @@ class Qwen3Model {
   // Appends `tokens` to the sequence (positions length() ...) and writes logits to `logits`
   // (host, fp32): of every appended token ([tokens.size(), vocab]) when all_logits, else only of
   // the last one ([vocab]). Errors (context full, bad token id) leave the sequence unchanged.
+  // One token at a time goes through the decode graph when uses_decode_graph().
   Status forward(std::span<const std::int32_t> tokens, bool all_logits, std::vector<float>* logits);
+
+  // Whether single-token forwards replay a CUDA graph: ModelOptions::cuda_graphs, a backend with
+  // graphs, and a dense model (MoE layers plan their experts on the host every layer, which a
+  // graph cannot record, so MoE models always run the ops one by one).
+  bool uses_decode_graph() const { return use_decode_graph_; }
 
   int length() const { return length_; }
   int max_context() const { return max_context_; }
@@ -51,8 +60,15 @@ class Qwen3Model {
  private:
   struct Layer;
   struct Scratch;
+  struct DecodeGraph;
   Qwen3Model(const Qwen3Config& config, Backend& backend);
   Status forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits);
+  // Enqueues the embedding and every layer for n tokens whose ids are in backend memory, at
+  // positions start_pos ... (or *start_pos_ptr ..., backend memory read when the ops run; then
+  // start_pos is its upper bound). Leaves the residual stream of the chunk in the scratch.
+  Status enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr);
+  // The single-token forward through the decode graph (captured on first use).
+  Status decode_with_graph(std::int32_t token, float* logits);
 
   Qwen3Config config_;
   Backend& backend_;
@@ -62,6 +78,9 @@ class Qwen3Model {
   BackendBuffer embed_tokens_, norm_, lm_head_;  // lm_head_ empty when tied
   std::vector<Layer> layers_;
   std::unique_ptr<Scratch> scratch_;
+  bool use_decode_graph_ = false;
+  bool decode_warmed_up_ = false;  // a single-token forward has run eagerly (see decode_with_graph)
+  std::unique_ptr<DecodeGraph> decode_graph_;
 };
 
 }  // namespace fp8lm

@@ -20,6 +20,9 @@ float fp8_decode(fp8_e4m3 v);
 
 // Twin of fp8lm::quantize_per_token_group (bit-exact).
 Status quantize_per_token_group(const QuantizeArgs& args);
+// Its arithmetic on one row of k values (each a bf16 value as a float), shared with the twins that
+// fuse the quantizer into another op: out [k] codes, scales [ceil(k/128)].
+void quantize_row(const float* values, int k, fp8_e4m3* out, float* scales);
 
 // Weight quantization: float [n, k] -> FP8 [n, k] + scales [ceil(n/128), ceil(k/128)], one scale
 // per 128x128 block (ragged edge blocks are smaller), scale = max(amax, floor) / 448.

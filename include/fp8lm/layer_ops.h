@@ -45,6 +45,39 @@ struct RmsNormArgs {
   float eps;
 };
 
+// RMSNorm (as RmsNormArgs: same roundings, same summation order) fused with the optional residual
+// add before it and the 1x128 FP8 quantization after it (fp8lm/quant.h), for the input of an FP8
+// linear:
+//   x = bf16(x + residual)                          when residual is not null (AddArgs), in place;
+//   h = bf16(weight * bf16(x * r))                  RmsNormArgs on the (new) x;
+//   q8, scales = quantize_per_token_group(h)        when q8 is not null;
+//   out = h                                         when out is not null (bf16: the MoE router).
+// Bit for bit the chain add -> rmsnorm -> quantize_per_token_group it replaces, on both backends.
+// Rows are contiguous (stride dim). dim % 16 == 0 (the quantizer's rule); GPU: pointers 16-byte
+// aligned.
+struct RmsNormQuantizeArgs {
+  bf16* x;               // [rows, dim]: the residual stream; only read when residual is null
+  const bf16* residual;  // [rows, dim] or null (no add)
+  const bf16* weight;    // [dim]
+  bf16* out;             // [rows, dim] or null
+  fp8_e4m3* q8;          // [rows, dim] or null (then scales is null too)
+  float* scales;         // [rows, ceil(dim / 128)]
+  int rows;
+  int dim;
+  float eps;
+};
+
+// out = quantize_per_token_group(bf16(bf16(silu(gate)) * up)): SiluMulArgs followed by the 1x128
+// FP8 quantization, bit for bit the unfused chain, without the bf16 activations in memory.
+// inter % 16 == 0; GPU: pointers 16-byte aligned.
+struct SiluMulQuantizeArgs {
+  const bf16* gate_up;  // [n, 2 * inter]
+  fp8_e4m3* q8;         // [n, inter]
+  float* scales;        // [n, ceil(inter / 128)]
+  int n;
+  int inter;
+};
+
 // Attention input preparation for tokens at positions start_pos .. start_pos + n - 1:
 //  - per-head RMSNorm of q (q_norm weight) and k (k_norm weight), as RmsNormArgs, in place in qkv,
 //    except that the sum of squares uses partials of 4 elements (element i adds into partial
@@ -70,6 +103,10 @@ struct QkNormRopeArgs {
   int head_dim;         // 128 for every Qwen3 model (the launchers support exactly 128)
   float eps;
   float rope_theta;
+  // When set, the start position is read from here (an int in the op's memory) when the op runs,
+  // and start_pos is only its upper bound (checked as above): a CUDA graph records the op once and
+  // replays it at every decode position.
+  const int* start_pos_ptr = nullptr;
 };
 
 // Causal grouped-query attention over the cache: query t (at position start_pos + t) attends to
@@ -84,7 +121,10 @@ struct QkNormRopeArgs {
 // several CTAs whose partial softmax states go through the workspace and are merged by a second
 // kernel. attention_workspace_bytes(n, q_heads) is enough for the most splits; less (or none) means
 // fewer (or no) splits, same results up to summation order. Calls sharing a workspace must not run
-// concurrently.
+// concurrently. The split of the keys depends only on start_pos + n and the workspace (see
+// attention.cu), so a call with start_pos_ptr computes the same bits as one with that start_pos.
+// start_pos_ptr: as in QkNormRopeArgs (read when the op runs; start_pos is then the upper bound,
+// which sizes the launch for the longest context the recording will see).
 struct AttentionArgs {
   const bf16* qkv;      // q read from the first q_heads * head_dim columns of each qkv row
   const bf16* k_cache;  // [>= start_pos + n, kv_heads * head_dim]
@@ -98,6 +138,7 @@ struct AttentionArgs {
   float scale;          // 1 / sqrt(head_dim)
   float* workspace = nullptr;         // optional, see above
   std::size_t workspace_bytes = 0;
+  const int* start_pos_ptr = nullptr;  // optional, see above
 };
 
 // The workspace that lets attention split keys as much as it wants for n tokens (head_dim 128):
@@ -146,6 +187,8 @@ Status validate(const AttentionArgs& args);
 Status validate(const SiluMulArgs& args);
 Status validate(const AddArgs& args);
 Status validate(const LmHeadArgs& args);
+Status validate(const RmsNormQuantizeArgs& args);
+Status validate(const SiluMulQuantizeArgs& args);
 
 // GPU launchers: validate, return an error without launching on bad input, else enqueue on
 // `stream`. embed writes NaN rows for ids outside [0, vocab) instead of reading out of bounds.
@@ -155,12 +198,15 @@ Status qk_norm_rope(const QkNormRopeArgs& args, cudaStream_t stream);
 Status attention(const AttentionArgs& args, cudaStream_t stream);
 Status silu_mul(const SiluMulArgs& args, cudaStream_t stream);
 Status add(const AddArgs& args, cudaStream_t stream);
+Status rmsnorm_quantize(const RmsNormQuantizeArgs& args, cudaStream_t stream);
+Status silu_mul_quantize(const SiluMulQuantizeArgs& args, cudaStream_t stream);
 // Through cuBLASLt (bf16 inputs, fp32 accumulation and output); the handle and workspace are
 // created on first use per device and kept for the life of the process.
 Status lm_head(const LmHeadArgs& args, cudaStream_t stream);
 
 // CPU twins (threads: attention and lm_head use all hardware threads). embed refuses ids outside
-// [0, vocab) with an error naming the position.
+// [0, vocab) with an error naming the position; qk_norm_rope and attention refuse a *start_pos_ptr
+// outside [0, start_pos].
 namespace cpu {
 Status embed(const EmbedArgs& args);
 Status rmsnorm(const RmsNormArgs& args);
@@ -169,6 +215,8 @@ Status attention(const AttentionArgs& args);
 Status silu_mul(const SiluMulArgs& args);
 Status add(const AddArgs& args);
 Status lm_head(const LmHeadArgs& args);
+Status rmsnorm_quantize(const RmsNormQuantizeArgs& args);
+Status silu_mul_quantize(const SiluMulQuantizeArgs& args);
 }  // namespace cpu
 
 }  // namespace fp8lm

@@ -14,6 +14,11 @@
 // bf16 output; with splits (decode and small batches at long context, when a workspace is given)
 // each CTA writes its normalized fp32 output, max and sum, and attention_combine_kernel merges the
 // splits in order.
+// The split is a function of the keys of the call's last query and the launch's split count (grid
+// z), computed on the device by both kernels (plan_key_split), so that a launch recorded in a CUDA
+// graph, with the position read from device memory and grid z sized for the longest context, splits
+// exactly as a direct launch at that position: CTAs past the current split count exit, and when the
+// keys need no split the first CTA writes bf16 and the combine kernel exits.
 // Measured on an H200 (tests/gpu/layer_ops_gpu_test.cpp, AttentionGpuLong): 4096-token prefill with
 // 32/8 heads 20.8 ms; 512 tokens after 4000 5.5 ms; one token at position 40959 with 64/8 heads
 // 2.4 ms without a workspace, 0.20 ms with key splits.
@@ -41,22 +46,40 @@ constexpr float kLog2e = 1.44269504088896341f;
 constexpr int kMinKeysPerSplit = 512;
 constexpr int kPartialFloats = kHeadDim + 2;  // output row, max, sum
 
-struct Split {
+struct KeySplit {
   int splits;          // 1: no split, bf16 output written directly
   int keys_per_split;  // key range of split s: [s * keys_per_split, (s + 1) * keys_per_split)
-  float* partials;     // [n, q_heads, splits] x (kHeadDim + 2) floats
 };
+
+// At most max_splits splits of at least kMinKeysPerSplit keys each, for a call whose last query
+// sees max_keys keys. The split count grows with max_keys, so a launch of max_splits CTAs along z
+// sized for a longer context covers every shorter one.
+__host__ __device__ __forceinline__ KeySplit plan_key_split(int max_keys, int max_splits) {
+  const int by_keys = max_keys / kMinKeysPerSplit;
+  const int splits = by_keys < max_splits ? by_keys : max_splits;
+  if (splits <= 1) return {1, max_keys};
+  const int per_split = ceil_div(max_keys, splits);
+  return {ceil_div(max_keys, per_split), per_split};
+}
+
+__device__ __forceinline__ int read_start_pos(int start_pos, const int* start_pos_ptr) {
+  return start_pos_ptr != nullptr ? *start_pos_ptr : start_pos;
+}
 
 template <int G>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
-                     bf16* __restrict__ out, int start_pos, int q_heads, int kv_heads, float scale_log2, Split split) {
+                     bf16* __restrict__ out, int start_pos_arg, const int* __restrict__ start_pos_ptr, int q_heads,
+                     int kv_heads, float scale_log2, float* __restrict__ partials) {
   __shared__ __align__(16) float q_s[G][kHeadDim];
   __shared__ float p_s[kWarps][G][kChunk];
   __shared__ float o_s[G][kHeadDim];
   __shared__ float m_s[kWarps][G], l_s[kWarps][G];
 
   const int g = blockIdx.x, t = blockIdx.y, s_id = blockIdx.z;
+  const int start_pos = read_start_pos(start_pos_arg, start_pos_ptr);
+  const KeySplit split = plan_key_split(start_pos + static_cast<int>(gridDim.y), static_cast<int>(gridDim.z));
+  if (s_id >= split.splits) return;  // launched for a longer context than the current one
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int keys = start_pos + t + 1;
   const int k_begin = s_id * split.keys_per_split;
@@ -181,14 +204,18 @@ __global__ void __launch_bounds__(kWarps * 32)
       v = c == kHeadDim ? mx : sum;
     }
     const std::size_t slot = (static_cast<std::size_t>(t) * q_heads + g * G + h) * split.splits + s_id;
-    split.partials[slot * kPartialFloats + c] = v;
+    partials[slot * kPartialFloats + c] = v;
   }
 }
 
 // Merges the splits of one (token, q head): w_s = l_s 2^(m_s - M), out = sum_s w_s o_s / sum_s w_s.
+// max_splits and n are the attention launch's grid z and y, so plan_key_split agrees with it.
 __global__ void __launch_bounds__(kHeadDim)
-    attention_combine_kernel(const float* __restrict__ partials, bf16* __restrict__ out, int q_heads, int splits) {
+    attention_combine_kernel(const float* __restrict__ partials, bf16* __restrict__ out, int start_pos_arg,
+                             const int* __restrict__ start_pos_ptr, int n, int q_heads, int max_splits) {
   const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
+  const int splits = plan_key_split(read_start_pos(start_pos_arg, start_pos_ptr) + n, max_splits).splits;
+  if (splits == 1) return;  // the attention kernel wrote the output directly
   const float* p = partials + (static_cast<std::size_t>(t) * q_heads + h) * splits * kPartialFloats;
   float mx = -INFINITY;
   for (int s = 0; s < splits; ++s) mx = fmaxf(mx, p[s * kPartialFloats + kHeadDim]);
@@ -205,29 +232,28 @@ __global__ void __launch_bounds__(kHeadDim)
 }
 
 template <int G>
-void launch(const AttentionArgs& a, const Split& split, cudaStream_t stream) {
-  const dim3 grid(a.kv_heads, a.n, split.splits);
-  attention_kernel<G><<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.k_cache, a.v_cache, a.out, a.start_pos, a.q_heads,
-                                                        a.kv_heads, a.scale * kLog2e, split);
+void launch(const AttentionArgs& a, int splits, cudaStream_t stream) {
+  const dim3 grid(a.kv_heads, a.n, splits);
+  attention_kernel<G><<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.k_cache, a.v_cache, a.out, a.start_pos,
+                                                        a.start_pos_ptr, a.q_heads, a.kv_heads, a.scale * kLog2e,
+                                                        a.workspace);
 }
 
-// How many key splits: enough CTAs for about two waves when n * kv_heads alone is fewer, at least
-// kMinKeysPerSplit keys each, no more than the workspace holds.
-Status choose_split(const AttentionArgs& a, Split* split) {
-  *split = {1, 0, nullptr};
+// How many key splits to launch: enough CTAs for about two waves when n * kv_heads alone is fewer,
+// no more than the workspace holds, and no more than plan_key_split gives the largest start_pos
+// (start_pos itself, or its bound when the kernels read it from start_pos_ptr).
+Status launch_splits(const AttentionArgs& a, int* splits) {
+  *splits = 1;
   if (a.workspace == nullptr || a.workspace_bytes == 0) return Status::Ok();
   int device = 0, sms = 0;
   FP8LM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
   FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const long long ctas = static_cast<long long>(a.n) * a.kv_heads;
-  const long long max_keys = static_cast<long long>(a.start_pos) + a.n;
-  long long splits = std::min<long long>({kAttentionMaxSplits, (2LL * sms) / std::max(1LL, ctas),
-                                          max_keys / kMinKeysPerSplit});
   const std::size_t per_split = static_cast<std::size_t>(a.n) * a.q_heads * kPartialFloats * sizeof(float);
-  splits = std::min<long long>(splits, static_cast<long long>(a.workspace_bytes / per_split));
-  if (splits <= 1) return Status::Ok();
-  const int keys_per_split = static_cast<int>(ceil_div(static_cast<int>(max_keys), static_cast<int>(splits)));
-  *split = {static_cast<int>(ceil_div(static_cast<int>(max_keys), keys_per_split)), keys_per_split, a.workspace};
+  const long long max_splits = std::min<long long>({kAttentionMaxSplits, (2LL * sms) / std::max(1LL, ctas),
+                                                    static_cast<long long>(a.workspace_bytes / per_split)});
+  if (max_splits <= 1) return Status::Ok();
+  *splits = plan_key_split(a.start_pos + a.n, static_cast<int>(max_splits)).splits;
   return Status::Ok();
 }
 
@@ -242,26 +268,26 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.n > 65535) return Status::Error("attention: n = " + std::to_string(a.n) + " exceeds 65535 tokens per call");
   if (!vec::aligned16(a.qkv) || !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache) || !vec::aligned16(a.out))
     return Status::Error("attention: qkv, k_cache, v_cache and out must be 16-byte aligned");
-  Split split;
-  FP8LM_RETURN_IF_ERROR(choose_split(a, &split));
+  int splits = 1;
+  FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   switch (a.q_heads / a.kv_heads) {
-    case 1: launch<1>(a, split, stream); break;
-    case 2: launch<2>(a, split, stream); break;
-    case 3: launch<3>(a, split, stream); break;
-    case 4: launch<4>(a, split, stream); break;
-    case 5: launch<5>(a, split, stream); break;
-    case 6: launch<6>(a, split, stream); break;
-    case 7: launch<7>(a, split, stream); break;
-    case 8: launch<8>(a, split, stream); break;
-    case 16: launch<16>(a, split, stream); break;
+    case 1: launch<1>(a, splits, stream); break;
+    case 2: launch<2>(a, splits, stream); break;
+    case 3: launch<3>(a, splits, stream); break;
+    case 4: launch<4>(a, splits, stream); break;
+    case 5: launch<5>(a, splits, stream); break;
+    case 6: launch<6>(a, splits, stream); break;
+    case 7: launch<7>(a, splits, stream); break;
+    case 8: launch<8>(a, splits, stream); break;
+    case 16: launch<16>(a, splits, stream); break;
     default:
       return Status::Error("attention: q_heads / kv_heads = " + std::to_string(a.q_heads / a.kv_heads) +
                            " is not supported on the GPU (1..8 or 16)");
   }
   FP8LM_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "attention launch"));
-  if (split.splits > 1) {
-    attention_combine_kernel<<<dim3(a.q_heads, a.n), kHeadDim, 0, stream>>>(split.partials, a.out, a.q_heads,
-                                                                            split.splits);
+  if (splits > 1) {
+    attention_combine_kernel<<<dim3(a.q_heads, a.n), kHeadDim, 0, stream>>>(a.workspace, a.out, a.start_pos,
+                                                                            a.start_pos_ptr, a.n, a.q_heads, splits);
     FP8LM_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "attention combine launch"));
   }
   return Status::Ok();

@@ -2,7 +2,8 @@
 // frequencies, double-precision transcendentals rounded to fp32, then bf16), then each warp takes
 // heads in turn: q and k heads get the per-head RMSNorm (lane l owns elements 4l..4l+3; xor
 // butterfly) and neox RoPE (element i pairs with i + 64, i.e. lane l with lane l ^ 16), written
-// back in place (and k into the cache); v heads are copied into the cache.
+// back in place (and k into the cache); v heads are copied into the cache. The position comes from
+// start_pos_ptr when set (read by every CTA when it runs: CUDA graph replays).
 #include <cuda_runtime.h>
 
 #include <string>
@@ -23,11 +24,11 @@ constexpr int kWarps = 8;
 
 __global__ void __launch_bounds__(kWarps * 32)
     qk_norm_rope_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
-                        bf16* __restrict__ k_cache, bf16* __restrict__ v_cache, int start_pos, int q_heads,
-                        int kv_heads, float eps, float theta) {
+                        bf16* __restrict__ k_cache, bf16* __restrict__ v_cache, int start_pos,
+                        const int* __restrict__ start_pos_ptr, int q_heads, int kv_heads, float eps, float theta) {
   __shared__ float cos_s[kHalf], sin_s[kHalf];
   const int t = blockIdx.x;
-  const int pos = start_pos + t;
+  const int pos = (start_pos_ptr != nullptr ? *start_pos_ptr : start_pos) + t;
   if (threadIdx.x < kHalf) {
     float c, s;
     math::rope_cos_sin(pos, threadIdx.x, kHeadDim, theta, &c, &s);
@@ -85,7 +86,8 @@ Status qk_norm_rope(const QkNormRopeArgs& a, cudaStream_t stream) {
       !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache))
     return Status::Error("qk_norm_rope: qkv, q_norm, k_norm, k_cache and v_cache must be 16-byte aligned");
   qk_norm_rope_kernel<<<a.n, kWarps * 32, 0, stream>>>(a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
-                                                       a.start_pos, a.q_heads, a.kv_heads, a.eps, a.rope_theta);
+                                                       a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads, a.eps,
+                                                       a.rope_theta);
   return cuda_status(cudaGetLastError(), "qk_norm_rope launch");
 }
 

@@ -1,13 +1,17 @@
 // The elementwise layer ops, 16-byte vectors of 8 bf16, grid-stride loops:
 //  - embed: one CTA per token copies its table row (NaN row for an id outside [0, vocab));
 //  - silu_mul: out = bf16(bf16(silu(gate)) * up) with the twin's exp_f32 (bit-exact);
-//  - add: x = bf16(x + y), with a scalar tail when count % 8 != 0.
+//  - add: x = bf16(x + y), with a scalar tail when count % 8 != 0;
+//  - silu_mul_quantize: one warp per (token, 128-channel group) as the quantizer, each lane
+//    computing silu_mul's value for 4 channels (8-byte loads) and quantizing with
+//    quantize_group_warp.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/quant_group.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
@@ -40,6 +44,11 @@ __global__ void __launch_bounds__(kThreads)
   for (int v = threadIdx.x; v < vectors; v += kThreads) dst[v] = src[v];
 }
 
+// bf16(bf16(silu(gate)) * up) as a float, the value silu_mul stores.
+__device__ __forceinline__ float silu_mul_value(float gate, float up) {
+  return vec::round_bf16(__fmul_rn(vec::round_bf16(math::silu_f32(gate)), up));
+}
+
 __global__ void __launch_bounds__(kThreads)
     silu_mul_kernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out, int n, int inter) {
   const int per_row = inter / kVec;
@@ -53,9 +62,34 @@ __global__ void __launch_bounds__(kThreads)
     vec::unpack8(row[v], g);
     vec::unpack8(row[per_row + v], u);
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) g[k] = __fmul_rn(vec::round_bf16(math::silu_f32(g[k])), u[k]);
+    for (int k = 0; k < kVec; ++k) g[k] = silu_mul_value(g[k], u[k]);
     reinterpret_cast<uint4*>(out + t * inter)[v] = vec::pack8(g);
   }
+}
+
+constexpr int kQuantWarps = kThreads / 32;
+
+__global__ void __launch_bounds__(kThreads)
+    silu_mul_quantize_kernel(const bf16* __restrict__ gate_up, std::uint32_t* __restrict__ q8,
+                             float* __restrict__ scales, int n, int inter) {
+  const int groups = ceil_div(inter, kQuantGroup);
+  const long long group_id = static_cast<long long>(blockIdx.x) * kQuantWarps + threadIdx.x / 32;
+  if (group_id >= static_cast<long long>(n) * groups) return;
+  const int lane = threadIdx.x % 32;
+  const int t = static_cast<int>(group_id / groups), g = static_cast<int>(group_id % groups);
+  const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
+  const bool active = col < inter;  // inter % 16 == 0: a lane's 4 values are all in or all out
+  float act[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
+  if (active) {
+    const bf16* row = gate_up + static_cast<std::size_t>(t) * 2 * inter;
+    float up[kQuantValuesPerLane];
+    vec::unpack4(*reinterpret_cast<const uint2*>(row + col), act);
+    vec::unpack4(*reinterpret_cast<const uint2*>(row + inter + col), up);
+#pragma unroll
+    for (int i = 0; i < kQuantValuesPerLane; ++i) act[i] = silu_mul_value(act[i], up[i]);
+  }
+  const float scale = quantize_group_warp(act, active, q8 + (static_cast<std::size_t>(t) * inter + col) / 4);
+  if (lane == 0) scales[static_cast<std::size_t>(t) * groups + g] = scale;
 }
 
 __global__ void __launch_bounds__(kThreads) add_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, std::size_t count) {
@@ -102,6 +136,19 @@ Status silu_mul(const SiluMulArgs& a, cudaStream_t stream) {
   silu_mul_kernel<<<blocks_for(static_cast<long long>(a.n) * (a.inter / kVec)), kThreads, 0, stream>>>(
       a.gate_up, a.out, a.n, a.inter);
   return cuda_status(cudaGetLastError(), "silu_mul launch");
+}
+
+Status silu_mul_quantize(const SiluMulQuantizeArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  if (!vec::aligned16(a.gate_up) || !vec::aligned16(a.q8) || !vec::aligned16(a.scales))
+    return Status::Error("silu_mul_quantize: gate_up, q8 and scales must be 16-byte aligned");
+  const long long warps = static_cast<long long>(a.n) * ceil_div(a.inter, kQuantGroup);
+  const long long blocks = (warps + kQuantWarps - 1) / kQuantWarps;
+  if (blocks > 0x7fffffffLL) return Status::Error("silu_mul_quantize: n * inter is too large for one launch");
+  silu_mul_quantize_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      a.gate_up, reinterpret_cast<std::uint32_t*>(a.q8), a.scales, a.n, a.inter);
+  return cuda_status(cudaGetLastError(), "silu_mul_quantize launch");
 }
 
 Status add(const AddArgs& a, cudaStream_t stream) {

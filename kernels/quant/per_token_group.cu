@@ -7,7 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "fp8lm/cuda_status.h"
-#include "common/fp8_convert.cuh"
+#include "common/quant_group.cuh"
 #include "fp8lm/quant.h"
 
 namespace fp8lm {
@@ -15,8 +15,6 @@ namespace fp8lm {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-constexpr int kValuesPerLane = kQuantGroup / 32;  // 4
-static_assert(kValuesPerLane == 4, "each lane handles one 8-byte vector of 4 bf16");
 
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     quantize_per_token_group_kernel(const __nv_bfloat16* __restrict__ in, std::uint32_t* __restrict__ out,
@@ -27,28 +25,19 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const int lane = threadIdx.x % 32;
   const int row = static_cast<int>(group_id / groups);
   const int g = static_cast<int>(group_id % groups);
-  const int col = g * kQuantGroup + lane * kValuesPerLane;
+  const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
   const bool active = col < k;  // k % 16 == 0, so a lane's 4 values are all in or all out
   const std::size_t offset = static_cast<std::size_t>(row) * k + col;
 
-  float v[kValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
+  float v[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
   if (active) {
     const uint2 raw = *reinterpret_cast<const uint2*>(in + offset);
     const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
     const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
     v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
   }
-  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-  for (int mask = 16; mask > 0; mask >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, mask));
-  const float scale = scale_from_amax(amax);
+  const float scale = quantize_group_warp(v, active, out + offset / 4);
   if (lane == 0) scales[static_cast<std::size_t>(row) * groups + g] = scale;
-  if (active) {
-    // IEEE division (no fast-math), so the CPU twin's x / scale is bit-identical.
-    const std::uint32_t lo = fp8x2_encode(v[0] / scale, v[1] / scale);
-    const std::uint32_t hi = fp8x2_encode(v[2] / scale, v[3] / scale);
-    out[offset / 4] = lo | (hi << 16);
-  }
 }
 
 }  // namespace

@@ -1,12 +1,17 @@
 // CPU twins of the layer ops against hand-computed cases and textbook formulas in double: RMSNorm,
 // RoPE (rotate_half pairs i with i + head_dim/2), the cache write, causal masking, the GQA head
-// mapping, softmax, SiLU, residual add, embedding, lm_head; bad arguments give errors.
+// mapping, softmax, SiLU, residual add, embedding, lm_head; bad arguments give errors. The fused
+// ops (rmsnorm_quantize, silu_mul_quantize) equal the chains of twins they replace, bit for bit.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
+#include "fp8lm/cpu.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/random.h"
@@ -325,6 +330,154 @@ TEST(LmHeadCpu, MatchesDoubleDotProducts) {
       }
       EXPECT_NEAR(logits[t * vocab + v], dot, 1e-6 * mag);
     }
+}
+
+// ---- fused ops: bit for bit the unfused chains ----
+
+template <typename T>
+void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(T)), 0) << what << " differs at element " << i;
+}
+
+// Rows of very different magnitudes (residual streams), with an all-zero 128-group in row 1.
+std::vector<bf16> residual_rows(int rows, int dim, Rng& rng) {
+  std::vector<bf16> x(static_cast<std::size_t>(rows) * dim);
+  for (int r = 0; r < rows; ++r) {
+    const double scale = std::pow(10.0, rng.uniform(-2, 3));
+    for (int i = 0; i < dim; ++i) x[static_cast<std::size_t>(r) * dim + i] = b(rng.normal() * scale);
+  }
+  if (rows > 1)
+    for (int i = 0; i < std::min(dim, 128); ++i) x[dim + i] = b(0.0);
+  return x;
+}
+
+TEST(RmsNormQuantizeCpu, EqualsAddThenRmsNormThenQuantize) {
+  for (int dim : {16, 144, 400, 1024, 2064, 5120})
+    for (int rows : {1, 2, 3, 17})
+      for (bool with_residual : {false, true})
+        for (bool with_out : {false, true}) {
+          Rng rng(1000003ull * dim + 31 * rows + 2 * with_residual + with_out);
+          const int groups = (dim + 127) / 128;
+          const std::size_t count = static_cast<std::size_t>(rows) * dim;
+          const std::vector<bf16> x0 = residual_rows(rows, dim, rng), y = random_bf16(count, rng, 3.0);
+          const std::vector<bf16> w = random_bf16(dim, rng, 0.5);
+          // The chain.
+          std::vector<bf16> x_want = x0, h_want(count);
+          std::vector<fp8_e4m3> q_want(count);
+          std::vector<float> s_want(static_cast<std::size_t>(rows) * groups);
+          if (with_residual) {
+            ASSERT_TRUE(cpu::add({x_want.data(), y.data(), count}).ok());
+          }
+          ASSERT_TRUE(cpu::rmsnorm({x_want.data(), w.data(), h_want.data(), rows, dim, dim, dim, 1e-6f}).ok());
+          ASSERT_TRUE(cpu::quantize_per_token_group({h_want.data(), q_want.data(), s_want.data(), rows, dim}).ok());
+          // The fused op, outputs poisoned.
+          std::vector<bf16> x_got = x0, h_got(count, bf16{0xffff});
+          std::vector<fp8_e4m3> q_got(count, fp8_e4m3{0x7f});
+          std::vector<float> s_got(s_want.size(), std::numeric_limits<float>::quiet_NaN());
+          const RmsNormQuantizeArgs args{x_got.data(), with_residual ? y.data() : nullptr, w.data(),
+                                         with_out ? h_got.data() : nullptr, q_got.data(), s_got.data(), rows, dim,
+                                         1e-6f};
+          ASSERT_TRUE(cpu::rmsnorm_quantize(args).ok());
+          const std::string what = "dim " + std::to_string(dim) + " rows " + std::to_string(rows) +
+                                   (with_residual ? " +residual" : "") + (with_out ? " +out" : "");
+          expect_same_bits(x_got, x_want, what + ": x");
+          expect_same_bits(q_got, q_want, what + ": codes");
+          expect_same_bits(s_got, s_want, what + ": scales");
+          if (with_out) expect_same_bits(h_got, h_want, what + ": normed rows");
+          // Normed rows only (no quantization), as the MoE router takes them.
+          if (with_out) {
+            std::vector<bf16> x_only = x0, h_only(count, bf16{0xffff});
+            ASSERT_TRUE(cpu::rmsnorm_quantize({x_only.data(), with_residual ? y.data() : nullptr, w.data(),
+                                               h_only.data(), nullptr, nullptr, rows, dim, 1e-6f})
+                            .ok());
+            expect_same_bits(x_only, x_want, what + ": x (no quantization)");
+            expect_same_bits(h_only, h_want, what + ": normed rows (no quantization)");
+          }
+        }
+}
+
+TEST(SiluMulQuantizeCpu, EqualsSiluMulThenQuantize) {
+  for (int inter : {16, 144, 400, 768, 3072, 9728})
+    for (int n : {1, 2, 3, 17}) {
+      Rng rng(7919ull * inter + n);
+      const int groups = (inter + 127) / 128;
+      std::vector<bf16> gu = random_bf16(static_cast<std::size_t>(n) * 2 * inter, rng, 3.0);
+      gu[0] = b(-95.0), gu[1] = b(95.0), gu[2] = b(0.0);
+      std::vector<bf16> act(static_cast<std::size_t>(n) * inter);
+      std::vector<fp8_e4m3> q_want(act.size()), q_got(act.size(), fp8_e4m3{0x7f});
+      std::vector<float> s_want(static_cast<std::size_t>(n) * groups),
+          s_got(s_want.size(), std::numeric_limits<float>::quiet_NaN());
+      ASSERT_TRUE(cpu::silu_mul({gu.data(), act.data(), n, inter}).ok());
+      ASSERT_TRUE(cpu::quantize_per_token_group({act.data(), q_want.data(), s_want.data(), n, inter}).ok());
+      ASSERT_TRUE(cpu::silu_mul_quantize({gu.data(), q_got.data(), s_got.data(), n, inter}).ok());
+      const std::string what = "inter " + std::to_string(inter) + " n " + std::to_string(n);
+      expect_same_bits(q_got, q_want, what + ": codes");
+      expect_same_bits(s_got, s_want, what + ": scales");
+    }
+}
+
+TEST(FusedOpsCpuArgs, BadArgumentsAreErrors) {
+  std::vector<bf16> x(64), w(32);
+  std::vector<fp8_e4m3> q(64);
+  std::vector<float> s(2);
+  Status st = cpu::rmsnorm_quantize({x.data(), nullptr, w.data(), nullptr, q.data(), s.data(), 2, 24, 1e-6f});
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
+  st = cpu::rmsnorm_quantize({x.data(), nullptr, w.data(), nullptr, nullptr, nullptr, 2, 32, 1e-6f});
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("no output"), std::string::npos) << st.message();
+  st = cpu::rmsnorm_quantize({x.data(), nullptr, w.data(), nullptr, q.data(), nullptr, 2, 32, 1e-6f});
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("scales"), std::string::npos) << st.message();
+  st = cpu::rmsnorm_quantize({x.data(), nullptr, w.data(), x.data(), nullptr, nullptr, 2, 32, 1e-6f});
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("alias"), std::string::npos) << st.message();
+  EXPECT_FALSE(cpu::rmsnorm_quantize({x.data(), nullptr, nullptr, nullptr, q.data(), s.data(), 2, 32, 1e-6f}).ok());
+  EXPECT_TRUE(cpu::rmsnorm_quantize({nullptr, nullptr, nullptr, nullptr, q.data(), s.data(), 0, 32, 1e-6f}).ok());
+  st = cpu::silu_mul_quantize({x.data(), q.data(), s.data(), 1, 8});
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
+  EXPECT_FALSE(cpu::silu_mul_quantize({x.data(), nullptr, s.data(), 1, 32}).ok());
+  EXPECT_TRUE(cpu::silu_mul_quantize({nullptr, nullptr, nullptr, 0, 32}).ok());
+}
+
+// ---- a position read from memory (start_pos_ptr) ----
+
+TEST(StartPosPtrCpu, QkNormRopeAndAttentionReadThePositionFromMemory) {
+  Rng rng(77);
+  const int q_heads = 4, kv_heads = 2, hd = 8, capacity = 12, pos = 5;
+  const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * hd, cache_row = kv_heads * hd;
+  const std::vector<bf16> qkv0 = random_bf16(row, rng), q_norm = random_bf16(hd, rng), k_norm = random_bf16(hd, rng);
+  const std::vector<bf16> cache0 = random_bf16(capacity * cache_row, rng);
+  // By value.
+  std::vector<bf16> qkv_a = qkv0, k_a = cache0, v_a = cache0, out_a(q_heads * hd);
+  ASSERT_TRUE(cpu::qk_norm_rope({qkv_a.data(), q_norm.data(), k_norm.data(), k_a.data(), v_a.data(), 1, pos, capacity,
+                                 q_heads, kv_heads, hd, 1e-6f, 1e6f})
+                  .ok());
+  ASSERT_TRUE(cpu::attention({qkv_a.data(), k_a.data(), v_a.data(), out_a.data(), 1, pos, q_heads, kv_heads, hd, 0.3f})
+                  .ok());
+  // From memory, with the largest start_pos as the bound.
+  const int at = pos;
+  std::vector<bf16> qkv_b = qkv0, k_b = cache0, v_b = cache0, out_b(q_heads * hd);
+  QkNormRopeArgs rope{qkv_b.data(), q_norm.data(), k_norm.data(), k_b.data(), v_b.data(), 1, capacity - 1, capacity,
+                      q_heads, kv_heads, hd, 1e-6f, 1e6f};
+  rope.start_pos_ptr = &at;
+  ASSERT_TRUE(cpu::qk_norm_rope(rope).ok());
+  AttentionArgs attn{qkv_b.data(), k_b.data(), v_b.data(), out_b.data(), 1, capacity - 1, q_heads, kv_heads, hd, 0.3f};
+  attn.start_pos_ptr = &at;
+  ASSERT_TRUE(cpu::attention(attn).ok());
+  expect_same_bits(qkv_b, qkv_a, "qkv");
+  expect_same_bits(k_b, k_a, "k cache");
+  expect_same_bits(v_b, v_a, "v cache");
+  expect_same_bits(out_b, out_a, "attention output");
+  // A position beyond the bound is refused.
+  const int beyond = capacity;
+  rope.start_pos_ptr = &beyond;
+  const Status s = cpu::qk_norm_rope(rope);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("start_pos_ptr"), std::string::npos) << s.message();
 }
 
 // ---- bad arguments ----

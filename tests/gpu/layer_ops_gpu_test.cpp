@@ -2,6 +2,12 @@
 // first so unwritten elements are caught. Shapes from the Qwen3 models plus tiny and ragged ones.
 //  - embed, add, silu_mul, rmsnorm, qk_norm_rope: bit for bit (the twins reproduce the kernels'
 //    rounding steps and, for the norms, their summation order; see fp8lm/layer_ops.h).
+//  - rmsnorm_quantize, silu_mul_quantize (the fused ops): bit for bit, every output (x after the
+//    add, bf16 normed rows, FP8 codes, scales); the CPU tests show the twins equal the unfused
+//    chains, so the kernels do too.
+//  - start_pos_ptr (the position read from device memory, for CUDA graphs): qk_norm_rope and
+//    attention give the same bits as with the position by value, attention also when launched
+//    for a much longer context (more key-split CTAs than the position needs).
 //  - attention: the twin sums in another order and uses std::exp where the kernel uses exp2f, so
 //    the fp32 values before the final bf16 rounding differ by ~1e-6 relative; each output may
 //    then round to the neighbouring bf16: |got - want| <= 2^-7 |want| (>= 1 bf16 ulp) + 1e-4 max|v|
@@ -18,8 +24,10 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "fp8lm/cpu.h"
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/qwen3_models.h"
@@ -336,6 +344,156 @@ TEST(LayerOpsGpu, LmHeadMatchesTwin) {
   }
 }
 
+// ---- fused ops ----
+
+template <typename T>
+void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (std::size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(T)), 0) << what << " differs at element " << i;
+}
+
+struct FusedNormCase {
+  int rows, dim;
+  bool residual, out, quantize;
+};
+
+class RmsNormQuantizeGpu : public ::testing::TestWithParam<FusedNormCase> {};
+
+TEST_P(RmsNormQuantizeGpu, BitExactWithTwin) {
+  const FusedNormCase c = GetParam();
+  const int groups = ceil_div(c.dim, kQuantGroup);
+  const std::size_t count = static_cast<std::size_t>(c.rows) * c.dim;
+  Rng rng(31ull * c.rows + c.dim);
+  std::vector<bf16> x(count);
+  for (int r = 0; r < c.rows; ++r) {  // rows of very different magnitudes, like residual streams
+    const double scale = std::pow(10.0, rng.uniform(-2, 3));
+    for (int i = 0; i < c.dim; ++i) x[static_cast<std::size_t>(r) * c.dim + i] = float_to_bf16(static_cast<float>(rng.normal() * scale));
+  }
+  if (c.rows > 1 && !c.residual)  // an all-zero group: the floor scale
+    for (int i = 0; i < std::min(c.dim, kQuantGroup); ++i) x[c.dim + i] = float_to_bf16(0.0f);
+  const auto y = random_bf16(count, rng, 3.0), w = random_bf16(c.dim, rng, 0.5);
+
+  DeviceBuffer<bf16> d_x(x), d_y(y), d_w(w);
+  auto d_out = poisoned(count);
+  DeviceBuffer<fp8_e4m3> d_q(count);
+  DeviceBuffer<float> d_s(static_cast<std::size_t>(c.rows) * groups);
+  d_q.fill_bytes(0xFF), d_s.fill_bytes(0xFF);
+  const Status st = rmsnorm_quantize({d_x.get(), c.residual ? d_y.get() : nullptr, d_w.get(),
+                                      c.out ? d_out.get() : nullptr, c.quantize ? d_q.get() : nullptr,
+                                      c.quantize ? d_s.get() : nullptr, c.rows, c.dim, kEps},
+                                     nullptr);
+  ASSERT_TRUE(st.ok()) << st.message();
+
+  std::vector<bf16> out(count, bf16{kPoison});
+  std::vector<fp8_e4m3> q(count);
+  std::vector<float> sc(static_cast<std::size_t>(c.rows) * groups);
+  ASSERT_TRUE(cpu::rmsnorm_quantize({x.data(), c.residual ? y.data() : nullptr, w.data(), c.out ? out.data() : nullptr,
+                                     c.quantize ? q.data() : nullptr, c.quantize ? sc.data() : nullptr, c.rows, c.dim,
+                                     kEps})
+                  .ok());
+  expect_same_bits(d_x.download(), x, "x");
+  if (c.out) expect_same_bits(d_out.download(), out, "normed rows");
+  if (c.quantize) {
+    expect_same_bits(d_q.download(), q, "codes");
+    expect_same_bits(d_s.download(), sc, "scales");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, RmsNormQuantizeGpu,
+    ::testing::Values(FusedNormCase{1, 1024, true, false, true}, FusedNormCase{1, 1024, false, false, true},
+                      FusedNormCase{2, 2048, true, true, true}, FusedNormCase{3, 144, true, false, true},
+                      FusedNormCase{3, 400, false, true, true}, FusedNormCase{1, 16, true, true, true},
+                      FusedNormCase{17, 4096, true, false, true}, FusedNormCase{5, 2064, true, true, false},
+                      FusedNormCase{100, 5120, true, false, true}, FusedNormCase{1000, 2560, false, true, true},
+                      FusedNormCase{2, 5120, true, true, false}),
+    [](const auto& info) {
+      const auto& c = info.param;
+      return "rows" + std::to_string(c.rows) + "dim" + std::to_string(c.dim) + (c.residual ? "_add" : "") +
+             (c.out ? "_out" : "") + (c.quantize ? "_q8" : "");
+    });
+
+TEST(LayerOpsGpu, SiluMulQuantizeBitExact) {
+  for (int inter : {16, 144, 400, 768, 3072, 9728, 25600})
+    for (int n : {1, 2, 3, 17, 256}) {
+      Rng rng(131ull * inter + n);
+      const int groups = ceil_div(inter, kQuantGroup);
+      auto gu = random_bf16(static_cast<std::size_t>(n) * 2 * inter, rng, 3.0);
+      gu[0] = float_to_bf16(-95.0f), gu[1] = float_to_bf16(95.0f), gu[2] = float_to_bf16(0.0f);  // extremes
+      DeviceBuffer<bf16> d_gu(gu);
+      DeviceBuffer<fp8_e4m3> d_q(static_cast<std::size_t>(n) * inter);
+      DeviceBuffer<float> d_s(static_cast<std::size_t>(n) * groups);
+      d_q.fill_bytes(0xFF), d_s.fill_bytes(0xFF);
+      ASSERT_TRUE(silu_mul_quantize({d_gu.get(), d_q.get(), d_s.get(), n, inter}, nullptr).ok());
+      std::vector<fp8_e4m3> q(static_cast<std::size_t>(n) * inter);
+      std::vector<float> sc(static_cast<std::size_t>(n) * groups);
+      ASSERT_TRUE(cpu::silu_mul_quantize({gu.data(), q.data(), sc.data(), n, inter}).ok());
+      const std::string what = "silu_mul_quantize inter " + std::to_string(inter) + " n " + std::to_string(n);
+      expect_same_bits(d_q.download(), q, what + " codes");
+      expect_same_bits(d_s.download(), sc, what + " scales");
+    }
+}
+
+// ---- start_pos_ptr: the position from device memory ----
+
+TEST(LayerOpsGpu, QkNormRopeWithStartPosPtrMatchesByValue) {
+  const int qh = 16, kvh = 8, capacity = 5000;
+  const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache = static_cast<std::size_t>(capacity) * kvh * kHd;
+  for (int pos : {0, 1, 777, capacity - 1}) {
+    Rng rng(pos + 5);
+    const auto qkv = random_bf16(row, rng, 3.0), qn = random_bf16(kHd, rng, 0.7), kn = random_bf16(kHd, rng, 0.7);
+    DeviceBuffer<bf16> a_qkv(qkv), b_qkv(qkv), d_qn(qn), d_kn(kn);
+    auto a_k = poisoned(cache), a_v = poisoned(cache), b_k = poisoned(cache), b_v = poisoned(cache);
+    DeviceBuffer<int> d_pos(std::vector<int>{pos});
+    ASSERT_TRUE(qk_norm_rope({a_qkv.get(), d_qn.get(), d_kn.get(), a_k.get(), a_v.get(), 1, pos, capacity, qh, kvh, kHd,
+                              kEps, kTheta},
+                             nullptr)
+                    .ok());
+    QkNormRopeArgs args{b_qkv.get(), d_qn.get(), d_kn.get(), b_k.get(), b_v.get(), 1, capacity - 1, capacity, qh, kvh,
+                        kHd, kEps, kTheta};
+    args.start_pos_ptr = d_pos.get();
+    ASSERT_TRUE(qk_norm_rope(args, nullptr).ok());
+    const std::string what = "position " + std::to_string(pos);
+    expect_same_bits(b_qkv.download(), a_qkv.download(), what + " qkv");
+    expect_same_bits(b_k.download(), a_k.download(), what + " k cache");
+    expect_same_bits(b_v.download(), a_v.download(), what + " v cache");
+  }
+}
+
+// Decode attention at `pos` with a workspace: by value, and with the position read from device
+// memory by a launch sized for position `bound` (as the decode graph records it).
+TEST(LayerOpsGpu, AttentionWithStartPosPtrMatchesByValueAtEveryContextLength) {
+  for (const auto& [qh, kvh] : {std::pair{16, 8}, std::pair{64, 4}}) {
+    const int bound = 40959, keys_max = 20001;  // cache rows past keys_max are never read
+    const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache_row = static_cast<std::size_t>(kvh) * kHd;
+    Rng rng(qh);
+    const auto k = random_bf16(keys_max * cache_row, rng), v = random_bf16(keys_max * cache_row, rng);
+    DeviceBuffer<bf16> d_k(k), d_v(v);
+    DeviceBuffer<float> d_ws(attention_workspace_bytes(16, qh) / sizeof(float));
+    const float scale = static_cast<float>(1.0 / std::sqrt(double(kHd)));
+    for (int pos : {0, 1, 511, 512, 1023, 1024, 1537, 4095, 9000, 20000}) {
+      const auto qkv = random_bf16(row, rng, 2.0);
+      DeviceBuffer<bf16> d_qkv(qkv);
+      DeviceBuffer<int> d_pos(std::vector<int>{pos});
+      auto a_out = poisoned(static_cast<std::size_t>(qh) * kHd), b_out = poisoned(static_cast<std::size_t>(qh) * kHd);
+      d_ws.fill_bytes(0xFF);
+      ASSERT_TRUE(attention({d_qkv.get(), d_k.get(), d_v.get(), a_out.get(), 1, pos, qh, kvh, kHd, scale, d_ws.get(),
+                             d_ws.bytes()},
+                            nullptr)
+                      .ok());
+      d_ws.fill_bytes(0xFF);
+      AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), b_out.get(), 1, bound, qh, kvh, kHd, scale, d_ws.get(),
+                         d_ws.bytes()};
+      args.start_pos_ptr = d_pos.get();
+      ASSERT_TRUE(attention(args, nullptr).ok());
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      expect_same_bits(b_out.download(), a_out.download(),
+                       "attention q" + std::to_string(qh) + " kv" + std::to_string(kvh) + " position " + std::to_string(pos));
+    }
+  }
+}
+
 // ---- bad arguments ----
 
 TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
@@ -355,6 +513,12 @@ TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
   EXPECT_FALSE(lm_head({p, p, nullptr, 1, 8, 4}, nullptr).ok());
   EXPECT_FALSE(lm_head({p, p, reinterpret_cast<float*>(p), 1, 12, 4}, nullptr).ok());
   EXPECT_TRUE(attention({nullptr, nullptr, nullptr, nullptr, 0, 0, 2, 1, kHd, 0.1f}, nullptr).ok());
+  auto* q8 = reinterpret_cast<fp8_e4m3*>(p);
+  auto* sc = reinterpret_cast<float*>(p + 1024);
+  EXPECT_FALSE(rmsnorm_quantize({p, nullptr, p + 2048, nullptr, q8, sc, 1, 24, kEps}, nullptr).ok());  // dim % 16
+  EXPECT_FALSE(rmsnorm_quantize({p + 4, nullptr, p + 2048, nullptr, q8, sc, 1, 32, kEps}, nullptr).ok());  // misaligned
+  EXPECT_FALSE(silu_mul_quantize({p, q8, sc, 1, 24}, nullptr).ok());
+  EXPECT_FALSE(silu_mul_quantize({p, q8 + 4, sc, 1, 32}, nullptr).ok());
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
