@@ -8,10 +8,10 @@
 //    (the absolute part covers outputs near zero from cancellation in P.V), and the relative
 //    Frobenius error of the whole output stays below 1e-3 (a few flipped roundings).
 //  - flash prefill attention (kernels/attention/flash_prefill.cu) on top of that: at most 2% of
-//    the outputs differ from the twin's and the relative Frobenius error is below 5e-4. From a CPU
-//    simulation of the kernel's arithmetic (64-key tiles, base-2 online softmax, 300-2000 keys,
-//    q scale 1 and 6): P split into bf16 hi + lo gives 0.07-0.25% differing outputs and 4e-5-1.1e-4;
-//    P rounded to bf16 alone would give 13-40% and 9e-4-2.3e-3, so these bounds catch a lost P_lo.
+//    the outputs differ from the twin's and the relative Frobenius error is below 5e-4. A model of
+//    the kernel's arithmetic on the CPU (tests/cpu/flash_precision_test.cpp; 300 and 2000 keys, q
+//    scale 1 and 6) gives 0.09-0.16% differing outputs and 6e-5-9e-5 with P split into bf16 hi + lo,
+//    and 12-40% and 9e-4-2.5e-3 with P rounded to bf16 alone: these bounds catch a lost P_lo.
 //  - lm_head: cuBLASLt and the twin both accumulate in fp32 in different orders: |got - want| <=
 //    1e-5 * sum_h |x_h w_h| (fp32 rounding grows ~sqrt(hidden) * 2^-24 relative to that sum;
 //    1e-5 is ~10x the worst seen in practice at hidden 5120 and far below any real error).
