@@ -70,7 +70,7 @@ constexpr int kRowsPerWarp = 16;                   // one m16 fragment
 constexpr int kBlockM = kWarps * kRowsPerWarp;     // (query, head) rows per CTA
 constexpr int kBlockN = 64;                        // keys per tile
 constexpr int kStages = 2;                         // cp.async double buffering
-constexpr int kRowBytes = kHeadDim * 2;            // a bf16 row of K, V or Q
+constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(bf16));  // a row of K, V or Q
 constexpr int kChunks = kRowBytes / 16;            // 16-byte chunks per row
 constexpr int kTileBytes = kBlockN * kRowBytes;    // one K or V tile
 constexpr int kSmemBytes = kStages * 2 * kTileBytes;
@@ -79,6 +79,7 @@ constexpr int kKeySteps = kBlockN / 16;            // k16 steps of P V
 constexpr int kScoreFrags = kBlockN / 8;           // n8 fragments of S per warp
 constexpr int kOutFrags = kHeadDim / 8;            // n8 fragments of O per warp
 constexpr float kLog2e = 1.44269504088896341f;
+constexpr int kMinCtasPerSm = 2;                   // 2 x 4 warps; 3 would spill (see above)
 
 static_assert(kBlockM * kRowBytes <= kTileBytes, "the Q tile must fit in the K buffer of stage 1 it borrows");
 static_assert(kChunks % 8 == 0, "the swizzle permutes chunks within groups of 8 (one bank sweep of 128 bytes)");
@@ -140,8 +141,6 @@ __device__ __forceinline__ void split_bf16x2(float p0, float p1, std::uint32_t& 
   hi = vec::pack_bf16x2(p0, p1);
   lo = vec::pack_bf16x2(p0 - vec::lo_bf16(hi), p1 - vec::hi_bf16(hi));
 }
-
-constexpr int kMinCtasPerSm = 2;  // 2 x 4 warps; 3 would spill (see above)
 
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(const Params p) {
   extern __shared__ __align__(128) std::uint8_t smem[];
