@@ -1,5 +1,6 @@
-// Causal GQA attention over the contiguous cache (the simple kernel; the attention issue replaces
-// it with a flash/paged one).
+// Causal GQA attention over the contiguous cache: the split-K kernel below for decode and short
+// calls, the tensor-core flash kernel (flash_prefill.cu) from flash::kPrefillMinTokens query tokens
+// on (prefill, chunked prefill; flash_prefill.h says why that threshold).
 //
 // One CTA per (kv head, query token, key split) serves the G = q_heads / kv_heads q heads that
 // share the kv head, so each K/V row is read once per token for the whole group. Its 8 warps take
@@ -19,17 +20,18 @@
 // graph, with the position read from device memory and grid z sized for the longest context, splits
 // exactly as a direct launch at that position: CTAs past the current split count exit, and when the
 // keys need no split the first CTA writes bf16 and the combine kernel exits.
-// Measured on an H200 (tests/gpu/layer_ops_gpu_test.cpp, AttentionGpuLong): 4096-token prefill with
-// 32/8 heads 20.8 ms; 512 tokens after 4000 5.5 ms; one token at position 40959 with 64/8 heads
-// 2.4 ms without a workspace, 0.20 ms with key splits.
-// NOTES: prefill does O(n^2) CUDA-core work with K re-read per token from L2; the attention issue
-// replaces this with a tensor-core flash kernel.
+// Measured on an H200 (tests/gpu/layer_ops_gpu_test.cpp, AttentionGpuLong), before prefill moved to
+// the flash kernel: 4096-token prefill with 32/8 heads 20.8 ms; 512 tokens after 4000 5.5 ms; one
+// token at position 40959 with 64/8 heads 2.4 ms without a workspace, 0.20 ms with key splits.
+// NOTES: this kernel does O(n^2) CUDA-core work with K re-read per token from L2, which is why many
+// query tokens go to the flash kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "attention/flash_prefill.h"
 #include "common/bf16_vec.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_ops.h"
@@ -268,6 +270,9 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.n > 65535) return Status::Error("attention: n = " + std::to_string(a.n) + " exceeds 65535 tokens per call");
   if (!vec::aligned16(a.qkv) || !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache) || !vec::aligned16(a.out))
     return Status::Error("attention: qkv, k_cache, v_cache and out must be 16-byte aligned");
+  // The flash kernel reads start_pos by value; a position in device memory (the decode graph) is
+  // only ever given for single-token calls, which stay here.
+  if (a.n >= flash::kPrefillMinTokens && a.start_pos_ptr == nullptr) return flash::prefill_attention(a, stream);
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   switch (a.q_heads / a.kv_heads) {

@@ -1,5 +1,5 @@
 // Thin wrappers over the PTX instructions the Ada/Hopper kernels share: cp.async, ldmatrix,
-// FP8 mma.sync. Each is one instruction; the names follow PTX.
+// FP8 and bf16 mma.sync. Each is one instruction; the names follow PTX.
 #pragma once
 
 #include <cstdint>
@@ -38,6 +38,27 @@ __device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], const void* s
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(smem_addr(smem)));
+}
+
+// As ldmatrix_x4, transposed: lane l receives elements (2 * (l % 4) + {0, 1}, l / 4) of each
+// matrix instead of (l / 4, 2 * (l % 4) + {0, 1}), i.e. an mma B fragment from a k-major tile.
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const void* smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(smem)));
+}
+
+// D = A(16x16, row) * B(16x8, col) + D, bf16 inputs, fp32 accumulators (SASS HMMA.16816.F32.BF16).
+// Lane l = 4 g + i holds a = {A[g][2i..], A[g+8][2i..], A[g][2i+8..], A[g+8][2i+8..]},
+// b = {B[2i..][g], B[2i+8..][g]} (pairs of consecutive k, the lower k in the low half) and
+// d = {D[g][2i], D[g][2i+1], D[g+8][2i], D[g+8][2i+1]}.
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                               std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // D = A(16x32, row) * B(32x8, col) + D, e4m3 inputs, fp32 accumulators.

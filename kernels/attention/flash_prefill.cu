@@ -1,0 +1,315 @@
+// Prefill attention on tensor cores: FlashAttention-2's scheme (one CTA owns a block of query rows
+// and walks the keys in tiles with an online softmax; nothing of size n^2 is stored) with
+// mma.sync.m16n8k16 bf16 -> fp32 (SASS HMMA.16816.F32.BF16; sm_89 and sm_90a alike, a wgmma
+// version for Hopper can come later). Semantics: AttentionArgs (fp8lm/layer_ops.h), i.e. causal
+// GQA over the contiguous cache, query t at position start_pos + t sees cache rows
+// 0 .. start_pos + t, so a chunk of a prompt attends to the already cached prefix.
+//
+// Rows. The G = q_heads / kv_heads q heads that share a kv head are stacked as rows
+// r = t * G + (h % G) of one matrix per kv head (n * G rows); a CTA owns kBlockM = 64 consecutive
+// rows of one kv head (64 / G queries x G heads), so each K/V tile it loads serves the whole group,
+// and short calls still fill the CTA's tile. Each of the 4 warps owns 16 rows (one m16 fragment);
+// the row -> (query, head) division is done once per thread for its two accumulator rows.
+// Grid: x = kv head, y = row block in reverse, so the blocks with the most keys (the last queries)
+// start first and the short ones fill the tail (causal load balance).
+//
+// Per key tile (kBlockN = 64 keys) each warp computes, all in registers:
+//   S = Q K^T: 8 d-steps x 8 n8 fragments; Q fragments stay in registers for the whole CTA.
+//   masking on the tiles that reach past the CTA's first query's last key only (diagonal tiles);
+//   tiles past its last query's last key are never visited.
+//   online softmax in base 2: m = running max of s * scale * log2(e), p = exp2(s * c - m),
+//   O and l rescaled by exp2(m_old - m_new); l is a per-thread partial sum, reduced at the end.
+//   O += P V: the S accumulators are re-packed as A fragments (the m16n8 C layout of two n8
+//   score fragments is the m16k16 A layout), V fragments come from ldmatrix.trans.
+// Tiles are visited in increasing key order, so the first tile holds key 0, which every row sees:
+// the running max is finite from then on and fully masked rows of later tiles give p = 0.
+//
+// Shared memory: K and V tiles, 2 stages of cp.async double buffering (tile i + 1 loads while tile i
+// is computed), rows of 128 bf16 = 256 bytes = 16 chunks of 16 B; chunk c of row r is stored at
+// c ^ (r % 8), so the 8 rows an ldmatrix reads at one logical chunk hit 8 distinct bank groups.
+// Keys past the CTA's last key are zero-filled (P.V would turn garbage, even multiplied by p = 0,
+// into NaN). The Q tile goes through stage 1's K buffer before the first prefetch overwrites it.
+// 64 KB per CTA. __launch_bounds__(128, 2): ptxas gives 248 (sm_90a) / 250 (sm_89) registers, no
+// spills, so 2 CTAs fit an H100/H200 SM and 1 an Ada SM (its 100 KB of shared memory); asking for 3
+// caps registers at 168 and spills.
+//
+// PRECISION. fp8lm is compared with a Hugging Face reference that computes attention in fp32, and
+// the o projection re-quantizes the attention output to FP8, which turns last-bit differences
+// into visible ones (docs/engine.md, "Agreement with transformers"). QK^T with bf16 q and k and
+// fp32 accumulation is exact up to fp32 summation order. P in [0, 1] rounded to bf16 would carry
+// only 8 significant bits (relative error up to 2^-9 per probability), so P is split:
+// P_hi = bf16(P), P_lo = bf16(P - P_hi) (the difference is exact in fp32), and O += P_hi V + P_lo V
+// gives P ~16 significant bits, below fp32 accumulation noise at the bf16 output. Cost: P.V is half
+// of the FLOPs, so the mma work is 1.5x that of plain bf16 P (not measured yet).
+//
+// Work (the prediction the timing test checks): FLOPs = 2 (QK^T) x 2 (P.V) x 128 x q_heads x
+// sum over queries of their keys (start_pos + t + 1); causal prefill: ~ 2 * n^2 * 128 * q_heads,
+// 7.7e12 for 30720 tokens with 32 q heads, ~1.16e13 of mma work with the split. At a plausible
+// ~300 TFLOP/s of mma.sync on an H100/H200 that is ~40 ms. NOT YET RUN ON A GPU: written without a
+// device; tests/gpu/layer_ops_gpu_test.cpp (AttentionFlashGpu*) checks it against the CPU twin.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "attention/flash_prefill.h"
+#include "common/bf16_vec.cuh"
+#include "common/ptx.cuh"
+#include "fp8lm/cuda_status.h"
+
+namespace fp8lm::flash {
+
+namespace {
+
+constexpr int kHeadDim = 128;
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerWarp = 16;                   // one m16 fragment
+constexpr int kBlockM = kWarps * kRowsPerWarp;     // (query, head) rows per CTA
+constexpr int kBlockN = 64;                        // keys per tile
+constexpr int kStages = 2;                         // cp.async double buffering
+constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(bf16));  // a row of K, V or Q
+constexpr int kChunks = kRowBytes / 16;            // 16-byte chunks per row
+constexpr int kTileBytes = kBlockN * kRowBytes;    // one K or V tile
+constexpr int kSmemBytes = kStages * 2 * kTileBytes;
+constexpr int kDSteps = kHeadDim / 16;             // k16 steps of Q K^T
+constexpr int kKeySteps = kBlockN / 16;            // k16 steps of P V
+constexpr int kScoreFrags = kBlockN / 8;           // n8 fragments of S per warp
+constexpr int kOutFrags = kHeadDim / 8;            // n8 fragments of O per warp
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr int kMinCtasPerSm = 2;                   // 2 x 4 warps; 3 would spill (see above)
+
+static_assert(kBlockM * kRowBytes <= kTileBytes, "the Q tile must fit in the K buffer of stage 1 it borrows");
+static_assert(kChunks % 8 == 0, "the swizzle permutes chunks within groups of 8 (one bank sweep of 128 bytes)");
+static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThreads == 0,
+              "each thread copies the same number of 16-byte chunks per tile");
+static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "ldmatrix.x4 loads pairs of n8 fragments");
+static_assert(kStages == 2, "the main loop's prefetch and wait counts are written for double buffering");
+
+struct Params {
+  const bf16* qkv;
+  const bf16* k_cache;
+  const bf16* v_cache;
+  bf16* out;
+  int n;
+  int start_pos;
+  int q_heads;
+  int kv_heads;
+  int group;         // q_heads / kv_heads
+  float scale_log2;  // scale * log2(e)
+};
+
+__device__ __forceinline__ int swizzle(int row, int chunk) { return row * kRowBytes + ((chunk ^ (row & 7)) << 4); }
+
+// Keys first_key .. first_key + kBlockN - 1 of one kv head into a tile; keys >= key_end are
+// zero-filled (and not read).
+__device__ __forceinline__ void load_kv_tile(std::uint8_t* tile, const bf16* head_base, std::size_t row_stride,
+                                             int first_key, int key_end) {
+#pragma unroll
+  for (int it = 0; it < kBlockN * kChunks / kThreads; ++it) {
+    const int i = it * kThreads + threadIdx.x;  // a warp copies two whole 256-byte rows
+    const int r = i / kChunks, c = i % kChunks;
+    const int key = first_key + r;
+    const bool valid = key < key_end;
+    const bf16* src = head_base + (valid ? static_cast<std::size_t>(key) * row_stride : 0) + c * 8;
+    ptx::cp_async_16(tile + swizzle(r, c), src, valid);
+  }
+}
+
+// The CTA's kBlockM q rows: row r is (query (row0 + r) / G, q head kv_head * G + (row0 + r) % G);
+// rows past n * G are zero-filled.
+__device__ __forceinline__ void load_q_tile(std::uint8_t* tile, const Params& p, int kv_head, int row0) {
+  const std::size_t qkv_row = static_cast<std::size_t>(p.q_heads + 2 * p.kv_heads) * kHeadDim;
+  const int rows = p.n * p.group;
+#pragma unroll
+  for (int it = 0; it < kBlockM * kChunks / kThreads; ++it) {
+    const int i = it * kThreads + threadIdx.x;
+    const int r = i / kChunks, c = i % kChunks;
+    const int row = row0 + r;
+    const bool valid = row < rows;
+    const int t = row / p.group, h = kv_head * p.group + row % p.group;
+    const bf16* src = p.qkv + (valid ? t * qkv_row + static_cast<std::size_t>(h) * kHeadDim : 0) + c * 8;
+    ptx::cp_async_16(tile + swizzle(r, c), src, valid);
+  }
+}
+
+// {P_hi, P_lo} of two probabilities as bf16x2 words (the lower key in the low half): P_hi =
+// bf16(p), P_lo = bf16(p - P_hi); p - P_hi is exact in fp32, so P_hi + P_lo carries ~16 bits of p.
+__device__ __forceinline__ void split_bf16x2(float p0, float p1, std::uint32_t& hi, std::uint32_t& lo) {
+  hi = vec::pack_bf16x2(p0, p1);
+  lo = vec::pack_bf16x2(p0 - vec::lo_bf16(hi), p1 - vec::hi_bf16(hi));
+}
+
+__global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(const Params p) {
+  extern __shared__ __align__(128) std::uint8_t smem[];
+  const auto k_tile = [&](int stage) { return smem + stage * kTileBytes; };
+  const auto v_tile = [&](int stage) { return smem + (kStages + stage) * kTileBytes; };
+
+  const int kv_head = blockIdx.x;
+  const int block = gridDim.y - 1 - blockIdx.y;  // longest first
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, tig = lane % 4;  // mma fragment coordinates: row group, thread in group
+
+  const int rows = p.n * p.group;
+  const int row0 = block * kBlockM;
+  const int t_first = row0 / p.group;
+  const int t_last = (min(row0 + kBlockM, rows) - 1) / p.group;
+  const int key_end = p.start_pos + t_last + 1;                  // keys of the CTA's last query
+  const int tiles = ceil_div(key_end, kBlockN);
+  const int unmasked_tiles = (p.start_pos + t_first + 1) / kBlockN;  // every row sees every key of these
+
+  // The last key that this thread's two accumulator rows (warp * 16 + g and + 8) may see. Rows
+  // past n * G get a limit past key_end: they see zero-filled keys and are never stored.
+  int key_limit[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) key_limit[i] = p.start_pos + (row0 + warp * kRowsPerWarp + g + 8 * i) / p.group;
+
+  const std::size_t cache_row = static_cast<std::size_t>(p.kv_heads) * kHeadDim;
+  const bf16* k_head = p.k_cache + static_cast<std::size_t>(kv_head) * kHeadDim;
+  const bf16* v_head = p.v_cache + static_cast<std::size_t>(kv_head) * kHeadDim;
+
+  load_q_tile(k_tile(1), p, kv_head, row0);
+  ptx::cp_async_commit();
+  load_kv_tile(k_tile(0), k_head, cache_row, 0, key_end);
+  load_kv_tile(v_tile(0), v_head, cache_row, 0, key_end);
+  ptx::cp_async_commit();
+  ptx::cp_async_wait<1>();  // Q has landed; tile 0 may still be in flight
+  __syncthreads();
+
+  // A fragments of the warp's 16 q rows, d-step ks: matrices (rows 0-7 | 8-15) x (d 0-7 | 8-15)
+  // of the step; lane l addresses row l % 16 at chunk 2 ks + l / 16.
+  std::uint32_t qf[kDSteps][4];
+#pragma unroll
+  for (int ks = 0; ks < kDSteps; ++ks)
+    ptx::ldmatrix_x4(qf[ks], k_tile(1) + swizzle(warp * kRowsPerWarp + lane % 16, 2 * ks + lane / 16));
+  __syncthreads();  // stage 1 is free for the first prefetch
+
+  float o[kOutFrags][4];
+#pragma unroll
+  for (int j = 0; j < kOutFrags; ++j)
+#pragma unroll
+    for (int c = 0; c < 4; ++c) o[j][c] = 0.0f;
+  float m[2] = {-INFINITY, -INFINITY};  // running max of the scaled scores (log2 units), rows g and g + 8
+  float l[2] = {0.0f, 0.0f};            // this thread's share of the running sum of p
+
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int stage = tile % kStages;
+    if (tile + 1 < tiles) {
+      load_kv_tile(k_tile(stage ^ 1), k_head, cache_row, (tile + 1) * kBlockN, key_end);
+      load_kv_tile(v_tile(stage ^ 1), v_head, cache_row, (tile + 1) * kBlockN, key_end);
+      ptx::cp_async_commit();
+      ptx::cp_async_wait<1>();  // everything but that prefetch: this tile has landed
+    } else {
+      ptx::cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    // S = Q K^T. B[d][key] = K[key][d]: plain ldmatrix of the key-major tile. One x4 covers keys
+    // 16 np .. +15 at d-step ks: matrices (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7),
+    // (keys 8-15, d 8-15) = {b0, b1} of fragment 2 np, then of 2 np + 1.
+    float s[kScoreFrags][4];
+#pragma unroll
+    for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) s[j][c] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < kDSteps; ++ks)
+#pragma unroll
+      for (int np = 0; np < kScoreFrags / 2; ++np) {
+        std::uint32_t kf[4];
+        ptx::ldmatrix_x4(kf, k_tile(stage) + swizzle(np * 16 + (lane / 16) * 8 + lane % 8, 2 * ks + (lane / 8) % 2));
+        ptx::mma_bf16_16816(s[2 * np], qf[ks], kf[0], kf[1]);
+        ptx::mma_bf16_16816(s[2 * np + 1], qf[ks], kf[2], kf[3]);
+      }
+
+    if (tile >= unmasked_tiles) {  // s[j][c] is (row g + 8 (c / 2), key 8 j + 2 tig + c % 2)
+#pragma unroll
+      for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c)
+          if (tile * kBlockN + 8 * j + 2 * tig + c % 2 > key_limit[c / 2]) s[j][c] = -INFINITY;
+    }
+
+    // Online softmax per row; the 4 lanes of a row group (xor 1, 2) share a row.
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < kScoreFrags; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m[i], mx * p.scale_log2);  // finite: tile 0 holds key 0 for every row
+      const float alpha = exp2f(m[i] - m_new);             // 0 on the first tile (m = -inf)
+      m[i] = m_new;
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+        for (int c = 2 * i; c < 2 * i + 2; ++c) {
+          s[j][c] = exp2f(fmaf(s[j][c], p.scale_log2, -m_new));  // masked: exp2(-inf) = 0
+          sum += s[j][c];
+        }
+      l[i] = l[i] * alpha + sum;
+#pragma unroll
+      for (int j = 0; j < kOutFrags; ++j) o[j][2 * i] *= alpha, o[j][2 * i + 1] *= alpha;
+    }
+
+    // O += P V, P split into P_hi + P_lo (see PRECISION above). A fragment of key step kk: score
+    // fragments 2 kk (keys 0-7 of the step) and 2 kk + 1 (keys 8-15), rows g then g + 8.
+    // B[key][d] = V[key][d]: ldmatrix.trans of the key-major tile; one x4 covers d 16 dp .. +15:
+    // matrices (keys 0-7, d 0-7), (keys 8-15, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15) =
+    // {b0, b1} of output fragment 2 dp, then of 2 dp + 1; lane l addresses key l % 16, chunk 2 dp + l / 16.
+#pragma unroll
+    for (int kk = 0; kk < kKeySteps; ++kk) {
+      std::uint32_t p_hi[4], p_lo[4];
+      split_bf16x2(s[2 * kk][0], s[2 * kk][1], p_hi[0], p_lo[0]);
+      split_bf16x2(s[2 * kk][2], s[2 * kk][3], p_hi[1], p_lo[1]);
+      split_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1], p_hi[2], p_lo[2]);
+      split_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3], p_hi[3], p_lo[3]);
+#pragma unroll
+      for (int dp = 0; dp < kOutFrags / 2; ++dp) {
+        std::uint32_t vf[4];
+        ptx::ldmatrix_x4_trans(vf, v_tile(stage) + swizzle(kk * 16 + lane % 16, 2 * dp + lane / 16));
+        ptx::mma_bf16_16816(o[2 * dp], p_hi, vf[0], vf[1]);
+        ptx::mma_bf16_16816(o[2 * dp + 1], p_hi, vf[2], vf[3]);
+        ptx::mma_bf16_16816(o[2 * dp], p_lo, vf[0], vf[1]);
+        ptx::mma_bf16_16816(o[2 * dp + 1], p_lo, vf[2], vf[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
+  }
+
+  // out = O / l, bf16, for the rows that exist. o[j] holds dims 8 j + 2 tig, + 1.
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    const int row = row0 + warp * kRowsPerWarp + g + 8 * i;
+    if (row >= rows) continue;
+    const int t = row / p.group, h = kv_head * p.group + row % p.group;
+    bf16* dst = p.out + (static_cast<std::size_t>(t) * p.q_heads + h) * kHeadDim;
+#pragma unroll
+    for (int j = 0; j < kOutFrags; ++j)
+      *reinterpret_cast<std::uint32_t*>(dst + 8 * j + 2 * tig) =
+          vec::pack_bf16x2(o[j][2 * i] / l[i], o[j][2 * i + 1] / l[i]);
+  }
+}
+
+}  // namespace
+
+Status prefill_attention(const AttentionArgs& a, cudaStream_t stream) {
+  if (a.n == 0) return Status::Ok();
+  const int group = a.q_heads / a.kv_heads;
+  const Params p{a.qkv, a.k_cache, a.v_cache, a.out, a.n, a.start_pos, a.q_heads, a.kv_heads, group,
+                 a.scale * kLog2e};
+  // Per launch rather than once per process: it is a cheap host call and right on every device.
+  FP8LM_CUDA_RETURN_IF_ERROR(
+      cudaFuncSetAttribute(flash_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  const dim3 grid(a.kv_heads, ceil_div(a.n * group, kBlockM));
+  flash_prefill_kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
+  return cuda_status(cudaGetLastError(), "flash prefill attention launch");
+}
+
+}  // namespace fp8lm::flash
