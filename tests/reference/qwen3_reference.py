@@ -45,6 +45,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeRotaryEmbedding
 
 FP8_MAX = 448.0
+COMPUTE = torch.float32  # --precision
 GROUP = 128
 SHORT_PROMPT = "<|im_start|>user\nWhat is the capital of France, and why is it famous?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -57,9 +58,9 @@ def fp32_attention(module, query, key, value, attention_mask, scaling=None, drop
     """Causal GQA attention in fp32 ([batch, heads, tokens, head_dim] in, [batch, tokens, heads,
     head_dim] bf16 out), the queries being the last `t` positions of the `s` cached ones."""
     n_rep = query.shape[1] // key.shape[1]
-    q = query.float()
-    k = key.float().repeat_interleave(n_rep, dim=1)
-    v = value.float().repeat_interleave(n_rep, dim=1)
+    q = query.to(COMPUTE)
+    k = key.to(COMPUTE).repeat_interleave(n_rep, dim=1)
+    v = value.to(COMPUTE).repeat_interleave(n_rep, dim=1)
     t, s = q.shape[2], k.shape[2]
     mask = torch.ones(t, s, dtype=torch.bool, device=q.device).tril(diagonal=s - t)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
@@ -96,6 +97,11 @@ def dequantize(w, scale_inv):
         return (blocks * scale_inv.float()[:, None, :, None]).view(n, k)
     s = scale_inv.float().repeat_interleave(GROUP, 0)[:n].repeat_interleave(GROUP, 1)[:, :k]
     return w.float() * s
+
+
+def fp8_linear(x, w):
+    """A linear of the decoder: the input fake-quantized, the product in COMPUTE precision, bf16 out."""
+    return F.linear(fake_quant(x).to(COMPUTE), w.to(COMPUTE)).to(torch.bfloat16)
 
 
 def weight(w, scale_inv):
@@ -149,8 +155,7 @@ def load_model(model_dir):
     for name, mod in model.named_modules():
         # The MoE router (mlp.gate) is not FP8 (modules_to_not_convert): it stays a bf16 Linear.
         if isinstance(mod, torch.nn.Linear) and ".layers." in name and not name.endswith(".mlp.gate"):
-            mod.forward = (lambda m, s: (lambda x: F.linear(fake_quant(x), weight(m.weight, s)).to(torch.bfloat16)))(
-                mod, scales[name + ".weight"])
+            mod.forward = (lambda m, s: (lambda x: fp8_linear(x, weight(m.weight, s))))(mod, scales[name + ".weight"])
         if fused_experts and name.endswith(".mlp.experts"):
             mod.forward = fused_experts_forward(mod, scales[name + ".gate_up_proj"], scales[name + ".down_proj"])
     return model.eval(), config
@@ -185,8 +190,8 @@ def fused_experts_forward(mod, gate_up_scales, down_scales):
             x = hidden_states[token_idx]
             gate_up = weight(mod.gate_up_proj[e], None if gate_up_scales is None else gate_up_scales[e])
             down = weight(mod.down_proj[e], None if down_scales is None else down_scales[e])
-            gate, up = F.linear(fake_quant(x), gate_up).to(torch.bfloat16).chunk(2, dim=-1)
-            out = F.linear(fake_quant(mod.act_fn(gate) * up), down).to(torch.bfloat16)
+            gate, up = fp8_linear(x, gate_up).chunk(2, dim=-1)
+            out = fp8_linear(mod.act_fn(gate) * up, down)
             final.index_add_(0, token_idx, out * weights[token_idx, slot, None])
         return final
     return forward
@@ -215,14 +220,19 @@ def main():
     ap.add_argument("--subset", type=int, default=16384)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--precision", choices=["fp32", "fp64"], default="fp32",
+                    help="arithmetic of the linears, attention and lm_head; fp64 measures how far the fp32 "
+                         "reference itself is from exact sums (compare_references.py)")
     args = ap.parse_args()
+    global COMPUTE
+    COMPUTE = torch.float64 if args.precision == "fp64" else torch.float32
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     t0 = time.time()
     model, config = load_model(args.model)
     log(f"loaded {args.model} in {time.time() - t0:.1f} s")
-    head = model.lm_head.weight.float()  # [vocab, hidden], fp32
+    head = model.lm_head.weight.to(COMPUTE)  # [vocab, hidden]
     vocab = head.shape[0]
     subset = torch.from_numpy(np.random.RandomState(args.seed + 1).permutation(vocab)[: args.subset].astype(np.int32))
     subset_cuda = subset.long().cuda()
@@ -234,7 +244,7 @@ def main():
         hidden = res.last_hidden_state[0]  # [T, hidden] bf16, after the final norm
         tops_i, tops_v, subs = [], [], []
         for b in range(0, hidden.shape[0], args.chunk):
-            logits = hidden[b : b + args.chunk].float() @ head.T
+            logits = (hidden[b : b + args.chunk].to(COMPUTE) @ head.T).float()
             v, i = torch.topk(logits, args.top_k, dim=-1)
             tops_i.append(i.int().cpu())
             tops_v.append(v.cpu())
@@ -242,7 +252,7 @@ def main():
         greedy, margins = [], []
         cache, h = res.past_key_values, hidden[-1]
         for _ in range(args.greedy):
-            logits = h.float() @ head.T
+            logits = (h.to(COMPUTE) @ head.T).float()
             v, i = torch.topk(logits, 2)
             greedy.append(int(i[0]))
             margins.append(float(v[0] - v[1]))
@@ -258,8 +268,8 @@ def main():
         del res, cache
     meta = {"model": os.path.abspath(args.model), "transformers": __import__("transformers").__version__,
             "torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "prompts": args.prompts,
-            "method": "linears: activations fake-quantized 1x128 x FP8 weights dequantized, fp32 matmul, bf16 out; "
-                      "attention fp32; lm_head fp32"}
+            "method": "linears: activations fake-quantized 1x128 x FP8 weights dequantized, matmul in the precision, "
+                      "bf16 out; attention and lm_head in the precision", "precision": args.precision}
     save_file(out, args.out, metadata={k: str(v) for k, v in meta.items()})
     log(f"wrote {args.out}")
 
