@@ -58,7 +58,8 @@ class TransformersOps : public ::testing::Test {
   static std::vector<bf16> rmsnorm(const std::vector<bf16>& in, const std::vector<bf16>& w, int rows) {
     const int dim = static_cast<int>(w.size());
     std::vector<bf16> out(in.size());
-    EXPECT_TRUE(cpu::rmsnorm({in.data(), w.data(), out.data(), rows, dim, dim, dim, 1e-6f}).ok());
+    const float eps = static_cast<float>(weights_.config.rms_norm_eps);
+    EXPECT_TRUE(cpu::rmsnorm({in.data(), w.data(), out.data(), rows, dim, dim, dim, eps}).ok());
     return out;
   }
   static std::vector<bf16> add(std::vector<bf16> x, const std::vector<bf16>& y) {
@@ -112,13 +113,16 @@ TEST_F(TransformersOps, EmbeddingIsTheSameModel) {
   const auto ids_view = dump_->tensors().at("ids");
   std::vector<std::int32_t> ids(kTokens);
   std::memcpy(ids.data(), ids_view.data, sizeof(std::int32_t) * kTokens);
-  std::vector<bf16> out(static_cast<std::size_t>(kTokens) * 256);
-  ASSERT_TRUE(cpu::embed({ids.data(), weights_.embed_tokens.data(), out.data(), kTokens, 151936, 256}).ok());
+  const Qwen3Config& c = weights_.config;
+  std::vector<bf16> out(static_cast<std::size_t>(kTokens) * c.hidden_size);
+  ASSERT_TRUE(
+      cpu::embed({ids.data(), weights_.embed_tokens.data(), out.data(), kTokens, c.vocab_size, c.hidden_size}).ok());
   exact(out, ref("embed.out"), "embed");
 }
 
 TEST_F(TransformersOps, EveryOpOfEveryLayer) {
-  for (int l = 0; l < 2; ++l) {
+  const Qwen3Config& c = weights_.config;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
     const Qwen3LayerWeights& w = weights_.layers[l];
     const std::string p = "layers." + std::to_string(l) + ".";
     std::printf("layer %d\n", l);
@@ -130,12 +134,14 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
     close(linear(ref(p + "self_attn.q_proj.in"), w.qkv, kTokens), qkv_ref, "qkv_proj");
 
     // q/k norm + RoPE from the reference's projections.
-    std::vector<bf16> qkv = qkv_ref, k_cache(kTokens * 256), v_cache(kTokens * 256);
+    std::vector<bf16> qkv = qkv_ref, k_cache(kTokens * c.kv_width()), v_cache(kTokens * c.kv_width());
     ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), w.q_norm.data(), w.k_norm.data(), k_cache.data(), v_cache.data(), kTokens,
-                                   0, kTokens, 4, 2, 128, 1e-6f, 1e6f})
+                                   0, kTokens, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                                   static_cast<float>(c.rms_norm_eps), static_cast<float>(c.rope_theta)})
                     .ok());
     std::vector<bf16> q_ours, q_ref = ref(p + "attention.q");
-    for (int t = 0; t < kTokens; ++t) q_ours.insert(q_ours.end(), qkv.begin() + t * 1024, qkv.begin() + t * 1024 + 512);
+    for (int t = 0; t < kTokens; ++t)
+      q_ours.insert(q_ours.end(), qkv.begin() + t * c.qkv_width(), qkv.begin() + t * c.qkv_width() + c.q_width());
     exact(q_ours, q_ref, "q_norm + rope");
     exact(k_cache, ref(p + "attention.k"), "k_norm + rope");
     exact(v_cache, ref(p + "attention.v"), "v (cache)");
@@ -143,9 +149,9 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
     // Attention from the reference's q, k, v.
     std::vector<bf16> att_in = concat_rows({q_ref, ref(p + "attention.k"), ref(p + "attention.v")}, kTokens);
     const std::vector<bf16> kc = ref(p + "attention.k"), vc = ref(p + "attention.v");
-    std::vector<bf16> att(static_cast<std::size_t>(kTokens) * 512);
-    ASSERT_TRUE(cpu::attention({att_in.data(), kc.data(), vc.data(), att.data(), kTokens, 0, 4, 2, 128,
-                                1.0f / std::sqrt(128.0f)})
+    std::vector<bf16> att(static_cast<std::size_t>(kTokens) * c.q_width());
+    ASSERT_TRUE(cpu::attention({att_in.data(), kc.data(), vc.data(), att.data(), kTokens, 0, c.num_attention_heads,
+                                c.num_key_value_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))})
                     .ok());
     close(att, ref(p + "attention.out"), "attention");
     close(linear(ref(p + "self_attn.o_proj.in"), w.o, kTokens), ref(p + "self_attn.o_proj.out"), "o_proj");
@@ -155,13 +161,14 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
           ref(p + "post_attention_layernorm.out"), "post_attention_layernorm");
     const std::vector<bf16> gate_up_ref = concat_rows({ref(p + "mlp.gate_proj.out"), ref(p + "mlp.up_proj.out")}, kTokens);
     close(linear(ref(p + "mlp.gate_proj.in"), w.gate_up, kTokens), gate_up_ref, "gate_up_proj");
-    std::vector<bf16> act(static_cast<std::size_t>(kTokens) * 768);
-    ASSERT_TRUE(cpu::silu_mul({gate_up_ref.data(), act.data(), kTokens, 768}).ok());
+    std::vector<bf16> act(static_cast<std::size_t>(kTokens) * c.intermediate_size);
+    ASSERT_TRUE(cpu::silu_mul({gate_up_ref.data(), act.data(), kTokens, c.intermediate_size}).ok());
     exact(act, ref(p + "mlp.down_proj.in"), "silu * up");
     close(linear(ref(p + "mlp.down_proj.in"), w.down, kTokens), ref(p + "mlp.down_proj.out"), "down_proj");
     exact(add(ref(p + "post_attention_layernorm.in"), ref(p + "mlp.down_proj.out")), ref(p + "out"), "residual add 2");
   }
-  exact(rmsnorm(ref("layers.1.out"), weights_.norm, kTokens), ref("norm.out"), "final norm");
+  const std::string last = "layers." + std::to_string(c.num_hidden_layers - 1) + ".out";
+  exact(rmsnorm(ref(last), weights_.norm, kTokens), ref("norm.out"), "final norm");
 }
 
 }  // namespace
