@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
 #include "bench/ceilings.h"
 #include "bench/device_kernels.h"
@@ -318,11 +317,9 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
               {"cells", cells}};
 
-  std::filesystem::create_directories(opt.out_dir);
   const std::string stem = fmt::format("{}/gemm-{}-{}{}", opt.out_dir, date, file_safe(device.name),
                                        opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
-  std::ofstream(stem + ".json") << doc.dump(1) << "\n";
-  std::ofstream md(stem + ".md");
+  std::ostringstream md;
   md << fmt::format("# fp8lm bench gemm — {} — {}\n\nSource: `{}`.\n\n", device.name, date, FP8LM_GIT_DESCRIBE)
      << fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak {:.0f} TFLOP/s "
                     "(cuBLASLt tensorwise FP8 with fast accumulation, {}x{}x{}). Floor = max(bytes / copy bandwidth, FLOPs / FP8 peak); "
@@ -335,6 +332,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
         "cuBLASLt % floor | bf16 µs | vs cuBLASLt | vs bf16 |\n"
      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
      << md_rows;
+  FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
   return Status::Ok();
 }

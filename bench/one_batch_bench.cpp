@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "bench/result_files.h"
 #include "engine/model/qwen3_footprint.h"
@@ -386,14 +385,9 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"results", results}};
   if (!ceilings) doc["ceilings_note"] = kNoCeilingsNote;
 
-  std::error_code ec;
-  std::filesystem::create_directories(opt.out_dir, ec);
-  if (ec) return Status::Error("cannot create " + opt.out_dir + ": " + ec.message());
   const std::string stem = fmt::format("{}/one-batch-{}-{}-{}{}", opt.out_dir, date, file_safe(card),
                                        file_safe(target.model_name), opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
-  std::ofstream json_file(stem + ".json");
-  json_file << doc.dump(1) << "\n";
-  std::ofstream md(stem + ".md");
+  std::ostringstream md;
   md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.\n\n", target.model_name, card, date,
                     FP8LM_GIT_DESCRIBE, target.description)
      << (ceilings ? fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak "
@@ -409,8 +403,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
      << md_rows << "\nReference columns (other cards and engines, not comparable with this run): " << kSeedSource
      << "\n";
-  if (!json_file || !md)
-    return Status::Error("could not write " + stem + ".{json,md}");
+  FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
   return Status::Ok();
 }
@@ -460,13 +453,8 @@ Status write_seed_table(const std::string& out_dir) {
       kH20.bandwidth_gbps, kH20.fp8_tflops, kL40S.name, kL40S.bandwidth_gbps, kL40S.fp8_tflops);
   const json doc = {{"benchmark", "seed-reference-sol"}, {"source", kSeedSource}, {"cards", cards},
                     {"output_len", kSeedOutputLen}, {"rows", rows}};
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  if (ec) return Status::Error("cannot create " + out_dir + ": " + ec.message());
   const std::string stem = out_dir + "/seed-reference-sol";
-  std::ofstream json_file(stem + ".json");
-  json_file << doc.dump(1) << "\n";
-  std::ofstream md(stem + ".md");
+  std::ostringstream md;
   md << "# The seed's published Qwen3-FP8 numbers and their speed of light on their own cards\n\n"
      << "Source: " << kSeedSource << "\n\nCards: " << cards
      << ". Speed of light = the protocol's floor on that card (fp8lm's cost model, bench/one_batch_bench.h) / the "
@@ -475,7 +463,7 @@ Status write_seed_table(const std::string& out_dir) {
      << "| model | input | H20 SGLang tokens/s | SoL on H20 | L40S SGLang Triton tokens/s | SoL on L40S | L40S seed "
         "kernel tokens/s | SoL on L40S |\n|---|---|---|---|---|---|---|---|\n"
      << md_rows;
-  if (!json_file || !md) return Status::Error("could not write " + stem + ".{json,md}");
+  FP8LM_RETURN_IF_ERROR(write_result_files(out_dir, stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md\n", stem, stem);
   return Status::Ok();
 }

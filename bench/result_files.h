@@ -7,7 +7,13 @@
 #include <cctype>
 #include <cmath>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <system_error>
+
+#include "fp8lm/status.h"
 
 namespace fp8lm::bench {
 
@@ -29,6 +35,20 @@ inline std::string file_safe(std::string s) {
 // A markdown table cell: `v` in `format`, or "–" where there is no number (NaN: failed or not measured).
 inline std::string markdown_cell(double v, const char* format) {
   return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : std::string("–");
+}
+
+// Writes `stem`.json (doc, one-space indent) and `stem`.md, creating `dir` (the folder `stem` lies in) first.
+inline Status write_result_files(const std::string& dir, const std::string& stem, const nlohmann::json& doc,
+                                 const std::string& markdown) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::Error("cannot create " + dir + ": " + ec.message());
+  std::ofstream json_file(stem + ".json");
+  json_file << doc.dump(1) << "\n";
+  std::ofstream md(stem + ".md");
+  md << markdown;
+  if (!json_file || !md) return Status::Error("could not write " + stem + ".{json,md}");
+  return Status::Ok();
 }
 
 }  // namespace fp8lm::bench

@@ -76,8 +76,9 @@ std::int32_t Sampler::sample(std::span<float> logits) {
     // Sort only as far as needed: grow the sorted prefix until it holds top_p of the mass.
     for (std::size_t want = std::min(keep, std::max<std::size_t>(sorted, 64));; want = std::min(keep, want * 4)) {
       if (sorted < want) {
+        // partial_sort permutes [sorted, end) only: the weights before `sorted` still match.
         std::partial_sort(candidates_.begin() + sorted, candidates_.begin() + want, candidates_.end(), by_logit);
-        for (std::size_t i = 0; i < candidates_.size(); ++i)
+        for (std::size_t i = sorted; i < candidates_.size(); ++i)
           probs_[i] = static_cast<float>(std::exp((logits[candidates_[i]] - top) * inv_t));
         sorted = want;
       }
