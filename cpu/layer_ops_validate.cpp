@@ -2,30 +2,14 @@
 // message naming the op, the argument and what was expected, and nothing is launched or written.
 #include <string>
 
+#include "arg_checks.h"
 #include "fp8lm/layer_ops.h"
 
 namespace fp8lm {
 
 namespace {
 
-std::string str(long long v) { return std::to_string(v); }
-
-Status need(bool ok, const char* fn, const std::string& what) {
-  if (ok) return Status::Ok();
-  return Status::Error(std::string(fn) + ": " + what);
-}
-
-Status not_null(const void* p, const char* fn, const char* name) {
-  return need(p != nullptr, fn, std::string(name) + " is a null pointer");
-}
-
-Status positive(long long v, const char* fn, const char* name) {
-  return need(v >= 1, fn, std::string(name) + " = " + str(v) + " must be >= 1");
-}
-
-Status non_negative(long long v, const char* fn, const char* name) {
-  return need(v >= 0, fn, std::string(name) + " = " + str(v) + " must be >= 0");
-}
+using namespace arg_checks;
 
 // The quantizer's rule (fp8lm/quant.h): rows are read in 16-byte vectors.
 Status multiple_of_16(long long v, const char* fn, const char* name) {

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <string>
 
+#include "arg_checks.h"
 #include "fp8lm/moe_math.h"
 #include "fp8lm/moe_ops.h"
 
@@ -11,11 +12,7 @@ namespace fp8lm {
 
 namespace {
 
-std::string str(long long v) { return std::to_string(v); }
-
-Status need(bool ok, const char* fn, const std::string& what) {
-  return ok ? Status::Ok() : Status::Error(std::string(fn) + ": " + what);
-}
+using namespace arg_checks;
 
 float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
 
@@ -23,38 +20,38 @@ float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
 
 Status validate(const MoeRouteArgs& a) {
   constexpr const char* fn = "moe_route";
-  FP8LM_RETURN_IF_ERROR(need(a.n >= 0, fn, "n = " + str(a.n) + " must be >= 0"));
-  FP8LM_RETURN_IF_ERROR(need(a.num_experts >= 1, fn, "num_experts = " + str(a.num_experts) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.num_experts, fn, "num_experts"));
   FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1 && a.top_k <= a.num_experts, fn,
                              "top_k = " + str(a.top_k) + " must be in [1, num_experts = " + str(a.num_experts) + "]"));
   if (a.n == 0) return Status::Ok();
-  FP8LM_RETURN_IF_ERROR(need(a.logits != nullptr, fn, "logits is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.experts != nullptr, fn, "experts is a null pointer"));
-  return need(a.weights != nullptr, fn, "weights is a null pointer");
+  FP8LM_RETURN_IF_ERROR(not_null(a.logits, fn, "logits"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.experts, fn, "experts"));
+  return not_null(a.weights, fn, "weights");
 }
 
 Status validate(const MoeGatherArgs& a) {
   constexpr const char* fn = "moe_gather";
-  FP8LM_RETURN_IF_ERROR(need(a.count >= 0, fn, "count = " + str(a.count) + " must be >= 0"));
-  FP8LM_RETURN_IF_ERROR(need(a.in_rows >= 1, fn, "in_rows = " + str(a.in_rows) + " must be >= 1"));
-  FP8LM_RETURN_IF_ERROR(need(a.hidden >= 1, fn, "hidden = " + str(a.hidden) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(non_negative(a.count, fn, "count"));
+  FP8LM_RETURN_IF_ERROR(positive(a.in_rows, fn, "in_rows"));
+  FP8LM_RETURN_IF_ERROR(positive(a.hidden, fn, "hidden"));
   if (a.count == 0) return Status::Ok();
-  FP8LM_RETURN_IF_ERROR(need(a.in != nullptr, fn, "in is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.rows != nullptr, fn, "rows is a null pointer"));
-  return need(a.out != nullptr, fn, "out is a null pointer");
+  FP8LM_RETURN_IF_ERROR(not_null(a.in, fn, "in"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.rows, fn, "rows"));
+  return not_null(a.out, fn, "out");
 }
 
 Status validate(const MoeCombineArgs& a) {
   constexpr const char* fn = "moe_combine";
-  FP8LM_RETURN_IF_ERROR(need(a.n >= 0, fn, "n = " + str(a.n) + " must be >= 0"));
-  FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1, fn, "top_k = " + str(a.top_k) + " must be >= 1"));
-  FP8LM_RETURN_IF_ERROR(need(a.hidden >= 1, fn, "hidden = " + str(a.hidden) + " must be >= 1"));
-  FP8LM_RETURN_IF_ERROR(need(a.rows >= 1, fn, "rows = " + str(a.rows) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.top_k, fn, "top_k"));
+  FP8LM_RETURN_IF_ERROR(positive(a.hidden, fn, "hidden"));
+  FP8LM_RETURN_IF_ERROR(positive(a.rows, fn, "rows"));
   if (a.n == 0) return Status::Ok();
-  FP8LM_RETURN_IF_ERROR(need(a.x != nullptr, fn, "x is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.expert_out != nullptr, fn, "expert_out is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.slots != nullptr, fn, "slots is a null pointer"));
-  return need(a.weights != nullptr, fn, "weights is a null pointer");
+  FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.expert_out, fn, "expert_out"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.slots, fn, "slots"));
+  return not_null(a.weights, fn, "weights");
 }
 
 Status plan_moe(const std::int32_t* experts, const bf16* weights, int n, int top_k, int num_experts, MoePlan* out) {

@@ -34,4 +34,36 @@ __device__ __forceinline__ float quantize_group_warp(const float (&v)[kQuantValu
   return scale;
 }
 
+// The "one warp per (row, 128-channel group)" layout of quantize_per_token_group and
+// silu_mul_quantize over a [rows, k] tensor: warp w of CTA b takes group b * kWarps + w of the
+// row-major [rows, ceil(k / 128)] grid of groups.
+struct QuantGroupLane {
+  int row, group;
+  int groups;   // groups per row: the scales' row stride
+  int lane;
+  int col;      // the first of the lane's kQuantValuesPerLane channels
+  bool active;  // col < k; k % 16 == 0, so a lane's 4 values are all in or all out
+};
+
+// False for the whole warp when its group is past the last one (the grid's last CTA); the caller
+// returns then, before quantize_group_warp's shuffles.
+template <int kWarps>
+__device__ __forceinline__ bool quant_group_lane(int rows, int k, QuantGroupLane& at) {
+  at.groups = ceil_div(k, kQuantGroup);
+  const long long group_id = static_cast<long long>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (group_id >= static_cast<long long>(rows) * at.groups) return false;
+  at.lane = threadIdx.x % 32;
+  at.row = static_cast<int>(group_id / at.groups);
+  at.group = static_cast<int>(group_id % at.groups);
+  at.col = at.group * kQuantGroup + at.lane * kQuantValuesPerLane;
+  at.active = at.col < k;
+  return true;
+}
+
+// The CTAs that layout needs for a [rows, k] tensor (may exceed a grid's 2^31 - 1: callers check).
+inline long long quant_group_blocks(int rows, int k, int warps_per_block) {
+  const long long warps = static_cast<long long>(rows) * ceil_div(k, kQuantGroup);
+  return (warps + warps_per_block - 1) / warps_per_block;
+}
+
 }  // namespace fp8lm

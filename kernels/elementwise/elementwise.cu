@@ -72,15 +72,11 @@ constexpr int kQuantWarps = kThreads / 32;
 __global__ void __launch_bounds__(kThreads)
     silu_mul_quantize_kernel(const bf16* __restrict__ gate_up, std::uint32_t* __restrict__ q8,
                              float* __restrict__ scales, int n, int inter) {
-  const int groups = ceil_div(inter, kQuantGroup);
-  const long long group_id = static_cast<long long>(blockIdx.x) * kQuantWarps + threadIdx.x / 32;
-  if (group_id >= static_cast<long long>(n) * groups) return;
-  const int lane = threadIdx.x % 32;
-  const int t = static_cast<int>(group_id / groups), g = static_cast<int>(group_id % groups);
-  const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
-  const bool active = col < inter;  // inter % 16 == 0: a lane's 4 values are all in or all out
+  QuantGroupLane at;
+  if (!quant_group_lane<kQuantWarps>(n, inter, at)) return;
+  const int t = at.row, col = at.col;
   float act[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
-  if (active) {
+  if (at.active) {
     const bf16* row = gate_up + static_cast<std::size_t>(t) * 2 * inter;
     float up[kQuantValuesPerLane];
     vec::unpack4(*reinterpret_cast<const uint2*>(row + col), act);
@@ -88,8 +84,8 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int i = 0; i < kQuantValuesPerLane; ++i) act[i] = silu_mul_value(act[i], up[i]);
   }
-  const float scale = quantize_group_warp(act, active, q8 + (static_cast<std::size_t>(t) * inter + col) / 4);
-  if (lane == 0) scales[static_cast<std::size_t>(t) * groups + g] = scale;
+  const float scale = quantize_group_warp(act, at.active, q8 + (static_cast<std::size_t>(t) * inter + col) / 4);
+  if (at.lane == 0) scales[static_cast<std::size_t>(t) * at.groups + at.group] = scale;
 }
 
 __global__ void __launch_bounds__(kThreads) add_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, std::size_t count) {
@@ -143,8 +139,7 @@ Status silu_mul_quantize(const SiluMulQuantizeArgs& a, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
   if (!vec::aligned16(a.gate_up) || !vec::aligned16(a.q8) || !vec::aligned16(a.scales))
     return Status::Error("silu_mul_quantize: gate_up, q8 and scales must be 16-byte aligned");
-  const long long warps = static_cast<long long>(a.n) * ceil_div(a.inter, kQuantGroup);
-  const long long blocks = (warps + kQuantWarps - 1) / kQuantWarps;
+  const long long blocks = quant_group_blocks(a.n, a.inter, kQuantWarps);
   if (blocks > 0x7fffffffLL) return Status::Error("silu_mul_quantize: n * inter is too large for one launch");
   silu_mul_quantize_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
       a.gate_up, reinterpret_cast<std::uint32_t*>(a.q8), a.scales, a.n, a.inter);

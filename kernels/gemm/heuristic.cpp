@@ -10,9 +10,7 @@ const GemmConfig& find_config(GemmKernel kernel, int block_m, int block_n) {
     if (c.kernel == kernel && c.block_m == block_m && c.block_n == block_n) return c;
   return gemm_configs().front();  // unreachable while the tables below match the kernels
 }
-}  // namespace
 
-namespace {
 // Hopper: the sm90 kernels (sm90_blockwise.cu; the measurements behind these rules are in
 // kernels/gemm/NOTES-sm90.md).
 GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {

@@ -19,25 +19,19 @@ constexpr int kWarpsPerBlock = 8;
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     quantize_per_token_group_kernel(const __nv_bfloat16* __restrict__ in, std::uint32_t* __restrict__ out,
                                     float* __restrict__ scales, int m, int k) {
-  const int groups = ceil_div(k, kQuantGroup);
-  const long long group_id = static_cast<long long>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (group_id >= static_cast<long long>(m) * groups) return;
-  const int lane = threadIdx.x % 32;
-  const int row = static_cast<int>(group_id / groups);
-  const int g = static_cast<int>(group_id % groups);
-  const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
-  const bool active = col < k;  // k % 16 == 0, so a lane's 4 values are all in or all out
-  const std::size_t offset = static_cast<std::size_t>(row) * k + col;
+  QuantGroupLane at;
+  if (!quant_group_lane<kWarpsPerBlock>(m, k, at)) return;
+  const std::size_t offset = static_cast<std::size_t>(at.row) * k + at.col;
 
   float v[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
-  if (active) {
+  if (at.active) {
     const uint2 raw = *reinterpret_cast<const uint2*>(in + offset);
     const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
     const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
     v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
   }
-  const float scale = quantize_group_warp(v, active, out + offset / 4);
-  if (lane == 0) scales[static_cast<std::size_t>(row) * groups + g] = scale;
+  const float scale = quantize_group_warp(v, at.active, out + offset / 4);
+  if (at.lane == 0) scales[static_cast<std::size_t>(at.row) * at.groups + at.group] = scale;
 }
 
 }  // namespace
@@ -45,8 +39,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 Status quantize_per_token_group(const QuantizeArgs& args, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(args));
   if (args.m == 0) return Status::Ok();
-  const long long groups = static_cast<long long>(args.m) * ceil_div(args.k, kQuantGroup);
-  const long long blocks = (groups + kWarpsPerBlock - 1) / kWarpsPerBlock;
+  const long long blocks = quant_group_blocks(args.m, args.k, kWarpsPerBlock);
   if (blocks > 0x7fffffffLL) return Status::Error("quantize_per_token_group: m * k is too large for one launch");
   quantize_per_token_group_kernel<<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
       reinterpret_cast<const __nv_bfloat16*>(args.in), reinterpret_cast<std::uint32_t*>(args.out), args.scales,
