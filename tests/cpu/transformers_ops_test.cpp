@@ -130,9 +130,11 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
     close(linear(ref(p + "self_attn.q_proj.in"), w.qkv, kTokens), qkv_ref, "qkv_proj");
 
     // q/k norm + RoPE from the reference's projections.
+    // A contiguous cache: one page holding every token.
+    const std::int32_t page0[1] = {0};
     std::vector<bf16> qkv = qkv_ref, k_cache(kTokens * 256), v_cache(kTokens * 256);
-    ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), w.q_norm.data(), w.k_norm.data(), k_cache.data(), v_cache.data(), kTokens,
-                                   0, kTokens, 4, 2, 128, 1e-6f, 1e6f})
+    ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), w.q_norm.data(), w.k_norm.data(), k_cache.data(), v_cache.data(), page0,
+                                   kTokens, kTokens, 0, kTokens, 4, 2, 128, 1e-6f, 1e6f})
                     .ok());
     std::vector<bf16> q_ours, q_ref = ref(p + "attention.q");
     for (int t = 0; t < kTokens; ++t) q_ours.insert(q_ours.end(), qkv.begin() + t * 1024, qkv.begin() + t * 1024 + 512);
@@ -144,8 +146,8 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
     std::vector<bf16> att_in = concat_rows({q_ref, ref(p + "attention.k"), ref(p + "attention.v")}, kTokens);
     const std::vector<bf16> kc = ref(p + "attention.k"), vc = ref(p + "attention.v");
     std::vector<bf16> att(static_cast<std::size_t>(kTokens) * 512);
-    ASSERT_TRUE(cpu::attention({att_in.data(), kc.data(), vc.data(), att.data(), kTokens, 0, 4, 2, 128,
-                                1.0f / std::sqrt(128.0f)})
+    ASSERT_TRUE(cpu::attention({att_in.data(), kc.data(), vc.data(), page0, kTokens, att.data(), kTokens, 0, kTokens,
+                                4, 2, 128, 1.0f / std::sqrt(128.0f)})
                     .ok());
     close(att, ref(p + "attention.out"), "attention");
     close(linear(ref(p + "self_attn.o_proj.in"), w.o, kTokens), ref(p + "self_attn.o_proj.out"), "o_proj");
