@@ -127,8 +127,8 @@ struct QkNormRopeArgs {
 
 // Causal grouped-query attention over the paged cache (see paged_row): query t (at position
 // start_pos + t) attends to the sequence's cache rows 0 .. start_pos + t; q head h reads kv head
-// h / (q_heads / kv_heads). Scores
-// q.k * scale and the softmax in fp32, P.V accumulated in fp32, output rounded to bf16.
+// h / (q_heads / kv_heads). Scores q.k * scale and the softmax in fp32, P.V accumulated in fp32,
+// output rounded to bf16.
 // The backends differ in summation order and exp (tests allow for it). The qkv row stride is
 // (q_heads + 2 kv_heads) * head_dim, the cache row stride kv_heads * head_dim. q_heads must be a
 // multiple of kv_heads; the launcher supports head_dim 128 and groups q_heads / kv_heads of 1..8
