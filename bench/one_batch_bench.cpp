@@ -196,11 +196,10 @@ LengthResult summarize(const Qwen3Config& config, const OneBatchTarget& target, 
 
   double sol = NAN, prefill_pct_peak = NAN, itl_floor_ms = NAN, floor_s = NAN;
   if (ceilings) {
-    const double peak_flops = ceilings->fp8_tflops * 1e12, bandwidth = ceilings->copy_gbps * 1e9;
-    // The prefill also reads every weight once: at input 1 its FLOP time alone would be ~0.
-    const double prefill_floor_s = std::max(flops / peak_flops, step_weight_bytes / bandwidth);
-    const double decode_floor_s = decode_bytes / bandwidth;
-    floor_s = prefill_floor_s + decode_floor_s;
+    const double peak_flops = ceilings->fp8_tflops * 1e12;
+    const ProtocolFloor floor = protocol_floor(config, input_len, output_len, ceilings->copy_gbps, ceilings->fp8_tflops);
+    const double prefill_floor_s = floor.prefill_s, decode_floor_s = floor.decode_s;
+    floor_s = floor.total_s();
     sol = floor_s / total_s;
     prefill_pct_peak = 100.0 * flops / times.prefill_s / peak_flops;
     itl_floor_ms = 1e3 * decode_floor_s / steps;
@@ -254,6 +253,18 @@ std::uint64_t decode_kv_bytes(const Qwen3Config& config, std::int64_t input_len,
   // sum over j = 1 .. steps of (input_len + j)
   const std::uint64_t positions = steps * static_cast<std::uint64_t>(input_len) + steps * (steps + 1) / 2;
   return qwen3_footprint(config).kv_bytes_per_token * positions;
+}
+
+ProtocolFloor protocol_floor(const Qwen3Config& config, int input_len, int output_len, double bandwidth_gbps,
+                            double fp8_tflops) {
+  const double bandwidth = bandwidth_gbps * 1e9;
+  const double step_weight_bytes = static_cast<double>(decode_step_weight_bytes(config));
+  ProtocolFloor f;
+  // The prefill also reads every weight once: at input 1 its FLOP time alone would be ~0.
+  f.prefill_s = std::max(prefill_flops(config, input_len) / (fp8_tflops * 1e12), step_weight_bytes / bandwidth);
+  f.decode_s = (step_weight_bytes * (output_len - 1) +
+                static_cast<double>(decode_kv_bytes(config, input_len, output_len))) / bandwidth;
+  return f;
 }
 
 double prefill_flops(const Qwen3Config& config, std::int64_t tokens) {
@@ -401,6 +412,71 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   if (!json_file || !md)
     return Status::Error("could not write " + stem + ".{json,md}");
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
+  return Status::Ok();
+}
+
+// The seed's cards, from NVIDIA's datasheets (dense FP8, no sparsity); the bandwidths are the ones
+// the speed-of-light issue names. Datasheet bandwidth is higher than a measured copy bandwidth
+// (the H100's 3.35 TB/s against the ~2.98 TB/s our bench measures), so these floors are shorter and
+// the engines' ratios lower than they would be with the measured ceilings our own rows use.
+struct SeedCard {
+  const char* name;
+  double bandwidth_gbps;
+  double fp8_tflops;
+};
+constexpr SeedCard kH20{"H20", 4000, 296};
+constexpr SeedCard kL40S{"L40S", 864, 733};
+
+Status write_seed_table(const std::string& out_dir) {
+  json rows = json::array();
+  std::string md_rows;
+  for (const SeedRow& r : kSeedRows) {
+    Qwen3Config config;
+    FP8LM_RETURN_IF_ERROR(qwen3_preset(r.model, &config));
+    // speed of light = floor time / measured time, the measured time being (input + output) / tokens/s
+    auto sol = [&](const SeedCard& card, double tokens_per_s) {
+      const double floor_s =
+          protocol_floor(config, r.input_len, kSeedOutputLen, card.bandwidth_gbps, card.fp8_tflops).total_s();
+      return floor_s / ((r.input_len + kSeedOutputLen) / tokens_per_s);
+    };
+    const double h20 = sol(kH20, r.h20_tokens_per_s), triton = sol(kL40S, r.l40s_triton_tokens_per_s),
+                 seed = sol(kL40S, r.l40s_seed_kernel_tokens_per_s);
+    rows.push_back({{"model", r.model},
+                    {"input_tokens", r.input_len},
+                    {"output_tokens", kSeedOutputLen},
+                    {"h20_sglang_tokens_per_s", number_or_null(r.h20_tokens_per_s)},
+                    {"h20_sglang_speed_of_light", number_or_null(h20)},
+                    {"l40s_sglang_triton_tokens_per_s", number_or_null(r.l40s_triton_tokens_per_s)},
+                    {"l40s_sglang_triton_speed_of_light", number_or_null(triton)},
+                    {"l40s_seed_kernel_tokens_per_s", number_or_null(r.l40s_seed_kernel_tokens_per_s)},
+                    {"l40s_seed_kernel_speed_of_light", number_or_null(seed)}});
+    md_rows += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", r.model, r.input_len,
+                           markdown_cell(r.h20_tokens_per_s, "{:.2f}"), markdown_cell(h20, "{:.3f}"),
+                           markdown_cell(r.l40s_triton_tokens_per_s, "{:.2f}"), markdown_cell(triton, "{:.3f}"),
+                           markdown_cell(r.l40s_seed_kernel_tokens_per_s, "{:.2f}"), markdown_cell(seed, "{:.3f}"));
+  }
+  const std::string cards = fmt::format(
+      "{}: {:.0f} GB/s, FP8 {:.0f} TFLOP/s; {}: {:.0f} GB/s, FP8 {:.0f} TFLOP/s (datasheets, dense FP8)", kH20.name,
+      kH20.bandwidth_gbps, kH20.fp8_tflops, kL40S.name, kL40S.bandwidth_gbps, kL40S.fp8_tflops);
+  const json doc = {{"benchmark", "seed-reference-sol"}, {"source", kSeedSource}, {"cards", cards},
+                    {"output_len", kSeedOutputLen}, {"rows", rows}};
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return Status::Error("cannot create " + out_dir + ": " + ec.message());
+  const std::string stem = out_dir + "/seed-reference-sol";
+  std::ofstream json_file(stem + ".json");
+  json_file << doc.dump(1) << "\n";
+  std::ofstream md(stem + ".md");
+  md << "# The seed's published Qwen3-FP8 numbers and their speed of light on their own cards\n\n"
+     << "Source: " << kSeedSource << "\n\nCards: " << cards
+     << ". Speed of light = the protocol's floor on that card (fp8lm's cost model, bench/one_batch_bench.h) / the "
+        "engine's time ((input + 2048) / tokens/s). Datasheet bandwidths exceed what a copy achieves, so these "
+        "ratios are somewhat lower than with measured ceilings.\n\n"
+     << "| model | input | H20 SGLang tokens/s | SoL on H20 | L40S SGLang Triton tokens/s | SoL on L40S | L40S seed "
+        "kernel tokens/s | SoL on L40S |\n|---|---|---|---|---|---|---|---|\n"
+     << md_rows;
+  if (!json_file || !md) return Status::Error("could not write " + stem + ".{json,md}");
+  fmt::print("wrote {}.json and {}.md\n", stem, stem);
   return Status::Ok();
 }
 

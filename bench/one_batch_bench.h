@@ -40,6 +40,21 @@ std::uint64_t decode_kv_bytes(const Qwen3Config& config, std::int64_t input_len,
 // lm_head of the last token.
 double prefill_flops(const Qwen3Config& config, std::int64_t tokens);
 
+// The protocol's floor on a card with this copy bandwidth (bytes read + written per second, GB/s)
+// and FP8 peak: max(prefill FLOPs / peak, weight bytes / bandwidth) for the prefill, plus
+// (weight bytes + KV bytes read) / bandwidth for each of the output_len - 1 decode steps.
+struct ProtocolFloor {
+  double prefill_s = 0, decode_s = 0;
+  double total_s() const { return prefill_s + decode_s; }
+};
+ProtocolFloor protocol_floor(const Qwen3Config& config, int input_len, int output_len, double bandwidth_gbps,
+                             double fp8_tflops);
+
+// The seed's published numbers (H20 SGLang, L40S SGLang with Triton and with the seed's kernel)
+// with each engine's speed-of-light ratio on its own card, from the same cost model and the
+// cards' datasheet ceilings: JSON + markdown `seed-reference-sol.{json,md}` in out_dir.
+Status write_seed_table(const std::string& out_dir);
+
 // The KV cache the protocol needs (the largest input + output_len) in *context_needed, or an error
 // naming the lengths and the model's context when it does not fit, or when an option is out of range.
 Status check_one_batch_options(const OneBatchOptions& options, const Qwen3Config& config, int* context_needed);

@@ -76,6 +76,16 @@ void add_bench_one_batch_command(CLI::App* bench, int& exit_code) {
     if (!st.ok()) fmt::print(stderr, "fp8lm bench one-batch: {}\n", st.message());
     exit_code = st.ok() ? 0 : 1;
   });
+
+  CLI::App* seed = bench->add_subcommand(
+      "seed-table", "The seed's published numbers with each engine's speed-of-light ratio on its own card");
+  auto seed_out = std::make_shared<std::string>("bench/results");
+  seed->add_option("--out", *seed_out, "Directory for seed-reference-sol.{json,md}")->capture_default_str();
+  seed->callback([&exit_code, seed_out] {
+    const Status st = bench::write_seed_table(*seed_out);
+    if (!st.ok()) fmt::print(stderr, "fp8lm bench seed-table: {}\n", st.message());
+    exit_code = st.ok() ? 0 : 1;
+  });
 }
 
 }  // namespace fp8lm::cli

@@ -163,5 +163,35 @@ TEST(BenchOneBatch, LengthsBeyondTheContextFailBeforeLoading) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("results")));
 }
 
+// `fp8lm bench seed-table`: the seed's published numbers with their speed of light on their own
+// cards. SEED-SUMMARY.md states SGLang on the H20 reaches about 31% of the floor for 8B and 9% for
+// 0.6B at input 1; the table must reproduce that from the cost model and the datasheet ceilings.
+TEST(SeedTable, ReproducesTheSeedSummarysRatios) {
+  testing::TempDir dir;
+  const std::string command = std::string(FP8LM_BINARY) + " bench seed-table --out " + dir.file("results") + " > " +
+                              dir.file("stdout.txt") + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << read_text(dir.file("stdout.txt"));
+  const json doc = json::parse(read_text(dir.file("results") + "/seed-reference-sol.json"));
+  ASSERT_TRUE(std::filesystem::exists(dir.file("results") + "/seed-reference-sol.md"));
+  int checked = 0;
+  for (const json& row : doc["rows"]) {
+    if (row["input_tokens"] != 1) continue;
+    const double h20 = row["h20_sglang_speed_of_light"].get<double>();
+    if (row["model"] == "qwen3-8b") {
+      EXPECT_NEAR(h20, 0.31, 0.02);
+      ++checked;
+    }
+    if (row["model"] == "qwen3-0.6b") {
+      EXPECT_NEAR(h20, 0.09, 0.015);
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 2);
+  // The seed's L40S 32B run failed at input 30720: no number, no ratio.
+  for (const json& row : doc["rows"])
+    if (row["model"] == "qwen3-32b" && row["input_tokens"] == 30720)
+      EXPECT_TRUE(row["l40s_seed_kernel_speed_of_light"].is_null());
+}
+
 }  // namespace
 }  // namespace fp8lm
