@@ -121,6 +121,7 @@ Status qk_norm_rope(const QkNormRopeArgs& a) {
   std::vector<float> cos_b(half), sin_b(half), y(hd);
   for (int t = 0; t < a.n; ++t) {
     const int pos = start_pos + t;
+    const std::size_t cache_at = paged_row(a.block_table, a.page_size, pos) * cache_row;
     for (int i = 0; i < half; ++i) {
       float c, s;
       math::rope_cos_sin(pos, i, hd, a.rope_theta, &c, &s);
@@ -137,12 +138,9 @@ Status qk_norm_rope(const QkNormRopeArgs& a) {
         const float rotated = i < half ? -y[i + half] : y[i - half];  // rotate_half
         x[i] = float_to_bf16(round_bf16(y[i] * cos_b[j]) + round_bf16(rotated * sin_b[j]));
       }
-      if (h >= a.q_heads)
-        std::copy_n(x, hd, a.k_cache + static_cast<std::size_t>(pos) * cache_row +
-                               static_cast<std::size_t>(h - a.q_heads) * hd);
+      if (h >= a.q_heads) std::copy_n(x, hd, a.k_cache + cache_at + static_cast<std::size_t>(h - a.q_heads) * hd);
     }
-    std::copy_n(qkv + static_cast<std::size_t>(a.q_heads + a.kv_heads) * hd, cache_row,
-                a.v_cache + static_cast<std::size_t>(pos) * cache_row);
+    std::copy_n(qkv + static_cast<std::size_t>(a.q_heads + a.kv_heads) * hd, cache_row, a.v_cache + cache_at);
   }
   return Status::Ok();
 }
@@ -156,15 +154,18 @@ Status attention(const AttentionArgs& a) {
   const std::size_t cache_row = static_cast<std::size_t>(a.kv_heads) * hd;
   parallel_ranges(static_cast<long long>(a.n) * a.q_heads, [&](long long begin, long long end) {
     std::vector<float> q(hd), k(hd), acc(hd), scores;
+    std::vector<std::size_t> rows;  // element offset of key j's head in the K and V pools
     for (long long item = begin; item < end; ++item) {
       const int t = static_cast<int>(item / a.q_heads), h = static_cast<int>(item % a.q_heads);
       const int kv = h / group, keys = start_pos + t + 1;
       const bf16* qp = a.qkv + t * qkv_row + static_cast<std::size_t>(h) * hd;
       for (int d = 0; d < hd; ++d) q[d] = f(qp[d]);
       scores.resize(keys);
+      rows.resize(keys);
       float m = -std::numeric_limits<float>::infinity();
       for (int j = 0; j < keys; ++j) {
-        const bf16* kp = a.k_cache + j * cache_row + static_cast<std::size_t>(kv) * hd;
+        rows[j] = paged_row(a.block_table, a.page_size, j) * cache_row + static_cast<std::size_t>(kv) * hd;
+        const bf16* kp = a.k_cache + rows[j];
         float s = 0.0f;
         for (int d = 0; d < hd; ++d) s += q[d] * f(kp[d]);
         scores[j] = s * a.scale;
@@ -175,7 +176,7 @@ Status attention(const AttentionArgs& a) {
       for (int j = 0; j < keys; ++j) {
         const float p = std::exp(scores[j] - m);
         l += p;
-        const bf16* vp = a.v_cache + j * cache_row + static_cast<std::size_t>(kv) * hd;
+        const bf16* vp = a.v_cache + rows[j];
         for (int d = 0; d < hd; ++d) acc[d] += p * f(vp[d]);
       }
       bf16* out = a.out + static_cast<std::size_t>(t) * a.q_heads * hd + static_cast<std::size_t>(h) * hd;

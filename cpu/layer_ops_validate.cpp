@@ -1,5 +1,6 @@
 // Argument checks of the layer ops, shared by the GPU launchers and the CPU twins: a bad call gets a
 // message naming the op, the argument and what was expected, and nothing is launched or written.
+#include <cstdint>
 #include <string>
 
 #include "arg_checks.h"
@@ -23,6 +24,18 @@ Status heads(int q_heads, int kv_heads, int head_dim, const char* fn) {
                              "q_heads = " + str(q_heads) + " must be a multiple of kv_heads = " + str(kv_heads)));
   FP8LM_RETURN_IF_ERROR(positive(head_dim, fn, "head_dim"));
   return need(head_dim % 2 == 0, fn, "head_dim = " + str(head_dim) + " must be even (RoPE rotates halves)");
+}
+
+// The sequence's rows start_pos .. start_pos + n - 1 must be mapped by its block table.
+Status paged_cache(const std::int32_t* block_table, int page_size, int start_pos, int n, int cache_capacity,
+                   const char* fn) {
+  FP8LM_RETURN_IF_ERROR(positive(page_size, fn, "page_size"));
+  FP8LM_RETURN_IF_ERROR(non_negative(cache_capacity, fn, "cache_capacity"));
+  FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(start_pos) + n <= cache_capacity, fn,
+                             "start_pos + n = " + str(static_cast<long long>(start_pos) + n) +
+                                 " exceeds cache_capacity = " + str(cache_capacity)));
+  if (n == 0) return Status::Ok();
+  return not_null(block_table, fn, "block_table");
 }
 
 }  // namespace
@@ -59,9 +72,7 @@ Status validate(const QkNormRopeArgs& a) {
   FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
   FP8LM_RETURN_IF_ERROR(non_negative(a.start_pos, fn, "start_pos"));
   FP8LM_RETURN_IF_ERROR(heads(a.q_heads, a.kv_heads, a.head_dim, fn));
-  FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.start_pos) + a.n <= a.cache_capacity, fn,
-                             "start_pos + n = " + str(static_cast<long long>(a.start_pos) + a.n) +
-                                 " exceeds cache_capacity = " + str(a.cache_capacity)));
+  FP8LM_RETURN_IF_ERROR(paged_cache(a.block_table, a.page_size, a.start_pos, a.n, a.cache_capacity, fn));
   FP8LM_RETURN_IF_ERROR(need(a.eps >= 0.0f, fn, "eps must be >= 0"));
   FP8LM_RETURN_IF_ERROR(need(a.rope_theta > 0.0f, fn, "rope_theta must be > 0"));
   if (a.n == 0) return Status::Ok();
@@ -76,9 +87,8 @@ Status validate(const AttentionArgs& a) {
   constexpr const char* fn = "attention";
   FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
   FP8LM_RETURN_IF_ERROR(non_negative(a.start_pos, fn, "start_pos"));
-  FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.start_pos) + a.n <= (1ll << 30), fn,
-                             "start_pos + n is out of range"));
   FP8LM_RETURN_IF_ERROR(heads(a.q_heads, a.kv_heads, a.head_dim, fn));
+  FP8LM_RETURN_IF_ERROR(paged_cache(a.block_table, a.page_size, a.start_pos, a.n, a.cache_capacity, fn));
   FP8LM_RETURN_IF_ERROR(need(a.scale > 0.0f, fn, "scale must be > 0"));
   if (a.n == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(not_null(a.qkv, fn, "qkv"));

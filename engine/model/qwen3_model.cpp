@@ -59,7 +59,6 @@ struct Qwen3Model::Layer {
   DeviceLinear gate_up, down;         // dense MLP; empty in MoE layers
   BackendBuffer router;               // MoE: bf16 [num_experts, hidden]
   std::vector<DeviceExpert> experts;  // MoE: [num_experts]; empty in dense layers
-  BackendBuffer k_cache, v_cache;  // [max_context, kv_width] bf16
 };
 
 // Activations for a chunk of up to max_batch_tokens tokens.
@@ -92,7 +91,9 @@ struct Qwen3Model::Scratch {
 // The single-token forward recorded once and replayed (CUDA graphs). The graph's operations read
 // the token id and the position from `step` (device memory), which a recorded copy fills from the
 // page-locked `step_host` the host writes before each replay; the last recorded operation copies
-// the logits to the page-locked `logits_host`.
+// the logits to the page-locked `logits_host`. The KV block table is read from its fixed device
+// address (KvSequence::device_table), which forward() updates before the replay when the step
+// needs a new page (once every kKvPageSize tokens), outside the graph.
 struct Qwen3Model::DecodeGraph {
   BackendBuffer step_host;    // int32 [2]: token id, position (page-locked host memory)
   BackendBuffer step;         // int32 [2]: the same in backend memory
@@ -103,6 +104,8 @@ struct Qwen3Model::DecodeGraph {
 namespace {
 // Attention splits keys only when few (token, head) blocks would run: size the workspace for that.
 constexpr int kAttentionWorkspaceTokens = 16;
+// KV pages for a sequence of max_context tokens (the pool holds one such sequence today).
+int kv_pages(int max_context) { return ceil_div(max_context, kKvPageSize); }
 // Rows of logits computed per lm_head call: all-position logits (forward(..., true, ...)) go to the
 // host in pieces of this many rows, so the device buffer is 64 x vocab floats (39 MB for Qwen3),
 // not max_batch_tokens x vocab (1.2 GB).
@@ -122,7 +125,8 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   const int ctx = options.max_context > 0 ? options.max_context : c.max_position_embeddings;
   const Qwen3Footprint footprint = qwen3_footprint(c);
   m.weights = footprint.weight_bytes;
-  m.kv_cache = static_cast<std::size_t>(ctx) * footprint.kv_bytes_per_token;
+  m.kv_cache = static_cast<std::size_t>(kv_pages(ctx)) * kKvPageSize * footprint.kv_bytes_per_token +
+               kv_pages(ctx) * sizeof(std::int32_t);  // the block table
   const std::size_t t = options.max_batch_tokens;
   const std::size_t mlp = widest_mlp(c);
   const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),
@@ -169,7 +173,6 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   FP8LM_RETURN_IF_ERROR(bf16_vec(w.norm, c.hidden_size, "norm", &m->norm_));
   if (!w.lm_head.empty()) FP8LM_RETURN_IF_ERROR(bf16_vec(w.lm_head, embed_count, "lm_head", &m->lm_head_));
 
-  const std::size_t kv_bytes = 2 * static_cast<std::size_t>(opt.max_context) * c.kv_width();
   m->layers_.resize(c.num_hidden_layers);
   for (int i = 0; i < c.num_hidden_layers; ++i) {
     const Qwen3LayerWeights& lw = w.layers[i];
@@ -202,9 +205,10 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
       FP8LM_RETURN_IF_ERROR(
           DeviceLinear::upload(b, lw.down, "down_proj", i, c.hidden_size, c.intermediate_size, &l.down));
     }
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, kv_bytes, &l.k_cache));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, kv_bytes, &l.v_cache));
   }
+  const int pages = kv_pages(opt.max_context);
+  FP8LM_RETURN_IF_ERROR(KvCache::create(b, c.num_hidden_layers, c.kv_width(), pages, kKvPageSize, &m->kv_cache_));
+  FP8LM_RETURN_IF_ERROR(KvSequence::create(b, *m->kv_cache_, pages, &m->sequence_));
 
   auto s = std::make_unique<Scratch>();
   const std::size_t t = opt.max_batch_tokens;
@@ -253,19 +257,28 @@ Status Qwen3Model::forward(std::span<const std::int32_t> tokens, bool all_logits
   // Every element is written below; resize (a no-op on every decode step) rather than assign, which
   // would zero 151936 floats per generated token first.
   logits->resize(all_logits ? tokens.size() * vocab : vocab);
-  if (tokens.size() == 1 && use_decode_graph_) return decode_with_graph(tokens[0], logits->data());
   const int start = length_;
+  FP8LM_RETURN_IF_ERROR(sequence_->reserve(start + static_cast<int>(tokens.size())));
+  const Status s = forward_reserved(tokens, all_logits, logits->data());
+  if (!s.ok()) truncate(start);  // the cache rows past `start` are simply overwritten next time
+  return s;
+}
+
+Status Qwen3Model::forward_reserved(std::span<const std::int32_t> tokens, bool all_logits, float* logits) {
+  if (tokens.size() == 1 && use_decode_graph_) return decode_with_graph(tokens[0], logits);
+  const std::size_t vocab = config_.vocab_size;
   for (std::size_t done = 0; done < tokens.size(); done += max_batch_tokens_) {
     const std::size_t count = std::min<std::size_t>(max_batch_tokens_, tokens.size() - done);
     const bool last_chunk = done + count == tokens.size();
-    float* dst = all_logits ? logits->data() + done * vocab : (last_chunk ? logits->data() : nullptr);
-    const Status s = forward_chunk(tokens.subspan(done, count), all_logits, dst);
-    if (!s.ok()) {
-      length_ = start;  // the cache rows past `start` are simply overwritten next time
-      return s;
-    }
+    float* dst = all_logits ? logits + done * vocab : (last_chunk ? logits : nullptr);
+    FP8LM_RETURN_IF_ERROR(forward_chunk(tokens.subspan(done, count), all_logits, dst));
   }
   return Status::Ok();
+}
+
+void Qwen3Model::truncate(int length) {
+  length_ = std::min(length_, std::max(0, length));
+  sequence_->truncate(length_);
 }
 
 // The layers of transformers' Qwen3 on n tokens. A layer's norms are fused with the residual add
@@ -286,6 +299,11 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   bf16* out = s.out.as<bf16>();
   fp8_e4m3* q8 = s.q8.as<fp8_e4m3>();
   float* q8s = s.q8_scales.as<float>();
+  // The rows the block table maps. A recorded step (start_pos_ptr) runs at positions up to its
+  // bound start_pos, each mapped by forward() before the replay: it is checked against the whole
+  // table.
+  const int cache_capacity = start_pos_ptr == nullptr ? sequence_->capacity() : sequence_->max_rows();
+  const std::int32_t* block_table = sequence_->device_table();
 
   // y[rows, lin.n] = q8[rows, lin.k] . lin^T, the input already quantized.
   auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows) {
@@ -340,14 +358,17 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       FP8LM_RETURN_IF_ERROR(
           b.rmsnorm_quantize({x, nullptr, l.input_layernorm.as<bf16>(), nullptr, q8, q8s, n, hidden, eps}));
     FP8LM_RETURN_IF_ERROR(gemm(l.qkv, qkv, n));
-    QkNormRopeArgs rope{qkv, l.q_norm.as<bf16>(), l.k_norm.as<bf16>(), l.k_cache.as<bf16>(), l.v_cache.as<bf16>(),
-                        n, start_pos, max_context_, c.num_attention_heads, c.num_key_value_heads, c.head_dim, eps,
+    bf16* k_cache = kv_cache_->k(static_cast<int>(i));
+    bf16* v_cache = kv_cache_->v(static_cast<int>(i));
+    QkNormRopeArgs rope{qkv, l.q_norm.as<bf16>(), l.k_norm.as<bf16>(), k_cache, v_cache, block_table, kKvPageSize,
+                        n, start_pos, cache_capacity, c.num_attention_heads, c.num_key_value_heads, c.head_dim, eps,
                         static_cast<float>(c.rope_theta)};
     rope.start_pos_ptr = start_pos_ptr;
     FP8LM_RETURN_IF_ERROR(b.qk_norm_rope(rope));
-    AttentionArgs attn{qkv, l.k_cache.as<bf16>(), l.v_cache.as<bf16>(), h, n, start_pos, c.num_attention_heads,
-                       c.num_key_value_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-                       s.attention_workspace.as<float>(), s.attention_workspace.bytes()};
+    AttentionArgs attn{qkv, k_cache, v_cache, block_table, kKvPageSize, h, n, start_pos, cache_capacity,
+                       c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                       1.0f / std::sqrt(static_cast<float>(c.head_dim)), s.attention_workspace.as<float>(),
+                       s.attention_workspace.bytes()};
     attn.start_pos_ptr = start_pos_ptr;
     FP8LM_RETURN_IF_ERROR(b.attention(attn));
     FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, n, c.q_width()}));
@@ -418,12 +439,7 @@ Status Qwen3Model::decode_with_graph(std::int32_t token, float* logits) {
   Backend& b = backend_;
   if (!decode_warmed_up_) {
     const std::int32_t ids[1] = {token};
-    const int start = length_;
-    const Status s = forward_chunk(ids, false, logits);
-    if (!s.ok()) {
-      length_ = start;
-      return s;
-    }
+    FP8LM_RETURN_IF_ERROR(forward_chunk(ids, false, logits));
     decode_warmed_up_ = true;
     return Status::Ok();
   }

@@ -1,28 +1,30 @@
-// A Qwen3 model (dense or MoE) on one backend, serving one sequence (batch 1) with a contiguous KV
-// cache. The forward pass follows transformers' modeling_qwen3 / modeling_qwen3_moe; FP8 linears
-// quantize their input per token per 128 channels and run fp8lm's blockwise GEMM.
+// A Qwen3 model (dense or MoE) on one backend, serving one sequence (batch 1) from a paged KV cache
+// (engine/model/kv_cache.h) whose pool holds --max-context tokens. The forward pass follows
+// transformers' modeling_qwen3 / modeling_qwen3_moe; FP8 linears quantize their input per token per
+// 128 channels and run fp8lm's blockwise GEMM.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <vector>
 
 #include "engine/model/backend.h"
+#include "engine/model/kv_cache.h"
 #include "engine/model/qwen3_weights.h"
 
 namespace fp8lm {
 
 struct ModelOptions {
-  int max_context = 0;        // KV cache length; 0: the config's max_position_embeddings
+  int max_context = 0;        // longest sequence (the KV pages for it); 0: the config's max_position_embeddings
   int max_batch_tokens = 2048;  // longest chunk a forward call processes at once (prefill chunking)
   // Single-token forwards (decode) of dense models replay a CUDA graph on backends that have them
   // (same bits as running the ops one by one); false: always run the ops one by one.
   bool cuda_graphs = true;
 };
 
-// Bytes the model needs on its backend: weights, KV cache and scratch.
+// Bytes the model needs on its backend: weights, KV cache (pages for max_context tokens, rounded up to
+// whole pages, and the block table) and scratch.
 struct ModelMemory {
   std::size_t weights = 0;
   std::size_t kv_cache = 0;
@@ -51,9 +53,12 @@ class Qwen3Model {
 
   int length() const { return length_; }
   int max_context() const { return max_context_; }
-  void reset() { length_ = 0; }
-  // Keeps the first `length` positions of the sequence (their KV rows stay valid).
-  void truncate(int length) { length_ = std::min(length_, std::max(0, length)); }
+  void reset() { truncate(0); }
+  // Keeps the first `length` positions of the sequence (their KV rows stay valid) and releases the
+  // KV pages past them.
+  void truncate(int length);
+  // The sequence's KV pages: pages().size() == ceil(length() / kKvPageSize).
+  const KvSequence& kv_sequence() const { return *sequence_; }
   const Qwen3Config& config() const { return config_; }
   Backend& backend() { return backend_; }
 
@@ -67,6 +72,8 @@ class Qwen3Model {
   // positions start_pos ... (or *start_pos_ptr ..., backend memory read when the ops run; then
   // start_pos is its upper bound). Leaves the residual stream of the chunk in the scratch.
   Status enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr);
+  // The forward of `tokens` once their KV pages are reserved.
+  Status forward_reserved(std::span<const std::int32_t> tokens, bool all_logits, float* logits);
   // The single-token forward through the decode graph (captured on first use).
   Status decode_with_graph(std::int32_t token, float* logits);
 
@@ -77,6 +84,8 @@ class Qwen3Model {
   int length_ = 0;
   BackendBuffer embed_tokens_, norm_, lm_head_;  // lm_head_ empty when tied
   std::vector<Layer> layers_;
+  std::unique_ptr<KvCache> kv_cache_;
+  std::unique_ptr<KvSequence> sequence_;  // after kv_cache_: released first, returning its pages
   std::unique_ptr<Scratch> scratch_;
   bool use_decode_graph_ = false;
   bool decode_warmed_up_ = false;  // a single-token forward has run eagerly (see decode_with_graph)

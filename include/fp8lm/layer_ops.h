@@ -78,6 +78,20 @@ struct SiluMulQuantizeArgs {
   int inter;
 };
 
+// The KV cache is paged: a sequence's cache row r (its token at position r) lives in page
+// block_table[r / page_size] of a pool shared by sequences, at physical row
+// paged_row(block_table, page_size, r) of the pool's K and V arrays ([pool rows, kv_heads *
+// head_dim] each). A contiguous cache is the table {0, 1, 2, ...}. Page ids in the table must be
+// pages of the pool (the engine's allocator hands out only those; the ops cannot check device
+// memory); entries past the rows an op touches are never read.
+// GPU: page_size must be a multiple of kKvPageMultiple, so that the flash prefill kernel's key
+// tile never straddles two pages (one table lookup per tile).
+inline constexpr int kKvPageMultiple = 64;  // kernels/attention/flash_prefill.cu: kBlockN
+
+FP8LM_HOST_DEVICE std::size_t paged_row(const std::int32_t* block_table, int page_size, int row) {
+  return static_cast<std::size_t>(block_table[row / page_size]) * page_size + row % page_size;
+}
+
 // Attention input preparation for tokens at positions start_pos .. start_pos + n - 1:
 //  - per-head RMSNorm of q (q_norm weight) and k (k_norm weight), as RmsNormArgs, in place in qkv,
 //    except that the sum of squares uses partials of 4 elements (element i adds into partial
@@ -85,7 +99,7 @@ struct SiluMulQuantizeArgs {
 //  - neox RoPE (rotate_half) on q and k with cos/sin of (position * theta^(-2i/head_dim)) computed
 //    in fp32 and rounded to bf16, and q*cos, rotate_half(q)*sin and their sum each rounded to bf16
 //    (transformers' bf16 arithmetic); exactly as rope_cos_sin() in fp8lm/layer_math.h;
-//  - k (normed, rotated) and v copied into the caches at rows start_pos + t.
+//  - k (normed, rotated) and v copied into the paged cache at the sequence's rows start_pos + t.
 // Both backends agree bit for bit. The CPU twin accepts any even head_dim (small hand-checked
 // cases); the launcher supports exactly 128.
 // qkv row layout: [q_heads * head_dim | kv_heads * head_dim (k) | kv_heads * head_dim (v)].
@@ -93,11 +107,13 @@ struct QkNormRopeArgs {
   bf16* qkv;            // [n, (q_heads + 2 kv_heads) * head_dim]; q and k rewritten in place
   const bf16* q_norm;   // [head_dim]
   const bf16* k_norm;   // [head_dim]
-  bf16* k_cache;        // [cache_capacity, kv_heads * head_dim]
-  bf16* v_cache;        // [cache_capacity, kv_heads * head_dim]
+  bf16* k_cache;        // the pool: [pool rows, kv_heads * head_dim]
+  bf16* v_cache;        // the pool: [pool rows, kv_heads * head_dim]
+  const std::int32_t* block_table;  // [ceil(cache_capacity / page_size)] page ids (see paged_row)
+  int page_size;        // rows per page, >= 1
   int n;
   int start_pos;        // start_pos + n <= cache_capacity (checked)
-  int cache_capacity;
+  int cache_capacity;   // rows of the sequence that block_table maps
   int q_heads;
   int kv_heads;
   int head_dim;         // 128 for every Qwen3 model (the launchers support exactly 128)
@@ -109,9 +125,10 @@ struct QkNormRopeArgs {
   const int* start_pos_ptr = nullptr;
 };
 
-// Causal grouped-query attention over the cache: query t (at position start_pos + t) attends to
-// cache rows 0 .. start_pos + t; q head h reads kv head h / (q_heads / kv_heads). Scores
-// q.k * scale and the softmax in fp32, P.V accumulated in fp32, output rounded to bf16.
+// Causal grouped-query attention over the paged cache (see paged_row): query t (at position
+// start_pos + t) attends to the sequence's cache rows 0 .. start_pos + t; q head h reads kv head
+// h / (q_heads / kv_heads). Scores q.k * scale and the softmax in fp32, P.V accumulated in fp32,
+// output rounded to bf16.
 // The backends differ in summation order and exp (tests allow for it). The qkv row stride is
 // (q_heads + 2 kv_heads) * head_dim, the cache row stride kv_heads * head_dim. q_heads must be a
 // multiple of kv_heads; the launcher supports head_dim 128 and groups q_heads / kv_heads of 1..8
@@ -127,11 +144,14 @@ struct QkNormRopeArgs {
 // which sizes the launch for the longest context the recording will see).
 struct AttentionArgs {
   const bf16* qkv;      // q read from the first q_heads * head_dim columns of each qkv row
-  const bf16* k_cache;  // [>= start_pos + n, kv_heads * head_dim]
+  const bf16* k_cache;  // the pool: [pool rows, kv_heads * head_dim]
   const bf16* v_cache;
+  const std::int32_t* block_table;  // [ceil(cache_capacity / page_size)] page ids (see paged_row)
+  int page_size;        // rows per page, >= 1; GPU: a multiple of kKvPageMultiple
   bf16* out;            // [n, q_heads * head_dim]
   int n;
-  int start_pos;
+  int start_pos;        // start_pos + n <= cache_capacity (checked)
+  int cache_capacity;   // rows of the sequence that block_table maps
   int q_heads;
   int kv_heads;
   int head_dim;

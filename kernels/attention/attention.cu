@@ -1,4 +1,4 @@
-// Causal GQA attention over the contiguous cache: the split-K kernel below for decode and short
+// Causal GQA attention over the paged cache: the split-K kernel below for decode and short
 // calls, the tensor-core flash kernel (flash_prefill.cu) from flash::kPrefillMinTokens query tokens
 // on (prefill, chunked prefill; flash_prefill.h says why that threshold).
 //
@@ -6,11 +6,12 @@
 // share the kv head, so each K/V row is read once per token for the whole group. Its 8 warps take
 // 32-key chunks of the split's key range in turn (chunk c goes to warp c % 8) and keep an online
 // softmax per q head in fp32 (base-2 exponent: scores are pre-multiplied by log2(e)):
-//  - scores: lane l owns key chunk + l and computes its G dot products over 128 dims (q in shared
-//    memory as fp32, K read as 16-byte vectors);
+//  - scores: lane l owns key chunk + l, looks up its cache row in the block table and computes its
+//    G dot products over 128 dims (q in shared memory as fp32, K read as 16-byte vectors);
 //  - P.V: lane l owns dims 4l..4l+3 and accumulates G x 4 outputs over the chunk's 32 keys (the
-//    probabilities go through shared memory; rows past the range are clamped and get p = 0, so the
-//    loop has a fixed trip count and its loads pipeline).
+//    probabilities go through shared memory, each key's cache row comes from the lane that looked
+//    it up by a shuffle; rows past the range are clamped and get p = 0, so the loop has a fixed trip
+//    count and its loads pipeline).
 // The 8 warps' states are merged in a fixed order (deterministic). Without a split the CTA writes
 // bf16 output; with splits (decode and small batches at long context, when a workspace is given)
 // each CTA writes its normalized fp32 output, max and sum, and attention_combine_kernel merges the
@@ -71,8 +72,9 @@ __device__ __forceinline__ int read_start_pos(int start_pos, const int* start_po
 template <int G>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_kernel(const bf16* __restrict__ qkv, const bf16* __restrict__ k_cache, const bf16* __restrict__ v_cache,
-                     bf16* __restrict__ out, int start_pos_arg, const int* __restrict__ start_pos_ptr, int q_heads,
-                     int kv_heads, float scale_log2, float* __restrict__ partials) {
+                     const std::int32_t* __restrict__ block_table, int page_size, bf16* __restrict__ out,
+                     int start_pos_arg, const int* __restrict__ start_pos_ptr, int q_heads, int kv_heads,
+                     float scale_log2, float* __restrict__ partials) {
   __shared__ __align__(16) float q_s[G][kHeadDim];
   __shared__ float p_s[kWarps][G][kChunk];
   __shared__ float o_s[G][kHeadDim];
@@ -110,13 +112,16 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int d = 0; d < 4; ++d) acc[h][d] = 0.0f;
   }
 
+  const int last = k_end - 1;
   for (int chunk = k_begin + warp * kChunk; chunk < k_end; chunk += kWarps * kChunk) {
     const int j = chunk + lane;
+    // The lane's key clamped into the range (p = 0 past it), as an element offset in the pools.
+    const std::size_t j_at = paged_row(block_table, page_size, min(j, last)) * cache_row;
     float s[G];
 #pragma unroll
     for (int h = 0; h < G; ++h) s[h] = 0.0f;
     if (j < k_end) {
-      const uint4* krow = reinterpret_cast<const uint4*>(kbase + j * cache_row);
+      const uint4* krow = reinterpret_cast<const uint4*>(kbase + j_at);
 #pragma unroll 8
       for (int c = 0; c < kHeadDim / 8; ++c) {
         float kf[8];
@@ -143,12 +148,12 @@ __global__ void __launch_bounds__(kWarps * 32)
       p_s[warp][h][lane] = p;
     }
     __syncwarp();
-    const int last = k_end - 1;
 #pragma unroll 8
     for (int jj = 0; jj < kChunk; ++jj) {
-      const int row = min(chunk + jj, last);  // clamped rows have p = 0
+      // Key chunk + jj (clamped: p = 0 past the range), looked up by lane jj.
+      const std::size_t row_at = __shfl_sync(0xffffffffu, j_at, jj);
       float vf[4];
-      vec::unpack4(reinterpret_cast<const uint2*>(vbase + static_cast<std::size_t>(row) * cache_row)[lane], vf);
+      vec::unpack4(reinterpret_cast<const uint2*>(vbase + row_at)[lane], vf);
 #pragma unroll
       for (int h = 0; h < G; ++h) {
         const float p = p_s[warp][h][jj];
@@ -236,9 +241,9 @@ __global__ void __launch_bounds__(kHeadDim)
 template <int G>
 void launch(const AttentionArgs& a, int splits, cudaStream_t stream) {
   const dim3 grid(a.kv_heads, a.n, splits);
-  attention_kernel<G><<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.k_cache, a.v_cache, a.out, a.start_pos,
-                                                        a.start_pos_ptr, a.q_heads, a.kv_heads, a.scale * kLog2e,
-                                                        a.workspace);
+  attention_kernel<G><<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.k_cache, a.v_cache, a.block_table, a.page_size,
+                                                        a.out, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads,
+                                                        a.scale * kLog2e, a.workspace);
 }
 
 // How many key splits to launch: enough CTAs for about two waves when n * kv_heads alone is fewer,
@@ -270,6 +275,9 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.n > 65535) return Status::Error("attention: n = " + std::to_string(a.n) + " exceeds 65535 tokens per call");
   if (!vec::aligned16(a.qkv) || !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache) || !vec::aligned16(a.out))
     return Status::Error("attention: qkv, k_cache, v_cache and out must be 16-byte aligned");
+  if (a.page_size % kKvPageMultiple != 0)
+    return Status::Error("attention: page_size = " + std::to_string(a.page_size) + " must be a multiple of " +
+                         std::to_string(kKvPageMultiple) + " on the GPU (the flash prefill kernel's key tile)");
   // The flash kernel reads start_pos by value; a position in device memory (the decode graph) is
   // only ever given for single-token calls, which stay here.
   if (a.n >= flash::kPrefillMinTokens && a.start_pos_ptr == nullptr) return flash::prefill_attention(a, stream);

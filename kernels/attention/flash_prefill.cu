@@ -2,8 +2,10 @@
 // and walks the keys in tiles with an online softmax; nothing of size n^2 is stored) with
 // mma.sync.m16n8k16 bf16 -> fp32 (SASS HMMA.16816.F32.BF16; sm_89 and sm_90a alike, a wgmma
 // version for Hopper can come later). Semantics: AttentionArgs (fp8lm/layer_ops.h), i.e. causal
-// GQA over the contiguous cache, query t at position start_pos + t sees cache rows
-// 0 .. start_pos + t, so a chunk of a prompt attends to the already cached prefix.
+// GQA over the paged cache, query t at position start_pos + t sees the sequence's cache rows
+// 0 .. start_pos + t, so a chunk of a prompt attends to the already cached prefix. A key tile lies
+// in one page (pages are whole tiles: kKvPageMultiple), so each tile load looks up the block table
+// once and copies consecutive rows of the pool.
 //
 // Rows. The G = q_heads / kv_heads q heads that share a kv head are stacked as rows
 // r = t * G + (h % G) of one matrix per kv head (n * G rows); a CTA owns kBlockM = 64 consecutive
@@ -29,9 +31,9 @@
 // c ^ (r % 8), so the 8 rows an ldmatrix reads at one logical chunk hit 8 distinct bank groups.
 // Keys past the CTA's last key are zero-filled (P.V would turn garbage, even multiplied by p = 0,
 // into NaN). The Q tile goes through stage 1's K buffer before the first prefetch overwrites it.
-// 64 KB per CTA. __launch_bounds__(128, 2): ptxas gives 248 (sm_90a) / 250 (sm_89) registers, no
-// spills, so 2 CTAs fit an H100/H200 SM and 1 an Ada SM (its 100 KB of shared memory); asking for 3
-// caps registers at 168 and spills.
+// 64 KB per CTA. __launch_bounds__(128, 2): ptxas gives 255 (sm_90a) / 254 (sm_89) registers with
+// the block table lookup (248 / 250 before it), no spills, so 2 CTAs fit an H100/H200 SM and 1 an
+// Ada SM (its 100 KB of shared memory); asking for 3 caps registers at 168 and spills.
 //
 // PRECISION. fp8lm is compared with a Hugging Face reference that computes attention in fp32, and
 // the o projection re-quantizes the attention output to FP8, which turns last-bit differences
@@ -87,11 +89,14 @@ static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThre
               "each thread copies the same number of 16-byte chunks per tile");
 static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "ldmatrix.x4 loads pairs of n8 fragments");
 static_assert(kStages == 2, "the main loop's prefetch and wait counts are written for double buffering");
+static_assert(kKvPageMultiple % kBlockN == 0, "a key tile must not straddle two KV pages (one table lookup per tile)");
 
 struct Params {
   const bf16* qkv;
   const bf16* k_cache;
   const bf16* v_cache;
+  const std::int32_t* block_table;
+  int page_size;  // a multiple of kBlockN (attention() checks kKvPageMultiple)
   bf16* out;
   int n;
   int start_pos;
@@ -103,17 +108,18 @@ struct Params {
 
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * kRowBytes + ((chunk ^ (row & 7)) << 4); }
 
-// Keys first_key .. first_key + kBlockN - 1 of one kv head into a tile; keys >= key_end are
-// zero-filled (and not read).
+// Keys first_key .. first_key + kBlockN - 1 (first_key < key_end, a multiple of kBlockN: the
+// tile lies in one page) of one kv head into a tile; keys >= key_end are zero-filled (and not read).
 __device__ __forceinline__ void load_kv_tile(std::uint8_t* tile, const bf16* head_base, std::size_t row_stride,
-                                             int first_key, int key_end) {
+                                             const Params& p, int first_key, int key_end) {
+  const std::size_t first_row = paged_row(p.block_table, p.page_size, first_key);
 #pragma unroll
   for (int it = 0; it < kBlockN * kChunks / kThreads; ++it) {
     const int i = it * kThreads + threadIdx.x;  // a warp copies two whole 256-byte rows
     const int r = i / kChunks, c = i % kChunks;
     const int key = first_key + r;
     const bool valid = key < key_end;
-    const bf16* src = head_base + (valid ? static_cast<std::size_t>(key) * row_stride : 0) + c * 8;
+    const bf16* src = head_base + (valid ? (first_row + r) * row_stride : 0) + c * 8;
     ptx::cp_async_16(tile + swizzle(r, c), src, valid);
   }
 }
@@ -172,8 +178,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(
 
   load_q_tile(k_tile(1), p, kv_head, row0);
   ptx::cp_async_commit();
-  load_kv_tile(k_tile(0), k_head, cache_row, 0, key_end);
-  load_kv_tile(v_tile(0), v_head, cache_row, 0, key_end);
+  load_kv_tile(k_tile(0), k_head, cache_row, p, 0, key_end);
+  load_kv_tile(v_tile(0), v_head, cache_row, p, 0, key_end);
   ptx::cp_async_commit();
   ptx::cp_async_wait<1>();  // Q has landed; tile 0 may still be in flight
   __syncthreads();
@@ -197,8 +203,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(
   for (int tile = 0; tile < tiles; ++tile) {
     const int stage = tile % kStages;
     if (tile + 1 < tiles) {
-      load_kv_tile(k_tile(stage ^ 1), k_head, cache_row, (tile + 1) * kBlockN, key_end);
-      load_kv_tile(v_tile(stage ^ 1), v_head, cache_row, (tile + 1) * kBlockN, key_end);
+      load_kv_tile(k_tile(stage ^ 1), k_head, cache_row, p, (tile + 1) * kBlockN, key_end);
+      load_kv_tile(v_tile(stage ^ 1), v_head, cache_row, p, (tile + 1) * kBlockN, key_end);
       ptx::cp_async_commit();
       ptx::cp_async_wait<1>();  // everything but that prefetch: this tile has landed
     } else {
@@ -302,8 +308,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(
 Status prefill_attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
   const int group = a.q_heads / a.kv_heads;
-  const Params p{a.qkv, a.k_cache, a.v_cache, a.out, a.n, a.start_pos, a.q_heads, a.kv_heads, group,
-                 a.scale * kLog2e};
+  const Params p{a.qkv, a.k_cache, a.v_cache, a.block_table, a.page_size, a.out, a.n, a.start_pos, a.q_heads,
+                 a.kv_heads, group, a.scale * kLog2e};
   // Per launch rather than once per process: it is a cheap host call and right on every device.
   FP8LM_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(flash_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));

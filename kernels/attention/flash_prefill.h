@@ -20,7 +20,8 @@ inline constexpr int kPrefillMinTokens = 64;
 
 // Causal GQA attention with AttentionArgs semantics (fp8lm/layer_ops.h) for any n >= 1. Expects
 // what attention() has checked: validate(args) passed, head_dim 128, qkv, caches and out 16-byte
-// aligned. Any group q_heads / kv_heads works. The workspace is not used.
+// aligned, page_size a multiple of kKvPageMultiple. Any group q_heads / kv_heads works. The
+// workspace is not used.
 Status prefill_attention(const AttentionArgs& args, cudaStream_t stream);
 
 }  // namespace fp8lm::flash

@@ -2,8 +2,9 @@
 // frequencies, double-precision transcendentals rounded to fp32, then bf16), then each warp takes
 // heads in turn: q and k heads get the per-head RMSNorm (lane l owns elements 4l..4l+3; xor
 // butterfly) and neox RoPE (element i pairs with i + 64, i.e. lane l with lane l ^ 16), written
-// back in place (and k into the cache); v heads are copied into the cache. The position comes from
-// start_pos_ptr when set (read by every CTA when it runs: CUDA graph replays).
+// back in place (and k into the cache); v heads are copied into the cache, at the token's row of the
+// paged cache (one block table lookup per CTA). The position comes from start_pos_ptr when set
+// (read by every CTA when it runs: CUDA graph replays).
 #include <cuda_runtime.h>
 
 #include <string>
@@ -24,7 +25,8 @@ constexpr int kWarps = 8;
 
 __global__ void __launch_bounds__(kWarps * 32)
     qk_norm_rope_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
-                        bf16* __restrict__ k_cache, bf16* __restrict__ v_cache, int start_pos,
+                        bf16* __restrict__ k_cache, bf16* __restrict__ v_cache,
+                        const std::int32_t* __restrict__ block_table, int page_size, int start_pos,
                         const int* __restrict__ start_pos_ptr, int q_heads, int kv_heads, float eps, float theta) {
   __shared__ float cos_s[kHalf], sin_s[kHalf];
   const int t = blockIdx.x;
@@ -40,12 +42,13 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * kHeadDim;
   const std::size_t cache_row = static_cast<std::size_t>(kv_heads) * kHeadDim;
+  const std::size_t cache_at = paged_row(block_table, page_size, pos) * cache_row;
   bf16* token = qkv + t * row;
   for (int h = warp; h < q_heads + 2 * kv_heads; h += kWarps) {
     uint2* head = reinterpret_cast<uint2*>(token + static_cast<std::size_t>(h) * kHeadDim);
     if (h >= q_heads + kv_heads) {  // v: into the cache unchanged
       const int vh = h - q_heads - kv_heads;
-      reinterpret_cast<uint2*>(v_cache + pos * cache_row + static_cast<std::size_t>(vh) * kHeadDim)[lane] = head[lane];
+      reinterpret_cast<uint2*>(v_cache + cache_at + static_cast<std::size_t>(vh) * kHeadDim)[lane] = head[lane];
       continue;
     }
     float x[kPerLane], w[kPerLane];
@@ -69,8 +72,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     const uint2 packed = vec::pack4(out);
     head[lane] = packed;
     if (h >= q_heads)
-      reinterpret_cast<uint2*>(k_cache + pos * cache_row + static_cast<std::size_t>(h - q_heads) * kHeadDim)[lane] =
-          packed;
+      reinterpret_cast<uint2*>(k_cache + cache_at + static_cast<std::size_t>(h - q_heads) * kHeadDim)[lane] = packed;
   }
 }
 
@@ -86,8 +88,8 @@ Status qk_norm_rope(const QkNormRopeArgs& a, cudaStream_t stream) {
       !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache))
     return Status::Error("qk_norm_rope: qkv, q_norm, k_norm, k_cache and v_cache must be 16-byte aligned");
   qk_norm_rope_kernel<<<a.n, kWarps * 32, 0, stream>>>(a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
-                                                       a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads, a.eps,
-                                                       a.rope_theta);
+                                                       a.block_table, a.page_size, a.start_pos, a.start_pos_ptr,
+                                                       a.q_heads, a.kv_heads, a.eps, a.rope_theta);
   return cuda_status(cudaGetLastError(), "qk_norm_rope launch");
 }
 

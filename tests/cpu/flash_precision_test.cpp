@@ -84,10 +84,11 @@ Agreement compare_with_twin(int keys, double q_scale, PMode mode) {
   double err2 = 0, ref2 = 0;
   std::vector<bf16> want(kHd);
   std::vector<float> got(kHd);
+  const std::int32_t page0[1] = {0};  // the contiguous cache: one page of every key
   for (int i = 0; i < kQueries; ++i) {
     const int n_keys = keys - i;  // query i at position keys - 1 - i (one head, one kv head)
-    EXPECT_TRUE(cpu::attention({q.data() + static_cast<std::size_t>(i) * kHd, k.data(), v.data(), want.data(), 1,
-                                n_keys - 1, 1, 1, kHd, scale})
+    EXPECT_TRUE(cpu::attention({q.data() + static_cast<std::size_t>(i) * kHd, k.data(), v.data(), page0, keys,
+                                want.data(), 1, n_keys - 1, keys, 1, 1, kHd, scale})
                     .ok());
     model_attention(qf.data() + static_cast<std::size_t>(i) * kHd, kf, vf, n_keys, scale, mode, got.data());
     for (int d = 0; d < kHd; ++d) {

@@ -2,6 +2,7 @@
 // RoPE (rotate_half pairs i with i + head_dim/2), the cache write, causal masking, the GQA head
 // mapping, softmax, SiLU, residual add, embedding, lm_head; bad arguments give errors. The fused
 // ops (rmsnorm_quantize, silu_mul_quantize) equal the chains of twins they replace, bit for bit.
+// The paged cache: a shuffled block table over a larger pool gives the contiguous cache's bits.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,12 +10,14 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fp8lm/cpu.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/random.h"
+#include "paged_cache.h"
 
 namespace fp8lm {
 namespace {
@@ -70,14 +73,22 @@ TEST(RmsNormCpu, RandomRowsMatchDoubleFormulaInPlaceAndStrided) {
     for (int i = 0; i < dim; ++i) ASSERT_EQ(x[r * stride + i].bits, out[r * dim + i].bits);
 }
 
+// Pages of the contiguous caches below: small, so that every test's cache spans several pages
+// (the paged tests further down check that the page layout does not change any bit).
+constexpr int kTestPage = 4;
+
 // ---- q/k norm + RoPE + cache ----
 
 struct QkProblem {
   int n, start_pos, capacity, q_heads, kv_heads, head_dim;
   std::vector<bf16> qkv, q_norm, k_norm, k_cache, v_cache;
+  std::vector<std::int32_t> table = {};  // empty: the contiguous table of `capacity` rows
+  int page_size = kTestPage;
   QkNormRopeArgs args(float theta = 1e6f) {
-    return {qkv.data(), q_norm.data(), k_norm.data(), k_cache.data(), v_cache.data(), n, start_pos, capacity,
-            q_heads,    kv_heads,      head_dim,      1e-6f,          theta};
+    if (table.empty()) table = testing::contiguous_table(capacity, page_size);
+    return {qkv.data(), q_norm.data(), k_norm.data(), k_cache.data(), v_cache.data(), table.data(), page_size,
+            n,          start_pos,     capacity,      q_heads,        kv_heads,        head_dim,     1e-6f,
+            theta};
   }
 };
 
@@ -181,9 +192,13 @@ TEST(QkNormRopeCpu, MatchesDoubleFormulaAndWritesOnlyItsCacheRows) {
 struct AttnProblem {
   int n, start_pos, q_heads, kv_heads, head_dim;
   std::vector<bf16> qkv, k_cache, v_cache, out;
+  std::vector<std::int32_t> table = {};  // empty: the contiguous table of the whole cache
+  int page_size = kTestPage;
+  int rows() const { return static_cast<int>(k_cache.size() / (static_cast<std::size_t>(kv_heads) * head_dim)); }
   AttentionArgs args() {
-    return {qkv.data(), k_cache.data(), v_cache.data(), out.data(), n, start_pos, q_heads, kv_heads, head_dim,
-            static_cast<float>(1.0 / std::sqrt(head_dim))};
+    if (table.empty()) table = testing::contiguous_table(rows(), page_size);
+    return {qkv.data(), k_cache.data(), v_cache.data(), table.data(), page_size, out.data(), n, start_pos, rows(),
+            q_heads,    kv_heads,       head_dim,       static_cast<float>(1.0 / std::sqrt(head_dim))};
   }
 };
 
@@ -451,21 +466,25 @@ TEST(StartPosPtrCpu, QkNormRopeAndAttentionReadThePositionFromMemory) {
   const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * hd, cache_row = kv_heads * hd;
   const std::vector<bf16> qkv0 = random_bf16(row, rng), q_norm = random_bf16(hd, rng), k_norm = random_bf16(hd, rng);
   const std::vector<bf16> cache0 = random_bf16(capacity * cache_row, rng);
+  const std::vector<std::int32_t> table = testing::contiguous_table(capacity, kTestPage);
+  const std::int32_t* bt = table.data();
   // By value.
   std::vector<bf16> qkv_a = qkv0, k_a = cache0, v_a = cache0, out_a(q_heads * hd);
-  ASSERT_TRUE(cpu::qk_norm_rope({qkv_a.data(), q_norm.data(), k_norm.data(), k_a.data(), v_a.data(), 1, pos, capacity,
-                                 q_heads, kv_heads, hd, 1e-6f, 1e6f})
+  ASSERT_TRUE(cpu::qk_norm_rope({qkv_a.data(), q_norm.data(), k_norm.data(), k_a.data(), v_a.data(), bt, kTestPage, 1,
+                                 pos, capacity, q_heads, kv_heads, hd, 1e-6f, 1e6f})
                   .ok());
-  ASSERT_TRUE(cpu::attention({qkv_a.data(), k_a.data(), v_a.data(), out_a.data(), 1, pos, q_heads, kv_heads, hd, 0.3f})
+  ASSERT_TRUE(cpu::attention({qkv_a.data(), k_a.data(), v_a.data(), bt, kTestPage, out_a.data(), 1, pos, capacity,
+                              q_heads, kv_heads, hd, 0.3f})
                   .ok());
   // From memory, with the largest start_pos as the bound.
   const int at = pos;
   std::vector<bf16> qkv_b = qkv0, k_b = cache0, v_b = cache0, out_b(q_heads * hd);
-  QkNormRopeArgs rope{qkv_b.data(), q_norm.data(), k_norm.data(), k_b.data(), v_b.data(), 1, capacity - 1, capacity,
-                      q_heads, kv_heads, hd, 1e-6f, 1e6f};
+  QkNormRopeArgs rope{qkv_b.data(), q_norm.data(), k_norm.data(), k_b.data(), v_b.data(), bt, kTestPage, 1,
+                      capacity - 1, capacity, q_heads, kv_heads, hd, 1e-6f, 1e6f};
   rope.start_pos_ptr = &at;
   ASSERT_TRUE(cpu::qk_norm_rope(rope).ok());
-  AttentionArgs attn{qkv_b.data(), k_b.data(), v_b.data(), out_b.data(), 1, capacity - 1, q_heads, kv_heads, hd, 0.3f};
+  AttentionArgs attn{qkv_b.data(), k_b.data(), v_b.data(), bt, kTestPage, out_b.data(), 1, capacity - 1, capacity,
+                     q_heads, kv_heads, hd, 0.3f};
   attn.start_pos_ptr = &at;
   ASSERT_TRUE(cpu::attention(attn).ok());
   expect_same_bits(qkv_b, qkv_a, "qkv");
@@ -480,6 +499,89 @@ TEST(StartPosPtrCpu, QkNormRopeAndAttentionReadThePositionFromMemory) {
   EXPECT_NE(s.message().find("start_pos_ptr"), std::string::npos) << s.message();
 }
 
+// ---- the paged cache: block tables ----
+
+// qk_norm_rope writing through a shuffled block table into a larger pool leaves the pool exactly as
+// the contiguous cache scattered through that table (written rows where the table says, every other
+// row untouched), and attention reading through it gives the contiguous result bit for bit.
+// Unused pool rows hold NaN, which would poison any output that read them. Page sizes 1 (a page
+// per row), 3 (pages that do not divide the lengths), 4, and 64 (the engine's, larger than the
+// sequence: one page).
+TEST(PagedCacheCpu, ShuffledBlockTableGivesTheContiguousBits) {
+  for (int page : {1, 3, 4, 64})
+    for (const auto& [start, n] : {std::pair{37, 9}, std::pair{0, 13}, std::pair{12, 1}}) {
+      Rng rng(100ull * page + start);
+      const int q_heads = 6, kv_heads = 2, hd = 16, rows = start + n, width = kv_heads * hd;
+      const int pool_pages = 2 * ceil_div(rows, page) + 1;
+      const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * hd;
+      const std::vector<bf16> qkv0 = random_bf16(n * row, rng, 2.0);
+      const std::vector<bf16> qn = random_bf16(hd, rng), kn = random_bf16(hd, rng);
+      // The prefix's rows are random; rows start .. rows - 1 are garbage that qk_norm_rope overwrites.
+      std::vector<bf16> k = random_bf16(static_cast<std::size_t>(rows) * width, rng);
+      std::vector<bf16> v = random_bf16(static_cast<std::size_t>(rows) * width, rng);
+      const std::vector<std::int32_t> contiguous = testing::contiguous_table(rows, page);
+      const std::vector<std::int32_t> shuffled = testing::shuffled_table(rows, page, pool_pages, rng);
+      const bf16 unused{0x7fc1};
+      std::vector<bf16> k_pool = testing::scatter_rows(k, rows, width, shuffled, page, pool_pages, unused);
+      std::vector<bf16> v_pool = testing::scatter_rows(v, rows, width, shuffled, page, pool_pages, unused);
+      const std::string what = "page " + std::to_string(page) + " start " + std::to_string(start) + " n " +
+                               std::to_string(n);
+
+      std::vector<bf16> qkv_a = qkv0, qkv_b = qkv0;
+      ASSERT_TRUE(cpu::qk_norm_rope({qkv_a.data(), qn.data(), kn.data(), k.data(), v.data(), contiguous.data(), page,
+                                     n, start, rows, q_heads, kv_heads, hd, 1e-6f, 1e6f})
+                      .ok());
+      ASSERT_TRUE(cpu::qk_norm_rope({qkv_b.data(), qn.data(), kn.data(), k_pool.data(), v_pool.data(), shuffled.data(),
+                                     page, n, start, rows, q_heads, kv_heads, hd, 1e-6f, 1e6f})
+                      .ok());
+      expect_same_bits(qkv_b, qkv_a, what + ": qkv");
+      expect_same_bits(k_pool, testing::scatter_rows(k, rows, width, shuffled, page, pool_pages, unused),
+                       what + ": k pool");
+      expect_same_bits(v_pool, testing::scatter_rows(v, rows, width, shuffled, page, pool_pages, unused),
+                       what + ": v pool");
+
+      std::vector<bf16> out_a(static_cast<std::size_t>(n) * q_heads * hd), out_b(out_a.size(), bf16{0xffff});
+      ASSERT_TRUE(cpu::attention({qkv_a.data(), k.data(), v.data(), contiguous.data(), page, out_a.data(), n, start,
+                                  rows, q_heads, kv_heads, hd, 0.25f})
+                      .ok());
+      ASSERT_TRUE(cpu::attention({qkv_b.data(), k_pool.data(), v_pool.data(), shuffled.data(), page, out_b.data(), n,
+                                  start, rows, q_heads, kv_heads, hd, 0.25f})
+                      .ok());
+      expect_same_bits(out_b, out_a, what + ": attention output");
+    }
+}
+
+TEST(PagedCacheCpu, BadPagingArgumentsAreErrors) {
+  Rng rng(21);
+  QkProblem p = make_qk(2, 3, 8, 2, 1, 8, rng);
+  QkNormRopeArgs rope = p.args();
+  rope.page_size = 0;
+  Status s = cpu::qk_norm_rope(rope);
+  EXPECT_NE(s.message().find("page_size = 0 must be >= 1"), std::string::npos) << s.message();
+  rope = p.args();
+  rope.block_table = nullptr;
+  s = cpu::qk_norm_rope(rope);
+  EXPECT_NE(s.message().find("block_table is a null pointer"), std::string::npos) << s.message();
+
+  AttnProblem a = make_attn(2, 3, 2, 1, 8, rng);
+  AttentionArgs attn = a.args();
+  attn.page_size = -4;
+  s = cpu::attention(attn);
+  EXPECT_NE(s.message().find("page_size = -4 must be >= 1"), std::string::npos) << s.message();
+  attn = a.args();
+  attn.block_table = nullptr;
+  s = cpu::attention(attn);
+  EXPECT_NE(s.message().find("block_table is a null pointer"), std::string::npos) << s.message();
+  attn = a.args();
+  attn.cache_capacity = 4;  // the table maps fewer rows than start_pos + n = 5
+  s = cpu::attention(attn);
+  EXPECT_NE(s.message().find("start_pos + n = 5 exceeds cache_capacity = 4"), std::string::npos) << s.message();
+  attn.n = 0;  // nothing to read: no table needed
+  attn.block_table = nullptr;
+  attn.start_pos = 0;
+  EXPECT_TRUE(cpu::attention(attn).ok());
+}
+
 // ---- bad arguments ----
 
 TEST(LayerOpsCpuArgs, BadArgumentsAreErrors) {
@@ -489,6 +591,7 @@ TEST(LayerOpsCpuArgs, BadArgumentsAreErrors) {
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("cache_capacity"), std::string::npos) << s.message();
   p.capacity = 8;
+  p.table.clear();
   p.k_cache.resize(8 * 2 * 8), p.v_cache.resize(8 * 2 * 8);
   p.q_heads = 3;  // not a multiple of kv_heads
   s = cpu::qk_norm_rope(p.args());
@@ -505,9 +608,10 @@ TEST(LayerOpsCpuArgs, BadArgumentsAreErrors) {
   EXPECT_FALSE(cpu::rmsnorm({x.data(), w.data(), x.data(), -1, 8, 8, 8, 1e-6f}).ok());
   EXPECT_TRUE(cpu::rmsnorm({nullptr, nullptr, nullptr, 0, 8, 8, 8, 1e-6f}).ok());  // nothing to do
 
-  EXPECT_FALSE(cpu::attention({nullptr, nullptr, nullptr, nullptr, 1, 0, 2, 1, 8, 0.3f}).ok());
-  EXPECT_FALSE(cpu::attention({x.data(), x.data(), x.data(), x.data(), 1, -1, 2, 1, 8, 0.3f}).ok());
-  EXPECT_TRUE(cpu::attention({nullptr, nullptr, nullptr, nullptr, 0, 0, 2, 1, 8, 0.3f}).ok());
+  const std::int32_t page0[1] = {0};
+  EXPECT_FALSE(cpu::attention({nullptr, nullptr, nullptr, page0, 4, nullptr, 1, 0, 4, 2, 1, 8, 0.3f}).ok());
+  EXPECT_FALSE(cpu::attention({x.data(), x.data(), x.data(), page0, 4, x.data(), 1, -1, 4, 2, 1, 8, 0.3f}).ok());
+  EXPECT_TRUE(cpu::attention({nullptr, nullptr, nullptr, nullptr, 4, nullptr, 0, 0, 0, 2, 1, 8, 0.3f}).ok());
   EXPECT_FALSE(cpu::silu_mul({x.data(), x.data(), 1, 0}).ok());
   EXPECT_FALSE(cpu::add({nullptr, x.data(), 4}).ok());
   EXPECT_FALSE(cpu::lm_head({x.data(), w.data(), nullptr, 1, 8, 1}).ok());

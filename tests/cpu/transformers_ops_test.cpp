@@ -134,10 +134,12 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
     close(linear(ref(p + "self_attn.q_proj.in"), w.qkv, kTokens), qkv_ref, "qkv_proj");
 
     // q/k norm + RoPE from the reference's projections.
+    // A contiguous cache: one page holding every token.
+    const std::int32_t page0[1] = {0};
     std::vector<bf16> qkv = qkv_ref, k_cache(kTokens * c.kv_width()), v_cache(kTokens * c.kv_width());
-    ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), w.q_norm.data(), w.k_norm.data(), k_cache.data(), v_cache.data(), kTokens,
-                                   0, kTokens, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
-                                   static_cast<float>(c.rms_norm_eps), static_cast<float>(c.rope_theta)})
+    ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), w.q_norm.data(), w.k_norm.data(), k_cache.data(), v_cache.data(), page0,
+                                   kTokens, kTokens, 0, kTokens, c.num_attention_heads, c.num_key_value_heads,
+                                   c.head_dim, static_cast<float>(c.rms_norm_eps), static_cast<float>(c.rope_theta)})
                     .ok());
     std::vector<bf16> q_ours, q_ref = ref(p + "attention.q");
     for (int t = 0; t < kTokens; ++t)
@@ -150,8 +152,9 @@ TEST_F(TransformersOps, EveryOpOfEveryLayer) {
     std::vector<bf16> att_in = concat_rows({q_ref, ref(p + "attention.k"), ref(p + "attention.v")}, kTokens);
     const std::vector<bf16> kc = ref(p + "attention.k"), vc = ref(p + "attention.v");
     std::vector<bf16> att(static_cast<std::size_t>(kTokens) * c.q_width());
-    ASSERT_TRUE(cpu::attention({att_in.data(), kc.data(), vc.data(), att.data(), kTokens, 0, c.num_attention_heads,
-                                c.num_key_value_heads, c.head_dim, 1.0f / std::sqrt(static_cast<float>(c.head_dim))})
+    ASSERT_TRUE(cpu::attention({att_in.data(), kc.data(), vc.data(), page0, kTokens, att.data(), kTokens, 0, kTokens,
+                                c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+                                1.0f / std::sqrt(static_cast<float>(c.head_dim))})
                     .ok());
     close(att, ref(p + "attention.out"), "attention");
     close(linear(ref(p + "self_attn.o_proj.in"), w.o, kTokens), ref(p + "self_attn.o_proj.out"), "o_proj");

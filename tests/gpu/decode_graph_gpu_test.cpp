@@ -6,7 +6,10 @@
 // in several (max_batch_tokens) followed by decode steps; contexts past 1024 tokens, where decode
 // attention splits its keys (the graph's launch is sized for the whole context, the eager one for
 // the current length); truncate() to a prefix and decoding again (the position comes from
-// length()). Passed on an H100 (2026-11-28).
+// length()); decode steps that cross KV page boundaries (kKvPageSize), where forward() appends a
+// page and uploads the block table outside the graph before the replay, also after truncate()
+// released that page. The page-boundary cases were written without a GPU at hand; the rest passed on an H100
+// (2026-11-28).
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -63,6 +66,7 @@ std::vector<std::vector<float>> run_script(const Qwen3Weights& weights, const Sc
   EXPECT_EQ(model->length(), script.truncate_to);
   for (int i = script.decode_steps; i < 2 * script.decode_steps; ++i) step(std::span(decode).subspan(i, 1));
   EXPECT_EQ(model->length(), script.truncate_to + script.decode_steps);
+  EXPECT_EQ(static_cast<int>(model->kv_sequence().pages().size()), ceil_div(model->length(), kKvPageSize));
   return all;
 }
 
@@ -84,6 +88,16 @@ TEST(DecodeGraphGpu, TinyGraphEqualsEagerBitForBit) {
   expect_graph_equals_eager(w, {40, 6, 20, 2048}, "tiny, one prefill chunk");
   expect_graph_equals_eager(w, {1100, 6, 1040, 256}, "tiny, prefill in chunks of 256, split attention");
   expect_graph_equals_eager(w, {1, 4, 1, 2048}, "tiny, one-token prompt (the first decode runs eagerly)");
+}
+
+// Replays (from the third decode step on) that need a new page: at position 64 after a 60-token
+// prompt, then again after truncate(62) released it; at 1024 and 1088 with split attention.
+TEST(DecodeGraphGpu, DecodeAcrossPageBoundariesGraphEqualsEager) {
+  static_assert(kKvPageSize == 64, "the scripts below cross the boundaries of 64-token pages");
+  Qwen3Weights w;
+  ASSERT_TRUE(make_dummy_qwen3("tiny", 0, &w).ok());
+  expect_graph_equals_eager(w, {60, 8, 62, 2048}, "tiny, decode from 60 across 64, truncate to 62, again");
+  expect_graph_equals_eager(w, {1020, 70, 1000, 256}, "tiny, decode from 1020 across 1024 and 1088, split attention");
 }
 
 TEST(DecodeGraphGpu, FewLayerQwen3_0_6bGraphEqualsEagerBitForBit) {

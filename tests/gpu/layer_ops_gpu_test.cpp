@@ -5,6 +5,10 @@
 //  - rmsnorm_quantize, silu_mul_quantize (the fused ops): bit for bit, every output (x after the
 //    add, bf16 normed rows, FP8 codes, scales); the CPU tests show the twins equal the unfused
 //    chains, so the kernels do too.
+//  - the KV cache is paged: qk_norm_rope and attention (both kernels) get a shuffled block table
+//    over a pool larger than the sequence with its unused rows poisoned; qk_norm_rope's pool must
+//    equal the twin's bit for bit (same table), attention is compared with the twin on the
+//    contiguous cache (tests/cpu/layer_ops_test.cpp shows the twin gives the same bits either way).
 //  - start_pos_ptr (the position read from device memory, for CUDA graphs): qk_norm_rope and
 //    attention give the same bits as with the position by value, attention also when launched
 //    for a much longer context (more key-split CTAs than the position needs).
@@ -38,6 +42,7 @@
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/qwen3_models.h"
 #include "fp8lm/random.h"
+#include "paged_cache.h"
 
 namespace fp8lm {
 namespace {
@@ -46,6 +51,8 @@ constexpr int kHd = kQwen3HeadDim;
 constexpr float kEps = 1e-6f;
 constexpr float kTheta = 1e6f;
 constexpr std::uint16_t kPoison = 0xffff;  // bf16 NaN
+constexpr int kPage = kKvPageMultiple;      // the engine's page size (kKvPageSize)
+constexpr int kSparePages = 3;              // pool pages beyond the sequence's: never read
 
 float f(bf16 v) { return bf16_to_float(v); }
 
@@ -147,6 +154,8 @@ std::string qk_name(const QkCase& c) {
 
 class QkNormRopeGpu : public ::testing::TestWithParam<QkCase> {};
 
+// Through a shuffled block table into a poisoned pool: the kernel and the twin write the same rows
+// with the same bits, and leave every other row of the pool poisoned.
 TEST_P(QkNormRopeGpu, BitExactWithTwin) {
   const auto [qh, kvh, n, start] = GetParam();
   const int capacity = start + n + 3;  // rows on both sides of the written ones stay poisoned
@@ -154,19 +163,22 @@ TEST_P(QkNormRopeGpu, BitExactWithTwin) {
   const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd;
   auto qkv = random_bf16(n * row, rng, 3.0);
   const auto q_norm = random_bf16(kHd, rng, 0.7), k_norm = random_bf16(kHd, rng, 0.7);
-  std::vector<bf16> k_cache(static_cast<std::size_t>(capacity) * kvh * kHd, bf16{kPoison}), v_cache = k_cache;
+  const int pool_pages = ceil_div(capacity, kPage) + kSparePages;
+  const auto table = testing::shuffled_table(capacity, kPage, pool_pages, rng);
+  std::vector<bf16> k_pool(static_cast<std::size_t>(pool_pages) * kPage * kvh * kHd, bf16{kPoison}), v_pool = k_pool;
 
-  DeviceBuffer<bf16> d_qkv(qkv), d_qn(q_norm), d_kn(k_norm), d_k(k_cache), d_v(v_cache);
-  ASSERT_TRUE(qk_norm_rope({d_qkv.get(), d_qn.get(), d_kn.get(), d_k.get(), d_v.get(), n, start, capacity, qh, kvh,
-                            kHd, kEps, kTheta},
+  DeviceBuffer<bf16> d_qkv(qkv), d_qn(q_norm), d_kn(k_norm), d_k(k_pool), d_v(v_pool);
+  DeviceBuffer<std::int32_t> d_table(table);
+  ASSERT_TRUE(qk_norm_rope({d_qkv.get(), d_qn.get(), d_kn.get(), d_k.get(), d_v.get(), d_table.get(), kPage, n, start,
+                            capacity, qh, kvh, kHd, kEps, kTheta},
                            nullptr)
                   .ok());
-  ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), q_norm.data(), k_norm.data(), k_cache.data(), v_cache.data(), n, start,
-                                 capacity, qh, kvh, kHd, kEps, kTheta})
+  ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), q_norm.data(), k_norm.data(), k_pool.data(), v_pool.data(), table.data(),
+                                 kPage, n, start, capacity, qh, kvh, kHd, kEps, kTheta})
                   .ok());
   expect_bits_equal(d_qkv.download(), qkv, "qkv");
-  expect_bits_equal(d_k.download(), k_cache, "k cache");
-  expect_bits_equal(d_v.download(), v_cache, "v cache");
+  expect_bits_equal(d_k.download(), k_pool, "k pool");
+  expect_bits_equal(d_v.download(), v_pool, "v pool");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -198,23 +210,29 @@ struct AttnResult {
 
 class AttentionGpu : public ::testing::TestWithParam<AttnCase> {};
 
-// Runs the kernel on a fresh random problem and compares the queries in `check` (all when empty)
-// with the twin.
+// Runs the kernel on a fresh random problem, its cache paged through a shuffled block table of
+// `page`-row pages into a pool whose other rows are poisoned, and compares the queries in `check`
+// (all when empty) with the twin on the contiguous cache.
 AttnResult run_attention_case(const AttnCase& c, std::vector<int> check, double q_scale, bool workspace = false,
-                              AttentionLauncher launch = &attention) {
+                              AttentionLauncher launch = &attention, int page = kPage) {
   const auto [qh, kvh, n, start] = c;
   Rng rng(977ull * qh + 31ull * n + start);
   const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache_row = static_cast<std::size_t>(kvh) * kHd;
-  const int keys = start + n;
+  const int keys = start + n, width = static_cast<int>(cache_row);
   const auto qkv = random_bf16(n * row, rng, q_scale);
   const auto k_cache = random_bf16(keys * cache_row, rng), v_cache = random_bf16(keys * cache_row, rng);
   const float scale = static_cast<float>(1.0 / std::sqrt(double(kHd)));
-  DeviceBuffer<bf16> d_qkv(qkv), d_k(k_cache), d_v(v_cache);
+  const int pool_pages = ceil_div(keys, page) + kSparePages;
+  const auto table = testing::shuffled_table(keys, page, pool_pages, rng);
+  DeviceBuffer<bf16> d_qkv(qkv);
+  DeviceBuffer<bf16> d_k(testing::scatter_rows(k_cache, keys, width, table, page, pool_pages, bf16{kPoison}));
+  DeviceBuffer<bf16> d_v(testing::scatter_rows(v_cache, keys, width, table, page, pool_pages, bf16{kPoison}));
+  DeviceBuffer<std::int32_t> d_table(table);
   auto d_out = poisoned(static_cast<std::size_t>(n) * qh * kHd);
   DeviceBuffer<float> d_ws(workspace ? attention_workspace_bytes(n, qh) / sizeof(float) : 0);
   if (workspace) d_ws.fill_bytes(0xFF);
-  const AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), d_out.get(), n, start, qh, kvh, kHd, scale,
-                           d_ws.get(), d_ws.bytes()};
+  const AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), d_table.get(), page, d_out.get(), n, start, keys,
+                           qh, kvh, kHd, scale, d_ws.get(), d_ws.bytes()};
   const Status status = launch(args, nullptr);
   EXPECT_TRUE(status.ok()) << status.message();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -227,9 +245,10 @@ AttnResult run_attention_case(const AttnCase& c, std::vector<int> check, double 
   float vmax = 0;
   for (const bf16 v : v_cache) vmax = std::max(vmax, std::fabs(f(v)));
   std::vector<bf16> want(static_cast<std::size_t>(qh) * kHd);
+  const auto contiguous = testing::contiguous_table(keys, page);
   for (int t : check) {  // the twin for one query: n = 1 at start_pos + t, q from row t
-    EXPECT_TRUE(cpu::attention({qkv.data() + t * row, k_cache.data(), v_cache.data(), want.data(), 1, start + t, qh, kvh,
-                                kHd, scale})
+    EXPECT_TRUE(cpu::attention({qkv.data() + t * row, k_cache.data(), v_cache.data(), contiguous.data(), page,
+                                want.data(), 1, start + t, keys, qh, kvh, kHd, scale})
                     .ok());
     for (int i = 0; i < qh * kHd; ++i) {
       const float g = f(got[static_cast<std::size_t>(t) * qh * kHd + i]), w = f(want[i]);
@@ -246,9 +265,10 @@ AttnResult run_attention_case(const AttnCase& c, std::vector<int> check, double 
   const double rel = std::sqrt(err2 / ref2);
   const double differ_share = double(differ) / (double(check.size()) * qh * kHd);
   EXPECT_LT(rel, 1e-3) << "relative Frobenius error";
-  std::printf("  attention q%d kv%d n %d start %d%s: max diff %.2f bf16 ulp, %.3f%% differ, rel. Frobenius %.2e over "
-              "%zu queries\n",
-              qh, kvh, n, start, workspace ? " (key splits)" : "", worst_ulps, 100 * differ_share, rel, check.size());
+  std::printf("  attention q%d kv%d n %d start %d page %d%s: max diff %.2f bf16 ulp, %.3f%% differ, rel. Frobenius "
+              "%.2e over %zu queries\n",
+              qh, kvh, n, start, page, workspace ? " (key splits)" : "", worst_ulps, 100 * differ_share, rel,
+              check.size());
 
   constexpr int kTimedLaunches = 5;  // the checked launch above was the warm-up
   std::vector<float> times;
@@ -374,6 +394,14 @@ TEST(AttentionFlashGpuLong, Prefill30kTimed) {  // the 8B shape; reports speed, 
   const double flops = 4.0 * kHd * c.q_heads * keys;
   std::printf("  flash prefill %d tokens, %d/%d heads: %.2f ms, %.1f TFLOP/s (%.3g FLOPs)\n", c.n, c.q_heads,
               c.kv_heads, r.ms, flops / (r.ms * 1e-3) / 1e12, flops);
+}
+
+// Pages of two key tiles (128 rows): flash tiles take either half of a page; the split-K kernel's
+// 32-key chunks cross pages mid-split.
+TEST(AttentionGpuPages, PagesOfTwoTilesMatchTwin) {
+  expect_flash_precision(run_attention_case({32, 8, 300, 100}, {}, 1.0, false, &attention, 2 * kPage));
+  run_attention_case({32, 8, 3, 1000}, {}, 1.0, /*workspace=*/true, &attention, 2 * kPage);
+  run_attention_case({16, 8, 1, 5000}, {}, 1.0, /*workspace=*/true, &attention, 2 * kPage);
 }
 
 // ---- silu_mul, add ----
@@ -540,20 +568,22 @@ TEST(LayerOpsGpu, SiluMulQuantizeBitExact) {
 // ---- start_pos_ptr: the position from device memory ----
 
 TEST(LayerOpsGpu, QkNormRopeWithStartPosPtrMatchesByValue) {
-  const int qh = 16, kvh = 8, capacity = 5000;
-  const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache = static_cast<std::size_t>(capacity) * kvh * kHd;
+  const int qh = 16, kvh = 8, capacity = 5000, pool_pages = ceil_div(capacity, kPage) + kSparePages;
+  const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd;
+  const std::size_t cache = static_cast<std::size_t>(pool_pages) * kPage * kvh * kHd;
   for (int pos : {0, 1, 777, capacity - 1}) {
     Rng rng(pos + 5);
     const auto qkv = random_bf16(row, rng, 3.0), qn = random_bf16(kHd, rng, 0.7), kn = random_bf16(kHd, rng, 0.7);
     DeviceBuffer<bf16> a_qkv(qkv), b_qkv(qkv), d_qn(qn), d_kn(kn);
     auto a_k = poisoned(cache), a_v = poisoned(cache), b_k = poisoned(cache), b_v = poisoned(cache);
     DeviceBuffer<int> d_pos(std::vector<int>{pos});
-    ASSERT_TRUE(qk_norm_rope({a_qkv.get(), d_qn.get(), d_kn.get(), a_k.get(), a_v.get(), 1, pos, capacity, qh, kvh, kHd,
-                              kEps, kTheta},
+    DeviceBuffer<std::int32_t> d_table(testing::shuffled_table(capacity, kPage, pool_pages, rng));
+    ASSERT_TRUE(qk_norm_rope({a_qkv.get(), d_qn.get(), d_kn.get(), a_k.get(), a_v.get(), d_table.get(), kPage, 1, pos,
+                              capacity, qh, kvh, kHd, kEps, kTheta},
                              nullptr)
                     .ok());
-    QkNormRopeArgs args{b_qkv.get(), d_qn.get(), d_kn.get(), b_k.get(), b_v.get(), 1, capacity - 1, capacity, qh, kvh,
-                        kHd, kEps, kTheta};
+    QkNormRopeArgs args{b_qkv.get(), d_qn.get(), d_kn.get(), b_k.get(), b_v.get(), d_table.get(), kPage, 1,
+                        capacity - 1, capacity, qh, kvh, kHd, kEps, kTheta};
     args.start_pos_ptr = d_pos.get();
     ASSERT_TRUE(qk_norm_rope(args, nullptr).ok());
     const std::string what = "position " + std::to_string(pos);
@@ -564,14 +594,21 @@ TEST(LayerOpsGpu, QkNormRopeWithStartPosPtrMatchesByValue) {
 }
 
 // Decode attention at `pos` with a workspace: by value, and with the position read from device
-// memory by a launch sized for position `bound` (as the decode graph records it).
+// memory by a launch sized for position `bound` (as the decode graph records it). The cache is
+// paged through a shuffled table as long as the bound's context whose entries past keys_max point
+// at page 0, as the engine's unused entries do.
 TEST(LayerOpsGpu, AttentionWithStartPosPtrMatchesByValueAtEveryContextLength) {
   for (const auto& [qh, kvh] : {std::pair{16, 8}, std::pair{64, 4}}) {
     const int bound = 40959, keys_max = 20001;  // cache rows past keys_max are never read
     const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache_row = static_cast<std::size_t>(kvh) * kHd;
     Rng rng(qh);
     const auto k = random_bf16(keys_max * cache_row, rng), v = random_bf16(keys_max * cache_row, rng);
-    DeviceBuffer<bf16> d_k(k), d_v(v);
+    const int pool_pages = ceil_div(keys_max, kPage) + kSparePages, width = static_cast<int>(cache_row);
+    auto table = testing::shuffled_table(keys_max, kPage, pool_pages, rng);
+    table.resize(ceil_div(bound + 1, kPage), 0);
+    DeviceBuffer<bf16> d_k(testing::scatter_rows(k, keys_max, width, table, kPage, pool_pages, bf16{kPoison}));
+    DeviceBuffer<bf16> d_v(testing::scatter_rows(v, keys_max, width, table, kPage, pool_pages, bf16{kPoison}));
+    DeviceBuffer<std::int32_t> d_table(table);
     DeviceBuffer<float> d_ws(attention_workspace_bytes(16, qh) / sizeof(float));
     const float scale = static_cast<float>(1.0 / std::sqrt(double(kHd)));
     for (int pos : {0, 1, 511, 512, 1023, 1024, 1537, 4095, 9000, 20000}) {
@@ -580,13 +617,13 @@ TEST(LayerOpsGpu, AttentionWithStartPosPtrMatchesByValueAtEveryContextLength) {
       DeviceBuffer<int> d_pos(std::vector<int>{pos});
       auto a_out = poisoned(static_cast<std::size_t>(qh) * kHd), b_out = poisoned(static_cast<std::size_t>(qh) * kHd);
       d_ws.fill_bytes(0xFF);
-      ASSERT_TRUE(attention({d_qkv.get(), d_k.get(), d_v.get(), a_out.get(), 1, pos, qh, kvh, kHd, scale, d_ws.get(),
-                             d_ws.bytes()},
+      ASSERT_TRUE(attention({d_qkv.get(), d_k.get(), d_v.get(), d_table.get(), kPage, a_out.get(), 1, pos, bound + 1,
+                             qh, kvh, kHd, scale, d_ws.get(), d_ws.bytes()},
                             nullptr)
                       .ok());
       d_ws.fill_bytes(0xFF);
-      AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), b_out.get(), 1, bound, qh, kvh, kHd, scale, d_ws.get(),
-                         d_ws.bytes()};
+      AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), d_table.get(), kPage, b_out.get(), 1, bound, bound + 1,
+                         qh, kvh, kHd, scale, d_ws.get(), d_ws.bytes()};
       args.start_pos_ptr = d_pos.get();
       ASSERT_TRUE(attention(args, nullptr).ok());
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
@@ -601,12 +638,17 @@ TEST(LayerOpsGpu, AttentionWithStartPosPtrMatchesByValueAtEveryContextLength) {
 TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
   DeviceBuffer<bf16> buf(4096);
   bf16* p = buf.get();
-  Status s = qk_norm_rope({p, p, p, p, p, 1, 0, 4, 2, 1, 64, kEps, kTheta}, nullptr);
+  DeviceBuffer<std::int32_t> table(std::vector<std::int32_t>{0});
+  const std::int32_t* bt = table.get();
+  Status s = qk_norm_rope({p, p, p, p, p, bt, kPage, 1, 0, 4, 2, 1, 64, kEps, kTheta}, nullptr);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("head_dim"), std::string::npos) << s.message();
-  s = attention({p, p, p, p, 1, 0, 24, 1, kHd, 0.1f}, nullptr);  // group 24 unsupported
+  s = attention({p, p, p, bt, kPage, p, 1, 0, 4, 24, 1, kHd, 0.1f}, nullptr);  // group 24 unsupported
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("not supported"), std::string::npos) << s.message();
+  s = attention({p, p, p, bt, kPage / 2, p, 1, 0, 4, 2, 1, kHd, 0.1f}, nullptr);  // pages of half a key tile
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("page_size = 32 must be a multiple of 64"), std::string::npos) << s.message();
   EXPECT_FALSE(rmsnorm({p, p, p, 1, 12, 12, 12, kEps}, nullptr).ok());      // dim % 8
   EXPECT_FALSE(rmsnorm({p + 1, p, p, 1, 16, 16, 16, kEps}, nullptr).ok());  // misaligned
   EXPECT_FALSE(silu_mul({p, p, 1, 12}, nullptr).ok());
@@ -614,7 +656,7 @@ TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
   EXPECT_FALSE(embed({nullptr, p, p, 1, 4, 8}, nullptr).ok());
   EXPECT_FALSE(lm_head({p, p, nullptr, 1, 8, 4}, nullptr).ok());
   EXPECT_FALSE(lm_head({p, p, reinterpret_cast<float*>(p), 1, 12, 4}, nullptr).ok());
-  EXPECT_TRUE(attention({nullptr, nullptr, nullptr, nullptr, 0, 0, 2, 1, kHd, 0.1f}, nullptr).ok());
+  EXPECT_TRUE(attention({nullptr, nullptr, nullptr, nullptr, kPage, nullptr, 0, 0, 0, 2, 1, kHd, 0.1f}, nullptr).ok());
   auto* q8 = reinterpret_cast<fp8_e4m3*>(p);
   auto* sc = reinterpret_cast<float*>(p + 1024);
   EXPECT_FALSE(rmsnorm_quantize({p, nullptr, p + 2048, nullptr, q8, sc, 1, 24, kEps}, nullptr).ok());  // dim % 16
