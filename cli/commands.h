@@ -16,6 +16,7 @@ void add_bench_command(CLI::App& app, int& exit_code);
 void add_bench_one_batch_command(CLI::App* bench, int& exit_code);  // under `bench` (bench_one_batch.cpp)
 void add_generate_command(CLI::App& app, int& exit_code);
 void add_compare_reference_command(CLI::App& app, int& exit_code);
+void add_write_reference_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_chat_template_command(CLI::App& app, int& exit_code);
 void add_make_checkpoint_command(CLI::App& app, int& exit_code);

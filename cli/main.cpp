@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   fp8lm::cli::add_make_checkpoint_command(app, exit_code);
   fp8lm::cli::add_generate_command(app, exit_code);
   fp8lm::cli::add_compare_reference_command(app, exit_code);
+  fp8lm::cli::add_write_reference_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

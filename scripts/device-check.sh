@@ -5,14 +5,12 @@
 #   scripts/device-check.sh [--no-bench | --bench-only] [extra `fp8lm bench gemm` arguments...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-$PWD/device-out}"
-mkdir -p "$out"
+source scripts/device-env.sh  # sets $out
 bench=1 tests=1 target=()
 if [ "${1:-}" = "--no-bench" ]; then bench=0; shift; fi
 if [ "${1:-}" = "--bench-only" ]; then tests=0 target=(--target fp8lm); shift; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 
-source scripts/device-env.sh
 start=$(date +%s)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${FP8LM_CMAKE_ARGS:-} >"$out/configure.log" 2>&1 \
   || { tail -30 "$out/configure.log"; exit 1; }

@@ -2,15 +2,14 @@
 # On the GPU machine, after scripts/device-check.sh has built fp8lm: the engine against Hugging Face
 # transformers. For each preset: write a checkpoint (random weights, official format), compute the
 # reference with tests/reference/qwen3_reference.py, and compare the CUDA backend (and, for tiny,
-# the CPU backend) with `fp8lm compare-reference`. Reports and the tiny references (logits, and for
-# tiny every op's input and output: tests/cpu/transformers_ops_test.cpp) go to $OUT.
+# the CPU backend) with `fp8lm compare-reference`; for the larger presets also the CUDA backend
+# against the CPU backend (`fp8lm write-reference --device cpu` on the short prompts). Reports and
+# the tiny references (logits, and for tiny every op's input and output:
+# tests/cpu/transformers_ops_test.cpp) go to $OUT.
 #   scripts/device-engine.sh [preset ...]     (default: tiny qwen3-0.6b; tiny-moe for the MoE path)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-$PWD/device-out}"
-mkdir -p "$out"
-source scripts/device-env.sh
-models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}
+source scripts/device-env.sh  # sets $out and $models
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(tiny qwen3-0.6b)
 
@@ -26,6 +25,16 @@ for preset in "${presets[@]}"; do
   else
     ref=$models/$preset-reference.safetensors
     python3 tests/reference/qwen3_reference.py --model "$dir" --out "$ref"
+    # The CUDA backend against the CPU backend (its twins), through a reference that fp8lm writes on
+    # the CPU. Only the short prompt set (21 and 1024 tokens; the Python script is run again just
+    # for their ids and subset, --greedy 0): the CPU backend prefills 1024 tokens of 0.6B in a few
+    # seconds on 16 cores, but the 8192-token prompt would take minutes (8x the linears, 64x the
+    # attention, and write-reference runs each prompt twice: all positions, then the greedy prefill).
+    short=$models/$preset-short-prompts.safetensors cpu_ref=$models/$preset-cpu-reference.safetensors
+    python3 tests/reference/qwen3_reference.py --model "$dir" --out "$short" --prompts short,1024 --greedy 0
+    build/fp8lm write-reference --model "$dir" --device cpu --prompts-from "$short" --out "$cpu_ref" --greedy 64
+    build/fp8lm compare-reference --model "$dir" --reference "$cpu_ref" --device cuda --report "$out/compare-$preset-cuda-vs-cpu.json"
+    rm -f "$short" "$cpu_ref"
   fi
   build/fp8lm compare-reference --model "$dir" --reference "$ref" --device cuda --max-context 16384 \
     --report "$out/compare-$preset-cuda.json"

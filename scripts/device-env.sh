@@ -8,3 +8,9 @@ if [ -d "$PWD/.deps/root/usr" ]; then
   export PKG_CONFIG_SYSROOT_DIR="$FP8LM_DEPS"
   export LD_LIBRARY_PATH="$FP8LM_DEPS/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+
+# What every device script shares: results go to $OUT (the device tool's folder that comes back)
+# or ./device-out, and models written on the machine to $FP8LM_MODELS_DIR or /tmp/fp8lm-models.
+out="${OUT:-$PWD/device-out}"
+mkdir -p "$out"
+models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}

@@ -7,10 +7,7 @@
 #   scripts/device-noise-floor.sh [preset ...]     (default: tiny qwen3-0.6b qwen3-8b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out="${OUT:-$PWD/device-out}"
-mkdir -p "$out"
-source scripts/device-env.sh
-models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}
+source scripts/device-env.sh  # sets $out and $models
 presets=("$@")
 [ ${#presets[@]} -gt 0 ] || presets=(tiny qwen3-0.6b qwen3-8b)
 prompts=${FP8LM_NOISE_PROMPTS:-short,1024}

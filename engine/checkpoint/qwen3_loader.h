@@ -7,7 +7,8 @@
 //   fused by stacking rows and scale rows, which needs every part but the last to have a multiple of
 //   128 rows (true of all Qwen3 models); otherwise the load fails with a message.
 // - Plain checkpoints (no quantization_config) and linears listed in modules_to_not_convert: BF16,
-//   F16 or F32 weights, fused first, then quantized blockwise (cpu::quantize_weight_blockwise).
+//   F16 or F32 weights, quantized blockwise as cpu::quantize_weight_blockwise would quantize the
+//   fused fp32 matrix (bit for bit), 128x128 block by block from the mapped file on all threads.
 // - Embeddings, norms and lm_head: BF16 (F16 and F32 are converted).
 // - Every tensor's name, dtype and shape is checked against config.json before anything is copied.
 //   A tensor fp8lm does not expect is an error (it would mean a model fp8lm computes differently),

@@ -77,8 +77,8 @@ Status Generator::generate(const GenerateRequest& req, const std::function<void(
   FP8LM_RETURN_IF_ERROR(model_.forward(rest, false, &logits));
   cached_.insert(cached_.end(), rest.begin(), rest.end());
 
-  std::vector<std::int32_t> context(req.prompt);
   Sampler sampler(req.sampling);
+  sampler.start(req.prompt);
   IncrementalDetokenizer detok(tokenizer_, /*skip_special_tokens=*/true);
   StopFilter filter(req.stop_strings, on_text);
   Clock::time_point first_token_at;
@@ -87,7 +87,7 @@ Status Generator::generate(const GenerateRequest& req, const std::function<void(
   const int room = model_.max_context() - static_cast<int>(req.prompt.size());
   const int limit = std::min(req.max_tokens, room);
   for (int i = 0; i < limit; ++i) {
-    const std::int32_t id = sampler.sample(logits, context, r.tokens);
+    const std::int32_t id = sampler.sample(logits);
     if (i == 0) {
       first_token_at = Clock::now();
       r.time_to_first_token_s = seconds_since(start);
@@ -97,7 +97,7 @@ Status Generator::generate(const GenerateRequest& req, const std::function<void(
       break;
     }
     r.tokens.push_back(id);
-    context.push_back(id);
+    sampler.accept(id);
     piece.clear();
     FP8LM_RETURN_IF_ERROR(detok.Push(id, &piece));
     if (filter.push(piece, &r.text)) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <unordered_set>
 
 namespace fp8lm {
 
@@ -19,20 +18,37 @@ Status SamplingParams::validate() const {
   return Status::Ok();
 }
 
+void SeenTokens::reset(std::span<const std::int32_t> context, std::span<const std::int32_t> reply) {
+  context_.clear();
+  reply_.clear();
+  if (track_context_)
+    for (std::int32_t id : context) context_.add(id);
+  if (track_reply_)
+    for (std::int32_t id : reply) reply_.add(id);
+}
+
+void SeenTokens::add_reply(std::int32_t id) {
+  if (track_context_) context_.add(id);
+  if (track_reply_) reply_.add(id);
+}
+
 std::int32_t Sampler::sample(std::span<float> logits, std::span<const std::int32_t> context,
                              std::span<const std::int32_t> generated) {
+  seen_.reset(context, generated);
+  return sample(logits);
+}
+
+std::int32_t Sampler::sample(std::span<float> logits) {
   const int vocab = static_cast<int>(logits.size());
   if (params_.repetition_penalty != 1.0) {
     // As in transformers: a seen token's logit is divided by the penalty if positive, multiplied if
     // negative (each token once, however often it was seen).
     const float p = static_cast<float>(params_.repetition_penalty);
-    std::unordered_set<std::int32_t> seen(context.begin(), context.end());
-    for (std::int32_t id : seen)
+    for (std::int32_t id : seen_.context())
       if (id >= 0 && id < vocab) logits[id] = logits[id] > 0 ? logits[id] / p : logits[id] * p;
   }
   if (params_.presence_penalty != 0.0) {
-    std::unordered_set<std::int32_t> seen(generated.begin(), generated.end());
-    for (std::int32_t id : seen)
+    for (std::int32_t id : seen_.reply())
       if (id >= 0 && id < vocab) logits[id] -= static_cast<float>(params_.presence_penalty);
   }
   if (params_.temperature == 0.0)  // greedy; ties go to the lowest id, as torch.argmax

@@ -93,7 +93,6 @@ class CudaBackend final : public Backend {
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return fp8lm::rmsnorm_quantize(a, stream_); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
-  // The MoE kernels are compiled but have not yet run on a GPU (see fp8lm/moe_ops.h).
   Status moe_route(const MoeRouteArgs& a) override { return fp8lm::moe_route(a, stream_); }
   Status moe_gather(const MoeGatherArgs& a) override { return fp8lm::moe_gather(a, stream_); }
   Status moe_combine(const MoeCombineArgs& a) override { return fp8lm::moe_combine(a, stream_); }

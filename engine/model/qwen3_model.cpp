@@ -250,7 +250,9 @@ Status Qwen3Model::forward(std::span<const std::int32_t> tokens, bool all_logits
       return Status::Error("forward: token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
                            " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
   const std::size_t vocab = config_.vocab_size;
-  logits->assign(all_logits ? tokens.size() * vocab : vocab, 0.0f);
+  // Every element is written below; resize (a no-op on every decode step) rather than assign, which
+  // would zero 151936 floats per generated token first.
+  logits->resize(all_logits ? tokens.size() * vocab : vocab);
   if (tokens.size() == 1 && use_decode_graph_) return decode_with_graph(tokens[0], logits->data());
   const int start = length_;
   for (std::size_t done = 0; done < tokens.size(); done += max_batch_tokens_) {

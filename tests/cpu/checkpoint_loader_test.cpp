@@ -12,6 +12,7 @@
 #include "engine/checkpoint/qwen3_loader.h"
 #include "engine/checkpoint/qwen3_tensor_names.h"
 #include "fp8lm/cpu.h"
+#include "fp8lm/random.h"
 
 namespace fp8lm {
 namespace {
@@ -121,6 +122,152 @@ TEST(Qwen3Checkpoint, TinyBf16RoundTripQuantizesAtLoad) {
   EXPECT_FALSE(loaded.config.fp8);
   EXPECT_TRUE(same_bf16(made.embed_tokens, loaded.embed_tokens));
   expect_requantized(made, loaded);
+}
+
+// One tensor of the ragged test below, in memory.
+struct StoredTensor {
+  std::string name;
+  Dtype dtype;
+  std::vector<std::int64_t> shape;
+  std::vector<std::byte> bytes;
+};
+
+// A float that is exactly an F16 (zero or a normal F16 that is also a BF16), as F16 bits.
+std::uint16_t exact_half(float v) {
+  std::uint32_t u;
+  std::memcpy(&u, &v, 4);
+  const auto sign = static_cast<std::uint16_t>((u >> 16) & 0x8000);
+  if ((u & 0x7FFFFFFF) == 0) return sign;
+  const int exp = static_cast<int>((u >> 23) & 0xFF) - 127;
+  EXPECT_TRUE(exp >= -14 && exp <= 15 && (u & 0x1FFF) == 0) << v << " is not exactly an F16";
+  return static_cast<std::uint16_t>(sign | ((exp + 15) << 10) | ((u >> 13) & 0x3FF));
+}
+
+// The loader quantizes BF16/F16/F32 linears in 128-row bands on all threads, block by block
+// straight from the mapped file; that must equal fusing each linear in float and quantizing it with
+// the sequential cpu::quantize_weight_blockwise, bit for bit. Ragged everywhere: q 192, k/v 64 and
+// gate/up 300 rows put band boundaries inside parts; hidden 200 and intermediate 300 give partial
+// column blocks. Fused linears mix BF16, F16, F32 and FP8 parts (an FP8 part among float ones is
+// dequantized first); the single-part FP8 linears take the copying path with a partial last band.
+TEST(Qwen3Checkpoint, ParallelLoadEqualsSequentialQuantizationOnRaggedShapes) {
+  Qwen3Config c = small_config();
+  c.hidden_size = 200;
+  c.intermediate_size = 300;
+  c.head_dim = 64;
+  c.num_attention_heads = 3;
+  c.num_key_value_heads = 1;
+  c.fp8 = true;  // FP8 parts allowed; float parts are quantized at load
+  TempDir dir;
+  ASSERT_TRUE(write_qwen3_config_files(c, GenerationConfig{}, dir.str()).ok());
+
+  Rng rng(20261128);
+  // Weights of varied magnitude that are exact in BF16 and F16 (so every dtype stores the same value).
+  const auto weight_value = [&] {
+    const float v = bf16_to_float(float_to_bf16(static_cast<float>(rng.normal() * 0.02 * std::exp2(rng.uniform(-3, 3)))));
+    return std::fabs(v) < 0x1.0p-14f ? 0.0f : v;
+  };
+  std::vector<StoredTensor> stored;
+  const auto add_bf16 = [&](const std::string& name, std::vector<std::int64_t> shape) {
+    std::vector<std::byte> bytes(2 * static_cast<std::size_t>(shape[0]) * (shape.size() > 1 ? shape[1] : 1));
+    for (std::size_t i = 0; i < bytes.size() / 2; ++i) {
+      const bf16 v = float_to_bf16(weight_value());
+      std::memcpy(bytes.data() + 2 * i, &v, 2);
+    }
+    stored.push_back({name, Dtype::BF16, std::move(shape), std::move(bytes)});
+  };
+  add_bf16(kEmbedTokens, {c.vocab_size, c.hidden_size});
+  add_bf16(kLmHead, {c.vocab_size, c.hidden_size});
+  add_bf16(kFinalNorm, {c.hidden_size});
+
+  // Each layer's parts in order q, k, v, o, gate, up, down, with the dtype each is stored in.
+  const Dtype kFp8 = Dtype::F8_E4M3;
+  const std::vector<std::vector<Dtype>> dtypes = {
+      {Dtype::BF16, Dtype::F16, kFp8, kFp8, Dtype::F32, Dtype::BF16, Dtype::BF16},
+      {kFp8, Dtype::BF16, Dtype::F32, Dtype::BF16, kFp8, Dtype::F16, kFp8},
+  };
+  // What each fused linear must load as: FP8 codes and scales copied when every part is FP8,
+  // otherwise the fused float values to quantize.
+  struct Expected {
+    bool all_fp8 = true;
+    std::vector<float> fused;  // [n, k]
+    std::vector<fp8_e4m3> codes;
+    std::vector<float> scales;
+  };
+  std::vector<std::vector<Expected>> expected(c.num_hidden_layers);  // [layer][linear]
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+    for (const LayerNormSpec& n : qwen3_layer_norms(c)) add_bf16(layer_module(layer, n.module) + kWeightSuffix, {n.size});
+    std::size_t part_index = 0;
+    for (const FusedLinearSpec& spec : qwen3_layer_linears(c, layer)) {
+      Expected& e = expected[layer].emplace_back();
+      for (const LinearPart& part : spec.parts) {
+        const Dtype dtype = dtypes[layer][part_index++];
+        const std::string module = layer_module(layer, part.module);
+        const std::size_t count = static_cast<std::size_t>(part.rows) * spec.k;
+        e.all_fp8 = e.all_fp8 && dtype == kFp8;
+        std::vector<std::byte> bytes(count * dtype_size(dtype));
+        if (dtype == kFp8) {
+          const int kb = ceil_div(spec.k, kQuantGroup);
+          std::vector<float> scales(static_cast<std::size_t>(ceil_div(part.rows, kQuantGroup)) * kb);
+          std::vector<std::byte> scale_bytes(2 * scales.size());
+          for (std::size_t i = 0; i < scales.size(); ++i) {
+            const bf16 s = float_to_bf16(static_cast<float>(rng.uniform(1e-5, 1e-3)));
+            scales[i] = bf16_to_float(s);
+            std::memcpy(scale_bytes.data() + 2 * i, &s, 2);
+          }
+          for (std::size_t i = 0; i < count; ++i) {
+            auto code = static_cast<std::uint8_t>(rng.next());
+            if ((code & 0x7F) == 0x7F) code = 0x7E;  // no NaN codes
+            bytes[i] = std::byte{code};
+            e.codes.push_back({code});
+            const std::size_t r = i / spec.k, col = i % spec.k;
+            e.fused.push_back(cpu::fp8_decode({code}) * scales[r / kQuantGroup * kb + col / kQuantGroup]);
+          }
+          e.scales.insert(e.scales.end(), scales.begin(), scales.end());
+          stored.push_back({module + kScaleSuffix, Dtype::BF16,
+                            {ceil_div(part.rows, kQuantGroup), kb}, std::move(scale_bytes)});
+        } else {
+          for (std::size_t i = 0; i < count; ++i) {
+            // F32 parts get full-precision values; the others the BF16- and F16-exact ones.
+            const float v = dtype == Dtype::F32 ? static_cast<float>(rng.normal() * 0.05) : weight_value();
+            e.fused.push_back(v);
+            if (dtype == Dtype::F32) std::memcpy(bytes.data() + 4 * i, &v, 4);
+            if (dtype == Dtype::BF16) {
+              const bf16 h = float_to_bf16(v);
+              std::memcpy(bytes.data() + 2 * i, &h, 2);
+            }
+            if (dtype == Dtype::F16) {
+              const std::uint16_t h = exact_half(v);
+              std::memcpy(bytes.data() + 2 * i, &h, 2);
+            }
+          }
+        }
+        stored.push_back({module + kWeightSuffix, dtype, {part.rows, spec.k}, std::move(bytes)});
+      }
+    }
+  }
+  std::vector<TensorToWrite> to_write;
+  for (const StoredTensor& t : stored) to_write.push_back({t.name, t.dtype, t.shape, t.bytes, nullptr});
+  ASSERT_TRUE(write_safetensors_checkpoint(dir.str(), to_write).ok());
+
+  Qwen3Weights loaded;
+  const Status st = load_qwen3(dir.str(), &loaded);
+  ASSERT_TRUE(st.ok()) << st.message();
+  for (int layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const std::vector<FusedLinearSpec> specs = qwen3_layer_linears(c, layer);
+    for (std::size_t l = 0; l < specs.size(); ++l) {
+      const Fp8Linear& got = specs[l].of(loaded.layers[layer]);
+      const Expected& e = expected[layer][l];
+      Fp8Linear want = got;
+      ASSERT_EQ(e.fused.size(), static_cast<std::size_t>(got.n) * got.k);
+      if (e.all_fp8) {
+        want.weight = e.codes;
+        want.scales = e.scales;
+      } else {
+        ASSERT_TRUE(cpu::quantize_weight_blockwise(e.fused.data(), got.n, got.k, want.weight.data(), want.scales.data()).ok());
+      }
+      expect_same_linear(want, got, "layer " + std::to_string(layer) + " " + specs[l].parts[0].module);
+    }
+  }
 }
 
 TEST(Qwen3Checkpoint, ShardedFolderLoads) {

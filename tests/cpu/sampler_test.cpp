@@ -3,9 +3,11 @@
 
 #include <cmath>
 #include <map>
+#include <unordered_set>
 #include <vector>
 
 #include "engine/generation/sampler.h"
+#include "fp8lm/random.h"
 
 namespace fp8lm {
 namespace {
@@ -100,6 +102,50 @@ TEST(Sampler, RepetitionAndPresencePenalties) {
   p.presence_penalty = 1.5;  // only generated tokens are penalised
   EXPECT_EQ(draw(p, logits_of({3.0f, 2.0f}), {0}, {}), 0);
   EXPECT_EQ(draw(p, logits_of({3.0f, 2.0f}), {0}, {0}), 1);
+}
+
+// The generator keeps the penalties' seen tokens incrementally (start + accept); a long generation
+// must give the tokens of the old formula, which rebuilt the seen sets from the whole history for
+// every token (as here: the penalties applied by hand, then a penalty-free sampler on the same seed).
+TEST(Sampler, IncrementalPenaltiesEqualRecomputingFromScratch) {
+  constexpr int kVocab = 3000, kSteps = 2000;
+  Rng rng(99);
+  std::vector<std::int32_t> prompt(500);
+  for (std::int32_t& id : prompt) id = static_cast<std::int32_t>(rng.next() % 400);  // repeats
+  prompt[7] = -1;       // ids outside the vocabulary are ignored
+  prompt[9] = kVocab;
+  for (const double temperature : {0.0, 0.9}) {
+    SamplingParams p;
+    p.temperature = temperature;
+    p.top_k = 200;
+    p.repetition_penalty = 1.3;
+    p.presence_penalty = 0.7;
+    p.seed = 5;
+    SamplingParams no_penalties = p;
+    no_penalties.repetition_penalty = 1.0;
+    no_penalties.presence_penalty = 0.0;
+    Sampler incremental(p), reference(no_penalties);
+    incremental.start(prompt);
+    std::vector<std::int32_t> context = prompt, generated;
+    for (int step = 0; step < kSteps; ++step) {
+      std::vector<float> logits(kVocab);
+      // Few distinct likely tokens, so that the penalties keep deciding the winner.
+      for (int i = 0; i < kVocab; ++i) logits[i] = static_cast<float>(rng.normal() * (i < 600 ? 2.0 : 0.5));
+      std::vector<float> penalised = logits;
+      for (std::int32_t id : std::unordered_set<std::int32_t>(context.begin(), context.end()))
+        if (id >= 0 && id < kVocab)
+          penalised[id] = penalised[id] > 0 ? penalised[id] / static_cast<float>(p.repetition_penalty)
+                                            : penalised[id] * static_cast<float>(p.repetition_penalty);
+      for (std::int32_t id : std::unordered_set<std::int32_t>(generated.begin(), generated.end()))
+        if (id >= 0 && id < kVocab) penalised[id] -= static_cast<float>(p.presence_penalty);
+      const std::int32_t want = reference.sample(penalised, {}, {});
+      const std::int32_t got = incremental.sample(logits);
+      ASSERT_EQ(got, want) << "temperature " << temperature << " step " << step;
+      incremental.accept(got);
+      context.push_back(got);
+      generated.push_back(got);
+    }
+  }
 }
 
 TEST(Sampler, SameSeedSameTokens) {

@@ -6,7 +6,7 @@
 // in several (max_batch_tokens) followed by decode steps; contexts past 1024 tokens, where decode
 // attention splits its keys (the graph's launch is sized for the whole context, the eager one for
 // the current length); truncate() to a prefix and decoding again (the position comes from
-// length()). Written without a GPU at hand.
+// length()). Passed on an H100 (2026-11-28).
 #include <gtest/gtest.h>
 
 #include <cstring>

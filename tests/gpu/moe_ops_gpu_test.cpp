@@ -1,6 +1,6 @@
 // The MoE kernels against their CPU twins on fresh random inputs, outputs poisoned first: routing,
 // gather and combine are bit for bit (the kernels run the twins' per-token arithmetic from
-// fp8lm/moe_math.h). Written without a GPU at hand: the next session with one validates them here.
+// fp8lm/moe_math.h). Passed on an H100 (2026-11-28).
 #include <gtest/gtest.h>
 
 #include <string>
