@@ -128,18 +128,30 @@ inline HostGroupedGemmProblem random_grouped_problem(const std::vector<int>& row
   return p;
 }
 
-// Rows per expert when each of `tokens` tokens picks top_k distinct experts uniformly at random
-// (balanced routing in expectation, as a MoE layer's plan would count them).
-inline std::vector<int> random_topk_counts(int tokens, int num_experts, int top_k, Rng& rng) {
-  std::vector<int> counts(num_experts, 0), experts(num_experts);
+// moe_route-shaped routing [tokens, top_k]: each token picks top_k distinct experts uniformly at
+// random among the first `candidates` (num_experts when 0; fewer leaves experts empty), in random
+// order.
+inline std::vector<std::int32_t> random_routing(int tokens, int num_experts, int top_k, Rng& rng,
+                                                int candidates = 0) {
+  if (candidates == 0) candidates = num_experts;
+  std::vector<std::int32_t> routing(static_cast<std::size_t>(tokens) * top_k);
+  std::vector<std::int32_t> experts(candidates);
   for (int t = 0; t < tokens; ++t) {
     std::iota(experts.begin(), experts.end(), 0);
     for (int j = 0; j < top_k; ++j) {  // a partial Fisher-Yates shuffle
-      const int pick = j + static_cast<int>(rng.next() % static_cast<std::uint64_t>(num_experts - j));
+      const int pick = j + static_cast<int>(rng.next() % static_cast<std::uint64_t>(candidates - j));
       std::swap(experts[j], experts[pick]);
-      ++counts[experts[j]];
+      routing[static_cast<std::size_t>(t) * top_k + j] = experts[j];
     }
   }
+  return routing;
+}
+
+// Rows per expert of random_routing (balanced routing in expectation, as a MoE layer's plan would
+// count them).
+inline std::vector<int> random_topk_counts(int tokens, int num_experts, int top_k, Rng& rng) {
+  std::vector<int> counts(num_experts, 0);
+  for (std::int32_t e : random_routing(tokens, num_experts, top_k, rng)) ++counts[e];
   return counts;
 }
 
