@@ -967,7 +967,7 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     const int cm = config.cluster_m;
     if (bm == 128 && bn == 128 && st == 6 && cm == 1) return run_big<128, 128, 6, 1, GROUPED>(p, device, stream);
     if (bm == 64 && bn == 128 && st == 8 && cm == 1) return run_big<64, 128, 8, 1, GROUPED>(p, device, stream);
-#if defined(FP8LM_SM90_EXPERIMENTS)  // variants timed by bench/sm90_standalone.cu only
+#if defined(FP8LM_SM90_EXPERIMENTS)  // cmake -DFP8LM_SM90_EXPERIMENTS=ON; timed by `bench gemm --all-configs`
     if constexpr (!GROUPED) {
       // B multicast over a 2-CTA cluster: as fast as cm 1 up to 4096x6144x4096, slower at
       // 16384x24576x4096 (run 4), so not in the production list.
@@ -1004,6 +1004,12 @@ std::span<const GemmConfig> configs() {
       {GemmKernel::kSm90Decode, 16, kDecodeRows, DecodeShape<16>::kMaxStages, 0, 1},
       {GemmKernel::kSm90Decode, 32, kDecodeRows, DecodeShape<32>::kMaxStages, 0, 1},
       {GemmKernel::kSm90Decode, 64, kDecodeRows, DecodeShape<64>::kMaxStages, 0, 1},
+#if defined(FP8LM_SM90_EXPERIMENTS)  // after the production configs, so the heuristic never picks them
+      {GemmKernel::kSm90Wgmma, 128, 128, 6, 0, 2},
+      {GemmKernel::kSm90Wgmma, 128, 192, 5, 0, 1},
+      {GemmKernel::kSm90Wgmma, 128, 192, 5, 0, 2},
+      {GemmKernel::kSm90Wgmma, 128, 128, 4, 0, 1},
+#endif
   };
   return all;
 }

@@ -188,9 +188,11 @@ TEST(SeedTable, ReproducesTheSeedSummarysRatios) {
   }
   EXPECT_EQ(checked, 2);
   // The seed's L40S 32B run failed at input 30720: no number, no ratio.
-  for (const json& row : doc["rows"])
-    if (row["model"] == "qwen3-32b" && row["input_tokens"] == 30720)
+  for (const json& row : doc["rows"]) {
+    if (row["model"] == "qwen3-32b" && row["input_tokens"] == 30720) {
       EXPECT_TRUE(row["l40s_seed_kernel_speed_of_light"].is_null());
+    }
+  }
 }
 
 }  // namespace
