@@ -20,6 +20,9 @@ void add_bench_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   gemm->add_flag("--all-configs", opt->all_configs, "Also time every compiled configuration of our kernel");
   gemm->add_option("--tag", opt->tag, "Suffix for the result file names");
+  gemm->add_flag("--grouped", opt->grouped,
+                 "MoE experts instead: one grouped launch vs per-expert cuBLASLt and dense loops (decode 1 token, "
+                 "prefill 4096 tokens)");
   gemm->callback([&exit_code, opt] {
     std::string why;
     if (!cuda_device_available(&why)) {

@@ -1,6 +1,7 @@
 // CPU twins of the MoE ops (fp8lm/moe_ops.h), their argument checks (shared with the launchers)
 // and the host-side plan that sorts a chunk's (token, expert) pairs by expert.
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 #include <string>
 
@@ -28,6 +29,24 @@ Status validate(const MoeRouteArgs& a) {
   FP8LM_RETURN_IF_ERROR(not_null(a.logits, fn, "logits"));
   FP8LM_RETURN_IF_ERROR(not_null(a.experts, fn, "experts"));
   return not_null(a.weights, fn, "weights");
+}
+
+Status validate(const MoePlanArgs& a) {
+  constexpr const char* fn = "moe_plan";
+  FP8LM_RETURN_IF_ERROR(need(a.n >= 0, fn, "n = " + str(a.n) + " must be >= 0"));
+  FP8LM_RETURN_IF_ERROR(need(a.num_experts >= 1, fn, "num_experts = " + str(a.num_experts) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1 && a.top_k <= a.num_experts, fn,
+                             "top_k = " + str(a.top_k) + " must be in [1, num_experts = " + str(a.num_experts) + "]"));
+  // Slots and offsets are int32.
+  FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.n) * a.top_k <= INT32_MAX, fn,
+                             "n * top_k = " + str(static_cast<long long>(a.n) * a.top_k) + " exceeds int32"));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(need(a.experts != nullptr, fn, "experts is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.weights != nullptr, fn, "weights is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.offsets != nullptr, fn, "offsets is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.gather_rows != nullptr, fn, "gather_rows is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(need(a.combine_slots != nullptr, fn, "combine_slots is a null pointer"));
+  return need(a.combine_weights != nullptr, fn, "combine_weights is a null pointer");
 }
 
 Status validate(const MoeGatherArgs& a) {
@@ -104,6 +123,18 @@ Status moe_route(const MoeRouteArgs& a) {
                       a.experts + out, weights.data());
     for (int j = 0; j < a.top_k; ++j) a.weights[out + j] = float_to_bf16(weights[j]);
   }
+  return Status::Ok();
+}
+
+Status moe_plan(const MoePlanArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  MoePlan plan;
+  FP8LM_RETURN_IF_ERROR(plan_moe(a.experts, a.weights, a.n, a.top_k, a.num_experts, &plan));
+  std::copy(plan.offsets.begin(), plan.offsets.end(), a.offsets);
+  std::copy(plan.gather_rows.begin(), plan.gather_rows.end(), a.gather_rows);
+  std::copy(plan.combine_slots.begin(), plan.combine_slots.end(), a.combine_slots);
+  std::copy(plan.combine_weights.begin(), plan.combine_weights.end(), a.combine_weights);
   return Status::Ok();
 }
 

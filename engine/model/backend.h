@@ -9,6 +9,7 @@
 #include <string>
 
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/moe_ops.h"
 #include "fp8lm/quant.h"
@@ -66,6 +67,8 @@ class Backend {
   virtual Status rmsnorm(const RmsNormArgs& args) = 0;
   virtual Status quantize(const QuantizeArgs& args) = 0;
   virtual Status gemm(const Fp8GemmArgs& args) = 0;
+  // offsets in this backend's memory (device memory on CUDA, where moe_plan writes them).
+  virtual Status grouped_gemm(const Fp8GroupedGemmArgs& args) = 0;
   virtual Status qk_norm_rope(const QkNormRopeArgs& args) = 0;
   virtual Status attention(const AttentionArgs& args) = 0;
   virtual Status silu_mul(const SiluMulArgs& args) = 0;
@@ -74,6 +77,7 @@ class Backend {
   virtual Status silu_mul_quantize(const SiluMulQuantizeArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route(const MoeRouteArgs& args) = 0;
+  virtual Status moe_plan(const MoePlanArgs& args) = 0;
   virtual Status moe_gather(const MoeGatherArgs& args) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };

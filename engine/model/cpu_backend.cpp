@@ -49,6 +49,7 @@ class CpuBackend final : public Backend {
   Status rmsnorm(const RmsNormArgs& a) override { return cpu::rmsnorm(a); }
   Status quantize(const QuantizeArgs& a) override { return cpu::quantize_per_token_group(a); }
   Status gemm(const Fp8GemmArgs& a) override { return cpu::gemm_fp8_blockwise(a); }
+  Status grouped_gemm(const Fp8GroupedGemmArgs& a) override { return cpu::gemm_fp8_grouped(a); }
   Status qk_norm_rope(const QkNormRopeArgs& a) override { return cpu::qk_norm_rope(a); }
   Status attention(const AttentionArgs& a) override { return cpu::attention(a); }
   Status silu_mul(const SiluMulArgs& a) override { return cpu::silu_mul(a); }
@@ -57,6 +58,7 @@ class CpuBackend final : public Backend {
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return cpu::silu_mul_quantize(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
   Status moe_route(const MoeRouteArgs& a) override { return cpu::moe_route(a); }
+  Status moe_plan(const MoePlanArgs& a) override { return cpu::moe_plan(a); }
   Status moe_gather(const MoeGatherArgs& a) override { return cpu::moe_gather(a); }
   Status moe_combine(const MoeCombineArgs& a) override { return cpu::moe_combine(a); }
 };

@@ -86,6 +86,7 @@ class CudaBackend final : public Backend {
   Status rmsnorm(const RmsNormArgs& a) override { return fp8lm::rmsnorm(a, stream_); }
   Status quantize(const QuantizeArgs& a) override { return quantize_per_token_group(a, stream_); }
   Status gemm(const Fp8GemmArgs& a) override { return gemm_fp8_blockwise(a, stream_); }
+  Status grouped_gemm(const Fp8GroupedGemmArgs& a) override { return gemm_fp8_grouped(a, stream_); }
   Status qk_norm_rope(const QkNormRopeArgs& a) override { return fp8lm::qk_norm_rope(a, stream_); }
   Status attention(const AttentionArgs& a) override { return fp8lm::attention(a, stream_); }
   Status silu_mul(const SiluMulArgs& a) override { return fp8lm::silu_mul(a, stream_); }
@@ -94,6 +95,7 @@ class CudaBackend final : public Backend {
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
   Status moe_route(const MoeRouteArgs& a) override { return fp8lm::moe_route(a, stream_); }
+  Status moe_plan(const MoePlanArgs& a) override { return fp8lm::moe_plan(a, stream_); }
   Status moe_gather(const MoeGatherArgs& a) override { return fp8lm::moe_gather(a, stream_); }
   Status moe_combine(const MoeCombineArgs& a) override { return fp8lm::moe_combine(a, stream_); }
 

@@ -27,7 +27,8 @@ std::string gib(std::size_t bytes) {
 
 }  // namespace
 
-// One FP8 linear on the backend.
+// One FP8 linear on the backend, or (upload_stacked) all experts' linears of a MoE layer stacked
+// as fp8lm/grouped_gemm.h wants them; n and k are then one expert's.
 struct DeviceLinear {
   BackendBuffer weight, scales;
   int n = 0, k = 0;
@@ -35,6 +36,35 @@ struct DeviceLinear {
   // Uploads `w` after checking it against the shape [n, k] the config gives it.
   static Status upload(Backend& b, const Fp8Linear& w, const std::string& name, int layer, int n, int k,
                        DeviceLinear* out) {
+    FP8LM_RETURN_IF_ERROR(check(w, name, layer, n, k));
+    out->n = w.n, out->k = w.k;
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::from_host(b, w.weight.data(), w.weight.size(), &out->weight));
+    return BackendBuffer::from_host(b, w.scales.data(), w.scales.size() * sizeof(float), &out->scales);
+  }
+
+  // Expert e's weight at rows [e * n, (e + 1) * n) of one [experts * n, k] buffer, its scales
+  // after expert e - 1's; each expert is uploaded in place (no stacked host copy).
+  static Status upload_stacked(Backend& b, const std::vector<Qwen3Expert>& experts,
+                               Fp8Linear Qwen3Expert::*linear, const std::string& name, int layer, int n, int k,
+                               DeviceLinear* out) {
+    const std::size_t weight_bytes = static_cast<std::size_t>(n) * k;
+    const std::size_t scale_bytes =
+        static_cast<std::size_t>(ceil_div(n, kQuantGroup)) * ceil_div(k, kQuantGroup) * sizeof(float);
+    out->n = n, out->k = k;
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, experts.size() * weight_bytes, &out->weight));
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, experts.size() * scale_bytes, &out->scales));
+    for (std::size_t e = 0; e < experts.size(); ++e) {
+      const Fp8Linear& w = experts[e].*linear;
+      FP8LM_RETURN_IF_ERROR(check(w, "expert " + std::to_string(e) + " " + name, layer, n, k));
+      FP8LM_RETURN_IF_ERROR(b.upload(out->weight.as<std::uint8_t>() + e * weight_bytes, w.weight.data(), weight_bytes));
+      FP8LM_RETURN_IF_ERROR(b.upload(out->scales.as<std::uint8_t>() + e * scale_bytes, w.scales.data(), scale_bytes));
+    }
+    return Status::Ok();
+  }
+
+ private:
+  // `w` against the shape [n, k] the config gives it.
+  static Status check(const Fp8Linear& w, const std::string& name, int layer, int n, int k) {
     const std::string at = "model: layer " + std::to_string(layer) + " " + name;
     if (w.n != n || w.k != k)
       return Status::Error(at + " is [" + std::to_string(w.n) + ", " + std::to_string(w.k) + "], the config says [" +
@@ -43,22 +73,16 @@ struct DeviceLinear {
         w.scales.size() != static_cast<std::size_t>(ceil_div(w.n, kQuantGroup)) * ceil_div(w.k, kQuantGroup))
       return Status::Error(at + ": weight or scale size does not match [" + std::to_string(w.n) + ", " +
                            std::to_string(w.k) + "]");
-    out->n = w.n, out->k = w.k;
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::from_host(b, w.weight.data(), w.weight.size(), &out->weight));
-    return BackendBuffer::from_host(b, w.scales.data(), w.scales.size() * sizeof(float), &out->scales);
+    return Status::Ok();
   }
-};
-
-struct DeviceExpert {
-  DeviceLinear gate_up, down;
 };
 
 struct Qwen3Model::Layer {
   BackendBuffer input_layernorm, post_attention_layernorm, q_norm, k_norm;
   DeviceLinear qkv, o;
   DeviceLinear gate_up, down;         // dense MLP; empty in MoE layers
-  BackendBuffer router;               // MoE: bf16 [num_experts, hidden]
-  std::vector<DeviceExpert> experts;  // MoE: [num_experts]; empty in dense layers
+  BackendBuffer router;                        // MoE: bf16 [num_experts, hidden]
+  DeviceLinear experts_gate_up, experts_down;  // MoE: every expert's, stacked; empty in dense layers
 };
 
 // Activations for a chunk of up to max_batch_tokens tokens.
@@ -66,10 +90,10 @@ struct Qwen3Model::Scratch {
   BackendBuffer tokens;       // int32 [T]
   BackendBuffer x;            // bf16 [T, hidden]: the residual stream
   BackendBuffer h;            // bf16 [T, max(hidden, q_width)]: normed input / attention output
-  BackendBuffer q8;           // fp8 [T, max(hidden, q_width, mlp)]: a GEMM input, quantized
-  BackendBuffer q8_scales;    // fp32 [T, ceil(max width / 128)]
+  BackendBuffer q8;           // fp8: a GEMM input, quantized (sizes: mlp_scratch)
+  BackendBuffer q8_scales;    // fp32: its scales
   BackendBuffer qkv;          // bf16 [T, qkv_width]
-  BackendBuffer mlp;          // bf16 [T, 2 mlp]: gate_up output (mlp: widest_mlp, dense or expert)
+  BackendBuffer mlp;          // bf16: gate_up output
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
@@ -77,15 +101,12 @@ struct Qwen3Model::Scratch {
   BackendBuffer router_logits;    // fp32 [T, num_experts]
   BackendBuffer routed_experts;   // int32 [T, K]
   BackendBuffer routed_weights;   // bf16 [T, K]
+  BackendBuffer expert_offsets;   // int32 [num_experts + 1]: moe_plan's, read by the grouped GEMMs
   BackendBuffer gather_rows;      // int32 [T K]
   BackendBuffer combine_slots;    // int32 [T K]
   BackendBuffer combine_weights;  // bf16 [T K]
   BackendBuffer expert_in;        // bf16 [T K, hidden]: normed input rows in expert order
   BackendBuffer expert_out;       // bf16 [T K, hidden]: expert outputs in the same order
-  // Host copies of the routing, turned into the plan on the host each MoE layer.
-  std::vector<std::int32_t> host_experts;
-  std::vector<bf16> host_weights;
-  MoePlan plan;
 };
 
 // The single-token forward recorded once and replayed (CUDA graphs). The graph's operations read
@@ -116,7 +137,30 @@ std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
   if (!c.is_moe()) return 0;
   const std::size_t pairs = t * c.num_experts_per_tok;
   return t * (4 * c.num_experts + 4 * c.num_experts_per_tok + 2 * c.num_experts_per_tok) +
+         4 * (static_cast<std::size_t>(c.num_experts) + 1) +
          pairs * (4 + 4 + 2 + 2 * 2 * static_cast<std::size_t>(c.hidden_size));
+}
+
+// Bytes of the GEMM-input scratch (q8, q8_scales) and of the gate_up output (mlp) for T tokens:
+// T rows of the widest input, or in MoE models T * top_k expert rows, since every expert's rows
+// go through one grouped GEMM at once.
+struct MlpScratch {
+  std::size_t q8, q8_scales, mlp;
+};
+MlpScratch mlp_scratch(const Qwen3Config& c, std::size_t t) {
+  const std::size_t mlp = widest_mlp(c);
+  const std::size_t widest =
+      std::max({static_cast<std::size_t>(c.hidden_size), static_cast<std::size_t>(c.q_width()), mlp});
+  MlpScratch m{t * widest, t * ceil_div(static_cast<int>(widest), kQuantGroup) * sizeof(float),
+               t * 2 * mlp * sizeof(bf16)};
+  if (c.is_moe()) {
+    const std::size_t pairs = t * c.num_experts_per_tok;
+    const int width = std::max(c.hidden_size, c.moe_intermediate_size);
+    m.q8 = std::max(m.q8, pairs * width);
+    m.q8_scales = std::max(m.q8_scales, pairs * ceil_div(width, kQuantGroup) * sizeof(float));
+    m.mlp = std::max(m.mlp, pairs * 2 * c.moe_intermediate_size * sizeof(bf16));
+  }
+  return m;
 }
 }  // namespace
 
@@ -128,12 +172,12 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   m.kv_cache = static_cast<std::size_t>(kv_pages(ctx)) * kKvPageSize * footprint.kv_bytes_per_token +
                kv_pages(ctx) * sizeof(std::int32_t);  // the block table
   const std::size_t t = options.max_batch_tokens;
-  const std::size_t mlp = widest_mlp(c);
   const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),
-                                                    static_cast<std::size_t>(c.q_width()), mlp});
-  m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + widest + 4 * ceil_div(static_cast<int>(widest), kQuantGroup) +
-                   2 * c.qkv_width() + 2 * 2 * mlp + 2 * c.hidden_size) +
-              kLogitsRows * sizeof(float) * static_cast<std::size_t>(c.vocab_size) +
+                                                    static_cast<std::size_t>(c.q_width()),
+                                                    static_cast<std::size_t>(widest_mlp(c))});
+  const MlpScratch mlp = mlp_scratch(c, t);
+  m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + 2 * c.qkv_width() + 2 * c.hidden_size) + mlp.q8 +
+              mlp.q8_scales + mlp.mlp + kLogitsRows * sizeof(float) * static_cast<std::size_t>(c.vocab_size) +
               attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads) + moe_scratch_bytes(c, t);
   return m;
 }
@@ -162,7 +206,7 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   std::unique_ptr<Qwen3Model> m(new Qwen3Model(c, b));
   m->max_context_ = opt.max_context;
   m->max_batch_tokens_ = opt.max_batch_tokens;
-  m->use_decode_graph_ = opt.cuda_graphs && b.supports_graphs() && !c.is_moe();
+  m->use_decode_graph_ = opt.cuda_graphs && b.supports_graphs();
   auto bf16_vec = [&](const std::vector<bf16>& v, std::size_t expect, const std::string& name, BackendBuffer* buf) {
     if (v.size() != expect)
       return Status::Error("model: " + name + " has " + std::to_string(v.size()) + " values, expected " + std::to_string(expect));
@@ -191,14 +235,11 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
       if (static_cast<int>(lw.moe.experts.size()) != c.num_experts)
         return Status::Error("model: " + at + "has " + std::to_string(lw.moe.experts.size()) + " experts, config says " +
                              std::to_string(c.num_experts));
-      l.experts.resize(c.num_experts);
-      for (int e = 0; e < c.num_experts; ++e) {
-        const std::string expert = "expert " + std::to_string(e) + " ";
-        FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.moe.experts[e].gate_up, expert + "gate_up", i,
-                                                   2 * c.moe_intermediate_size, c.hidden_size, &l.experts[e].gate_up));
-        FP8LM_RETURN_IF_ERROR(DeviceLinear::upload(b, lw.moe.experts[e].down, expert + "down_proj", i, c.hidden_size,
-                                                   c.moe_intermediate_size, &l.experts[e].down));
-      }
+      FP8LM_RETURN_IF_ERROR(DeviceLinear::upload_stacked(b, lw.moe.experts, &Qwen3Expert::gate_up, "gate_up",
+                                                         i, 2 * c.moe_intermediate_size, c.hidden_size,
+                                                         &l.experts_gate_up));
+      FP8LM_RETURN_IF_ERROR(DeviceLinear::upload_stacked(b, lw.moe.experts, &Qwen3Expert::down, "down_proj", i,
+                                                         c.hidden_size, c.moe_intermediate_size, &l.experts_down));
     } else {
       FP8LM_RETURN_IF_ERROR(
           DeviceLinear::upload(b, lw.gate_up, "gate_up", i, 2 * c.intermediate_size, c.hidden_size, &l.gate_up));
@@ -212,16 +253,14 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
 
   auto s = std::make_unique<Scratch>();
   const std::size_t t = opt.max_batch_tokens;
-  const int mlp = widest_mlp(c);
-  const std::size_t widest = std::max({c.hidden_size, c.q_width(), mlp});
+  const MlpScratch mlp = mlp_scratch(c, t);
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * sizeof(std::int32_t), &s->tokens));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->x));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * std::max(c.hidden_size, c.q_width()) * sizeof(bf16), &s->h));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * widest, &s->q8));
-  FP8LM_RETURN_IF_ERROR(
-      BackendBuffer::allocate(b, t * ceil_div(static_cast<int>(widest), kQuantGroup) * sizeof(float), &s->q8_scales));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, mlp.q8, &s->q8));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, mlp.q8_scales, &s->q8_scales));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.qkv_width() * sizeof(bf16), &s->qkv));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * 2 * mlp * sizeof(bf16), &s->mlp));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, mlp.mlp, &s->mlp));
   FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->out));
   FP8LM_RETURN_IF_ERROR(
       BackendBuffer::allocate(b, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float), &s->logits));
@@ -232,6 +271,8 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.num_experts * sizeof(float), &s->router_logits));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->routed_experts));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(bf16), &s->routed_weights));
+    FP8LM_RETURN_IF_ERROR(
+        BackendBuffer::allocate(b, (static_cast<std::size_t>(c.num_experts) + 1) * sizeof(std::int32_t), &s->expert_offsets));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->gather_rows));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->combine_slots));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(bf16), &s->combine_weights));
@@ -309,8 +350,7 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows) {
     return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
   };
-  // y = down(silu(gate(in)) * up(in)) for `rows` rows whose input is quantized in q8: the dense
-  // MLP and every expert.
+  // y = down(silu(gate(in)) * up(in)) for `rows` rows whose input is quantized in q8 (dense MLP).
   auto swiglu = [&](const DeviceLinear& gate_up, const DeviceLinear& down, bf16* y, int rows) {
     FP8LM_RETURN_IF_ERROR(gemm(gate_up, s.mlp.as<bf16>(), rows));
     FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({s.mlp.as<bf16>(), q8, q8s, rows, down.k}));
@@ -323,28 +363,27 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
     FP8LM_RETURN_IF_ERROR(b.moe_route({s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(),
                                        s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob}));
-    // Which rows each expert runs is planned on the host (one synchronisation per MoE layer, which
-    // is why MoE models never use the decode graph); the grouped GEMM of issue 7 is to read the
-    // plan on the device instead.
-    const std::size_t id_bytes = pairs * sizeof(std::int32_t), weight_bytes = pairs * sizeof(bf16);
-    s.host_experts.resize(pairs);
-    s.host_weights.resize(pairs);
-    FP8LM_RETURN_IF_ERROR(b.download(s.host_experts.data(), s.routed_experts.as<std::int32_t>(), id_bytes));
-    FP8LM_RETURN_IF_ERROR(b.download(s.host_weights.data(), s.routed_weights.as<bf16>(), weight_bytes));
-    FP8LM_RETURN_IF_ERROR(plan_moe(s.host_experts.data(), s.host_weights.data(), n, top_k, experts, &s.plan));
-    FP8LM_RETURN_IF_ERROR(b.upload(s.gather_rows.as<std::int32_t>(), s.plan.gather_rows.data(), id_bytes));
-    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_slots.as<std::int32_t>(), s.plan.combine_slots.data(), id_bytes));
-    FP8LM_RETURN_IF_ERROR(b.upload(s.combine_weights.as<bf16>(), s.plan.combine_weights.data(), weight_bytes));
+    // Which rows each expert runs, planned on the backend: nothing in a layer waits for the host,
+    // so the decode graph records MoE layers too.
+    std::int32_t* offsets = s.expert_offsets.as<std::int32_t>();
+    FP8LM_RETURN_IF_ERROR(b.moe_plan({s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets,
+                                      s.gather_rows.as<std::int32_t>(), s.combine_slots.as<std::int32_t>(),
+                                      s.combine_weights.as<bf16>(), n, top_k, experts}));
     bf16* expert_in = s.expert_in.as<bf16>();
     bf16* expert_out = s.expert_out.as<bf16>();
+    bf16* mlp = s.mlp.as<bf16>();
     FP8LM_RETURN_IF_ERROR(b.moe_gather({h, s.gather_rows.as<std::int32_t>(), expert_in, pairs, n, hidden}));
-    for (int e = 0; e < experts; ++e) {
-      const int first = s.plan.offsets[e], rows = s.plan.offsets[e + 1] - first;
-      if (rows == 0) continue;
-      const std::size_t at = static_cast<std::size_t>(first) * hidden;
-      FP8LM_RETURN_IF_ERROR(b.quantize({expert_in + at, q8, q8s, rows, hidden}));
-      FP8LM_RETURN_IF_ERROR(swiglu(l.experts[e].gate_up, l.experts[e].down, expert_out + at, rows));
-    }
+    // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's
+    // rows without looking at the routing.
+    auto grouped = [&](const DeviceLinear& lin, bf16* y) {
+      return b.grouped_gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs, experts,
+                             lin.n, lin.k, n});
+    };
+    // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert.
+    FP8LM_RETURN_IF_ERROR(b.quantize({expert_in, q8, q8s, pairs, hidden}));
+    FP8LM_RETURN_IF_ERROR(grouped(l.experts_gate_up, mlp));
+    FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
+    FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));
     return b.moe_combine({x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
                           hidden, pairs});
   };
@@ -375,7 +414,7 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
     // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
     // the MoE router (whose experts quantize their gathered rows).
-    const bool moe = !l.experts.empty();
+    const bool moe = l.experts_gate_up.n > 0;
     FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
                                               moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
     if (moe) {

@@ -18,7 +18,7 @@ namespace fp8lm {
 struct ModelOptions {
   int max_context = 0;        // longest sequence (the KV pages for it); 0: the config's max_position_embeddings
   int max_batch_tokens = 2048;  // longest chunk a forward call processes at once (prefill chunking)
-  // Single-token forwards (decode) of dense models replay a CUDA graph on backends that have them
+  // Single-token forwards (decode) replay a CUDA graph on backends that have them
   // (same bits as running the ops one by one); false: always run the ops one by one.
   bool cuda_graphs = true;
 };
@@ -46,9 +46,8 @@ class Qwen3Model {
   // One token at a time goes through the decode graph when uses_decode_graph().
   Status forward(std::span<const std::int32_t> tokens, bool all_logits, std::vector<float>* logits);
 
-  // Whether single-token forwards replay a CUDA graph: ModelOptions::cuda_graphs, a backend with
-  // graphs, and a dense model (MoE layers plan their experts on the host every layer, which a
-  // graph cannot record, so MoE models always run the ops one by one).
+  // Whether single-token forwards replay a CUDA graph: ModelOptions::cuda_graphs and a backend
+  // with graphs (dense and MoE models alike: MoE layers plan their experts on the backend).
   bool uses_decode_graph() const { return use_decode_graph_; }
 
   int length() const { return length_; }

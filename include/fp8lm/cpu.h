@@ -8,6 +8,7 @@
 #include <span>
 
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
 #include "fp8lm/numerics.h"
 #include "fp8lm/quant.h"
 #include "fp8lm/status.h"
@@ -76,6 +77,10 @@ float quantize_weight_block(const float* w, int rows, int cols, std::size_t ld, 
 // Twin of fp8lm::gemm_fp8_blockwise: fp32 per-128-k partial sums promoted with the two scales,
 // bf16 output, multi-threaded (threads <= 0: all hardware threads).
 Status gemm_fp8_blockwise(const Fp8GemmArgs& args, int threads = 0);
+
+// Twin of fp8lm::gemm_fp8_grouped: gemm_fp8_blockwise on each expert's rows. offsets is host
+// memory here, so its contract is checked too (validate_grouped_offsets).
+Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, int threads = 0);
 
 // The oracle: dequantize each FP8 input and accumulate in fp64 (args.out is not used), for the rows in
 // `rows` only (all rows when empty). out: [rows.size() (or m), n] row-major doubles.

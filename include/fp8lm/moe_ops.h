@@ -1,18 +1,19 @@
 // The operations of a Qwen3-MoE sparse block (transformers' Qwen3MoeSparseMoeBlock) around the
 // experts' FP8 GEMMs, each with a CUDA launcher (namespace fp8lm) and a CPU twin (fp8lm::cpu)
-// taking the same argument struct, plus the host-side plan that orders tokens by expert.
+// taking the same argument struct, plus the plan that orders tokens by expert (on the host:
+// plan_moe; on the backend: moe_plan, its device twin).
 //
-// A sparse block for n tokens (engine/model/qwen3_model.cpp):
+// A sparse block for n tokens (engine/model/qwen3_model.cpp), with no host synchronisation:
 //   logits  = h . router^T              bf16 x bf16 -> fp32 (the lm_head op; see MoeRouteArgs)
 //   route   : per token top_k experts and bf16 weights (moe_route)
-//   plan    : on the host, rows sorted by expert (plan_moe)
+//   plan    : rows sorted by expert, offsets per expert (moe_plan)
 //   gather  : h rows into expert order (moe_gather)
-//   per expert e, rows [offsets[e], offsets[e+1]): quantize -> FP8 GEMM gate_up -> silu_mul ->
-//             quantize -> FP8 GEMM down (the dense MLP's ops)
+//   all experts at once: quantize -> grouped FP8 GEMM gate_up -> silu_mul_quantize -> grouped FP8
+//             GEMM down (fp8lm/grouped_gemm.h, reading moe_plan's offsets)
 //   combine : x += weighted sum of each token's expert outputs (moe_combine)
 //
-// tests/gpu/moe_ops_gpu_test.cpp checks the launchers against the twins (bit for bit; passed on an
-// H100, 2026-11-28).
+// tests/gpu/moe_ops_gpu_test.cpp checks the launchers against the twins (bit for bit; route,
+// gather and combine passed on an H100, 2026-11-28; moe_plan has NOT yet run on a GPU).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -73,7 +74,7 @@ struct MoeCombineArgs {
   int rows;                     // rows of expert_out (n * top_k); slots must be in [0, rows)
 };
 
-// Host side: which rows each expert computes, from moe_route's output (downloaded).
+// Host side: which rows each expert computes, from moe_route's output.
 struct MoePlan {
   std::vector<int> offsets;                 // [num_experts + 1]: expert e owns sorted rows [offsets[e], offsets[e+1])
   std::vector<std::int32_t> gather_rows;    // [n * top_k]: the token of each sorted row (increasing within an expert)
@@ -83,19 +84,43 @@ struct MoePlan {
 // Fails (naming the token) on an expert id outside [0, num_experts) or chosen twice by one token.
 Status plan_moe(const std::int32_t* experts, const bf16* weights, int n, int top_k, int num_experts, MoePlan* out);
 
+// plan_moe on the backend, so that a MoE layer never waits for the host: the same four arrays,
+// bit for bit, written to backend memory (the CPU twin runs plan_moe itself). The kernel cannot
+// report bad routing (moe_route's never is): an expert id outside [0, num_experts) is not counted
+// and a token with such an id, or with one expert twice, gets combine_slots -1 throughout, which
+// moe_combine turns into NaN; every write stays inside the arrays. GPU: num_experts <=
+// kMaxPlanExperts, top_k <= kMaxPlanTopK; one CTA (cheap at decode, linear in n * top_k).
+inline constexpr int kMaxPlanExperts = 1024;
+inline constexpr int kMaxPlanTopK = 32;
+struct MoePlanArgs {
+  const std::int32_t* experts;   // [n, top_k] moe_route's expert ids
+  const bf16* weights;           // [n, top_k] their routing weights
+  std::int32_t* offsets;         // [num_experts + 1]: MoePlan::offsets
+  std::int32_t* gather_rows;     // [n * top_k]: MoePlan::gather_rows
+  std::int32_t* combine_slots;   // [n * top_k]: MoePlan::combine_slots
+  bf16* combine_weights;         // [n * top_k]: MoePlan::combine_weights
+  int n;
+  int top_k;
+  int num_experts;
+};
+
 // Checks shared by each launcher and its twin; n == 0 (count == 0) is a valid no-op.
 Status validate(const MoeRouteArgs& args);
+Status validate(const MoePlanArgs& args);
 Status validate(const MoeGatherArgs& args);
 Status validate(const MoeCombineArgs& args);
 
 // GPU launchers: validate, then enqueue on `stream`.
 Status moe_route(const MoeRouteArgs& args, cudaStream_t stream);
+Status moe_plan(const MoePlanArgs& args, cudaStream_t stream);
 Status moe_gather(const MoeGatherArgs& args, cudaStream_t stream);
 Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
 
-// CPU twins: bit for bit what the launchers compute. gather and combine also check every row index.
+// CPU twins: bit for bit what the launchers compute. gather and combine also check every row index;
+// moe_plan fails as plan_moe does on bad routing.
 namespace cpu {
 Status moe_route(const MoeRouteArgs& args);
+Status moe_plan(const MoePlanArgs& args);
 Status moe_gather(const MoeGatherArgs& args);
 Status moe_combine(const MoeCombineArgs& args);
 }  // namespace cpu

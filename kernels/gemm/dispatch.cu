@@ -4,6 +4,7 @@
 
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
 #include "fp8lm/oracle_check.h"
 #include "gemm/sm89_blockwise.h"
 #include "gemm/sm90_blockwise.h"
@@ -64,6 +65,25 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream, const Ge
       return sm90::launch_sm90_blockwise(args, config, device, stream);
   }
   return Status::Error("gemm_fp8_blockwise: unknown kernel in configuration " + config.name());
+}
+
+Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, cudaStream_t stream, const GemmConfig* force) {
+  FP8LM_RETURN_IF_ERROR(validate(args));
+  if (args.total_rows == 0) return Status::Ok();
+  DeviceInfo device;
+  FP8LM_RETURN_IF_ERROR(current_device(&device));
+  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  const GemmConfig config =
+      force ? *force
+            : pick_grouped_gemm_config(args.total_rows, args.max_rows_per_expert, args.num_experts, args.n, args.k, device);
+  switch (config.kernel) {
+    case GemmKernel::kSm89Mma:
+      return sm89::launch_grouped(args, config, device, stream);
+    case GemmKernel::kSm90Wgmma:
+    case GemmKernel::kSm90Decode:
+      return sm90::launch_sm90_grouped(args, config, device, stream);
+  }
+  return Status::Error("gemm_fp8_grouped: unknown kernel in configuration " + config.name());
 }
 
 }  // namespace fp8lm

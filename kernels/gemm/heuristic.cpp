@@ -1,6 +1,9 @@
 // Which GEMM configuration runs for a shape: kept apart from the kernels so it can be read (and
 // changed) in one place. Tests force every configuration, so the choice only affects speed.
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
+
+#include <algorithm>
 
 namespace fp8lm {
 
@@ -13,18 +16,11 @@ const GemmConfig& find_config(GemmKernel kernel, int block_m, int block_n) {
 
 // Hopper: the sm90 kernels (sm90_blockwise.cu; the measurements behind these rules are in
 // kernels/gemm/NOTES-sm90.md).
-GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {
-  const int sms = device.sm_count > 0 ? device.sm_count : 132;
-  // Small m is a weight stream: the swap-AB decode kernel (tokens are the wgmma N side, split-K
-  // over a cluster fills the SMs) with the smallest token tile that covers m.
-  if (m <= 16) return find_config(GemmKernel::kSm90Decode, 16, 64);
-  if (m <= 32) return find_config(GemmKernel::kSm90Decode, 32, 64);
-  // m in (32, 64]: the 64x128 wgmma tile while it has enough tiles to keep a third of the SMs
-  // busy; otherwise (narrow n) the decode kernel, which splits K to fill the SMs.
-  const long long tiles_64 = static_cast<long long>((m + 63) / 64) * ((n + 127) / 128);
-  if (m <= 64 && 3 * tiles_64 < sms) return find_config(GemmKernel::kSm90Decode, 64, 64);
-  // The persistent kernel runs one CTA per SM, so time ~ waves x tile area / the tile's
-  // sustained rate (64x128 has one consumer warpgroup: ~0.68 of 128x128's rate).
+// The large-M tile (128x128 or 64x128) that minimizes waves x tile area / the tile's sustained
+// rate, for `m_blocks(block_m)` row-blocks (the persistent kernel runs one CTA per SM; 64x128 has
+// one consumer warpgroup: ~0.68 of 128x128's rate).
+template <class MBlocks>
+GemmConfig pick_sm90_big_tile(MBlocks m_blocks, int n, int sms) {
   struct Candidate {
     int block_m, block_n;
     double rate;
@@ -33,11 +29,26 @@ GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {
   const Candidate* best = nullptr;
   double best_cost = 0;
   for (const Candidate& c : kCandidates) {
-    const long long tiles = static_cast<long long>((m + c.block_m - 1) / c.block_m) * ((n + c.block_n - 1) / c.block_n);
+    const long long tiles = m_blocks(c.block_m) * ((n + c.block_n - 1) / c.block_n);
     const double cost = static_cast<double>((tiles + sms - 1) / sms) * c.block_m * c.block_n / c.rate;
     if (!best || cost < best_cost) best = &c, best_cost = cost;
   }
   return find_config(GemmKernel::kSm90Wgmma, best->block_m, best->block_n);
+}
+
+int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? device.sm_count : 132; }
+
+GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {
+  const int sms = sm_count_or_h100(device);
+  // Small m is a weight stream: the swap-AB decode kernel (tokens are the wgmma N side, split-K
+  // over a cluster fills the SMs) with the smallest token tile that covers m.
+  if (m <= 16) return find_config(GemmKernel::kSm90Decode, 16, 64);
+  if (m <= 32) return find_config(GemmKernel::kSm90Decode, 32, 64);
+  // m in (32, 64]: the 64x128 wgmma tile while it has enough tiles to keep a third of the SMs
+  // busy; otherwise (narrow n) the decode kernel, which splits K to fill the SMs.
+  const long long tiles_64 = static_cast<long long>((m + 63) / 64) * ((n + 127) / 128);
+  if (m <= 64 && 3 * tiles_64 < sms) return find_config(GemmKernel::kSm90Decode, 64, 64);
+  return pick_sm90_big_tile([m](int block_m) { return static_cast<long long>((m + block_m - 1) / block_m); }, n, sms);
 }
 }  // namespace
 
@@ -52,6 +63,24 @@ GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device) {
   const long long tiles_128 = static_cast<long long>((m + 127) / 128) * ((n + 127) / 128);
   if (m <= 128 || tiles_128 < 2LL * device.sm_count) return find_config(GemmKernel::kSm89Mma, 64, 128);
   return find_config(GemmKernel::kSm89Mma, 128, 128);
+}
+
+// Grouped (MoE): the kernel is picked by the most rows one expert can have. Up to 64 the
+// swap-AB decode kernel with the smallest token tile that covers them (decode: one token's top-k
+// experts have one row each; the weights of the experts with rows are the whole cost). Beyond
+// that, the large-M tile by the same cost model as dense, over grouped_row_blocks_bound (which
+// counts each expert's partial last row-block).
+// sm_89: the dense rule at the expert's bound (its grouped kernel is a grid over experts).
+GemmConfig pick_grouped_gemm_config(int total_rows, int max_rows_per_expert, int num_experts, int n, int k,
+                                    const DeviceInfo& device) {
+  const int rows = std::max(1, std::min(max_rows_per_expert, total_rows));
+  if (device.sm_version() != 90) return pick_gemm_config(rows, n, k, device);
+  if (rows <= 16) return find_config(GemmKernel::kSm90Decode, 16, 64);
+  if (rows <= 32) return find_config(GemmKernel::kSm90Decode, 32, 64);
+  if (rows <= 64) return find_config(GemmKernel::kSm90Decode, 64, 64);
+  return pick_sm90_big_tile(
+      [&](int block_m) { return grouped_row_blocks_bound(total_rows, max_rows_per_expert, num_experts, block_m); }, n,
+      sm_count_or_h100(device));
 }
 
 }  // namespace fp8lm

@@ -12,9 +12,13 @@
 // (k % 16 == 0), so they add nothing; out-of-range outputs are not stored.
 // Tiles are visited in groups of kGroupM row-tiles per column sweep so a B tile read from DRAM is
 // reused by kGroupM CTAs while it is in L2.
+// Grouped (MoE) GEMM: the same tile code, each expert's CTAs on their expert's rows and weights
+// (grouped_gemm_kernel); the row ranges are read from device memory in the kernel, so there is
+// no host synchronisation on sm_89 either.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 
 #include "fp8lm/cuda_status.h"
@@ -76,15 +80,14 @@ __device__ __forceinline__ void load_stage(std::uint8_t* stage, const Fp8GemmArg
   }
 }
 
+// One output tile: `pid` in [0, tiles_m * tiles_n) of the problem `p`.
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-__global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
-    gemm_kernel(const Fp8GemmArgs p) {
+__device__ __forceinline__ void gemm_tile(const Fp8GemmArgs& p, int pid) {
   using T = Tile<BM, BN, WARPS_M, WARPS_N, STAGES>;
   extern __shared__ __align__(128) std::uint8_t smem[];
 
-  // Grouped rasterization of the 1-D grid into (tile_m, tile_n).
+  // Grouped rasterization of the 1-D tile index into (tile_m, tile_n).
   const int tiles_m = ceil_div(p.m, BM), tiles_n = ceil_div(p.n, BN);
-  const int pid = blockIdx.x;
   const int group = pid / (kGroupM * tiles_n);
   const int first_m = group * kGroupM;
   const int group_rows = min(tiles_m - first_m, kGroupM);
@@ -183,20 +186,60 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
 }
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
-Status launch_tile(const Fp8GemmArgs& args, const DeviceInfo& device, cudaStream_t stream) {
+__global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
+    gemm_kernel(const Fp8GemmArgs p) {
+  gemm_tile<BM, BN, WARPS_M, WARPS_N, STAGES>(p, blockIdx.x);
+}
+
+// Grouped (MoE): grid (tiles of the largest expert's bound, num_experts). The CTAs of expert
+// blockIdx.y run the dense tile code on that expert's rows and weights; the surplus exit at once.
+// The range is clamped into [0, total_rows] so offsets that break the contract cannot make a
+// CTA write outside `out`.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+__global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
+    grouped_gemm_kernel(const Fp8GroupedGemmArgs g) {
+  const int e = blockIdx.y;
+  const int begin = min(max(g.offsets[e], 0), g.total_rows);
+  const int end = max(begin, min(g.offsets[e + 1], g.total_rows));
+  const Fp8GemmArgs p = grouped_expert_args(g, e, begin, end);
+  if (static_cast<int>(blockIdx.x) >= ceil_div(p.m, BM) * ceil_div(p.n, BN)) return;  // also: no rows
+  gemm_tile<BM, BN, WARPS_M, WARPS_N, STAGES>(p, blockIdx.x);
+}
+
+// Checks that the tile's shared memory fits the device and opts `kernel` in to it.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, class Kernel>
+Status prepare(Kernel* kernel, const DeviceInfo& device) {
   using T = Tile<BM, BN, WARPS_M, WARPS_N, STAGES>;
-  auto* kernel = gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
   if (static_cast<std::size_t>(T::kSmemBytes) > device.smem_optin_bytes)
     return Status::Error("sm89 GEMM tile m" + std::to_string(BM) + "n" + std::to_string(BN) + " needs " +
                          std::to_string(T::kSmemBytes) + " bytes of shared memory; " + device.name +
                          " allows " + std::to_string(device.smem_optin_bytes));
   // Raising the dynamic shared-memory limit is per kernel and per device; repeating it is cheap.
-  FP8LM_CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
+  return cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes),
+                     "sm89 GEMM shared-memory opt-in");
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+Status launch_tile(const Fp8GemmArgs& args, const DeviceInfo& device, cudaStream_t stream) {
+  using T = Tile<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  auto* kernel = gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  FP8LM_RETURN_IF_ERROR((prepare<BM, BN, WARPS_M, WARPS_N, STAGES>(kernel, device)));
   const long long tiles = static_cast<long long>(ceil_div(args.m, BM)) * ceil_div(args.n, BN);
   if (tiles > 0x7fffffffLL) return Status::Error("sm89 GEMM: too many tiles for one launch");
   kernel<<<static_cast<unsigned>(tiles), T::kThreads, T::kSmemBytes, stream>>>(args);
   return cuda_status(cudaGetLastError(), "sm89 GEMM launch");
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
+Status launch_grouped_tile(const Fp8GroupedGemmArgs& args, const DeviceInfo& device, cudaStream_t stream) {
+  using T = Tile<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  auto* kernel = grouped_gemm_kernel<BM, BN, WARPS_M, WARPS_N, STAGES>;
+  FP8LM_RETURN_IF_ERROR((prepare<BM, BN, WARPS_M, WARPS_N, STAGES>(kernel, device)));
+  const int rows_bound = std::min(args.max_rows_per_expert, args.total_rows);
+  const long long tiles = static_cast<long long>(ceil_div(rows_bound, BM)) * ceil_div(args.n, BN);
+  if (tiles > 0x7fffffffLL) return Status::Error("sm89 grouped GEMM: too many tiles for one launch");
+  kernel<<<dim3(static_cast<unsigned>(tiles), args.num_experts), T::kThreads, T::kSmemBytes, stream>>>(args);
+  return cuda_status(cudaGetLastError(), "sm89 grouped GEMM launch");
 }
 
 // The compiled configurations. Warp layouts: m16 tiles use 1x4 warps along n; m64 2x2; m128 2x4.
@@ -207,16 +250,31 @@ constexpr std::array<GemmConfig, 4> kConfigs = {{
     {GemmKernel::kSm89Mma, 128, 128, 3},
 }};
 
+// Calls f.template operator()<BM, BN, WARPS_M, WARPS_N, STAGES>() for config `c` (one of kConfigs).
+template <class F>
+Status with_tile(const GemmConfig& c, F&& f) {
+  if (c.block_m == 16 && c.block_n == 64 && c.stages == 4) return f.template operator()<16, 64, 1, 4, 4>();
+  if (c.block_m == 32 && c.block_n == 64 && c.stages == 4) return f.template operator()<32, 64, 1, 4, 4>();
+  if (c.block_m == 64 && c.block_n == 128 && c.stages == 4) return f.template operator()<64, 128, 2, 2, 4>();
+  if (c.block_m == 128 && c.block_n == 128 && c.stages == 3) return f.template operator()<128, 128, 2, 4, 3>();
+  return Status::Error("sm89 GEMM: no compiled kernel for configuration " + c.name());
+}
+
 }  // namespace
 
 std::span<const GemmConfig> configs() { return kConfigs; }
 
 Status launch(const Fp8GemmArgs& args, const GemmConfig& c, const DeviceInfo& device, cudaStream_t stream) {
-  if (c.block_m == 16 && c.block_n == 64 && c.stages == 4) return launch_tile<16, 64, 1, 4, 4>(args, device, stream);
-  if (c.block_m == 32 && c.block_n == 64 && c.stages == 4) return launch_tile<32, 64, 1, 4, 4>(args, device, stream);
-  if (c.block_m == 64 && c.block_n == 128 && c.stages == 4) return launch_tile<64, 128, 2, 2, 4>(args, device, stream);
-  if (c.block_m == 128 && c.block_n == 128 && c.stages == 3) return launch_tile<128, 128, 2, 4, 3>(args, device, stream);
-  return Status::Error("sm89 GEMM: no compiled kernel for configuration " + c.name());
+  return with_tile(c, [&]<int BM, int BN, int WM, int WN, int ST>() {
+    return launch_tile<BM, BN, WM, WN, ST>(args, device, stream);
+  });
+}
+
+Status launch_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& c, const DeviceInfo& device,
+                      cudaStream_t stream) {
+  return with_tile(c, [&]<int BM, int BN, int WM, int WN, int ST>() {
+    return launch_grouped_tile<BM, BN, WM, WN, ST>(args, device, stream);
+  });
 }
 
 }  // namespace fp8lm::sm89

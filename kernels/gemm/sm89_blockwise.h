@@ -8,6 +8,7 @@
 
 #include "fp8lm/device.h"
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
 
 namespace fp8lm::sm89 {
 
@@ -17,5 +18,10 @@ std::span<const GemmConfig> configs();
 // Launches `config` (one of configs()) on validated arguments with m >= 1.
 Status launch(const Fp8GemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
               cudaStream_t stream);
+
+// Launches `config` on validated grouped arguments with total_rows >= 1: grid (tiles of
+// min(max_rows_per_expert, total_rows) rows, num_experts), each expert's CTAs run launch's tiles.
+Status launch_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
+                      cudaStream_t stream);
 
 }  // namespace fp8lm::sm89

@@ -39,6 +39,22 @@
 //      cost at small M), the warpgroup syncs on a named barrier before a slot is refilled. The
 //      ring depth is chosen at launch (4, or 2-3 when that makes the whole grid resident).
 //
+// 3. Grouped (MoE experts, GROUPED = true; include/fp8lm/grouped_gemm.h): both kernels above, with
+//    their mainloops unchanged; only where a tile's rows, weights and scales lie changes.
+//    - A is [total_rows, k] sorted by expert, B all experts stacked [num_experts * n, k] (one TMA
+//      map each); expert e's rows are [offsets[e], offsets[e+1]), read from device memory.
+//    - Large M: the persistent scheduler walks (expert, m-block, n-block) work items. Warp 0
+//      scans the offsets once per CTA into shared memory (row ranges and the prefix sum of tile
+//      counts); a tile index finds its expert by binary search. A tile's A box starts at the
+//      expert's row and may run into the next expert's rows (or past total_rows, zero-filled):
+//      those rows are computed with this expert's weights and never stored (epilogue mask).
+//    - Decode (swap-AB): grid y = (slot of an expert with rows, token tile); a CTA finds the
+//      slot-th expert with rows (a warpgroup-wide count over the offsets), so the grid covers
+//      min(num_experts, total_rows) experts, not all of them; surplus CTAs exit at once.
+//    - B tiles past an expert's n rows read the next expert's weights: masked like ragged n.
+//    - Each expert's range is clamped into [0, total_rows]: offsets that break the contract
+//      give wrong rows, never writes outside `out`.
+//
 // Numerics: Hopper FP8 wgmma adds the products of one instruction with ~14 significant bits, so
 // the elementwise oracle bound for these kernels is 2^-11 of sum |a b| (oracle_check.h).
 //
@@ -78,6 +94,8 @@ inline constexpr int kMaxCluster = 8;      // portable cluster size limit
 inline constexpr int kSwizzleAlign = 1024; // SWIZZLE_128B tiles start on 1024-byte boundaries
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K regs
+inline constexpr int kSm90MaxSmemPerCta = 227 * 1024;  // opt-in dynamic shared memory limit of sm_90
+inline constexpr long long kMaxGridY = 65535;          // grid y and z limit
 
 // ------------------------------------------------------------------------------------------------
 // Device helpers (PTX wrappers). Bodies exist only in the sm_90a pass.
@@ -216,28 +234,112 @@ __device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap*
 }
 #endif
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Expert e's rows clamped into [0, total_rows] (offsets that break the contract cannot send a
+// kernel outside its buffers).
+__device__ __forceinline__ int clamped_offset(const std::int32_t* offsets, int e, int total_rows) {
+  return min(max(offsets[e], 0), total_rows);
+}
+
+// Grouped large-M schedule, computed by one warp: rows[e] = expert e's first row (rows[E] = the
+// end), tile_end[e] = tiles of experts 0..e (inclusive prefix sum; BM x BN tiles).
+template <int BM>
+__device__ void scan_expert_tiles(const std::int32_t* offsets, int num_experts, int total_rows, int n_blocks,
+                                  int* rows, int* tile_end) {
+  const int lane = threadIdx.x % 32;
+  int carry = 0;
+  for (int base = 0; base < num_experts; base += 32) {
+    const int e = base + lane;
+    int tiles = 0;
+    if (e < num_experts) {
+      const int begin = clamped_offset(offsets, e, total_rows);
+      const int end = max(begin, clamped_offset(offsets, e + 1, total_rows));
+      rows[e] = begin;
+      tiles = (end - begin + BM - 1) / BM * n_blocks;
+    }
+#pragma unroll
+    for (int d = 1; d < 32; d *= 2) {
+      const int v = __shfl_up_sync(~0u, tiles, d);
+      if (lane >= d) tiles += v;
+    }
+    if (e < num_experts) tile_end[e] = carry + tiles;
+    carry += __shfl_sync(~0u, tiles, 31);
+  }
+  if (lane == 0) rows[num_experts] = clamped_offset(offsets, num_experts, total_rows);
+}
+
+// Grouped decode: the index of the slot-th expert (in index order) with rows, or -1 when fewer
+// experts have rows. Called by the whole CTA (one warpgroup): a ballot count per 128 experts.
+__device__ int nth_expert_with_rows(const std::int32_t* offsets, int num_experts, int total_rows, int slot) {
+  constexpr int kWarps = kWarpgroup / 32;
+  __shared__ int warp_counts[kWarps];
+  __shared__ int found;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) found = -1;
+  for (int base = 0; base < num_experts; base += kWarpgroup) {
+    const int e = base + threadIdx.x;
+    bool has_rows = false;
+    if (e < num_experts) {
+      const int begin = clamped_offset(offsets, e, total_rows);
+      has_rows = clamped_offset(offsets, e + 1, total_rows) > begin;
+    }
+    const unsigned ballot = __ballot_sync(~0u, has_rows);
+    if (lane == 0) warp_counts[warp] = __popc(ballot);
+    __syncthreads();
+    int before = 0, total = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      before += w < warp ? warp_counts[w] : 0;
+      total += warp_counts[w];
+    }
+    if (has_rows && before + __popc(ballot & ((1u << lane) - 1)) == slot) found = e;
+    slot -= total;
+    __syncthreads();  // `found` is visible; warp_counts may be rewritten
+    if (found >= 0) break;
+  }
+  return found;
+}
+#endif
+
+// Where one BM x BN output tile of the large-M kernel lies.
+struct BigTile {
+  int a_row;    // first A / output row of this CTA's BM rows
+  int row_end;  // rows from here on belong to another expert (or lie past m): loaded, never stored
+  int n0;       // first output column
+  int b_row;    // first row of the tile in the (stacked) weight map: expert * n + n0
+  int expert;   // whose weight scales (0 for a dense GEMM)
+};
+
+// Shared memory of the grouped large-M schedule: rows [E + 1] and tile_end [E].
+constexpr int grouped_schedule_bytes(int num_experts) { return (2 * num_experts + 1) * 4; }
+
 // Grid: persistent, a multiple of CM CTAs; clusters of (CM, 1, 1). The CTAs of a cluster own the
 // CM vertically adjacent tiles (m-blocks CM*mr + rank) of one n-block; each loads its own A tile
 // and a 1/CM slice of the shared B tile, multicast to all of them, so B's L2 traffic drops by CM.
-template <int BM, int BN, int STAGES, int CM, bool PIPE>
+// GROUPED: m is total_rows, map_b covers the stacked [num_experts * n, k] weights, and offsets
+// [num_experts + 1] (device memory) give each expert's rows; dense: offsets is unused.
+template <int BM, int BN, int STAGES, int CM, bool PIPE, bool GROUPED>
 __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
     sm90_gemm_kernel(const __grid_constant__ CUtensorMap map_a,
                      const __grid_constant__ CUtensorMap map_b, const float* __restrict__ a_scales,
                      const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
-                     int n, int k) {
+                     int n, int k, const std::int32_t* __restrict__ offsets, int num_experts) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = BigShape<BM, BN, STAGES, CM>;
+  static_assert(!GROUPED || CM == 1, "grouped tiles are per expert: no cluster along m");
   extern __shared__ uint8_t smem_raw[];
   uint8_t* smem = swizzle_aligned(smem_raw);
   uint8_t* smem_a = smem;
   uint8_t* smem_b = smem + STAGES * S::kABytes;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem_b + STAGES * S::kBBytes);
   uint64_t* empty = full + STAGES;
+  int* sched_rows = reinterpret_cast<int*>(empty + STAGES);  // GROUPED: [num_experts + 1]
+  int* sched_tile_end = sched_rows + num_experts + 1;         // GROUPED: [num_experts]
 
   const int num_kb = (k + kBlockK - 1) / kBlockK;
   const int m_rows = (m + BM * CM - 1) / (BM * CM);  // row-blocks of CM m-blocks
   const int n_blocks = (n + BN - 1) / BN;
-  const int tiles = m_rows * n_blocks;
+  const int b_scale_rows = (n + 127) / 128;
   const int rank = CM == 1 ? 0 : static_cast<int>(blockIdx.x % CM);
   const int cluster_id = blockIdx.x / CM;
   const int num_clusters = gridDim.x / CM;
@@ -252,11 +354,45 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
+  if constexpr (GROUPED) {
+    if (threadIdx.x < 32) scan_expert_tiles<BM>(offsets, num_experts, m, n_blocks, sched_rows, sched_tile_end);
+  }
   if constexpr (CM > 1) {
     cluster_sync();  // peers' barriers exist before any multicast or remote arrive
   } else {
     __syncthreads();
   }
+  const int tiles = GROUPED ? sched_tile_end[num_experts - 1] : m_rows * n_blocks;
+
+  // Tile -> rows, columns, weights. Dense: the grouped order of tile_coords over the whole output.
+  // Grouped: the expert whose prefix range holds the tile (binary search; empty experts have
+  // none), then tile_coords within that expert's m-blocks.
+  auto locate = [&](int tile) {
+    BigTile t;
+    int mr, nb;
+    if constexpr (GROUPED) {
+      int lo = 0, hi = num_experts - 1;
+      while (lo < hi) {
+        const int mid = (lo + hi) / 2;
+        if (sched_tile_end[mid] > tile) hi = mid; else lo = mid + 1;
+      }
+      const int begin = sched_rows[lo];
+      t.row_end = max(begin, sched_rows[lo + 1]);
+      t.expert = lo;
+      tile_coords(tile - (lo > 0 ? sched_tile_end[lo - 1] : 0), (t.row_end - begin + BM - 1) / BM, n_blocks, mr, nb);
+      t.a_row = begin + mr * BM;
+      t.n0 = nb * BN;
+      t.b_row = lo * n + t.n0;
+    } else {
+      tile_coords(tile, m_rows, n_blocks, mr, nb);
+      t.a_row = (mr * CM + rank) * BM;
+      t.row_end = m;
+      t.n0 = nb * BN;
+      t.b_row = t.n0;
+      t.expert = 0;
+    }
+    return t;
+  };
 
   if (wg == 0) {
     // Producer warpgroup: one thread streams k-blocks of every tile this CTA owns.
@@ -264,10 +400,9 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
     if (threadIdx.x == 0) {
       uint32_t it = 0;
       for (int tile = cluster_id; tile < tiles; tile += num_clusters) {
-        int mr, nb;
-        tile_coords(tile, m_rows, n_blocks, mr, nb);
-        const int row_a = (mr * CM + rank) * BM;
-        const int row_b = nb * BN + rank * S::kBSliceRows;
+        const BigTile t = locate(tile);
+        const int row_a = t.a_row;
+        const int row_b = t.b_row + rank * S::kBSliceRows;
         for (int kb = 0; kb < num_kb; ++kb, ++it) {
           const int s = it % STAGES;
           mbar_wait(&empty[s], ((it / STAGES) & 1) ^ 1);
@@ -287,21 +422,21 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
     const int consumer = wg - 1;
     const int warp = (threadIdx.x % kWarpgroup) / 32;
     const int lane = threadIdx.x % 32;
-    const int b_scale_rows = (n + 127) / 128;
     float acc[BN / 2];
     float part[BN / 2];
     float part2[PIPE ? BN / 2 : 1];
     uint32_t it = 0;
     for (int tile = cluster_id; tile < tiles; tile += num_clusters) {
-      int mr, nb;
-      tile_coords(tile, m_rows, n_blocks, mr, nb);
-      const int n0 = nb * BN;
-      const int row0 = (mr * CM + rank) * BM + consumer * kWgmmaM + AccLayout::row(warp, lane, 0);
+      const BigTile t = locate(tile);
+      const int n0 = t.n0;
+      const int row_end = t.row_end;
+      const int row0 = t.a_row + consumer * kWgmmaM + AccLayout::row(warp, lane, 0);
       const int row1 = row0 + 8;
-      const float* sa0 = a_scales + static_cast<size_t>(min(row0, m - 1)) * num_kb;
-      const float* sa1 = a_scales + static_cast<size_t>(min(row1, m - 1)) * num_kb;
-      const float* sb0 = b_scales + static_cast<size_t>(n0 / 128) * num_kb;
-      const float* sb1 = b_scales + static_cast<size_t>(min(n0 / 128 + 1, b_scale_rows - 1)) * num_kb;
+      const float* sa0 = a_scales + static_cast<size_t>(min(row0, row_end - 1)) * num_kb;
+      const float* sa1 = a_scales + static_cast<size_t>(min(row1, row_end - 1)) * num_kb;
+      const float* sbe = b_scales + static_cast<size_t>(t.expert) * b_scale_rows * num_kb;
+      const float* sb0 = sbe + static_cast<size_t>(n0 / 128) * num_kb;
+      const float* sb1 = sbe + static_cast<size_t>(min(n0 / 128 + 1, b_scale_rows - 1)) * num_kb;
       const int straddle_col = 128 - n0 % 128;  // first tile column in the second scale block
 #pragma unroll
       for (int i = 0; i < BN / 2; ++i) acc[i] = 0.f;
@@ -419,7 +554,7 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int row = h == 0 ? row0 : row1;
-          if (row >= m) continue;
+          if (row >= row_end) continue;
           const float v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
           __nv_bfloat16* dst = out + static_cast<size_t>(row) * n + col;
           if (pair_ok && col + 1 < n) {
@@ -460,12 +595,16 @@ struct DecodeShape {
 
 // grid = (split, token tiles of MT, n tiles of 64); clusters of (split, 1, 1). Token tiles vary
 // before weight tiles, so the CTAs that read one weight tile run together and share it in L2.
-template <int MT>
+// GROUPED: m is total_rows, map_w covers the stacked [num_experts * n, k] weights, and grid y is
+// (slot of an expert with rows) x (t_tiles token tiles per expert); dense: offsets, num_experts
+// and t_tiles are unused.
+template <int MT, bool GROUPED>
 __global__ void __launch_bounds__(kWarpgroup)
     sm90_decode_kernel(const __grid_constant__ CUtensorMap map_w,
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
-                       int n, int k, int kb_per_split, int stages) {
+                       int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
+                       int num_experts, int t_tiles) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -481,7 +620,19 @@ __global__ void __launch_bounds__(kWarpgroup)
   const int split = gridDim.x;
   const int rank = blockIdx.x;  // == %cluster_ctarank: cluster dims are (split, 1, 1)
   const int n0 = blockIdx.z * kDecodeRows;
-  const int t0 = blockIdx.y * MT;
+  // The CTAs of a cluster share blockIdx.y and z, so they all take the same exits below.
+  int t0 = blockIdx.y * MT;
+  int row_end = m;  // tokens from here on are another expert's: loaded, never stored
+  int expert = 0;
+  if constexpr (GROUPED) {
+    expert = nth_expert_with_rows(offsets, num_experts, m, blockIdx.y / t_tiles);
+    if (expert < 0) return;
+    const int begin = clamped_offset(offsets, expert, m);
+    row_end = max(begin, clamped_offset(offsets, expert + 1, m));
+    t0 = begin + (blockIdx.y % t_tiles) * MT;
+    if (t0 >= row_end) return;
+  }
+  const int w_row = expert * n + n0;  // first row of the tile in the (stacked) weight map
   const int kb_begin = rank * kb_per_split;
   const int kb_count = max(0, min(num_kb, kb_begin + kb_per_split) - kb_begin);
   const int warp = threadIdx.x / 32;
@@ -494,7 +645,7 @@ __global__ void __launch_bounds__(kWarpgroup)
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     for (int i = 0; i < min(stages, kb_count); ++i) {
       mbar_arrive_expect_tx(&full[i], S::kStageBytes);
-      tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, n0);
+      tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, w_row);
       tma_load(smem_x + i * S::kXBytes, &map_x, &full[i], (kb_begin + i) * kBlockK, t0);
     }
   }
@@ -502,12 +653,12 @@ __global__ void __launch_bounds__(kWarpgroup)
 
   // Scales: the 64 weight rows lie in one 128-row scale block (n0 is a multiple of 64); the
   // tokens of this thread are its accumulator columns.
-  const float* sb = b_scales + static_cast<size_t>(n0 / 128) * num_kb;
+  const float* sb = b_scales + (static_cast<size_t>(expert) * ((n + 127) / 128) + n0 / 128) * num_kb;
   const float* sa[MT / 4];
 #pragma unroll
   for (int c = 0; c < MT / 4; ++c) {
     const int t = t0 + AccLayout::col(lane, 4 * (c / 2) + (c % 2));
-    sa[c] = a_scales + static_cast<size_t>(min(t, m - 1)) * num_kb;
+    sa[c] = a_scales + static_cast<size_t>(min(t, row_end - 1)) * num_kb;
   }
 
   float acc[MT / 2];
@@ -545,7 +696,7 @@ __global__ void __launch_bounds__(kWarpgroup)
     named_barrier_sync(1, kWarpgroup);
     if (threadIdx.x == 0 && i + stages < kb_count) {
       mbar_arrive_expect_tx(&full[s], S::kStageBytes);
-      tma_load(smem_w + s * S::kWBytes, &map_w, &full[s], (kb + stages) * kBlockK, n0);
+      tma_load(smem_w + s * S::kWBytes, &map_w, &full[s], (kb + stages) * kBlockK, w_row);
       tma_load(smem_x + s * S::kXBytes, &map_x, &full[s], (kb + stages) * kBlockK, t0);
     }
 #pragma unroll
@@ -585,7 +736,7 @@ __global__ void __launch_bounds__(kWarpgroup)
     }
     const int t = t0 + e / kDecodeRows;
     const int row = n0 + e % kDecodeRows;
-    if (t < m && row < n) out[static_cast<size_t>(t) * n + row] = __float2bfloat16_rn(sum);
+    if (t < row_end && row < n) out[static_cast<size_t>(t) * n + row] = __float2bfloat16_rn(sum);
   }
   if (split > 1) {
     // No CTA may exit while another still reads its shared memory.
@@ -655,54 +806,103 @@ cudaLaunchConfig_t cluster_launch_config(dim3 grid, int threads, int smem_bytes,
   return cfg;
 }
 
-template <int BM, int BN, int STAGES, int CM, bool PIPE = (BN <= 128)>
-Status run_big(const Fp8GemmArgs& a, const DeviceInfo& dev, cudaStream_t stream) {
+// One launch's problem, dense or grouped: the launchers below serve both.
+struct Problem {
+  const fp8_e4m3* a;
+  const float* a_scales;
+  const fp8_e4m3* b;
+  const float* b_scales;
+  bf16* out;
+  int m;  // rows of A and out (grouped: total_rows)
+  int n;
+  int k;
+  const std::int32_t* offsets;  // grouped: [num_experts + 1] in device memory; dense: nullptr
+  int num_experts;              // dense: 1 (the weight map has num_experts * n rows)
+  int group_rows;               // the most rows one group (expert) has (dense: m)
+  int groups;                   // the most groups with rows (dense: 1)
+
+  static Problem dense(const Fp8GemmArgs& g) {
+    return {g.a, g.a_scales, g.b, g.b_scales, g.out, g.m, g.n, g.k, nullptr, 1, g.m, 1};
+  }
+  // An expert has at most total_rows rows, and at most total_rows experts have any.
+  static Problem grouped(const Fp8GroupedGemmArgs& g) {
+    return {g.a,   g.a_scales,      g.b,          g.b_scales,     g.out,
+            g.total_rows, g.n, g.k, g.offsets, g.num_experts, std::min(g.max_rows_per_expert, g.total_rows),
+            std::min(g.num_experts, g.total_rows)};
+  }
+  // Row-blocks of `block_m` rows at most (exact for a dense problem).
+  long long m_blocks_bound(int block_m) const { return grouped_row_blocks_bound(m, group_rows, groups, block_m); }
+};
+
+template <int BM, int BN, int STAGES, int CM, bool GROUPED, bool PIPE = (BN <= 128)>
+Status run_big(const Problem& a, const DeviceInfo& dev, cudaStream_t stream) {
   using S = BigShape<BM, BN, STAGES, CM>;
+  // Grouped: the schedule (grouped_schedule_bytes) follows the barriers; the opt-in covers the
+  // most experts, the launch only what this one needs.
+  constexpr int kMaxSmemBytes = S::kSmemBytes + (GROUPED ? grouped_schedule_bytes(kMaxGroupedExperts) : 0);
+  static_assert(kMaxSmemBytes <= kSm90MaxSmemPerCta, "the grouped schedule must fit beside the pipeline");
+  const int smem_bytes = S::kSmemBytes + (GROUPED ? grouped_schedule_bytes(a.num_experts) : 0);
   CUtensorMap map_a, map_b;
   FP8LM_RETURN_IF_ERROR(make_map(&map_a, a.a, a.m, a.k, BM, "A"));
-  FP8LM_RETURN_IF_ERROR(make_map(&map_b, a.b, a.n, a.k, S::kBSliceRows, "B"));
-  auto kernel = sm90_gemm_kernel<BM, BN, STAGES, CM, PIPE>;
+  FP8LM_RETURN_IF_ERROR(make_map(&map_b, a.b, a.num_experts * a.n, a.k, S::kBSliceRows, "B"));
+  auto kernel = sm90_gemm_kernel<BM, BN, STAGES, CM, PIPE, GROUPED>;
   // Per process (one device assumed): opt in to the shared memory, and count how many clusters
   // can be resident at once (clusters must fit in a GPC, so this can be < sm_count / CM).
   static int max_clusters = -1;
   static std::string setup_error;
   static std::once_flag once;
   std::call_once(once, [&] {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, S::kSmemBytes);
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
     if (e == cudaSuccess && CM > 1) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0);
     if (e == cudaSuccess) {
       cudaLaunchAttribute attr;
-      const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * dev.sm_count), S::kThreads, S::kSmemBytes, CM, nullptr, &attr);
+      const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * dev.sm_count), S::kThreads, kMaxSmemBytes, CM, nullptr, &attr);
       e = cudaOccupancyMaxActiveClusters(&max_clusters, kernel, &cfg);
     }
     if (std::getenv("FP8LM_SM90_VERBOSE")) {
-      std::fprintf(stderr, "sm90 gemm m%dn%ds%dc%d%s: %d resident clusters, %d bytes smem\n", BM, BN, STAGES, CM,
-                   PIPE ? " pipe" : "", max_clusters, S::kSmemBytes);
+      std::fprintf(stderr, "sm90 gemm m%dn%ds%dc%d%s%s: %d resident clusters, %d bytes smem\n", BM, BN, STAGES, CM,
+                   PIPE ? " pipe" : "", GROUPED ? " grouped" : "", max_clusters, kMaxSmemBytes);
     }
     if (e != cudaSuccess || max_clusters < 1) {
-      setup_error = std::string("sm90 gemm: cannot run ") + std::to_string(S::kSmemBytes) +
+      setup_error = std::string("sm90 gemm: cannot run ") + std::to_string(kMaxSmemBytes) +
                     "-byte CTAs in clusters of " + std::to_string(CM) + ": " + cudaGetErrorString(e);
     }
   });
   if (!setup_error.empty()) return Status::Error(setup_error);
 
-  const int tiles = ((a.m + BM * CM - 1) / (BM * CM)) * ((a.n + BN - 1) / BN);
-  const int clusters = std::max(1, std::min(tiles, max_clusters));
+  // Persistent: one cluster per tile up to the resident limit (grouped: per tile of the bound;
+  // the kernel counts the real tiles from the offsets and surplus CTAs find none).
+  const long long tiles = a.m_blocks_bound(BM * CM) * ((a.n + BN - 1) / BN);
+  const int clusters = static_cast<int>(std::max(1LL, std::min<long long>(tiles, max_clusters)));
   cudaLaunchAttribute attr;
-  const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * clusters), S::kThreads, S::kSmemBytes, CM, stream, &attr);
+  const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * clusters), S::kThreads, smem_bytes, CM, stream, &attr);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_a, map_b, a.a_scales, a.b_scales,
-                                           reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k);
+                                           reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k, a.offsets,
+                                           a.num_experts);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 gemm launch"));
   return cuda_status(cudaGetLastError(), "sm90 gemm launch");
 }
 
-template <int MT>
-Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
+// About kDecodeCtasPerSm CTAs per SM in one wave: the largest power-of-two split (<= the cluster
+// limit and the k-blocks) that keeps tiles x split within that. Measured on an H200
+// (NOTES-sm90.md, run 3): fewer CTAs leave bandwidth unused, more pay the cluster reduction and
+// per-CTA start-up more often than they gain.
+int decode_split(long long tiles, int k, const DeviceInfo& device) {
+  constexpr int kDecodeCtasPerSm = 3;
+  const int num_kb = (k + kBlockK - 1) / kBlockK;
+  const long long target = static_cast<long long>(kDecodeCtasPerSm) * std::max(device.sm_count, 1);
+  int split = 1;
+  while (split * 2 <= kMaxCluster && split * 2 <= num_kb && tiles * split * 2 <= target) split *= 2;
+  return split;
+}
+
+template <int MT, bool GROUPED>
+Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
   using S = DecodeShape<MT>;
   CUtensorMap map_w, map_x;
-  FP8LM_RETURN_IF_ERROR(make_map(&map_w, a.b, a.n, a.k, kDecodeRows, "B"));
+  FP8LM_RETURN_IF_ERROR(make_map(&map_w, a.b, a.num_experts * a.n, a.k, kDecodeRows, "B"));
   FP8LM_RETURN_IF_ERROR(make_map(&map_x, a.a, a.m, a.k, MT, "A"));
-  auto kernel = sm90_decode_kernel<MT>;
+  auto kernel = sm90_decode_kernel<MT, GROUPED>;
   // Per process (one device assumed): opt in to the largest ring, and count resident CTAs per SM
   // for every ring size.
   static int per_sm[S::kMaxStages + 1] = {};
@@ -726,12 +926,17 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
   const int kb_per_split = (num_kb + split - 1) / split;
   split = (num_kb + kb_per_split - 1) / kb_per_split;  // no rank without work
   const int n_tiles = (a.n + kDecodeRows - 1) / kDecodeRows;
-  const int t_tiles = (a.m + MT - 1) / MT;
-  if (t_tiles > 65535 || n_tiles > 65535) return Status::Error("sm90 decode: m or n too large for one launch");
+  // Grid y: token tiles of the largest group, times the groups that can have rows.
+  const int t_tiles = (a.group_rows + MT - 1) / MT;
+  const long long y_tiles = static_cast<long long>(a.groups) * t_tiles;
+  if (y_tiles > kMaxGridY || n_tiles > kMaxGridY) {
+    return Status::Error("sm90 decode: " + std::to_string(y_tiles) + " token tiles x " + std::to_string(n_tiles) +
+                         " weight tiles: more than " + std::to_string(kMaxGridY) + " in one launch");
+  }
   // The deepest ring up to kDefaultStages (and no deeper than the k-blocks a CTA streams) that
   // keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
   // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
-  const long long ctas = static_cast<long long>(split) * n_tiles * t_tiles;
+  const long long ctas = static_cast<long long>(split) * n_tiles * y_tiles;
   int stages = S::kMinStages;
   for (int st = std::clamp(kb_per_split, S::kMinStages, S::kDefaultStages); st >= S::kMinStages; --st) {
     if (ctas <= static_cast<long long>(per_sm[st]) * std::max(dev.sm_count, 1)) {
@@ -741,13 +946,50 @@ Status run_decode(const Fp8GemmArgs& a, int split, const DeviceInfo& dev, cudaSt
   }
 
   cudaLaunchAttribute attr;
-  const cudaLaunchConfig_t cfg =
-      cluster_launch_config(dim3(split, t_tiles, n_tiles), kWarpgroup, S::smem_bytes(stages), split, stream, &attr);
+  const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(split, static_cast<unsigned>(y_tiles), n_tiles), kWarpgroup,
+                                                       S::smem_bytes(stages), split, stream, &attr);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split, stages);
+                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
+}
+
+// `config` (one of configs(), or an experiment-only dense one) on a problem with m >= 1.
+template <bool GROUPED>
+Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceInfo& device, cudaStream_t stream) {
+  if (device.sm_version() != 90) {
+    return Status::Error("sm90 kernels need an sm_90 GPU (H100/H200/H20); this is " + device.name +
+                         " (sm_" + std::to_string(device.sm_version()) + ")");
+  }
+  const int bm = config.block_m, bn = config.block_n, st = config.stages;
+  if (config.kernel == GemmKernel::kSm90Wgmma) {
+    const int cm = config.cluster_m;
+    if (bm == 128 && bn == 128 && st == 6 && cm == 1) return run_big<128, 128, 6, 1, GROUPED>(p, device, stream);
+    if (bm == 64 && bn == 128 && st == 8 && cm == 1) return run_big<64, 128, 8, 1, GROUPED>(p, device, stream);
+#if defined(FP8LM_SM90_EXPERIMENTS)  // cmake -DFP8LM_SM90_EXPERIMENTS=ON; timed by `bench gemm --all-configs`
+    if constexpr (!GROUPED) {
+      // B multicast over a 2-CTA cluster: as fast as cm 1 up to 4096x6144x4096, slower at
+      // 16384x24576x4096 (run 4), so not in the production list.
+      if (bm == 128 && bn == 128 && st == 6 && cm == 2) return run_big<128, 128, 6, 2, false>(p, device, stream);
+      if (bm == 128 && bn == 192 && st == 5 && cm == 1) return run_big<128, 192, 5, 1, false>(p, device, stream);
+      if (bm == 128 && bn == 192 && st == 5 && cm == 2) return run_big<128, 192, 5, 2, false>(p, device, stream);
+      if (bm == 128 && bn == 128 && st == 4 && cm == 1) return run_big<128, 128, 4, 1, false, false>(p, device, stream);
+    }
+#endif
+  } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
+    const long long tiles = static_cast<long long>((p.n + kDecodeRows - 1) / kDecodeRows) *
+                            grouped_row_blocks_bound(p.m, p.group_rows, p.groups, bm);
+    const int split = config.split_k > 0 ? config.split_k : decode_split(tiles, p.k, device);
+    // stages = the ring's capacity; run_decode picks the depth per shape.
+    if (bm == 16 && st == DecodeShape<16>::kMaxStages) return run_decode<16, GROUPED>(p, split, device, stream);
+    if (bm == 32 && st == DecodeShape<32>::kMaxStages) return run_decode<32, GROUPED>(p, split, device, stream);
+    if (bm == 64 && st == DecodeShape<64>::kMaxStages) return run_decode<64, GROUPED>(p, split, device, stream);
+  }
+  return Status::Error(std::string("sm90: configuration not compiled") + (GROUPED ? " for grouped GEMMs" : "") +
+                       ": kernel " + std::to_string(static_cast<int>(config.kernel)) + " block_m " +
+                       std::to_string(bm) + " block_n " + std::to_string(bn) + " stages " + std::to_string(st) +
+                       " cluster_m " + std::to_string(config.cluster_m));
 }
 
 }  // namespace impl
@@ -773,52 +1015,21 @@ std::span<const GemmConfig> configs() {
 }
 
 int sm90_decode_auto_split(int m, int n, int k, const GemmConfig& config, const DeviceInfo& device) {
-  // About kDecodeCtasPerSm CTAs per SM in one wave: the largest power-of-two split (<= the
-  // cluster limit and the k-blocks) that keeps tiles x split within that. Measured on an H200
-  // (NOTES-sm90.md, run 3): fewer CTAs leave bandwidth unused, more pay the cluster reduction and
-  // per-CTA start-up more often than they gain.
-  constexpr int kDecodeCtasPerSm = 3;
-  const int num_kb = (k + kBlockK - 1) / kBlockK;
   const long long tiles = static_cast<long long>((n + kDecodeRows - 1) / kDecodeRows) *
                           ((m + config.block_m - 1) / config.block_m);
-  const long long target = static_cast<long long>(kDecodeCtasPerSm) * std::max(device.sm_count, 1);
-  int split = 1;
-  while (split * 2 <= kMaxCluster && split * 2 <= num_kb && tiles * split * 2 <= target) split *= 2;
-  return split;
+  return decode_split(tiles, k, device);
 }
 
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream) {
-  if (device.sm_version() != 90) {
-    return Status::Error("sm90 kernels need an sm_90 GPU (H100/H200/H20); this is " + device.name +
-                         " (sm_" + std::to_string(device.sm_version()) + ")");
-  }
   if (args.m == 0) return Status::Ok();
-  const int bm = config.block_m, bn = config.block_n, st = config.stages;
-  if (config.kernel == GemmKernel::kSm90Wgmma) {
-    const int cm = config.cluster_m;
-    if (bm == 128 && bn == 128 && st == 6 && cm == 1) return run_big<128, 128, 6, 1>(args, device, stream);
-    if (bm == 64 && bn == 128 && st == 8 && cm == 1) return run_big<64, 128, 8, 1>(args, device, stream);
-#if defined(FP8LM_SM90_EXPERIMENTS)  // cmake -DFP8LM_SM90_EXPERIMENTS=ON; timed by `bench gemm --all-configs`
-    // B multicast over a 2-CTA cluster: as fast as cm 1 up to 4096x6144x4096, slower at
-    // 16384x24576x4096 (run 4), so not in the production list.
-    if (bm == 128 && bn == 128 && st == 6 && cm == 2) return run_big<128, 128, 6, 2>(args, device, stream);
-    if (bm == 128 && bn == 192 && st == 5 && cm == 1) return run_big<128, 192, 5, 1>(args, device, stream);
-    if (bm == 128 && bn == 192 && st == 5 && cm == 2) return run_big<128, 192, 5, 2>(args, device, stream);
-    if (bm == 128 && bn == 128 && st == 4 && cm == 1) return run_big<128, 128, 4, 1, false>(args, device, stream);
-#endif
-  } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
-    const int split = config.split_k > 0 ? config.split_k
-                                         : sm90_decode_auto_split(args.m, args.n, args.k, config, device);
-    // stages = the ring's capacity; run_decode picks the depth per shape.
-    if (bm == 16 && st == DecodeShape<16>::kMaxStages) return run_decode<16>(args, split, device, stream);
-    if (bm == 32 && st == DecodeShape<32>::kMaxStages) return run_decode<32>(args, split, device, stream);
-    if (bm == 64 && st == DecodeShape<64>::kMaxStages) return run_decode<64>(args, split, device, stream);
-  }
-  return Status::Error("sm90: configuration not compiled: kernel " +
-                       std::to_string(static_cast<int>(config.kernel)) + " block_m " +
-                       std::to_string(bm) + " block_n " + std::to_string(bn) + " stages " +
-                       std::to_string(st));
+  return launch_problem<false>(Problem::dense(args), config, device, stream);
+}
+
+Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
+                           cudaStream_t stream) {
+  if (args.total_rows == 0) return Status::Ok();
+  return launch_problem<true>(Problem::grouped(args), config, device, stream);
 }
 
 }  // namespace fp8lm::sm90

@@ -7,6 +7,7 @@
 
 #include "fp8lm/device.h"
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
 #include "fp8lm/status.h"
 
 namespace fp8lm::sm90 {
@@ -19,6 +20,11 @@ std::span<const GemmConfig> configs();
 // device is not sm_90, the configuration is not compiled, or the driver cannot encode the TMA maps.
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream);
+
+// The grouped (MoE) form of the same kernels and configurations (GROUPED in sm90_blockwise.cu):
+// arguments validated, total_rows == 0 a no-op. Same errors as launch_sm90_blockwise.
+Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
+                           cudaStream_t stream);
 
 // The split-K (cluster size) that launch_sm90_blockwise uses for a kSm90Decode config whose
 // split_k is 0 (the largest power of two <= 8 with n-tiles x token-tiles x split <= 3 x SMs).

@@ -1,10 +1,14 @@
-// The MoE ops around the experts' GEMMs (fp8lm/moe_ops.h). Compiled for sm_89 and sm_90a but NOT
-// yet run on a GPU: tests/gpu/moe_ops_gpu_test.cpp compares them with their CPU twins.
+// The MoE ops around the experts' GEMMs (fp8lm/moe_ops.h); tests/gpu/moe_ops_gpu_test.cpp compares
+// them with their CPU twins (route, gather, combine passed on an H100; moe_plan has NOT yet run).
 //  - moe_route: one thread per token runs math::route_token (the twin's code: bit-exact);
+//  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
+//    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
+//    and one thread per token puts its slots in increasing expert order;
 //  - moe_gather: one CTA per output row, 16-byte vectors (NaN row for a row index out of range);
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order.
 #include <cuda_runtime.h>
 
+#include <cub/block/block_scan.cuh>
 #include <string>
 
 #include "common/bf16_vec.cuh"
@@ -33,6 +37,86 @@ __global__ void __launch_bounds__(kThreads)
                     experts + static_cast<std::size_t>(t) * top_k, w);
   __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
   for (int j = 0; j < top_k; ++j) out[j] = __float2bfloat16_rn(w[j]);
+}
+
+// One thread per expert in the histogram and the scan.
+constexpr int kPlanThreads = kMaxPlanExperts;
+constexpr int kWarp = 32;
+
+__global__ void __launch_bounds__(kPlanThreads)
+    plan_kernel(const std::int32_t* __restrict__ experts, const bf16* __restrict__ weights,
+                std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
+                std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
+                int num_experts) {
+  using Scan = cub::BlockScan<int, kPlanThreads>;
+  __shared__ typename Scan::TempStorage scan;
+  __shared__ int next[kMaxPlanExperts];  // rows per expert, then each expert's next free row
+  __shared__ int chunk[kPlanThreads];    // expert ids of a chunk of pairs, -1 when invalid
+  const int tid = threadIdx.x, pairs = n * top_k;
+  auto valid = [&](int e) { return e >= 0 && e < num_experts; };
+
+  next[tid] = 0;
+  __syncthreads();
+  for (int p = tid; p < pairs; p += kPlanThreads)
+    if (const int e = experts[p]; valid(e)) atomicAdd(&next[e], 1);
+  __syncthreads();
+  const int count = next[tid];
+  int first;
+  Scan(scan).ExclusiveSum(count, first);
+  if (tid < num_experts) offsets[tid] = first;
+  if (tid == num_experts - 1) offsets[num_experts] = first + count;
+  next[tid] = first;
+  __syncthreads();
+
+  // Rows in pair order t * top_k + j, so each expert's rows come in increasing token order. The
+  // whole CTA stages a chunk of ids (one memory latency), one warp walks it 32 pairs at a time:
+  // lanes on the same expert take consecutive rows by lane order (__match_any_sync). Each pair's
+  // row goes to combine_slots[pair] for now.
+  for (int base = 0; base < pairs; base += kPlanThreads) {
+    const int p = base + tid;
+    const int e = p < pairs ? experts[p] : -1;
+    chunk[tid] = valid(e) ? e : -1;
+    __syncthreads();
+    if (tid < kWarp) {
+      for (int w = 0; w < kPlanThreads && base + w < pairs; w += kWarp) {
+        const int q = base + w + tid, id = chunk[w + tid];
+        const unsigned peers = __match_any_sync(0xffffffffu, id);
+        const int rank = __popc(peers & ((1u << tid) - 1u));
+        int row = -1;
+        if (id >= 0) {
+          row = next[id] + rank;
+          gather_rows[row] = q / top_k;
+        }
+        __syncwarp();
+        if (id >= 0 && rank == 0) next[id] += __popc(peers);
+        __syncwarp();
+        if (q < pairs) combine_slots[q] = row;
+      }
+    }
+    __syncthreads();
+  }
+
+  // Each token's slots and weights in increasing expert index (moe_combine's order); a token with
+  // an invalid or repeated expert gets -1 slots (NaN in moe_combine) instead.
+  for (int t = tid; t < n; t += kPlanThreads) {
+    const std::size_t base = static_cast<std::size_t>(t) * top_k;
+    int rows[kMaxPlanTopK];
+    bool ok = true;
+    for (int j = 0; j < top_k; ++j) {
+      rows[j] = combine_slots[base + j];
+      const int e = experts[base + j];
+      ok = ok && valid(e);
+      for (int i = 0; i < j; ++i) ok = ok && experts[base + i] != e;
+    }
+    for (int j = 0; j < top_k; ++j) {
+      const int e = experts[base + j];
+      int position = 0;
+      for (int i = 0; i < top_k; ++i) position += experts[base + i] < e;
+      if (!ok) position = j;
+      combine_slots[base + position] = ok ? rows[j] : -1;
+      combine_weights[base + position] = weights[base + j];
+    }
+  }
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -91,6 +175,20 @@ Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
   route_kernel<<<ceil_div(a.n, kThreads), kThreads, 0, stream>>>(a.logits, a.experts, a.weights, a.n, a.num_experts,
                                                                  a.top_k, a.norm_topk_prob);
   return cuda_status(cudaGetLastError(), "moe_route launch");
+}
+
+Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  if (a.num_experts > kMaxPlanExperts)
+    return Status::Error("moe_plan: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
+                         std::to_string(kMaxPlanExperts));
+  if (a.top_k > kMaxPlanTopK)
+    return Status::Error("moe_plan: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
+                         std::to_string(kMaxPlanTopK));
+  plan_kernel<<<1, kPlanThreads, 0, stream>>>(a.experts, a.weights, a.offsets, a.gather_rows, a.combine_slots,
+                                              a.combine_weights, a.n, a.top_k, a.num_experts);
+  return cuda_status(cudaGetLastError(), "moe_plan launch");
 }
 
 Status moe_gather(const MoeGatherArgs& a, cudaStream_t stream) {

@@ -1,10 +1,14 @@
 // The MoE ops' CPU twins against hand-computed cases: routing (softmax of bf16 logits, top-k,
-// renormalisation, bf16 weights), the host plan, gather, and the combine's bf16 rounding order.
+// renormalisation, bf16 weights), the host plan and its backend form moe_plan, gather, and the
+// combine's bf16 rounding order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "fp8lm/moe_ops.h"
+#include "fp8lm/random.h"
 
 namespace fp8lm {
 namespace {
@@ -88,6 +92,84 @@ TEST(MoePlan, RefusesBadExpertIds) {
   const std::vector<std::int32_t> twice = {3, 3, 0, 1};
   s = plan_moe(twice.data(), weights.data(), 2, 2, 4, &plan);
   EXPECT_NE(s.message().find("token 0 routed to expert 3 twice"), std::string::npos) << s.message();
+}
+
+// moe_plan's twin writes plan_moe's arrays, and those keep their contract on random routings with
+// empty experts (candidates < experts) and top_k up to 8 of 128: offsets count each expert's rows,
+// each expert's rows hold its tokens in increasing order, each token's slots point at rows of its
+// experts in increasing expert index, with the weight routed to that expert.
+TEST(MoePlan, TwinMatchesPlanMoeOnRandomRoutings) {
+  Rng rng(21);
+  struct Case {
+    int experts, top_k, candidates;
+  };
+  for (const Case c : {Case{128, 8, 128}, Case{128, 8, 20}, Case{128, 1, 3}, Case{8, 2, 8}, Case{16, 16, 16}})
+    for (int n : {1, 2, 37, 700}) {
+      const std::string what = std::to_string(c.experts) + " experts top-" + std::to_string(c.top_k) + " of " +
+                               std::to_string(c.candidates) + ", n " + std::to_string(n);
+      const int pairs = n * c.top_k;
+      const std::vector<std::int32_t> experts = random_routing(n, c.experts, c.top_k, rng, c.candidates);
+      std::vector<bf16> weights(pairs);
+      for (bf16& w : weights) w = float_to_bf16(static_cast<float>(rng.uniform()));
+      MoePlan want;
+      ASSERT_TRUE(plan_moe(experts.data(), weights.data(), n, c.top_k, c.experts, &want).ok()) << what;
+
+      std::vector<std::int32_t> offsets(c.experts + 1, -7), rows(pairs, -7), slots(pairs, -7);
+      std::vector<bf16> combine_weights(pairs);
+      ASSERT_TRUE(cpu::moe_plan({experts.data(), weights.data(), offsets.data(), rows.data(), slots.data(),
+                                 combine_weights.data(), n, c.top_k, c.experts})
+                      .ok())
+          << what;
+      EXPECT_EQ(offsets, std::vector<std::int32_t>(want.offsets.begin(), want.offsets.end())) << what;
+      EXPECT_EQ(rows, want.gather_rows) << what;
+      EXPECT_EQ(slots, want.combine_slots) << what;
+      for (int i = 0; i < pairs; ++i) ASSERT_EQ(combine_weights[i].bits, want.combine_weights[i].bits) << what;
+
+      ASSERT_EQ(offsets[0], 0) << what;
+      ASSERT_EQ(offsets[c.experts], pairs) << what;
+      bool some_empty = false;
+      for (int e = 0; e < c.experts; ++e) {
+        int count = 0;
+        for (std::int32_t x : experts) count += x == e;
+        ASSERT_EQ(offsets[e + 1] - offsets[e], count) << what << " expert " << e;
+        some_empty = some_empty || count == 0;
+        for (int r = offsets[e] + 1; r < offsets[e + 1]; ++r) ASSERT_LT(rows[r - 1], rows[r]) << what;
+      }
+      if (c.candidates < c.experts) {
+        EXPECT_TRUE(some_empty) << what;
+      }
+      for (int t = 0; t < n; ++t)
+        for (int j = 0; j < c.top_k; ++j) {
+          const std::int32_t slot = slots[t * c.top_k + j];
+          ASSERT_EQ(rows[slot], t) << what;
+          const int e = static_cast<int>(std::upper_bound(offsets.begin(), offsets.end(), slot) - offsets.begin()) - 1;
+          if (j > 0) {
+            ASSERT_GT(slot, slots[t * c.top_k + j - 1]) << what;  // rows of later experts come later
+          }
+          const auto chosen = std::find(experts.begin() + t * c.top_k, experts.begin() + (t + 1) * c.top_k, e);
+          ASSERT_NE(chosen, experts.begin() + (t + 1) * c.top_k) << what;
+          ASSERT_EQ(combine_weights[t * c.top_k + j].bits, weights[chosen - experts.begin()].bits) << what;
+        }
+    }
+}
+
+TEST(MoePlan, TwinValidatesAndRefusesBadRouting) {
+  const std::vector<bf16> weights = to_bf16({0.5f, 0.5f, 0.5f, 0.5f});
+  std::vector<std::int32_t> offsets(5), rows(4), slots(4);
+  std::vector<bf16> w(4);
+  const std::vector<std::int32_t> twice = {0, 1, 2, 2};
+  MoePlanArgs args{twice.data(), weights.data(), offsets.data(), rows.data(), slots.data(), w.data(), 2, 2, 4};
+  Status s = cpu::moe_plan(args);
+  EXPECT_NE(s.message().find("token 1 routed to expert 2 twice"), std::string::npos) << s.message();
+  MoePlanArgs bad = args;
+  bad.top_k = 5;
+  s = cpu::moe_plan(bad);
+  EXPECT_NE(s.message().find("moe_plan: top_k = 5 must be in [1, num_experts = 4]"), std::string::npos) << s.message();
+  bad = args;
+  bad.offsets = nullptr;
+  s = cpu::moe_plan(bad);
+  EXPECT_NE(s.message().find("moe_plan: offsets is a null pointer"), std::string::npos) << s.message();
+  EXPECT_TRUE(cpu::moe_plan({nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 2, 4}).ok());
 }
 
 TEST(MoeGather, CopiesRowsAndRefusesBadIndices) {

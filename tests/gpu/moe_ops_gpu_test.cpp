@@ -1,6 +1,7 @@
 // The MoE kernels against their CPU twins on fresh random inputs, outputs poisoned first: routing,
-// gather and combine are bit for bit (the kernels run the twins' per-token arithmetic from
-// fp8lm/moe_math.h). Passed on an H100 (2026-11-28).
+// plan, gather and combine are bit for bit (the kernels run the twins' per-token arithmetic from
+// fp8lm/moe_math.h; the plan is integer bookkeeping). Route, gather and combine passed on an H100
+// (2026-11-28); PlanBitExact has NOT yet run on a GPU.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -48,6 +49,68 @@ TEST(MoeOpsGpu, RouteBitExact) {
         EXPECT_EQ(d_experts.download(), want_experts) << what;
         expect_bits_equal(d_weights.download(), want_weights, what);
       }
+}
+
+// Decode (n = 1) to prefill sizes past one chunk of the kernel's 1024 pairs, top_k up to 8 of 128,
+// with empty experts (routing among fewer candidates).
+TEST(MoeOpsGpu, PlanBitExact) {
+  Rng rng(13);
+  struct Case {
+    int experts, top_k, candidates;
+  };
+  for (const Case c : {Case{128, 8, 128}, Case{128, 8, 16}, Case{8, 2, 8}, Case{128, 1, 5}, Case{32, 32, 32}})
+    for (int n : {1, 3, 129, 1000, 4096}) {
+      const std::string what = std::to_string(c.experts) + " experts top-" + std::to_string(c.top_k) + " of " +
+                               std::to_string(c.candidates) + ", n " + std::to_string(n);
+      const std::size_t pairs = static_cast<std::size_t>(n) * c.top_k;
+      const std::vector<std::int32_t> experts = random_routing(n, c.experts, c.top_k, rng, c.candidates);
+      const std::vector<bf16> weights = random_bf16(pairs, rng);
+      std::vector<std::int32_t> offsets(c.experts + 1), rows(pairs), slots(pairs);
+      std::vector<bf16> combine_weights(pairs);
+      ASSERT_TRUE(cpu::moe_plan({experts.data(), weights.data(), offsets.data(), rows.data(), slots.data(),
+                                 combine_weights.data(), n, c.top_k, c.experts})
+                      .ok())
+          << what;
+      DeviceBuffer<std::int32_t> d_experts(experts), d_offsets(offsets.size()), d_rows(pairs), d_slots(pairs);
+      DeviceBuffer<bf16> d_weights(weights), d_combine_weights(pairs);
+      d_offsets.fill_bytes(0xFF);
+      d_rows.fill_bytes(0xFF);
+      d_slots.fill_bytes(0xFF);
+      d_combine_weights.fill_bytes(0xFF);
+      ASSERT_TRUE(moe_plan({d_experts.get(), d_weights.get(), d_offsets.get(), d_rows.get(), d_slots.get(),
+                            d_combine_weights.get(), n, c.top_k, c.experts},
+                           nullptr)
+                      .ok())
+          << what;
+      EXPECT_EQ(d_offsets.download(), offsets) << what;
+      EXPECT_EQ(d_rows.download(), rows) << what;
+      EXPECT_EQ(d_slots.download(), slots) << what;
+      expect_bits_equal(d_combine_weights.download(), combine_weights, what);
+    }
+}
+
+// What the kernel cannot report: a token routed out of range or twice gets -1 slots (NaN in
+// moe_combine); the other tokens keep their plan.
+TEST(MoeOpsGpu, PlanMarksBadRoutingInsteadOfWritingOutOfBounds) {
+  const std::vector<std::int32_t> experts = {0, 1, /* bad */ 2, 9, /* twice */ 3, 3, 1, 2};
+  const std::vector<bf16> weights(experts.size(), float_to_bf16(0.5f));
+  DeviceBuffer<std::int32_t> d_experts(experts), d_offsets(5), d_rows(8), d_slots(8);
+  DeviceBuffer<bf16> d_weights(weights), d_combine_weights(8);
+  ASSERT_TRUE(moe_plan({d_experts.get(), d_weights.get(), d_offsets.get(), d_rows.get(), d_slots.get(),
+                        d_combine_weights.get(), 4, 2, 4},
+                       nullptr)
+                  .ok());
+  const std::vector<std::int32_t> slots = d_slots.download();
+  EXPECT_EQ(slots[2], -1);
+  EXPECT_EQ(slots[3], -1);
+  EXPECT_EQ(slots[4], -1);
+  EXPECT_EQ(slots[5], -1);
+  // expert 0: token 0; expert 1: tokens 0, 3; expert 2: tokens 1, 3; expert 3: token 2 twice.
+  EXPECT_EQ(d_offsets.download(), (std::vector<std::int32_t>{0, 1, 3, 5, 7}));
+  EXPECT_EQ(slots[0], 0);
+  EXPECT_EQ(slots[1], 1);
+  EXPECT_EQ(slots[6], 2);
+  EXPECT_EQ(slots[7], 4);
 }
 
 TEST(MoeOpsGpu, GatherAndCombineBitExact) {
@@ -100,6 +163,10 @@ TEST(MoeOpsGpu, LaunchersRefuseBadArguments) {
   DeviceBuffer<std::int32_t> experts(64);
   s = moe_route({logits.get(), experts.get(), buf.get(), 1, 64, 33, true}, nullptr);
   EXPECT_NE(s.message().find("top_k = 33 exceeds"), std::string::npos) << s.message();
+  s = moe_plan({experts.get(), buf.get(), experts.get(), experts.get(), experts.get(), buf.get(), 1, 33, 64}, nullptr);
+  EXPECT_NE(s.message().find("moe_plan: top_k = 33 exceeds"), std::string::npos) << s.message();
+  s = moe_plan({experts.get(), buf.get(), experts.get(), experts.get(), experts.get(), buf.get(), 1, 2, 1025}, nullptr);
+  EXPECT_NE(s.message().find("moe_plan: num_experts = 1025 exceeds"), std::string::npos) << s.message();
 }
 
 }  // namespace

@@ -1,0 +1,171 @@
+// The grouped (MoE) FP8 GEMM on the GPU against the fp64 oracle, expert by expert: every compiled
+// configuration (forced) and the heuristic's choice, with the output poisoned (NaN) before each run.
+// Expert shapes of Qwen3-30B-A3B, Qwen3-235B-A22B and the tiny-moe preset, with 128 and 8 experts,
+// and row distributions that exercise the scheduling:
+//   decode      1 token, top-8: 8 experts with one row each, the others empty
+//   small_batch 16 tokens, top-8 (a few rows per expert)
+//   prefill     4096 tokens, top-8, balanced random routing (8 experts: 4096 rows each)
+//   one_expert  all 300 rows in one expert in the middle, every other expert empty
+//   ragged      0..200 rows per expert, a third of them empty (not multiples of any tile)
+// Each expert's first and last row (where a tile meets the next expert's rows) and two random ones
+// are checked against the oracle (the whole fp64 reference would take hours on the CPU); every
+// element of the output is checked for NaN (unwritten rows). The weights are generated once per
+// (shape, experts) and reused by the distributions.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "fp8lm/device_buffer.h"
+#include "fp8lm/grouped_gemm.h"
+#include "fp8lm/oracle_check.h"
+#include "fp8lm/qwen3_models.h"
+#include "fp8lm/random.h"
+#include "grouped_oracle.h"
+
+namespace fp8lm {
+namespace {
+
+constexpr int kTopK = 8;
+constexpr int kPrefillTokens = 4096;
+constexpr int kSmallBatchTokens = 16;
+constexpr int kOneExpertRows = 300;
+constexpr int kRaggedMaxRows = 200;
+constexpr int kRandomRowsPerExpert = 2;  // checked besides each expert's first and last row
+
+struct Case {
+  std::string name;
+  int n, k, experts;
+};
+
+struct Distribution {
+  std::string name;
+  std::vector<int> counts;
+};
+
+std::vector<Distribution> distributions(int experts, Rng& rng) {
+  std::vector<Distribution> d;
+  d.push_back({"decode", random_topk_counts(1, experts, kTopK, rng)});
+  d.push_back({"small_batch", random_topk_counts(kSmallBatchTokens, experts, kTopK, rng)});
+  d.push_back({"prefill", random_topk_counts(kPrefillTokens, experts, kTopK, rng)});
+  std::vector<int> one(experts, 0);
+  one[experts / 2] = kOneExpertRows;
+  d.push_back({"one_expert", one});
+  std::vector<int> ragged(experts);
+  for (int& c : ragged) c = rng.next() % 3 == 0 ? 0 : static_cast<int>(rng.next() % (kRaggedMaxRows + 1));
+  d.push_back({"ragged", ragged});
+  return d;
+}
+
+// Per expert with rows: its first and last row and kRandomRowsPerExpert others (global row ids).
+std::vector<int> rows_to_check(const std::vector<std::int32_t>& offsets, Rng& rng) {
+  std::vector<int> rows;
+  for (std::size_t e = 0; e + 1 < offsets.size(); ++e) {
+    const int first = offsets[e], count = offsets[e + 1] - first;
+    if (count == 0) continue;
+    rows.push_back(first);
+    rows.push_back(first + count - 1);
+    for (int i = 0; i < kRandomRowsPerExpert; ++i)
+      rows.push_back(first + static_cast<int>(rng.next() % static_cast<std::uint64_t>(count)));
+  }
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  return rows;
+}
+
+class GroupedGemmGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(GroupedGemmGpu, EveryConfigMatchesOracle) {
+  const Case& c = GetParam();
+  Rng rng(std::hash<std::string>{}(c.name));
+  HostGroupedGemmProblem p = random_grouped_weights(c.experts, c.n, c.k, rng);
+  const DeviceBuffer<fp8_e4m3> b(p.b);
+  const DeviceBuffer<float> sb(p.b_scales);
+
+  DeviceInfo device;
+  ASSERT_TRUE(current_device(&device).ok());
+  std::vector<const GemmConfig*> runs = {nullptr};  // nullptr: the heuristic's choice
+  for (const GemmConfig& config : gemm_configs())
+    if (gemm_config_runs_on(config, device)) runs.push_back(&config);
+
+  for (const Distribution& d : distributions(c.experts, rng)) {
+    SCOPED_TRACE(d.name);
+    set_random_rows(p, d.counts, rng);
+    const DeviceBuffer<fp8_e4m3> a(p.a);
+    const DeviceBuffer<float> sa(p.a_scales);
+    const DeviceBuffer<std::int32_t> offsets(p.offsets);
+    DeviceBuffer<bf16> out(static_cast<std::size_t>(p.total_rows) * c.n);
+    const Fp8GroupedGemmArgs d_args{a.get(), sa.get(), b.get(), sb.get(), offsets.get(), out.get(),
+                                    p.total_rows, p.num_experts, p.n, p.k, p.max_rows_per_expert};
+    ASSERT_TRUE(validate_grouped_offsets(p.args(nullptr), p.offsets.data()).ok());
+
+    const std::vector<int> rows = rows_to_check(p.offsets, rng);
+    std::vector<double> ref, abs_ref;
+    ASSERT_TRUE(grouped_oracle(p, rows, &ref, &abs_ref).ok());
+
+    for (const GemmConfig* config : runs) {
+      const std::string label = d.name + " " + (config ? config->name() : "auto");
+      out.fill_bytes(0xFF);
+      const Status s = gemm_fp8_grouped(d_args, nullptr, config);
+      ASSERT_TRUE(s.ok()) << label << ": " << s.message();
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << label;
+      const GemmConfig ran = config ? *config
+                                    : pick_grouped_gemm_config(p.total_rows, p.max_rows_per_expert, p.num_experts,
+                                                               p.n, p.k, device);
+      const auto check = check_against_oracle(out.download(), p.total_rows, c.n, rows, ref.data(), abs_ref.data(),
+                                              gemm_accumulation_tolerance(ran));
+      EXPECT_TRUE(check.ok()) << label << " (" << ran.name() << ", " << p.total_rows << " rows): " << check.first_problem
+                              << "; " << check.out_of_bound << " elements out of bound, " << check.non_finite
+                              << " non-finite, rel. Frobenius " << check.rel_frobenius;
+    }
+  }
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> all;
+  auto add = [&](const std::string& model, int n, int k) {
+    for (int experts : {128, 8})
+      all.push_back({model + "_n" + std::to_string(n) + "k" + std::to_string(k) + "_e" + std::to_string(experts), n, k,
+                     experts});
+  };
+  for (const Qwen3Dims& d : kQwen3Models) {
+    if (d.experts == 0) continue;
+    add(d.name, 2 * d.intermediate, d.hidden);  // gate_up
+    add(d.name, d.hidden, d.intermediate);      // down
+  }
+  // tiny-moe (engine presets): gate_up 512 x 256, down 256 x 256.
+  add("tiny-moe", 512, 256);
+  add("tiny-moe", 256, 256);
+  // Ragged n and k (tensor-parallel splits): B tiles run into the next expert's weights.
+  add("ragged", 200, 144);
+  return all;
+}
+
+INSTANTIATE_TEST_SUITE_P(Experts, GroupedGemmGpu, ::testing::ValuesIn(cases()), [](const auto& info) {
+  std::string s = info.param.name;
+  std::replace_if(s.begin(), s.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
+  return s;
+});
+
+// Poisoned output stays poisoned when the arguments are bad: nothing is launched.
+TEST(GroupedGemmGpuArgs, RejectsBadArgumentsWithoutLaunching) {
+  DeviceBuffer<fp8_e4m3> a(64 * 32), b(4 * 64 * 32);
+  DeviceBuffer<float> s(64);
+  DeviceBuffer<std::int32_t> offsets(std::vector<std::int32_t>{0, 1, 1, 3, 4});
+  DeviceBuffer<bf16> out(64 * 64);
+  out.fill_bytes(0x11);
+  Fp8GroupedGemmArgs args{a.get(), s.get(), b.get(), s.get(), offsets.get(), out.get(), 4, 4, 64, 24, 2};
+  Status st = gemm_fp8_grouped(args, nullptr);
+  EXPECT_NE(st.message().find("multiple of 16"), std::string::npos) << st.message();
+  args.k = 32;
+  args.offsets = nullptr;
+  st = gemm_fp8_grouped(args, nullptr);
+  EXPECT_NE(st.message().find("offsets"), std::string::npos) << st.message();
+  EXPECT_TRUE(gemm_fp8_grouped({nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 4, 64, 32, 0}, nullptr).ok());
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  for (const bf16 v : out.download()) ASSERT_EQ(v.bits, 0x1111);
+}
+
+}  // namespace
+}  // namespace fp8lm
