@@ -279,7 +279,15 @@ struct GroupedSet {
   // cuBLASLt's layouts.
   std::vector<int> experts;
   std::vector<DeviceBuffer<float>> sa_ours, sb_ours, sa_lt, sb_lt;
+  // cuBLASLt's blockwise FP8 GEMM has no algorithm for some row counts (M = 1 on CUDA 13.0), so
+  // its loop runs each expert's rows padded with zero rows to a multiple of kLtRowMultiple, from
+  // its own copies of A and into its own outputs (as an engine calling it per expert would).
+  std::vector<int> lt_rows;
+  std::vector<DeviceBuffer<fp8_e4m3>> a_lt;
+  std::vector<DeviceBuffer<bf16>> out_lt;
 };
+
+constexpr int kLtRowMultiple = 4;
 
 Status make_grouped_set(const Qwen3Dims& model, int tokens, int n, int k, const DeviceBuffer<float>& sb, int seed,
                         const std::optional<LtScaleLayout>& lt_layout, GroupedSet* set) {
@@ -310,8 +318,17 @@ Status make_grouped_set(const Qwen3Dims& model, int tokens, int n, int k, const 
     set->sa_ours.emplace_back(esa);
     set->sb_ours.emplace_back(esb);
     if (lt_layout) {
-      set->sa_lt.emplace_back(to_lt_scales(esa, count, kb, lt_layout->a_transposed));
+      const int padded = ceil_div(count, kLtRowMultiple) * kLtRowMultiple;
+      std::vector<float> padded_sa = esa;
+      padded_sa.resize(static_cast<std::size_t>(padded) * kb, 0.0f);
+      set->lt_rows.push_back(padded);
+      set->sa_lt.emplace_back(to_lt_scales(padded_sa, padded, kb, lt_layout->a_transposed));
       set->sb_lt.emplace_back(to_lt_scales(esb, nb, kb, lt_layout->b_transposed));
+      DeviceBuffer<fp8_e4m3>& a = set->a_lt.emplace_back(static_cast<std::size_t>(padded) * k);
+      FP8LM_CUDA_RETURN_IF_ERROR(cudaMemset(a.get(), 0, a.size()));
+      FP8LM_CUDA_RETURN_IF_ERROR(cudaMemcpy(a.get(), set->a.get() + static_cast<std::size_t>(first) * k,
+                                            static_cast<std::size_t>(count) * k, cudaMemcpyDeviceToDevice));
+      set->out_lt.emplace_back(static_cast<std::size_t>(padded) * n);
     }
   }
   return Status::Ok();
@@ -366,7 +383,7 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
   json j = {{"model", model.name}, {"layer", layer}, {"tokens", tokens}, {"top_k", model.top_k},
             {"experts", experts}, {"experts_used", used}, {"rows", rows}, {"n", n}, {"k", k},
             {"max_rows_per_expert", sets[0].max_rows}, {"flops", flops}, {"bytes", bytes},
-            {"floor_us", floor_us}, {"routing_sets", set_count}};
+            {"floor_us", floor_us}, {"routing_sets", set_count}, {"cublaslt_row_multiple", kLtRowMultiple}};
 
   // Ours, grouped: the bound a MoE layer has on the host without a synchronisation is the token
   // count; the tight bound (the real largest expert) is timed too, as the gap between them shows
@@ -406,7 +423,8 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
   j["ours_dense_per_expert"] = {{"us", dense.median_us}, {"pct_floor", 100.0 * floor_us / dense.median_us},
                                 {"rel_diff_vs_grouped", rel_diff(sets[0].loop_out, sets[0].out.get(), rows, n)}};
 
-  // cuBLASLt blockwise, one call per expert with rows (a plan per distinct row count).
+  // cuBLASLt blockwise, one call per expert with rows (padded: GroupedSet; a plan per distinct
+  // padded row count).
   std::string lt_cell = "unsupported";
   double lt_us = NAN;
   if (!lt_layout) {
@@ -415,22 +433,35 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
     std::map<int, std::unique_ptr<LtGemm>> plans;
     Status s = Status::Ok();
     for (const GroupedSet& g : sets)
-      for (int e : g.experts) {
-        const int count = g.offsets[e + 1] - g.offsets[e];
-        if (!s.ok() || plans.count(count)) continue;
-        s = LtGemm::create(lt, LtKind::kFp8Blockwise, count, n, k, *lt_layout, &plans[count]);
+      for (int rows_lt : g.lt_rows) {
+        if (!s.ok() || plans.count(rows_lt)) continue;
+        s = LtGemm::create(lt, LtKind::kFp8Blockwise, rows_lt, n, k, *lt_layout, &plans[rows_lt]);
       }
     auto run_lt = [&](int st, cudaStream_t stream) {
       const GroupedSet& g = sets[st];
       for (std::size_t i = 0; i < g.experts.size(); ++i) {
         const Fp8GemmArgs a = expert_args(st, static_cast<int>(i));
-        FP8LM_RETURN_IF_ERROR(plans.at(a.m)->run(a.a, g.sa_lt[i].get(), a.b, g.sb_lt[i].get(), a.out, stream));
+        FP8LM_RETURN_IF_ERROR(
+            plans.at(g.lt_rows[i])->run(g.a_lt[i].get(), g.sa_lt[i].get(), a.b, g.sb_lt[i].get(), g.out_lt[i].get(), stream));
+      }
+      return Status::Ok();
+    };
+    // The check: each expert's real rows copied into loop_out at its offset.
+    auto gather_lt = [&]() -> Status {
+      const GroupedSet& g = sets[0];
+      for (std::size_t i = 0; i < g.experts.size(); ++i) {
+        const int e = g.experts[i];
+        FP8LM_CUDA_RETURN_IF_ERROR(cudaMemcpy(g.loop_out.get() + static_cast<std::size_t>(g.offsets[e]) * n,
+                                              g.out_lt[i].get(),
+                                              static_cast<std::size_t>(g.offsets[e + 1] - g.offsets[e]) * n * sizeof(bf16),
+                                              cudaMemcpyDeviceToDevice));
       }
       return Status::Ok();
     };
     Timing t;
     if (s.ok()) s = time_with_graph(run_lt, set_count, opt.replays, &t);
     if (s.ok()) s = run_lt(0, nullptr);
+    if (s.ok()) s = gather_lt();
     if (s.ok()) s = cuda_status(cudaDeviceSynchronize(), "cuBLASLt per-expert loop");
     if (s.ok()) {
       const double diff = rel_diff(sets[0].loop_out, sets[0].out.get(), rows, n);
@@ -557,7 +588,8 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
                "distinct experts); bytes = the selected experts' weights and scales + A + A scales + offsets + bf16 "
                "output. `ours` is one gemm_fp8_grouped launch with the host's bound (max rows per expert = tokens); "
                "`tight` with the real largest expert; the loops run one GEMM per expert with rows (cuBLASLt "
-               "blockwise; our dense entry point), captured in the same graph.\n\n"
+               "blockwise, each expert's rows padded with zero rows to a multiple of 4 because it has no algorithm "
+               "for some row counts such as 1; our dense entry point), captured in the same graph.\n\n"
                "| model | layer | tokens | experts used | rows | N | K | ours µs | TFLOP/s | GB/s | floor µs | % floor | "
                "config | tight µs | cuBLASLt loop µs | our dense loop µs | vs cuBLASLt loop | vs dense loop |\n"
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"

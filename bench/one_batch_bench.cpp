@@ -1,5 +1,6 @@
 #include "bench/one_batch_bench.h"
 
+#include <cuda_profiler_api.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "bench/result_files.h"
+#include "fp8lm/cuda_status.h"
 #include "engine/model/qwen3_footprint.h"
 #include "engine/checkpoint/qwen3_presets.h"
 #include "fp8lm/numerics.h"
@@ -120,12 +122,15 @@ struct RunTimes {
 
 // Prefill, then output_len - 1 greedy decode steps. forward() returns the logits on the host, so
 // each call has finished on the device when it returns; the backend is synchronized before the
-// clock starts so no earlier work is counted. Progress lines go to stdout when `report`.
-Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool report, RunTimes* times) {
+// clock starts so no earlier work is counted. Progress lines go to stdout when `report`. With
+// profile_steps > 0 the prefill and that many decode steps run inside the CUDA profiler's range.
+Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool report, RunTimes* times,
+                    int profile_steps = 0) {
   model.reset();
   const std::vector<std::int32_t> prompt = make_prompt(model.config(), input_len);
   std::vector<float> logits;
   FP8LM_RETURN_IF_ERROR(model.backend().synchronize());
+  if (profile_steps > 0) FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStart());
   const Clock::time_point prefill_start = Clock::now();
   FP8LM_RETURN_IF_ERROR(model.forward(prompt, /*all_logits=*/false, &logits));
   std::int32_t token = argmax(logits);
@@ -147,6 +152,7 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
     token = argmax(logits);
     times->step_s.push_back(seconds_since(start));
     decode_s += times->step_s.back();
+    if (step == std::min(profile_steps, steps)) FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
     if (report && seconds_since(last_progress) >= kProgressSeconds) {
       fmt::print("  input {}: decode step {}/{}, mean ITL so far {:.2f} ms\n", input_len, step, steps,
                  1e3 * decode_s / step);
@@ -292,6 +298,8 @@ Status check_one_batch_options(const OneBatchOptions& opt, const Qwen3Config& co
     return Status::Error(fmt::format(
         "input {} + output {} = {} tokens exceeds the model's context of {} tokens", longest,
         opt.output_len, needed, config.max_position_embeddings));
+  if (opt.profile_steps < 0)
+    return Status::Error(fmt::format("--profile-steps must be >= 0 (got {})", opt.profile_steps));
   *context_needed = static_cast<int>(needed);
   return Status::Ok();
 }
@@ -319,6 +327,8 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
     return Status::Error(fmt::format("the model's KV cache holds {} tokens, the runs need {}",
                                      model.max_context(), context_needed));
   const std::string card = target.gpu.empty() ? "cpu" : target.gpu;
+  if (opt.profile_steps > 0 && target.gpu.empty())
+    return Status::Error("--profile-steps needs the CUDA backend (it marks a range for the CUDA profiler)");
   fmt::print("bench one-batch: {}, output {} tokens, inputs", target.description, opt.output_len);
   for (int len : opt.input_lens) fmt::print(" {}", len);
   fmt::print("\n");
@@ -339,7 +349,8 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   std::string md_rows;
   for (int input_len : opt.input_lens) {
     RunTimes times;
-    FP8LM_RETURN_IF_ERROR(run_protocol(model, input_len, opt.output_len, /*report=*/true, &times));
+    const int profile_steps = input_len == opt.input_lens.front() ? opt.profile_steps : 0;
+    FP8LM_RETURN_IF_ERROR(run_protocol(model, input_len, opt.output_len, /*report=*/true, &times, profile_steps));
     LengthResult r = summarize(config, target, ceilings, input_len, opt.output_len, times);
     fmt::print("  input {}: {:.2f} tokens/s, mean ITL {:.2f} ms, speed of light {}\n", input_len,
                r.j["tokens_per_s"].get<double>(), r.j["itl_mean_ms"].get<double>(),

@@ -24,6 +24,10 @@ struct OneBatchOptions {
   int output_len = 2048;  // generated tokens: the first comes from the prefill, the rest from decode steps
   std::string out_dir = "bench/results";
   std::string tag;  // appended to the result file names
+  // > 0: the first input length's prefill and its first profile_steps decode steps run between
+  // cudaProfilerStart and cudaProfilerStop, for `ncu --profile-from-start off` (that run's times
+  // are then the profiler's, not the engine's). CUDA only.
+  int profile_steps = 0;
 };
 
 // The floor's cost model, counted from the config (engine/model/qwen3_footprint.h).

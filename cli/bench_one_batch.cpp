@@ -71,6 +71,9 @@ void add_bench_one_batch_command(CLI::App* bench, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--out", opt->out_dir, "Directory for the JSON and markdown results")->capture_default_str();
   cmd->add_option("--tag", opt->tag, "Suffix for the result file names");
+  cmd->add_option("--profile-steps", opt->profile_steps,
+                  "Run the first input's prefill and this many decode steps inside a CUDA profiler range "
+                  "(ncu --profile-from-start off); that run's times are the profiler's");
   cmd->callback([&exit_code, source, opt] {
     const Status st = run_bench_one_batch(*source, *opt);
     if (!st.ok()) fmt::print(stderr, "fp8lm bench one-batch: {}\n", st.message());

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# On the GPU machine, after fp8lm is built (build/fp8lm): where the time of a prefill and of decode
+# steps goes, kernel by kernel. Runs `fp8lm bench one-batch --profile-steps` under Nsight Compute
+# (GPU time of every kernel launch, eager decode: graphs hide nothing from ncu, but eager launches
+# are easier to attribute) and sums the times per kernel name.
+#   scripts/device-profile.sh PRESET INPUT_LEN [DECODE_STEPS]     (writes $OUT/profile-PRESET-INPUT.{csv,txt})
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-env.sh  # sets $out
+preset=$1 input=$2 steps=${3:-2}
+csv=$out/profile-$preset-$input.csv
+ncu --profile-from-start off --metrics gpu__time_duration.sum --csv --log-file "$csv" \
+  build/fp8lm bench one-batch --preset "$preset" --load-format dummy --input-len "$input" --output-len $((steps + 1)) \
+  --profile-steps "$steps" --no-cuda-graphs --max-context $((input + steps + 64)) --out /tmp/profile-results \
+  >"$out/profile-$preset-$input.log" 2>&1 || { tail -20 "$out/profile-$preset-$input.log"; exit 1; }
+# The range holds the prefill and then `steps` decode steps; a decode step starts with the
+# embedding kernel, so launches are split into phases at each embed launch.
+python3 - "$csv" "$steps" <<'EOF' | tee "$out/profile-$preset-$input.txt"
+import csv, re, sys, collections
+rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))
+        if r.get("Metric Name") == "gpu__time_duration.sum"]
+phases, cur = [], None
+for r in rows:
+    name = re.sub(r"\(.*", "", r["Kernel Name"]).strip()
+    if "embed_kernel" in name:
+        cur = collections.OrderedDict(); phases.append(cur)
+    if cur is None:
+        continue
+    unit = r["Metric Unit"]; v = float(r["Metric Value"].replace(",", ""))
+    us = v / 1e3 if unit == "nsecond" else v * 1e3 if unit == "msecond" else v if unit == "usecond" else v * 1e6
+    t, c = cur.get(name, (0.0, 0)); cur[name] = (t + us, c + 1)
+for i, ph in enumerate(phases):
+    total = sum(t for t, _ in ph.values())
+    print(f"== {'prefill' if i == 0 else f'decode step {i}'}: {sum(c for _, c in ph.values())} kernels, {total:.1f} us of GPU time")
+    for name, (t, c) in sorted(ph.items(), key=lambda kv: -kv[1][0])[:14]:
+        print(f"  {t:10.1f} us {100 * t / total:5.1f}%  x{c:<5d} {name[:110]}")
+EOF
