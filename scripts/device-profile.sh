@@ -15,7 +15,7 @@ ncu --profile-from-start off --metrics gpu__time_duration.sum --csv --log-file "
   >"$out/profile-$preset-$input.log" 2>&1 || { tail -20 "$out/profile-$preset-$input.log"; exit 1; }
 # The range holds the prefill and then `steps` decode steps; a decode step starts with the
 # embedding kernel, so launches are split into phases at each embed launch.
-python3 - "$csv" "$steps" <<'EOF' | tee "$out/profile-$preset-$input.txt"
+python3 - "$csv" <<'EOF' > "$out/profile-$preset-$input.txt"
 import csv, re, sys, collections
 rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))
         if r.get("Metric Name") == "gpu__time_duration.sum"]
@@ -27,7 +27,7 @@ for r in rows:
     if cur is None:
         continue
     unit = r["Metric Unit"]; v = float(r["Metric Value"].replace(",", ""))
-    us = v / 1e3 if unit == "nsecond" else v * 1e3 if unit == "msecond" else v if unit == "usecond" else v * 1e6
+    us = v * {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3, "s": 1e6, "second": 1e6}[unit]
     t, c = cur.get(name, (0.0, 0)); cur[name] = (t + us, c + 1)
 for i, ph in enumerate(phases):
     total = sum(t for t, _ in ph.values())
@@ -35,3 +35,4 @@ for i, ph in enumerate(phases):
     for name, (t, c) in sorted(ph.items(), key=lambda kv: -kv[1][0])[:14]:
         print(f"  {t:10.1f} us {100 * t / total:5.1f}%  x{c:<5d} {name[:110]}")
 EOF
+cat "$out/profile-$preset-$input.txt"

@@ -11,18 +11,45 @@
 
 namespace fp8lm::math {
 
-// Routing of one token (MoeRouteArgs in fp8lm/moe_ops.h): softmax over the bf16 logits in fp32,
-// top_k by probability (ties: lower expert index), optional renormalisation. Writes the experts
-// and their fp32 weights (the caller rounds them to bf16). Probabilities are recomputed rather than
-// stored, so a GPU thread needs no per-expert array (num_experts * top_k exps per token:
-// negligible next to the experts' GEMMs).
+// Routing of one token is spread over the 32 lanes of a warp on the GPU; expert e belongs to lane
+// e % kRouteLanes. The twin runs the same order of operations serially.
+constexpr int kRouteLanes = 32;
+
+// The order in which routing picks experts: higher probability first, ties to the lower expert
+// index, NaN below every number. A strict total order, so a warp's tree of comparisons picks the
+// same expert as a serial scan.
+FP8LM_HOST_DEVICE bool route_before(float p, int e, float q, int f) {
+  const bool p_nan = p != p, q_nan = q != q;
+  if (p_nan || q_nan) return p_nan == q_nan ? e < f : q_nan;
+  return p > q || (p == q && e < f);
+}
+
+// The softmax denominator in the warp's order: each lane sums the exps of its experts in
+// increasing index, then the 32 partial sums meet in a butterfly (lane i adds lane i ^ 16, i ^ 8,
+// ..., i ^ 1; fp32 addition is commutative, so every lane ends with the same bits). This is that
+// butterfly on the host, over the lanes' partial sums.
+FP8LM_HOST_DEVICE float route_butterfly_sum(float (&lane_sum)[kRouteLanes]) {
+  for (int offset = kRouteLanes / 2; offset >= 1; offset /= 2) {
+    float next[kRouteLanes];
+    for (int lane = 0; lane < kRouteLanes; ++lane) next[lane] = add_rn(lane_sum[lane], lane_sum[lane ^ offset]);
+    for (int lane = 0; lane < kRouteLanes; ++lane) lane_sum[lane] = next[lane];
+  }
+  return lane_sum[0];
+}
+
+// Routing of one token (MoeRouteArgs in fp8lm/moe_ops.h), serially (the CPU twin; kernels/moe/
+// moe.cu computes the same bits a warp per token): softmax over the bf16 logits in fp32, top_k by
+// probability (route_before), optional renormalisation. Writes the experts and their fp32 weights
+// (the caller rounds them to bf16).
 template <typename Logit>
-FP8LM_HOST_DEVICE void route_token(Logit logit, int num_experts, int top_k, bool norm_topk_prob,
-                                   std::int32_t* experts, float* weights) {
+void route_token(Logit logit, int num_experts, int top_k, bool norm_topk_prob, std::int32_t* experts,
+                 float* weights) {
   float max_logit = logit(0);
   for (int e = 1; e < num_experts; ++e) max_logit = fmaxf(max_logit, logit(e));
-  float sum = 0.0f;
-  for (int e = 0; e < num_experts; ++e) sum = add_rn(sum, exp_f32(add_rn(logit(e), -max_logit)));
+  float lane_sum[kRouteLanes] = {};
+  for (int e = 0; e < num_experts; ++e)
+    lane_sum[e % kRouteLanes] = add_rn(lane_sum[e % kRouteLanes], exp_f32(add_rn(logit(e), -max_logit)));
+  const float sum = route_butterfly_sum(lane_sum);
   auto probability = [&](int e) { return div_rn(exp_f32(add_rn(logit(e), -max_logit)), sum); };
 
   float chosen_sum = 0.0f;
@@ -34,7 +61,7 @@ FP8LM_HOST_DEVICE void route_token(Logit logit, int num_experts, int top_k, bool
       for (int i = 0; i < j; ++i) taken = taken || experts[i] == e;
       if (taken) continue;
       const float p = probability(e);
-      if (best < 0 || p > best_p) best = e, best_p = p;
+      if (best < 0 || route_before(p, e, best_p, best)) best = e, best_p = p;
     }
     experts[j] = best;
     weights[j] = best_p;

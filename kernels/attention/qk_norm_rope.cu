@@ -1,6 +1,6 @@
-// Attention input preparation, one CTA per token: the CTA computes the token's RoPE cos/sin (64
-// frequencies, double-precision transcendentals rounded to fp32, then bf16), then each warp takes
-// heads in turn: q and k heads get the per-head RMSNorm (lane l owns elements 4l..4l+3; xor
+// Attention input preparation, a CTA per (token, kWarps heads), so a decode step's single token
+// spreads over several SMs: the CTA computes the token's RoPE cos/sin (64 frequencies,
+// double-precision transcendentals rounded to fp32, then bf16), then each warp takes one head: q and k heads get the per-head RMSNorm (lane l owns elements 4l..4l+3; xor
 // butterfly) and neox RoPE (element i pairs with i + 64, i.e. lane l with lane l ^ 16), written
 // back in place (and k into the cache); v heads are copied into the cache, at the token's row of the
 // paged cache (one block table lookup per CTA). The position comes from start_pos_ptr when set
@@ -21,7 +21,7 @@ namespace {
 constexpr int kHeadDim = 128;
 constexpr int kHalf = kHeadDim / 2;
 constexpr int kPerLane = kHeadDim / 32;  // 4 elements: one 8-byte load
-constexpr int kWarps = 8;
+constexpr int kWarps = 4;
 
 __global__ void __launch_bounds__(kWarps * 32)
     qk_norm_rope_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
@@ -44,12 +44,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const std::size_t cache_row = static_cast<std::size_t>(kv_heads) * kHeadDim;
   const std::size_t cache_at = paged_row(block_table, page_size, pos) * cache_row;
   bf16* token = qkv + t * row;
-  for (int h = warp; h < q_heads + 2 * kv_heads; h += kWarps) {
+  if (const int h = blockIdx.y * kWarps + warp; h < q_heads + 2 * kv_heads) {
     uint2* head = reinterpret_cast<uint2*>(token + static_cast<std::size_t>(h) * kHeadDim);
     if (h >= q_heads + kv_heads) {  // v: into the cache unchanged
       const int vh = h - q_heads - kv_heads;
       reinterpret_cast<uint2*>(v_cache + cache_at + static_cast<std::size_t>(vh) * kHeadDim)[lane] = head[lane];
-      continue;
+      return;
     }
     float x[kPerLane], w[kPerLane];
     vec::unpack4(head[lane], x);
@@ -87,7 +87,8 @@ Status qk_norm_rope(const QkNormRopeArgs& a, cudaStream_t stream) {
   if (!vec::aligned16(a.qkv) || !vec::aligned16(a.q_norm) || !vec::aligned16(a.k_norm) ||
       !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache))
     return Status::Error("qk_norm_rope: qkv, q_norm, k_norm, k_cache and v_cache must be 16-byte aligned");
-  qk_norm_rope_kernel<<<a.n, kWarps * 32, 0, stream>>>(a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
+  const dim3 grid(a.n, ceil_div(a.q_heads + 2 * a.kv_heads, kWarps));
+  qk_norm_rope_kernel<<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
                                                        a.block_table, a.page_size, a.start_pos, a.start_pos_ptr,
                                                        a.q_heads, a.kv_heads, a.eps, a.rope_theta);
   return cuda_status(cudaGetLastError(), "qk_norm_rope launch");

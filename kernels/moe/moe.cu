@@ -1,6 +1,6 @@
 // The MoE ops around the experts' GEMMs (fp8lm/moe_ops.h); tests/gpu/moe_ops_gpu_test.cpp compares
 // them with their CPU twins (route, gather, combine passed on an H100; moe_plan has NOT yet run).
-//  - moe_route: one thread per token runs math::route_token (the twin's code: bit-exact);
+//  - moe_route: a warp per token, in math::route_token's lane order (bit-exact with the twin);
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
@@ -26,17 +26,67 @@ constexpr int kVec = 8;
 constexpr int kMaxTopK = 32;
 constexpr std::uint16_t kNaNBits = 0x7fc0;
 
-__global__ void __launch_bounds__(kThreads)
+// A warp per token (math::route_token's lane order): expert e in lane e % 32, slot e / 32.
+constexpr int kRouteWarps = 4;
+constexpr int kMaxRouteSlots = 8;  // 256 experts
+constexpr int kMaxRouteExperts = kMaxRouteSlots * math::kRouteLanes;
+
+__global__ void __launch_bounds__(kRouteWarps * 32)
     route_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
                  int n, int num_experts, int top_k, bool norm_topk_prob) {
-  const int t = blockIdx.x * kThreads + threadIdx.x;
+  const int t = blockIdx.x * kRouteWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (t >= n) return;
   const float* row = logits + static_cast<std::size_t>(t) * num_experts;
-  float w[kMaxTopK];
-  math::route_token([&](int e) { return vec::round_bf16(row[e]); }, num_experts, top_k, norm_topk_prob,
-                    experts + static_cast<std::size_t>(t) * top_k, w);
+  float p[kMaxRouteSlots];
+  float max_logit = -INFINITY;
+  bool any_number = false;
+#pragma unroll
+  for (int i = 0; i < kMaxRouteSlots; ++i) {
+    const int e = lane + i * 32;
+    p[i] = e < num_experts ? vec::round_bf16(row[e]) : 0.0f;
+    if (e < num_experts) max_logit = fmaxf(max_logit, p[i]), any_number |= p[i] == p[i];
+  }
+  // fmaxf skips NaN, as the serial fmaxf chain does; all NaN gives NaN there, -inf here: fix up.
+  for (int offset = 16; offset >= 1; offset /= 2) {
+    max_logit = fmaxf(max_logit, __shfl_xor_sync(0xffffffffu, max_logit, offset));
+    any_number |= __shfl_xor_sync(0xffffffffu, any_number, offset);
+  }
+  if (!any_number) max_logit = __uint_as_float(0x7fc00000u);
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kMaxRouteSlots; ++i)
+    if (lane + i * 32 < num_experts) {
+      p[i] = math::exp_f32(math::add_rn(p[i], -max_logit));
+      sum = math::add_rn(sum, p[i]);
+    }
+  for (int offset = 16; offset >= 1; offset /= 2) sum = math::add_rn(sum, __shfl_xor_sync(0xffffffffu, sum, offset));
+#pragma unroll
+  for (int i = 0; i < kMaxRouteSlots; ++i) p[i] = math::div_rn(p[i], sum);
+
+  unsigned taken = 0;  // bit i: slot i chosen
+  float chosen_sum = 0.0f, w[kMaxTopK];
+  for (int j = 0; j < top_k; ++j) {
+    int best = -1;
+    float best_p = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kMaxRouteSlots; ++i) {
+      const int e = lane + i * 32;
+      if (e < num_experts && !(taken >> i & 1u) && (best < 0 || math::route_before(p[i], e, best_p, best)))
+        best = e, best_p = p[i];
+    }
+    for (int offset = 16; offset >= 1; offset /= 2) {
+      const int other = __shfl_xor_sync(0xffffffffu, best, offset);
+      const float other_p = __shfl_xor_sync(0xffffffffu, best_p, offset);
+      if (other >= 0 && (best < 0 || math::route_before(other_p, other, best_p, best))) best = other, best_p = other_p;
+    }
+    if (best % 32 == lane) taken |= 1u << (best / 32);
+    w[j] = best_p;
+    if (lane == 0) experts[static_cast<std::size_t>(t) * top_k + j] = best;
+    chosen_sum = math::add_rn(chosen_sum, best_p);
+  }
+  if (lane != 0) return;
   __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
-  for (int j = 0; j < top_k; ++j) out[j] = __float2bfloat16_rn(w[j]);
+  for (int j = 0; j < top_k; ++j) out[j] = __float2bfloat16_rn(norm_topk_prob ? math::div_rn(w[j], chosen_sum) : w[j]);
 }
 
 // One thread per expert in the histogram and the scan.
@@ -172,8 +222,11 @@ Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
   if (a.top_k > kMaxTopK)
     return Status::Error("moe_route: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
                          std::to_string(kMaxTopK));
-  route_kernel<<<ceil_div(a.n, kThreads), kThreads, 0, stream>>>(a.logits, a.experts, a.weights, a.n, a.num_experts,
-                                                                 a.top_k, a.norm_topk_prob);
+  if (a.num_experts > kMaxRouteExperts)
+    return Status::Error("moe_route: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
+                         std::to_string(kMaxRouteExperts));
+  route_kernel<<<ceil_div(a.n, kRouteWarps), kRouteWarps * 32, 0, stream>>>(a.logits, a.experts, a.weights, a.n,
+                                                                            a.num_experts, a.top_k, a.norm_topk_prob);
   return cuda_status(cudaGetLastError(), "moe_route launch");
 }
 

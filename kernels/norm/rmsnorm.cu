@@ -3,13 +3,16 @@
 // ...; xor butterfly), pass 2 re-reads the row (L1/L2 hit) and writes bf16(w * bf16(x * r)).
 // Memory bound: 4 bytes per element plus the weight (cached).
 //
-// rmsnorm_quantize fuses the residual add before and the 1x128 quantizer after (one warp per row
-// too, so the sum of squares keeps rmsnorm's order): pass 1 adds (x = bf16(x + residual), stored)
-// and sums squares of the stored values exactly as rmsnorm does; pass 2 walks the row by
-// 128-element groups, lane l normalizing elements 4l..4l+3 of the group (the same per-element
-// arithmetic as rmsnorm), and quantizes the group with quantize_group_warp.
+// rmsnorm_quantize fuses the residual add before and the 1x128 quantizer after. One CTA per row:
+// in pass 1 every warp sums the squares of the whole row (of bf16(x + residual) with the add) in
+// rmsnorm's lane order, so all warps hold rmsnorm's bits; pass 2 splits the row's 128-element
+// groups over the warps, lane l normalizing elements 4l..4l+3 of a group (rmsnorm's per-element
+// arithmetic) and quantize_group_warp quantizing it; with the add, each warp stores x = bf16(x +
+// residual) for its own groups only after every warp has read the old x (__syncthreads). A
+// decode step's single row thus runs on up to 8 warps instead of walking its groups on one.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/bf16_vec.cuh"
@@ -56,45 +59,54 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+// Up to this many warps share a row; fewer when the row has fewer 128-element groups.
+constexpr int kMaxRowWarps = 8;
+
 template <bool kAdd>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+__global__ void __launch_bounds__(kMaxRowWarps * 32)
     rmsnorm_quantize_kernel(bf16* x, const bf16* residual, const bf16* __restrict__ weight, bf16* out,
-                            std::uint32_t* q8, float* scales, int rows, int dim, float eps) {
-  const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  if (row >= rows) return;
-  const int lane = threadIdx.x % 32;
+                            std::uint32_t* q8, float* scales, int dim, float eps) {
+  const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int vectors = dim / kVec;
   const std::size_t at = static_cast<std::size_t>(row) * dim;
-  // Not __restrict__: pass 2 reads what other lanes of the warp stored to x in pass 1.
-  uint4* xv = reinterpret_cast<uint4*>(x + at);
+  // Not __restrict__: pass 2 stores to x what pass 1 read.
+  const uint4* xv = reinterpret_cast<const uint4*>(x + at);
 
-  float partial = 0.0f;
-  for (int v = lane; v < vectors; v += 32) {
-    float e[kVec];
+  // x + residual rounded to bf16, as stored: the sum of squares reads what rmsnorm would read.
+  auto load = [&](int v, float (&e)[kVec]) {
     vec::unpack8(xv[v], e);
     if constexpr (kAdd) {
       float y[kVec];
       vec::unpack8(reinterpret_cast<const uint4*>(residual + at)[v], y);
 #pragma unroll
-      for (int i = 0; i < kVec; ++i) e[i] = __fadd_rn(e[i], y[i]);
-      const uint4 sum = vec::pack8(e);
-      xv[v] = sum;
-      vec::unpack8(sum, e);  // the sum of squares reads the stored bf16 values, as rmsnorm would
+      for (int i = 0; i < kVec; ++i) e[i] = vec::round_bf16(__fadd_rn(e[i], y[i]));
     }
+  };
+  float partial = 0.0f;
+  for (int v = lane; v < vectors; v += 32) {
+    float e[kVec];
+    load(v, e);
 #pragma unroll
     for (int i = 0; i < kVec; ++i) partial = __fadd_rn(partial, __fmul_rn(e[i], e[i]));
   }
   const float r = math::rms_rsqrt(vec::warp_butterfly_sum(partial), dim, eps);
-  __syncwarp();  // pass 1's stores to x are visible to the whole warp
+  __syncthreads();  // every warp has read the row before any stores to x (the sum; or out, if it is x)
 
   const int groups = ceil_div(dim, kQuantGroup);
-  for (int g = 0; g < groups; ++g) {  // every lane runs every group: quantize_group_warp shuffles
+  for (int g = warp; g < groups; g += warps) {  // every lane runs its warp's groups: quantize_group_warp shuffles
     const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
     const bool active = col < dim;  // dim % 16 == 0: a lane's 4 values are all in or all out
     float h[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
     if (active) {
       float w[kQuantValuesPerLane];
       vec::unpack4(*reinterpret_cast<const uint2*>(x + at + col), h);
+      if constexpr (kAdd) {
+        float y[kQuantValuesPerLane];
+        vec::unpack4(*reinterpret_cast<const uint2*>(residual + at + col), y);
+#pragma unroll
+        for (int i = 0; i < kQuantValuesPerLane; ++i) h[i] = vec::round_bf16(__fadd_rn(h[i], y[i]));
+        *reinterpret_cast<uint2*>(x + at + col) = vec::pack4(h);
+      }
       vec::unpack4(__ldg(reinterpret_cast<const uint2*>(weight + col)), w);
 #pragma unroll
       for (int i = 0; i < kQuantValuesPerLane; ++i)
@@ -116,14 +128,15 @@ Status rmsnorm_quantize(const RmsNormQuantizeArgs& a, cudaStream_t stream) {
   if (!vec::aligned16(a.x) || !vec::aligned16(a.residual) || !vec::aligned16(a.weight) || !vec::aligned16(a.out) ||
       !vec::aligned16(a.q8) || !vec::aligned16(a.scales))
     return Status::Error("rmsnorm_quantize: x, residual, weight, out, q8 and scales must be 16-byte aligned");
-  const int blocks = ceil_div(a.rows, kWarpsPerBlock);
+  // Many rows fill the GPU with a few warps each (pass 1 is repeated per warp: L1 traffic).
+  const int warps = std::min(ceil_div(a.dim, kQuantGroup), a.rows <= 1024 ? kMaxRowWarps : 2);
   auto* q8 = reinterpret_cast<std::uint32_t*>(a.q8);
   if (a.residual != nullptr)
-    rmsnorm_quantize_kernel<true><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a.x, a.residual, a.weight, a.out, q8,
-                                                                             a.scales, a.rows, a.dim, a.eps);
+    rmsnorm_quantize_kernel<true><<<a.rows, warps * 32, 0, stream>>>(a.x, a.residual, a.weight, a.out, q8, a.scales,
+                                                                     a.dim, a.eps);
   else
-    rmsnorm_quantize_kernel<false><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a.x, nullptr, a.weight, a.out, q8,
-                                                                              a.scales, a.rows, a.dim, a.eps);
+    rmsnorm_quantize_kernel<false><<<a.rows, warps * 32, 0, stream>>>(a.x, nullptr, a.weight, a.out, q8, a.scales,
+                                                                      a.dim, a.eps);
   return cuda_status(cudaGetLastError(), "rmsnorm_quantize launch");
 }
 
