@@ -1,5 +1,5 @@
 // The MoE ops around the experts' GEMMs (fp8lm/moe_ops.h); tests/gpu/moe_ops_gpu_test.cpp compares
-// them with their CPU twins (route, gather, combine passed on an H100; moe_plan has NOT yet run).
+// them with their CPU twins (all bit-exact on an H200, 2026-11-28).
 //  - moe_route: a warp per token, in math::route_token's lane order (bit-exact with the twin);
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),

@@ -8,8 +8,8 @@
 // the current length); truncate() to a prefix and decoding again (the position comes from
 // length()); decode steps that cross KV page boundaries (kKvPageSize), where forward() appends a
 // page and uploads the block table outside the graph before the replay, also after truncate()
-// released that page; tiny-moe (its layers plan the experts on the device). The page-boundary and
-// MoE cases were written without a GPU at hand; the rest passed on an H100 (2026-11-28).
+// released that page; tiny-moe (its layers plan the experts on the device). Passed on an H100 and
+// (with the paged cache and the MoE graph) on an H200, 2026-11-28.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -110,7 +110,7 @@ TEST(DecodeGraphGpu, FewLayerQwen3_0_6bGraphEqualsEagerBitForBit) {
 }
 
 // MoE layers plan their experts on the device (moe_plan) and run them through grouped GEMMs sized
-// by the host bound n, so one graph serves every routing. NOT yet run on a GPU.
+// by the host bound n, so one graph serves every routing.
 TEST(DecodeGraphGpu, TinyMoeGraphEqualsEagerBitForBit) {
   Qwen3Weights w;
   ASSERT_TRUE(make_dummy_qwen3("tiny-moe", 0, &w).ok());
