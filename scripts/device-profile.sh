@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # On the GPU machine, after fp8lm is built (build/fp8lm): where the time of a prefill and of decode
 # steps goes, kernel by kernel. Runs `fp8lm bench one-batch --profile-steps` under Nsight Compute
-# (GPU time of every kernel launch, eager decode: graphs hide nothing from ncu, but eager launches
-# are easier to attribute) and sums the times per kernel name.
+# (GPU time of every kernel, graph nodes included, at the clocks the GPU runs at without the
+# profiler: --clock-control none) and sums the times per kernel name. ncu runs kernels one at a
+# time, so what overlaps in a real run (programmatic dependent launch) is not visible here.
 #   scripts/device-profile.sh PRESET INPUT_LEN [DECODE_STEPS]     (writes $OUT/profile-PRESET-INPUT.{csv,txt})
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
 preset=$1 input=$2 steps=${3:-2}
 csv=$out/profile-$preset-$input.csv
-ncu --profile-from-start off --metrics gpu__time_duration.sum --csv --log-file "$csv" \
+ncu --profile-from-start off --clock-control none --metrics gpu__time_duration.sum --csv --log-file "$csv" \
   build/fp8lm bench one-batch --preset "$preset" --load-format dummy --input-len "$input" --output-len $((steps + 1)) \
-  --profile-steps "$steps" --no-cuda-graphs --max-context $((input + steps + 64)) --out /tmp/profile-results \
+  --profile-steps "$steps" --max-context $((input + steps + 64)) --out /tmp/profile-results \
   >"$out/profile-$preset-$input.log" 2>&1 || { tail -20 "$out/profile-$preset-$input.log"; exit 1; }
 # The range holds the prefill and then `steps` decode steps; a decode step starts with the
 # embedding kernel, so launches are split into phases at each embed launch.

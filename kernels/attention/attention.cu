@@ -34,6 +34,7 @@
 
 #include "attention/flash_prefill.h"
 #include "common/bf16_vec.cuh"
+#include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_ops.h"
 
@@ -75,6 +76,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                      const std::int32_t* __restrict__ block_table, int page_size, bf16* __restrict__ out,
                      int start_pos_arg, const int* __restrict__ start_pos_ptr, int q_heads, int kv_heads,
                      float scale_log2, float* __restrict__ partials) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ __align__(16) float q_s[G][kHeadDim];
   __shared__ float p_s[kWarps][G][kChunk];
   __shared__ float o_s[G][kHeadDim];
@@ -220,6 +223,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 __global__ void __launch_bounds__(kHeadDim)
     attention_combine_kernel(const float* __restrict__ partials, bf16* __restrict__ out, int start_pos_arg,
                              const int* __restrict__ start_pos_ptr, int n, int q_heads, int max_splits) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
   const int splits = plan_key_split(read_start_pos(start_pos_arg, start_pos_ptr) + n, max_splits).splits;
   if (splits == 1) return;  // the attention kernel wrote the output directly
@@ -239,11 +244,12 @@ __global__ void __launch_bounds__(kHeadDim)
 }
 
 template <int G>
-void launch(const AttentionArgs& a, int splits, cudaStream_t stream) {
+Status launch(const AttentionArgs& a, int splits, cudaStream_t stream) {
   const dim3 grid(a.kv_heads, a.n, splits);
-  attention_kernel<G><<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.k_cache, a.v_cache, a.block_table, a.page_size,
-                                                        a.out, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads,
-                                                        a.scale * kLog2e, a.workspace);
+  return cuda_status(launch_pdl(attention_kernel<G>, grid, kWarps * 32, 0, stream, a.qkv, a.k_cache, a.v_cache,
+                                a.block_table, a.page_size, a.out, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads,
+                                a.scale * kLog2e, a.workspace),
+                     "attention launch");
 }
 
 // How many key splits to launch: enough CTAs for about two waves when n * kv_heads alone is fewer,
@@ -284,24 +290,25 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   switch (a.q_heads / a.kv_heads) {
-    case 1: launch<1>(a, splits, stream); break;
-    case 2: launch<2>(a, splits, stream); break;
-    case 3: launch<3>(a, splits, stream); break;
-    case 4: launch<4>(a, splits, stream); break;
-    case 5: launch<5>(a, splits, stream); break;
-    case 6: launch<6>(a, splits, stream); break;
-    case 7: launch<7>(a, splits, stream); break;
-    case 8: launch<8>(a, splits, stream); break;
-    case 16: launch<16>(a, splits, stream); break;
+    case 1: FP8LM_RETURN_IF_ERROR(launch<1>(a, splits, stream)); break;
+    case 2: FP8LM_RETURN_IF_ERROR(launch<2>(a, splits, stream)); break;
+    case 3: FP8LM_RETURN_IF_ERROR(launch<3>(a, splits, stream)); break;
+    case 4: FP8LM_RETURN_IF_ERROR(launch<4>(a, splits, stream)); break;
+    case 5: FP8LM_RETURN_IF_ERROR(launch<5>(a, splits, stream)); break;
+    case 6: FP8LM_RETURN_IF_ERROR(launch<6>(a, splits, stream)); break;
+    case 7: FP8LM_RETURN_IF_ERROR(launch<7>(a, splits, stream)); break;
+    case 8: FP8LM_RETURN_IF_ERROR(launch<8>(a, splits, stream)); break;
+    case 16: FP8LM_RETURN_IF_ERROR(launch<16>(a, splits, stream)); break;
     default:
       return Status::Error("attention: q_heads / kv_heads = " + std::to_string(a.q_heads / a.kv_heads) +
                            " is not supported on the GPU (1..8 or 16)");
   }
   FP8LM_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "attention launch"));
   if (splits > 1) {
-    attention_combine_kernel<<<dim3(a.q_heads, a.n), kHeadDim, 0, stream>>>(a.workspace, a.out, a.start_pos,
-                                                                            a.start_pos_ptr, a.n, a.q_heads, splits);
-    FP8LM_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "attention combine launch"));
+    FP8LM_RETURN_IF_ERROR(
+        cuda_status(launch_pdl(attention_combine_kernel, dim3(a.q_heads, a.n), kHeadDim, 0, stream, a.workspace, a.out,
+                               a.start_pos, a.start_pos_ptr, a.n, a.q_heads, splits),
+                    "attention combine launch"));
   }
   return Status::Ok();
 }

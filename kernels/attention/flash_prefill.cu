@@ -58,6 +58,7 @@
 
 #include "attention/flash_prefill.h"
 #include "common/bf16_vec.cuh"
+#include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"
 
@@ -149,6 +150,8 @@ __device__ __forceinline__ void split_bf16x2(float p0, float p1, std::uint32_t& 
 }
 
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(const Params p) {
+  pdl_wait();
+  pdl_launch_dependents();
   extern __shared__ __align__(128) std::uint8_t smem[];
   const auto k_tile = [&](int stage) { return smem + stage * kTileBytes; };
   const auto v_tile = [&](int stage) { return smem + (kStages + stage) * kTileBytes; };
@@ -314,8 +317,8 @@ Status prefill_attention(const AttentionArgs& a, cudaStream_t stream) {
   FP8LM_CUDA_RETURN_IF_ERROR(
       cudaFuncSetAttribute(flash_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   const dim3 grid(a.kv_heads, ceil_div(a.n * group, kBlockM));
-  flash_prefill_kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
-  return cuda_status(cudaGetLastError(), "flash prefill attention launch");
+  return cuda_status(launch_pdl(flash_prefill_kernel, grid, kThreads, kSmemBytes, stream, p),
+                     "flash prefill attention launch");
 }
 
 }  // namespace fp8lm::flash

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
@@ -28,6 +29,8 @@ __global__ void __launch_bounds__(kWarps * 32)
                         bf16* __restrict__ k_cache, bf16* __restrict__ v_cache,
                         const std::int32_t* __restrict__ block_table, int page_size, int start_pos,
                         const int* __restrict__ start_pos_ptr, int q_heads, int kv_heads, float eps, float theta) {
+  pdl_wait();
+  pdl_launch_dependents();
   __shared__ float cos_s[kHalf], sin_s[kHalf];
   const int t = blockIdx.x;
   const int pos = (start_pos_ptr != nullptr ? *start_pos_ptr : start_pos) + t;
@@ -88,10 +91,10 @@ Status qk_norm_rope(const QkNormRopeArgs& a, cudaStream_t stream) {
       !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache))
     return Status::Error("qk_norm_rope: qkv, q_norm, k_norm, k_cache and v_cache must be 16-byte aligned");
   const dim3 grid(a.n, ceil_div(a.q_heads + 2 * a.kv_heads, kWarps));
-  qk_norm_rope_kernel<<<grid, kWarps * 32, 0, stream>>>(a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
-                                                       a.block_table, a.page_size, a.start_pos, a.start_pos_ptr,
-                                                       a.q_heads, a.kv_heads, a.eps, a.rope_theta);
-  return cuda_status(cudaGetLastError(), "qk_norm_rope launch");
+  return cuda_status(
+      launch_pdl(qk_norm_rope_kernel, grid, kWarps * 32, 0, stream, a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
+                 a.block_table, a.page_size, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads, a.eps, a.rope_theta),
+      "qk_norm_rope launch");
 }
 
 }  // namespace fp8lm

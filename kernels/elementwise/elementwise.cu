@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/pdl.cuh"
 #include "common/quant_group.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
@@ -32,6 +33,8 @@ unsigned blocks_for(long long work_items) {
 __global__ void __launch_bounds__(kThreads)
     embed_kernel(const std::int32_t* __restrict__ tokens, const bf16* __restrict__ table, bf16* __restrict__ out,
                  int vocab, int hidden) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.x;
   const std::int32_t id = tokens[t];
   const int vectors = hidden / kVec;
@@ -51,6 +54,8 @@ __device__ __forceinline__ float silu_mul_value(float gate, float up) {
 
 __global__ void __launch_bounds__(kThreads)
     silu_mul_kernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out, int n, int inter) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int per_row = inter / kVec;
   const long long total = static_cast<long long>(n) * per_row;
   for (long long i = blockIdx.x * static_cast<long long>(kThreads) + threadIdx.x; i < total;
@@ -72,6 +77,8 @@ constexpr int kQuantWarps = kThreads / 32;
 __global__ void __launch_bounds__(kThreads)
     silu_mul_quantize_kernel(const bf16* __restrict__ gate_up, std::uint32_t* __restrict__ q8,
                              float* __restrict__ scales, int n, int inter) {
+  pdl_wait();
+  pdl_launch_dependents();
   QuantGroupLane at;
   if (!quant_group_lane<kQuantWarps>(n, inter, at)) return;
   const int t = at.row, col = at.col;
@@ -89,6 +96,8 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 __global__ void __launch_bounds__(kThreads) add_kernel(bf16* __restrict__ x, const bf16* __restrict__ y, std::size_t count) {
+  pdl_wait();
+  pdl_launch_dependents();
   const std::size_t vectors = count / kVec;
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * kThreads;
   const std::size_t first = static_cast<std::size_t>(blockIdx.x) * kThreads + threadIdx.x;
@@ -118,8 +127,8 @@ Status embed(const EmbedArgs& a, cudaStream_t stream) {
   if (!vec::aligned16(a.table) || !vec::aligned16(a.out))
     return Status::Error("embed: table and out must be 16-byte aligned");
   if (a.n > 0x7fffffff) return Status::Error("embed: too many tokens");
-  embed_kernel<<<a.n, kThreads, 0, stream>>>(a.tokens, a.table, a.out, a.vocab, a.hidden);
-  return cuda_status(cudaGetLastError(), "embed launch");
+  return cuda_status(launch_pdl(embed_kernel, a.n, kThreads, 0, stream, a.tokens, a.table, a.out, a.vocab, a.hidden),
+                     "embed launch");
 }
 
 Status silu_mul(const SiluMulArgs& a, cudaStream_t stream) {
@@ -129,9 +138,9 @@ Status silu_mul(const SiluMulArgs& a, cudaStream_t stream) {
     return Status::Error("silu_mul: inter = " + std::to_string(a.inter) + " must be a multiple of 8 (16-byte loads)");
   if (!vec::aligned16(a.gate_up) || !vec::aligned16(a.out))
     return Status::Error("silu_mul: gate_up and out must be 16-byte aligned");
-  silu_mul_kernel<<<blocks_for(static_cast<long long>(a.n) * (a.inter / kVec)), kThreads, 0, stream>>>(
-      a.gate_up, a.out, a.n, a.inter);
-  return cuda_status(cudaGetLastError(), "silu_mul launch");
+  return cuda_status(launch_pdl(silu_mul_kernel, blocks_for(static_cast<long long>(a.n) * (a.inter / kVec)), kThreads,
+                                0, stream, a.gate_up, a.out, a.n, a.inter),
+                     "silu_mul launch");
 }
 
 Status silu_mul_quantize(const SiluMulQuantizeArgs& a, cudaStream_t stream) {
@@ -141,18 +150,19 @@ Status silu_mul_quantize(const SiluMulQuantizeArgs& a, cudaStream_t stream) {
     return Status::Error("silu_mul_quantize: gate_up, q8 and scales must be 16-byte aligned");
   const long long blocks = quant_group_blocks(a.n, a.inter, kQuantWarps);
   if (blocks > 0x7fffffffLL) return Status::Error("silu_mul_quantize: n * inter is too large for one launch");
-  silu_mul_quantize_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
-      a.gate_up, reinterpret_cast<std::uint32_t*>(a.q8), a.scales, a.n, a.inter);
-  return cuda_status(cudaGetLastError(), "silu_mul_quantize launch");
+  return cuda_status(launch_pdl(silu_mul_quantize_kernel, static_cast<unsigned>(blocks), kThreads, 0, stream, a.gate_up,
+                                reinterpret_cast<std::uint32_t*>(a.q8), a.scales, a.n, a.inter),
+                     "silu_mul_quantize launch");
 }
 
 Status add(const AddArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   if (a.count == 0) return Status::Ok();
   if (!vec::aligned16(a.x) || !vec::aligned16(a.y)) return Status::Error("add: x and y must be 16-byte aligned");
-  add_kernel<<<blocks_for(static_cast<long long>(std::max<std::size_t>(a.count / kVec, 1))), kThreads, 0, stream>>>(
-      a.x, a.y, a.count);
-  return cuda_status(cudaGetLastError(), "add launch");
+  return cuda_status(
+      launch_pdl(add_kernel, blocks_for(static_cast<long long>(std::max<std::size_t>(a.count / kVec, 1))), kThreads, 0,
+                 stream, a.x, a.y, a.count),
+      "add launch");
 }
 
 }  // namespace fp8lm

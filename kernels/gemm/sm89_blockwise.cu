@@ -22,6 +22,7 @@
 #include <array>
 
 #include "fp8lm/cuda_status.h"
+#include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "gemm/sm89_blockwise.h"
 
@@ -188,6 +189,8 @@ __device__ __forceinline__ void gemm_tile(const Fp8GemmArgs& p, int pid) {
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
 __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
     gemm_kernel(const Fp8GemmArgs p) {
+  pdl_wait();
+  pdl_launch_dependents();
   gemm_tile<BM, BN, WARPS_M, WARPS_N, STAGES>(p, blockIdx.x);
 }
 
@@ -198,6 +201,8 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
 __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
     grouped_gemm_kernel(const Fp8GroupedGemmArgs g) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int e = blockIdx.y;
   const int begin = min(max(g.offsets[e], 0), g.total_rows);
   const int end = max(begin, min(g.offsets[e + 1], g.total_rows));
@@ -226,8 +231,8 @@ Status launch_tile(const Fp8GemmArgs& args, const DeviceInfo& device, cudaStream
   FP8LM_RETURN_IF_ERROR((prepare<BM, BN, WARPS_M, WARPS_N, STAGES>(kernel, device)));
   const long long tiles = static_cast<long long>(ceil_div(args.m, BM)) * ceil_div(args.n, BN);
   if (tiles > 0x7fffffffLL) return Status::Error("sm89 GEMM: too many tiles for one launch");
-  kernel<<<static_cast<unsigned>(tiles), T::kThreads, T::kSmemBytes, stream>>>(args);
-  return cuda_status(cudaGetLastError(), "sm89 GEMM launch");
+  return cuda_status(launch_pdl(kernel, static_cast<unsigned>(tiles), T::kThreads, T::kSmemBytes, stream, args),
+                     "sm89 GEMM launch");
 }
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>
@@ -238,8 +243,9 @@ Status launch_grouped_tile(const Fp8GroupedGemmArgs& args, const DeviceInfo& dev
   const int rows_bound = std::min(args.max_rows_per_expert, args.total_rows);
   const long long tiles = static_cast<long long>(ceil_div(rows_bound, BM)) * ceil_div(args.n, BN);
   if (tiles > 0x7fffffffLL) return Status::Error("sm89 grouped GEMM: too many tiles for one launch");
-  kernel<<<dim3(static_cast<unsigned>(tiles), args.num_experts), T::kThreads, T::kSmemBytes, stream>>>(args);
-  return cuda_status(cudaGetLastError(), "sm89 grouped GEMM launch");
+  return cuda_status(
+      launch_pdl(kernel, dim3(static_cast<unsigned>(tiles), args.num_experts), T::kThreads, T::kSmemBytes, stream, args),
+      "sm89 grouped GEMM launch");
 }
 
 // The compiled configurations. Warp layouts: m16 tiles use 1x4 warps along n; m64 2x2; m128 2x4.

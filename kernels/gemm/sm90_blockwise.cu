@@ -76,6 +76,7 @@
 #include <string>
 
 #include "fp8lm/cuda_status.h"
+#include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
@@ -325,6 +326,8 @@ __global__ void __launch_bounds__(BigShape<BM, BN, STAGES, CM>::kThreads, 1)
                      const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                      int n, int k, const std::int32_t* __restrict__ offsets, int num_experts) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  pdl_wait();
+  pdl_launch_dependents();
   using S = BigShape<BM, BN, STAGES, CM>;
   static_assert(!GROUPED || CM == 1, "grouped tiles are per expert: no cluster along m");
   extern __shared__ uint8_t smem_raw[];
@@ -625,6 +628,9 @@ __global__ void __launch_bounds__(kWarpgroup)
   int row_end = m;  // tokens from here on are another expert's: loaded, never stored
   int expert = 0;
   if constexpr (GROUPED) {
+    // Which weights this CTA reads depends on the offsets, an earlier kernel's output.
+    pdl_wait();
+    pdl_launch_dependents();
     expert = nth_expert_with_rows(offsets, num_experts, m, blockIdx.y / t_tiles);
     if (expert < 0) return;
     const int begin = clamped_offset(offsets, expert, m);
@@ -638,6 +644,8 @@ __global__ void __launch_bounds__(kWarpgroup)
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
 
+  // The first `stages` weight loads start before pdl_wait (dense: the weights are no kernel's
+  // output, so they stream while the previous kernel finishes); the activations after it.
   if (threadIdx.x == 0) {
     prefetch_map(&map_w);
     prefetch_map(&map_x);
@@ -646,8 +654,15 @@ __global__ void __launch_bounds__(kWarpgroup)
     for (int i = 0; i < min(stages, kb_count); ++i) {
       mbar_arrive_expect_tx(&full[i], S::kStageBytes);
       tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, w_row);
-      tma_load(smem_x + i * S::kXBytes, &map_x, &full[i], (kb_begin + i) * kBlockK, t0);
     }
+  }
+  if constexpr (!GROUPED) {
+    pdl_wait();
+    pdl_launch_dependents();
+  }
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < min(stages, kb_count); ++i)
+      tma_load(smem_x + i * S::kXBytes, &map_x, &full[i], (kb_begin + i) * kBlockK, t0);
   }
   __syncthreads();
 
@@ -789,20 +804,21 @@ Status make_map(CUtensorMap* map, const void* base, int rows, int k, int box_row
   return Status::Ok();
 }
 
-// A launch of `grid` CTAs in clusters of `cluster_x` along x; `attr` must outlive the config.
+// A launch of `grid` CTAs in clusters of `cluster_x` along x, with programmatic dependent launch
+// where enabled (common/pdl.cuh); `attrs` must outlive the config.
 cudaLaunchConfig_t cluster_launch_config(dim3 grid, int threads, int smem_bytes, int cluster_x, cudaStream_t stream,
-                                         cudaLaunchAttribute* attr) {
+                                         cudaLaunchAttribute (&attrs)[2]) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = dim3(threads);
   cfg.dynamicSmemBytes = smem_bytes;
   cfg.stream = stream;
-  attr->id = cudaLaunchAttributeClusterDimension;
-  attr->val.clusterDim.x = cluster_x;
-  attr->val.clusterDim.y = 1;
-  attr->val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = cluster_x;
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  cfg.attrs = attrs;
+  cfg.numAttrs = 1 + pdl_attribute(&attrs[1]);
   return cfg;
 }
 
@@ -855,8 +871,8 @@ Status run_big(const Problem& a, const DeviceInfo& dev, cudaStream_t stream) {
     cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSmemBytes);
     if (e == cudaSuccess && CM > 1) e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 0);
     if (e == cudaSuccess) {
-      cudaLaunchAttribute attr;
-      const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * dev.sm_count), S::kThreads, kMaxSmemBytes, CM, nullptr, &attr);
+      cudaLaunchAttribute attrs[2];
+      const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * dev.sm_count), S::kThreads, kMaxSmemBytes, CM, nullptr, attrs);
       e = cudaOccupancyMaxActiveClusters(&max_clusters, kernel, &cfg);
     }
     if (std::getenv("FP8LM_SM90_VERBOSE")) {
@@ -874,8 +890,8 @@ Status run_big(const Problem& a, const DeviceInfo& dev, cudaStream_t stream) {
   // the kernel counts the real tiles from the offsets and surplus CTAs find none).
   const long long tiles = a.m_blocks_bound(BM * CM) * ((a.n + BN - 1) / BN);
   const int clusters = static_cast<int>(std::max(1LL, std::min<long long>(tiles, max_clusters)));
-  cudaLaunchAttribute attr;
-  const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * clusters), S::kThreads, smem_bytes, CM, stream, &attr);
+  cudaLaunchAttribute attrs[2];
+  const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(CM * clusters), S::kThreads, smem_bytes, CM, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_a, map_b, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k, a.offsets,
                                            a.num_experts);
@@ -945,9 +961,9 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
     }
   }
 
-  cudaLaunchAttribute attr;
+  cudaLaunchAttribute attrs[2];
   const cudaLaunchConfig_t cfg = cluster_launch_config(dim3(split, static_cast<unsigned>(y_tiles), n_tiles), kWarpgroup,
-                                                       S::smem_bytes(stages), split, stream, &attr);
+                                                       S::smem_bytes(stages), split, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
                                            kb_per_split, stages, a.offsets, a.num_experts, t_tiles);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/moe_math.h"
 #include "fp8lm/moe_ops.h"
@@ -34,6 +35,8 @@ constexpr int kMaxRouteExperts = kMaxRouteSlots * math::kRouteLanes;
 __global__ void __launch_bounds__(kRouteWarps * 32)
     route_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
                  int n, int num_experts, int top_k, bool norm_topk_prob) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.x * kRouteWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
   if (t >= n) return;
   const float* row = logits + static_cast<std::size_t>(t) * num_experts;
@@ -98,6 +101,8 @@ __global__ void __launch_bounds__(kPlanThreads)
                 std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
                 std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
                 int num_experts) {
+  pdl_wait();
+  pdl_launch_dependents();
   using Scan = cub::BlockScan<int, kPlanThreads>;
   __shared__ typename Scan::TempStorage scan;
   __shared__ int next[kMaxPlanExperts];  // rows per expert, then each expert's next free row
@@ -172,6 +177,8 @@ __global__ void __launch_bounds__(kPlanThreads)
 __global__ void __launch_bounds__(kThreads)
     gather_kernel(const bf16* __restrict__ in, const std::int32_t* __restrict__ rows, bf16* __restrict__ out,
                   int in_rows, int hidden) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int i = blockIdx.x, vectors = hidden / kVec;
   const std::int32_t row = rows[i];
   uint4* dst = reinterpret_cast<uint4*>(out + static_cast<std::size_t>(i) * hidden);
@@ -187,6 +194,8 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int t = blockIdx.x, vectors = hidden / kVec;
   const std::int32_t* token_slots = slots + static_cast<std::size_t>(t) * top_k;
   const __nv_bfloat16* token_weights =
@@ -225,9 +234,9 @@ Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
   if (a.num_experts > kMaxRouteExperts)
     return Status::Error("moe_route: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
                          std::to_string(kMaxRouteExperts));
-  route_kernel<<<ceil_div(a.n, kRouteWarps), kRouteWarps * 32, 0, stream>>>(a.logits, a.experts, a.weights, a.n,
-                                                                            a.num_experts, a.top_k, a.norm_topk_prob);
-  return cuda_status(cudaGetLastError(), "moe_route launch");
+  return cuda_status(launch_pdl(route_kernel, ceil_div(a.n, kRouteWarps), kRouteWarps * 32, 0, stream, a.logits,
+                                a.experts, a.weights, a.n, a.num_experts, a.top_k, a.norm_topk_prob),
+                     "moe_route launch");
 }
 
 Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
@@ -239,9 +248,9 @@ Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
   if (a.top_k > kMaxPlanTopK)
     return Status::Error("moe_plan: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
                          std::to_string(kMaxPlanTopK));
-  plan_kernel<<<1, kPlanThreads, 0, stream>>>(a.experts, a.weights, a.offsets, a.gather_rows, a.combine_slots,
-                                              a.combine_weights, a.n, a.top_k, a.num_experts);
-  return cuda_status(cudaGetLastError(), "moe_plan launch");
+  return cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
+                                a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
+                     "moe_plan launch");
 }
 
 Status moe_gather(const MoeGatherArgs& a, cudaStream_t stream) {
@@ -251,8 +260,8 @@ Status moe_gather(const MoeGatherArgs& a, cudaStream_t stream) {
     return Status::Error("moe_gather: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
   if (!vec::aligned16(a.in) || !vec::aligned16(a.out))
     return Status::Error("moe_gather: in and out must be 16-byte aligned");
-  gather_kernel<<<a.count, kThreads, 0, stream>>>(a.in, a.rows, a.out, a.in_rows, a.hidden);
-  return cuda_status(cudaGetLastError(), "moe_gather launch");
+  return cuda_status(launch_pdl(gather_kernel, a.count, kThreads, 0, stream, a.in, a.rows, a.out, a.in_rows, a.hidden),
+                     "moe_gather launch");
 }
 
 Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
@@ -262,8 +271,9 @@ Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
     return Status::Error("moe_combine: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
   if (!vec::aligned16(a.x) || !vec::aligned16(a.expert_out))
     return Status::Error("moe_combine: x and expert_out must be 16-byte aligned");
-  combine_kernel<<<a.n, kThreads, 0, stream>>>(a.x, a.expert_out, a.slots, a.weights, a.top_k, a.hidden, a.rows);
-  return cuda_status(cudaGetLastError(), "moe_combine launch");
+  return cuda_status(launch_pdl(combine_kernel, a.n, kThreads, 0, stream, a.x, a.expert_out, a.slots, a.weights,
+                                a.top_k, a.hidden, a.rows),
+                     "moe_combine launch");
 }
 
 }  // namespace fp8lm

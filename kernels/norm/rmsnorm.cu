@@ -16,6 +16,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/pdl.cuh"
 #include "common/quant_group.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
@@ -31,6 +32,8 @@ constexpr int kVec = 8;  // bf16 per 16-byte load
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     rmsnorm_kernel(const bf16* __restrict__ x, const bf16* __restrict__ weight, bf16* out, int rows, int dim,
                    int x_stride, int out_stride, float eps) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int row = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
   if (row >= rows) return;
   const int lane = threadIdx.x % 32;
@@ -66,6 +69,8 @@ template <bool kAdd>
 __global__ void __launch_bounds__(kMaxRowWarps * 32)
     rmsnorm_quantize_kernel(bf16* x, const bf16* residual, const bf16* __restrict__ weight, bf16* out,
                             std::uint32_t* q8, float* scales, int dim, float eps) {
+  pdl_wait();
+  pdl_launch_dependents();
   const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int vectors = dim / kVec;
   const std::size_t at = static_cast<std::size_t>(row) * dim;
@@ -132,12 +137,12 @@ Status rmsnorm_quantize(const RmsNormQuantizeArgs& a, cudaStream_t stream) {
   const int warps = std::min(ceil_div(a.dim, kQuantGroup), a.rows <= 1024 ? kMaxRowWarps : 2);
   auto* q8 = reinterpret_cast<std::uint32_t*>(a.q8);
   if (a.residual != nullptr)
-    rmsnorm_quantize_kernel<true><<<a.rows, warps * 32, 0, stream>>>(a.x, a.residual, a.weight, a.out, q8, a.scales,
-                                                                     a.dim, a.eps);
-  else
-    rmsnorm_quantize_kernel<false><<<a.rows, warps * 32, 0, stream>>>(a.x, nullptr, a.weight, a.out, q8, a.scales,
-                                                                      a.dim, a.eps);
-  return cuda_status(cudaGetLastError(), "rmsnorm_quantize launch");
+    return cuda_status(launch_pdl(rmsnorm_quantize_kernel<true>, a.rows, warps * 32, 0, stream, a.x, a.residual,
+                                  a.weight, a.out, q8, a.scales, a.dim, a.eps),
+                       "rmsnorm_quantize launch");
+  return cuda_status(launch_pdl(rmsnorm_quantize_kernel<false>, a.rows, warps * 32, 0, stream, a.x, nullptr, a.weight,
+                                a.out, q8, a.scales, a.dim, a.eps),
+                     "rmsnorm_quantize launch");
 }
 
 Status rmsnorm(const RmsNormArgs& a, cudaStream_t stream) {
@@ -150,9 +155,9 @@ Status rmsnorm(const RmsNormArgs& a, cudaStream_t stream) {
   if (!vec::aligned16(a.x) || !vec::aligned16(a.weight) || !vec::aligned16(a.out))
     return Status::Error("rmsnorm: x, weight and out must be 16-byte aligned");
   const int blocks = ceil_div(a.rows, kWarpsPerBlock);
-  rmsnorm_kernel<<<blocks, kWarpsPerBlock * 32, 0, stream>>>(a.x, a.weight, a.out, a.rows, a.dim, a.x_stride,
-                                                             a.out_stride, a.eps);
-  return cuda_status(cudaGetLastError(), "rmsnorm launch");
+  return cuda_status(launch_pdl(rmsnorm_kernel, blocks, kWarpsPerBlock * 32, 0, stream, a.x, a.weight, a.out, a.rows,
+                                a.dim, a.x_stride, a.out_stride, a.eps),
+                     "rmsnorm launch");
 }
 
 }  // namespace fp8lm

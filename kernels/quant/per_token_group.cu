@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "fp8lm/cuda_status.h"
+#include "common/pdl.cuh"
 #include "common/quant_group.cuh"
 #include "fp8lm/quant.h"
 
@@ -19,6 +20,8 @@ constexpr int kWarpsPerBlock = 8;
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     quantize_per_token_group_kernel(const __nv_bfloat16* __restrict__ in, std::uint32_t* __restrict__ out,
                                     float* __restrict__ scales, int m, int k) {
+  pdl_wait();
+  pdl_launch_dependents();
   QuantGroupLane at;
   if (!quant_group_lane<kWarpsPerBlock>(m, k, at)) return;
   const std::size_t offset = static_cast<std::size_t>(at.row) * k + at.col;
@@ -41,10 +44,10 @@ Status quantize_per_token_group(const QuantizeArgs& args, cudaStream_t stream) {
   if (args.m == 0) return Status::Ok();
   const long long blocks = quant_group_blocks(args.m, args.k, kWarpsPerBlock);
   if (blocks > 0x7fffffffLL) return Status::Error("quantize_per_token_group: m * k is too large for one launch");
-  quantize_per_token_group_kernel<<<static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0, stream>>>(
-      reinterpret_cast<const __nv_bfloat16*>(args.in), reinterpret_cast<std::uint32_t*>(args.out), args.scales,
-      args.m, args.k);
-  return cuda_status(cudaGetLastError(), "quantize_per_token_group launch");
+  return cuda_status(launch_pdl(quantize_per_token_group_kernel, static_cast<unsigned>(blocks), kWarpsPerBlock * 32, 0,
+                                stream, reinterpret_cast<const __nv_bfloat16*>(args.in),
+                                reinterpret_cast<std::uint32_t*>(args.out), args.scales, args.m, args.k),
+                     "quantize_per_token_group launch");
 }
 
 }  // namespace fp8lm
