@@ -163,8 +163,8 @@ struct AttentionArgs {
 
 // The workspace that lets attention split keys as much as it wants for n tokens (head_dim 128):
 // per (token, q head, split) an fp32 output row and its softmax max and sum. Splits happen only
-// when n * kv_heads is below twice the SM count, so sizing it for the largest decode batch is enough.
-inline constexpr int kAttentionMaxSplits = 32;
+// when n * kv_heads CTAs are less than one wave, so sizing it for the largest decode batch is enough.
+inline constexpr int kAttentionMaxSplits = 128;
 inline std::size_t attention_workspace_bytes(int n, int q_heads) {
   return static_cast<std::size_t>(n > 0 ? n : 0) * (q_heads > 0 ? q_heads : 0) * kAttentionMaxSplits * (128 + 2) *
          sizeof(float);

@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <string>
 
 #include "attention/flash_prefill.h"
@@ -47,7 +48,7 @@ constexpr int kWarps = 8;
 constexpr int kChunk = 32;  // keys per warp step: one per lane
 constexpr float kLog2e = 1.44269504088896341f;
 // A split is worth its merge only with at least this many keys.
-constexpr int kMinKeysPerSplit = 512;
+constexpr int kMinKeysPerSplit = 256;
 constexpr int kPartialFloats = kHeadDim + 2;  // output row, max, sum
 
 struct KeySplit {
@@ -243,19 +244,12 @@ __global__ void __launch_bounds__(kHeadDim)
       __float2bfloat16_rn(num / den);
 }
 
-template <int G>
-Status launch(const AttentionArgs& a, int splits, cudaStream_t stream) {
-  const dim3 grid(a.kv_heads, a.n, splits);
-  return cuda_status(launch_pdl(attention_kernel<G>, grid, kWarps * 32, 0, stream, a.qkv, a.k_cache, a.v_cache,
-                                a.block_table, a.page_size, a.out, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads,
-                                a.scale * kLog2e, a.workspace),
-                     "attention launch");
-}
-
-// How many key splits to launch: enough CTAs for about two waves when n * kv_heads alone is fewer,
-// no more than the workspace holds, and no more than plan_key_split gives the largest start_pos
-// (start_pos itself, or its bound when the kernels read it from start_pos_ptr).
-Status launch_splits(const AttentionArgs& a, int* splits) {
+// How many key splits to launch: enough CTAs for one wave of resident CTAs (ctas_per_sm on every
+// SM) when n * kv_heads alone is fewer, no more than the workspace holds, and no more than
+// plan_key_split gives the largest start_pos (start_pos itself, or its bound when the kernels read
+// it from start_pos_ptr). The kernel's registers limit residency (G = 8: 2 CTAs per SM), so a
+// fixed split count left most of the card idle when kv_heads is small (30B-A3B: 4).
+Status launch_splits(const AttentionArgs& a, int ctas_per_sm, int* splits) {
   *splits = 1;
   if (a.workspace == nullptr || a.workspace_bytes == 0) return Status::Ok();
   int device = 0, sms = 0;
@@ -263,11 +257,29 @@ Status launch_splits(const AttentionArgs& a, int* splits) {
   FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   const long long ctas = static_cast<long long>(a.n) * a.kv_heads;
   const std::size_t per_split = static_cast<std::size_t>(a.n) * a.q_heads * kPartialFloats * sizeof(float);
-  const long long max_splits = std::min<long long>({kAttentionMaxSplits, (2LL * sms) / std::max(1LL, ctas),
-                                                    static_cast<long long>(a.workspace_bytes / per_split)});
+  const long long wave = static_cast<long long>(std::max(ctas_per_sm, 1)) * sms;
+  const long long max_splits = std::min<long long>(
+      {kAttentionMaxSplits, wave / std::max(1LL, ctas), static_cast<long long>(a.workspace_bytes / per_split)});
   if (max_splits <= 1) return Status::Ok();
   *splits = plan_key_split(a.start_pos + a.n, static_cast<int>(max_splits)).splits;
   return Status::Ok();
+}
+
+// The split-K kernel for G q heads per kv head; *splits: the key splits launched (grid z).
+template <int G>
+Status launch(const AttentionArgs& a, cudaStream_t stream, int* splits) {
+  static int ctas_per_sm = 0;  // per process (one device model assumed, as the GEMM launchers do)
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas_per_sm, attention_kernel<G>, kWarps * 32, 0) != cudaSuccess)
+      ctas_per_sm = 1;
+  });
+  FP8LM_RETURN_IF_ERROR(launch_splits(a, ctas_per_sm, splits));
+  const dim3 grid(a.kv_heads, a.n, *splits);
+  return cuda_status(launch_pdl(attention_kernel<G>, grid, kWarps * 32, 0, stream, a.qkv, a.k_cache, a.v_cache,
+                                a.block_table, a.page_size, a.out, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads,
+                                a.scale * kLog2e, a.workspace),
+                     "attention launch");
 }
 
 }  // namespace
@@ -288,22 +300,20 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   // only ever given for single-token calls, which stay here.
   if (a.n >= flash::kPrefillMinTokens && a.start_pos_ptr == nullptr) return flash::prefill_attention(a, stream);
   int splits = 1;
-  FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   switch (a.q_heads / a.kv_heads) {
-    case 1: FP8LM_RETURN_IF_ERROR(launch<1>(a, splits, stream)); break;
-    case 2: FP8LM_RETURN_IF_ERROR(launch<2>(a, splits, stream)); break;
-    case 3: FP8LM_RETURN_IF_ERROR(launch<3>(a, splits, stream)); break;
-    case 4: FP8LM_RETURN_IF_ERROR(launch<4>(a, splits, stream)); break;
-    case 5: FP8LM_RETURN_IF_ERROR(launch<5>(a, splits, stream)); break;
-    case 6: FP8LM_RETURN_IF_ERROR(launch<6>(a, splits, stream)); break;
-    case 7: FP8LM_RETURN_IF_ERROR(launch<7>(a, splits, stream)); break;
-    case 8: FP8LM_RETURN_IF_ERROR(launch<8>(a, splits, stream)); break;
-    case 16: FP8LM_RETURN_IF_ERROR(launch<16>(a, splits, stream)); break;
+    case 1: FP8LM_RETURN_IF_ERROR(launch<1>(a, stream, &splits)); break;
+    case 2: FP8LM_RETURN_IF_ERROR(launch<2>(a, stream, &splits)); break;
+    case 3: FP8LM_RETURN_IF_ERROR(launch<3>(a, stream, &splits)); break;
+    case 4: FP8LM_RETURN_IF_ERROR(launch<4>(a, stream, &splits)); break;
+    case 5: FP8LM_RETURN_IF_ERROR(launch<5>(a, stream, &splits)); break;
+    case 6: FP8LM_RETURN_IF_ERROR(launch<6>(a, stream, &splits)); break;
+    case 7: FP8LM_RETURN_IF_ERROR(launch<7>(a, stream, &splits)); break;
+    case 8: FP8LM_RETURN_IF_ERROR(launch<8>(a, stream, &splits)); break;
+    case 16: FP8LM_RETURN_IF_ERROR(launch<16>(a, stream, &splits)); break;
     default:
       return Status::Error("attention: q_heads / kv_heads = " + std::to_string(a.q_heads / a.kv_heads) +
                            " is not supported on the GPU (1..8 or 16)");
   }
-  FP8LM_RETURN_IF_ERROR(cuda_status(cudaGetLastError(), "attention launch"));
   if (splits > 1) {
     FP8LM_RETURN_IF_ERROR(
         cuda_status(launch_pdl(attention_combine_kernel, dim3(a.q_heads, a.n), kHeadDim, 0, stream, a.workspace, a.out,
