@@ -86,7 +86,7 @@ struct SiluMulQuantizeArgs {
 // memory); entries past the rows an op touches are never read.
 // GPU: page_size must be a multiple of kKvPageMultiple, so that the flash prefill kernel's key
 // tile never straddles two pages (one table lookup per tile).
-inline constexpr int kKvPageMultiple = 64;  // kernels/attention/flash_prefill.cu: kBlockN
+inline constexpr int kKvPageMultiple = 64;  // kernels/attention/flash_attention.h: kBlockN
 
 FP8LM_HOST_DEVICE std::size_t paged_row(const std::int32_t* block_table, int page_size, int row) {
   return static_cast<std::size_t>(block_table[row / page_size]) * page_size + row % page_size;
@@ -131,9 +131,8 @@ struct QkNormRopeArgs {
 // output rounded to bf16.
 // The backends differ in summation order and exp (tests allow for it). The qkv row stride is
 // (q_heads + 2 kv_heads) * head_dim, the cache row stride kv_heads * head_dim. q_heads must be a
-// multiple of kv_heads; the launcher supports head_dim 128 and groups q_heads / kv_heads of 1..8
-// and 16.
-// Optional GPU workspace (device memory, the twin ignores it): when n * kv_heads CTAs would leave
+// multiple of kv_heads; the launcher supports head_dim 128 and any group q_heads / kv_heads.
+// Optional GPU workspace (device memory, the twin ignores it): when the kernel's CTAs would leave
 // the card idle (decode, small batches) and the context is long, the launcher splits the keys over
 // several CTAs whose partial softmax states go through the workspace and are merged by a second
 // kernel. attention_workspace_bytes(n, q_heads) is enough for the most splits; less (or none) means

@@ -1,4 +1,4 @@
-// Why the flash prefill kernel splits P (kernels/attention/flash_prefill.cu, "PRECISION") and where
+// Why the flash attention kernel splits P (kernels/attention/flash_attention.cu, "PRECISION") and where
 // the GPU test's bounds come from (tests/gpu/layer_ops_gpu_test.cpp, AttentionFlashGpu): a model of
 // the kernel's arithmetic in plain C++ (scores as sums of 16-element partial sums like the mma
 // k-steps, 64-key tiles, base-2 online softmax, P.V accumulated in fp32 with P either split into

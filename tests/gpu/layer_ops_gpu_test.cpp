@@ -5,7 +5,7 @@
 //  - rmsnorm_quantize, silu_mul_quantize (the fused ops): bit for bit, every output (x after the
 //    add, bf16 normed rows, FP8 codes, scales); the CPU tests show the twins equal the unfused
 //    chains, so the kernels do too.
-//  - the KV cache is paged: qk_norm_rope and attention (both kernels) get a shuffled block table
+//  - the KV cache is paged: qk_norm_rope and attention (with and without key splits) get a shuffled block table
 //    over a pool larger than the sequence with its unused rows poisoned; qk_norm_rope's pool must
 //    equal the twin's bit for bit (same table), attention is compared with the twin on the
 //    contiguous cache (tests/cpu/layer_ops_test.cpp shows the twin gives the same bits either way).
@@ -17,7 +17,7 @@
 //    then round to the neighbouring bf16: |got - want| <= 2^-7 |want| (>= 1 bf16 ulp) + 1e-4 max|v|
 //    (the absolute part covers outputs near zero from cancellation in P.V), and the relative
 //    Frobenius error of the whole output stays below 1e-3 (a few flipped roundings).
-//  - flash prefill attention (kernels/attention/flash_prefill.cu) on top of that: at most 2% of
+//  - flash prefill attention (kernels/attention/flash_attention.cu) on top of that: at most 2% of
 //    the outputs differ from the twin's and the relative Frobenius error is below 5e-4. A model of
 //    the kernel's arithmetic on the CPU (tests/cpu/flash_precision_test.cpp; 300 and 2000 keys, q
 //    scale 1 and 6) gives 0.09-0.16% differing outputs and 6e-5-9e-5 with P split into bf16 hi + lo,
@@ -36,7 +36,7 @@
 #include <utility>
 #include <vector>
 
-#include "attention/flash_prefill.h"
+#include "attention/flash_attention.h"
 #include "fp8lm/cpu.h"
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/layer_ops.h"
@@ -213,6 +213,9 @@ class AttentionGpu : public ::testing::TestWithParam<AttnCase> {};
 // Runs the kernel on a fresh random problem, its cache paged through a shuffled block table of
 // `page`-row pages into a pool whose other rows are poisoned, and compares the queries in `check`
 // (all when empty) with the twin on the contiguous cache.
+// The flash kernel without key splits, whatever the workspace.
+Status flash_unsplit(const AttentionArgs& a, cudaStream_t stream) { return flash::attention(a, 1, stream); }
+
 AttnResult run_attention_case(const AttnCase& c, std::vector<int> check, double q_scale, bool workspace = false,
                               AttentionLauncher launch = &attention, int page = kPage) {
   const auto [qh, kvh, n, start] = c;
@@ -311,7 +314,6 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(AttentionGpuLong, PrefillAndLongDecodeTimed) {
   // 8B-shaped 4k prefill (32 q heads, 8 kv heads): check a sample of queries, report the time.
-  // Prefill and the chunk go to the flash kernel (n >= flash::kPrefillMinTokens).
   const double prefill_ms = run_attention_case({32, 8, 4096, 0}, {0, 1, 31, 32, 33, 1000, 2047, 4095}, 1.0).ms;
   std::printf("  attention prefill 4096 tokens, 32/8 heads: %.2f ms\n", prefill_ms);
   EXPECT_LT(prefill_ms, 500.0);
@@ -325,7 +327,7 @@ TEST(AttentionGpuLong, PrefillAndLongDecodeTimed) {
   std::printf("  attention 4 tokens at position 8000, 32/8 heads, key splits: %.3f ms\n", batch_ms);
 }
 
-// ---- flash prefill attention (kernels/attention/flash_prefill.cu) ----
+// ---- flash prefill attention (kernels/attention/flash_attention.cu) ----
 
 // Queries to compare with the twin: all of a short call; of a long one the first and last 64 (the
 // first and last row blocks) and every 97th in between (keeps the twin's O(n^2) work small).
@@ -346,15 +348,15 @@ void expect_flash_precision(const AttnResult& r) {
 
 class AttentionFlashGpu : public ::testing::TestWithParam<AttnCase> {};
 
-// The flash launcher called directly, so that calls shorter than kPrefillMinTokens are covered too.
+// The flash launcher called directly without key splits (attention() splits short calls).
 TEST_P(AttentionFlashGpu, MatchesTwin) {
   expect_flash_precision(
-      run_attention_case(GetParam(), flash_check_queries(GetParam().n), 1.0, false, &flash::prefill_attention));
+      run_attention_case(GetParam(), flash_check_queries(GetParam().n), 1.0, false, &flash_unsplit));
 }
 
 TEST_P(AttentionFlashGpu, MatchesTwinWithPeakySoftmax) {  // scores ~N(0, 36): a few keys dominate
   expect_flash_precision(
-      run_attention_case(GetParam(), flash_check_queries(GetParam().n), 6.0, false, &flash::prefill_attention));
+      run_attention_case(GetParam(), flash_check_queries(GetParam().n), 6.0, false, &flash_unsplit));
 }
 
 std::vector<AttnCase> flash_cases() {
@@ -368,7 +370,7 @@ std::vector<AttnCase> flash_cases() {
   for (const auto& [qh, kvh] : {std::pair{8, 8}, {16, 8}, {40, 8}, {64, 8}, {32, 4}, {64, 4}})
     for (const auto& [n, start] : {std::pair{64, 0}, {65, 37}, {257, 1000}, {1000, 0}})
       cases.push_back({qh, kvh, n, start});
-  // Fewer rows than one CTA's 64 (attention() keeps these on the split-K kernel).
+  // Fewer rows than one CTA's 64 (decode-sized calls; attention() would also split their keys).
   for (const AttnCase c : {AttnCase{8, 8, 1, 0}, AttnCase{64, 4, 3, 100}, AttnCase{40, 8, 7, 37}}) cases.push_back(c);
   return cases;
 }
@@ -396,12 +398,23 @@ TEST(AttentionFlashGpuLong, Prefill30kTimed) {  // the 8B shape; reports speed, 
               c.kv_heads, r.ms, flops / (r.ms * 1e-3) / 1e12, flops);
 }
 
-// Pages of two key tiles (128 rows): flash tiles take either half of a page; the split-K kernel's
-// 32-key chunks cross pages mid-split.
+// Pages of two key tiles (128 rows): flash tiles take either half of a page, and key splits may
+// start mid-page.
 TEST(AttentionGpuPages, PagesOfTwoTilesMatchTwin) {
   expect_flash_precision(run_attention_case({32, 8, 300, 100}, {}, 1.0, false, &attention, 2 * kPage));
   run_attention_case({32, 8, 3, 1000}, {}, 1.0, /*workspace=*/true, &attention, 2 * kPage);
   run_attention_case({16, 8, 1, 5000}, {}, 1.0, /*workspace=*/true, &attention, 2 * kPage);
+}
+
+// Key splits over a batch: 600 queries of 8 q heads over one kv head make 75 flash CTAs, under one
+// wave on a 132-SM card at 2 CTAs per SM, so attention() splits the 605 keys in two (tiles 0-4 and
+// 5-9). The CTA of queries 312-319 (start 5: keys up to 317..324) meets the second split's first
+// key, 320, only from query 315 on: its first rows see no key of that split (the kernel's
+// exponent base for a row at -inf), and the CTAs of earlier queries have no tile in it at all (an
+// empty partial). Every query is compared with the twin.
+TEST(AttentionGpuSplits, BatchWhoseEarlyQueriesSeeNoKeyOfTheLastSplit) {
+  expect_flash_precision(run_attention_case({8, 1, 600, 5}, {}, 1.0, /*workspace=*/true));
+  expect_flash_precision(run_attention_case({8, 1, 600, 5}, {}, 6.0, /*workspace=*/true));
 }
 
 // ---- silu_mul, add ----

@@ -1,5 +1,5 @@
-// Prefill attention on tensor cores: FlashAttention-2's scheme (one CTA owns a block of query rows
-// and walks the keys in tiles with an online softmax; nothing of size n^2 is stored) with
+// Attention on tensor cores: FlashAttention-2's scheme (one CTA owns a block of query rows and
+// walks the keys in tiles with an online softmax; nothing of size n^2 is stored) with
 // mma.sync.m16n8k16 bf16 -> fp32 (SASS HMMA.16816.F32.BF16; sm_89 and sm_90a alike, a wgmma
 // version for Hopper can come later). Semantics: AttentionArgs (fp8lm/layer_ops.h), i.e. causal
 // GQA over the paged cache, query t at position start_pos + t sees the sequence's cache rows
@@ -13,7 +13,12 @@
 // and short calls still fill the CTA's tile. Each of the 4 warps owns 16 rows (one m16 fragment);
 // the row -> (query, head) division is done once per thread for its two accumulator rows.
 // Grid: x = kv head, y = row block in reverse, so the blocks with the most keys (the last queries)
-// start first and the short ones fill the tail (causal load balance).
+// start first and the short ones fill the tail (causal load balance), z = key split (decode and
+// small batches, flash_attention.h: plan_key_split): a CTA of split s walks only the key tiles of
+// its split (intersected with its rows' keys) and writes its rows' normalized output, running max
+// and sum to the workspace, which attention.cu's merge kernel combines. A split whose keys some row
+// cannot see (the last split, for the early queries of a batch) leaves that row's max at -inf
+// until a visible key comes: the exponent base is then 0 instead of -inf (no inf - inf).
 //
 // Per key tile (kBlockN = 64 keys) each warp computes, all in registers:
 //   S = Q K^T: 8 d-steps x 8 n8 fragments; Q fragments stay in registers for the whole CTA.
@@ -23,14 +28,15 @@
 //   O and l rescaled by exp2(m_old - m_new); l is a per-thread partial sum, reduced at the end.
 //   O += P V: the S accumulators are re-packed as A fragments (the m16n8 C layout of two n8
 //   score fragments is the m16k16 A layout), V fragments come from ldmatrix.trans.
-// Tiles are visited in increasing key order, so the first tile holds key 0, which every row sees:
-// the running max is finite from then on and fully masked rows of later tiles give p = 0.
+// Tiles are visited in increasing key order; without a split the first tile holds key 0, which
+// every row sees, so the running max is finite from then on and fully masked rows give p = 0.
 //
 // Shared memory: K and V tiles, 2 stages of cp.async double buffering (tile i + 1 loads while tile i
 // is computed), rows of 128 bf16 = 256 bytes = 16 chunks of 16 B; chunk c of row r is stored at
 // c ^ (r % 8), so the 8 rows an ldmatrix reads at one logical chunk hit 8 distinct bank groups.
 // Keys past the CTA's last key are zero-filled (P.V would turn garbage, even multiplied by p = 0,
-// into NaN). The Q tile goes through stage 1's K buffer before the first prefetch overwrites it.
+// into NaN). The Q tile goes through the K buffer of the stage the first key tile does not use,
+// before the first prefetch overwrites it.
 // 64 KB per CTA. __launch_bounds__(128, 2): ptxas gives 255 (sm_90a) / 254 (sm_89) registers with
 // the block table lookup (248 / 250 before it), no spills, so 2 CTAs fit an H100/H200 SM and 1 an
 // Ada SM (its 100 KB of shared memory); asking for 3 caps registers at 168 and spills.
@@ -55,8 +61,9 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 
-#include "attention/flash_prefill.h"
+#include "attention/flash_attention.h"
 #include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
@@ -71,7 +78,6 @@ constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kRowsPerWarp = 16;                   // one m16 fragment
 constexpr int kBlockM = kWarps * kRowsPerWarp;     // (query, head) rows per CTA
-constexpr int kBlockN = 64;                        // keys per tile
 constexpr int kStages = 2;                         // cp.async double buffering
 constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(bf16));  // a row of K, V or Q
 constexpr int kChunks = kRowBytes / 16;            // 16-byte chunks per row
@@ -84,7 +90,7 @@ constexpr int kOutFrags = kHeadDim / 8;            // n8 fragments of O per warp
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr int kMinCtasPerSm = 2;                   // 2 x 4 warps; 3 would spill (see above)
 
-static_assert(kBlockM * kRowBytes <= kTileBytes, "the Q tile must fit in the K buffer of stage 1 it borrows");
+static_assert(kBlockM * kRowBytes <= kTileBytes, "the Q tile must fit in the K buffer it borrows");
 static_assert(kChunks % 8 == 0, "the swizzle permutes chunks within groups of 8 (one bank sweep of 128 bytes)");
 static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThreads == 0,
               "each thread copies the same number of 16-byte chunks per tile");
@@ -101,6 +107,8 @@ struct Params {
   bf16* out;
   int n;
   int start_pos;
+  const int* start_pos_ptr;  // when set, the position is read from device memory (CUDA graphs)
+  float* partials;           // grid z > 1: [n, q_heads, splits, kPartialFloats]
   int q_heads;
   int kv_heads;
   int group;         // q_heads / kv_heads
@@ -149,9 +157,17 @@ __device__ __forceinline__ void split_bf16x2(float p0, float p1, std::uint32_t& 
   lo = vec::pack_bf16x2(p0 - vec::lo_bf16(hi), p1 - vec::hi_bf16(hi));
 }
 
-__global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kernel(const Params p) {
   pdl_wait();
   pdl_launch_dependents();
+  // Read again (not kept in registers across the key loop: the kernel is at its 255-register limit).
+  auto plan = [&p] {
+    const int position = p.start_pos_ptr != nullptr ? *p.start_pos_ptr : p.start_pos;
+    return plan_key_split(position + p.n, static_cast<int>(gridDim.z));
+  };
+  const int start_pos = p.start_pos_ptr != nullptr ? *p.start_pos_ptr : p.start_pos;
+  const KeySplit split = plan();
+  if (static_cast<int>(blockIdx.z) >= split.splits) return;  // launched for a longer context
   extern __shared__ __align__(128) std::uint8_t smem[];
   const auto k_tile = [&](int stage) { return smem + stage * kTileBytes; };
   const auto v_tile = [&](int stage) { return smem + (kStages + stage) * kTileBytes; };
@@ -165,35 +181,20 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(
   const int row0 = block * kBlockM;
   const int t_first = row0 / p.group;
   const int t_last = (min(row0 + kBlockM, rows) - 1) / p.group;
-  const int key_end = p.start_pos + t_last + 1;                  // keys of the CTA's last query
-  const int tiles = ceil_div(key_end, kBlockN);
-  const int unmasked_tiles = (p.start_pos + t_first + 1) / kBlockN;  // every row sees every key of these
+  const int key_end = start_pos + t_last + 1;                  // keys of the CTA's last query
+  const int tile_begin = static_cast<int>(blockIdx.z) * split.tiles_per_split;
+  const int tile_end = min(ceil_div(key_end, kBlockN), tile_begin + split.tiles_per_split);
+  const int unmasked_tiles = (start_pos + t_first + 1) / kBlockN;  // every row sees every key of these
 
   // The last key that this thread's two accumulator rows (warp * 16 + g and + 8) may see. Rows
   // past n * G get a limit past key_end: they see zero-filled keys and are never stored.
   int key_limit[2];
 #pragma unroll
-  for (int i = 0; i < 2; ++i) key_limit[i] = p.start_pos + (row0 + warp * kRowsPerWarp + g + 8 * i) / p.group;
+  for (int i = 0; i < 2; ++i) key_limit[i] = start_pos + (row0 + warp * kRowsPerWarp + g + 8 * i) / p.group;
 
   const std::size_t cache_row = static_cast<std::size_t>(p.kv_heads) * kHeadDim;
   const bf16* k_head = p.k_cache + static_cast<std::size_t>(kv_head) * kHeadDim;
   const bf16* v_head = p.v_cache + static_cast<std::size_t>(kv_head) * kHeadDim;
-
-  load_q_tile(k_tile(1), p, kv_head, row0);
-  ptx::cp_async_commit();
-  load_kv_tile(k_tile(0), k_head, cache_row, p, 0, key_end);
-  load_kv_tile(v_tile(0), v_head, cache_row, p, 0, key_end);
-  ptx::cp_async_commit();
-  ptx::cp_async_wait<1>();  // Q has landed; tile 0 may still be in flight
-  __syncthreads();
-
-  // A fragments of the warp's 16 q rows, d-step ks: matrices (rows 0-7 | 8-15) x (d 0-7 | 8-15)
-  // of the step; lane l addresses row l % 16 at chunk 2 ks + l / 16.
-  std::uint32_t qf[kDSteps][4];
-#pragma unroll
-  for (int ks = 0; ks < kDSteps; ++ks)
-    ptx::ldmatrix_x4(qf[ks], k_tile(1) + swizzle(warp * kRowsPerWarp + lane % 16, 2 * ks + lane / 16));
-  __syncthreads();  // stage 1 is free for the first prefetch
 
   float o[kOutFrags][4];
 #pragma unroll
@@ -203,94 +204,119 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(
   float m[2] = {-INFINITY, -INFINITY};  // running max of the scaled scores (log2 units), rows g and g + 8
   float l[2] = {0.0f, 0.0f};            // this thread's share of the running sum of p
 
-  for (int tile = 0; tile < tiles; ++tile) {
-    const int stage = tile % kStages;
-    if (tile + 1 < tiles) {
-      load_kv_tile(k_tile(stage ^ 1), k_head, cache_row, p, (tile + 1) * kBlockN, key_end);
-      load_kv_tile(v_tile(stage ^ 1), v_head, cache_row, p, (tile + 1) * kBlockN, key_end);
-      ptx::cp_async_commit();
-      ptx::cp_async_wait<1>();  // everything but that prefetch: this tile has landed
-    } else {
-      ptx::cp_async_wait<0>();
-    }
+  if (tile_begin < tile_end) {  // else a split past all of this CTA's keys: an empty partial
+    // Tile i lives in stage i % 2 (no loop-carried offset to keep in a register); Q goes through
+    // the K buffer of the other stage, which the first prefetch fills afterwards.
+    const int q_stage = (tile_begin % kStages) ^ 1;
+    load_q_tile(k_tile(q_stage), p, kv_head, row0);
+    ptx::cp_async_commit();
+    load_kv_tile(k_tile(q_stage ^ 1), k_head, cache_row, p, tile_begin * kBlockN, key_end);
+    load_kv_tile(v_tile(q_stage ^ 1), v_head, cache_row, p, tile_begin * kBlockN, key_end);
+    ptx::cp_async_commit();
+    ptx::cp_async_wait<1>();  // Q has landed; the first tile may still be in flight
     __syncthreads();
 
-    // S = Q K^T. B[d][key] = K[key][d]: plain ldmatrix of the key-major tile. One x4 covers keys
-    // 16 np .. +15 at d-step ks: matrices (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7),
-    // (keys 8-15, d 8-15) = {b0, b1} of fragment 2 np, then of 2 np + 1.
-    float s[kScoreFrags][4];
-#pragma unroll
-    for (int j = 0; j < kScoreFrags; ++j)
-#pragma unroll
-      for (int c = 0; c < 4; ++c) s[j][c] = 0.0f;
+    // A fragments of the warp's 16 q rows, d-step ks: matrices (rows 0-7 | 8-15) x (d 0-7 | 8-15)
+    // of the step; lane l addresses row l % 16 at chunk 2 ks + l / 16.
+    std::uint32_t qf[kDSteps][4];
 #pragma unroll
     for (int ks = 0; ks < kDSteps; ++ks)
-#pragma unroll
-      for (int np = 0; np < kScoreFrags / 2; ++np) {
-        std::uint32_t kf[4];
-        ptx::ldmatrix_x4(kf, k_tile(stage) + swizzle(np * 16 + (lane / 16) * 8 + lane % 8, 2 * ks + (lane / 8) % 2));
-        ptx::mma_bf16_16816(s[2 * np], qf[ks], kf[0], kf[1]);
-        ptx::mma_bf16_16816(s[2 * np + 1], qf[ks], kf[2], kf[3]);
+      ptx::ldmatrix_x4(qf[ks], k_tile(q_stage) + swizzle(warp * kRowsPerWarp + lane % 16, 2 * ks + lane / 16));
+    __syncthreads();  // stage 1 is free for the first prefetch
+
+    for (int tile = tile_begin; tile < tile_end; ++tile) {
+      const int stage = tile % kStages;
+      if (tile + 1 < tile_end) {
+        load_kv_tile(k_tile(stage ^ 1), k_head, cache_row, p, (tile + 1) * kBlockN, key_end);
+        load_kv_tile(v_tile(stage ^ 1), v_head, cache_row, p, (tile + 1) * kBlockN, key_end);
+        ptx::cp_async_commit();
+        ptx::cp_async_wait<1>();  // everything but that prefetch: this tile has landed
+      } else {
+        ptx::cp_async_wait<0>();
       }
+      __syncthreads();
 
-    if (tile >= unmasked_tiles) {  // s[j][c] is (row g + 8 (c / 2), key 8 j + 2 tig + c % 2)
+      // S = Q K^T. B[d][key] = K[key][d]: plain ldmatrix of the key-major tile. One x4 covers keys
+      // 16 np .. +15 at d-step ks: matrices (keys 0-7, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 0-7),
+      // (keys 8-15, d 8-15) = {b0, b1} of fragment 2 np, then of 2 np + 1.
+      float s[kScoreFrags][4];
 #pragma unroll
       for (int j = 0; j < kScoreFrags; ++j)
 #pragma unroll
-        for (int c = 0; c < 4; ++c)
-          if (tile * kBlockN + 8 * j + 2 * tig + c % 2 > key_limit[c / 2]) s[j][c] = -INFINITY;
-    }
-
-    // Online softmax per row; the 4 lanes of a row group (xor 1, 2) share a row.
+        for (int c = 0; c < 4; ++c) s[j][c] = 0.0f;
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      float mx = -INFINITY;
+      for (int ks = 0; ks < kDSteps; ++ks)
 #pragma unroll
-      for (int j = 0; j < kScoreFrags; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[i], mx * p.scale_log2);  // finite: tile 0 holds key 0 for every row
-      const float alpha = exp2f(m[i] - m_new);             // 0 on the first tile (m = -inf)
-      m[i] = m_new;
-      float sum = 0.0f;
-#pragma unroll
-      for (int j = 0; j < kScoreFrags; ++j)
-#pragma unroll
-        for (int c = 2 * i; c < 2 * i + 2; ++c) {
-          s[j][c] = exp2f(fmaf(s[j][c], p.scale_log2, -m_new));  // masked: exp2(-inf) = 0
-          sum += s[j][c];
+        for (int np = 0; np < kScoreFrags / 2; ++np) {
+          std::uint32_t kf[4];
+          ptx::ldmatrix_x4(kf, k_tile(stage) + swizzle(np * 16 + (lane / 16) * 8 + lane % 8, 2 * ks + (lane / 8) % 2));
+          ptx::mma_bf16_16816(s[2 * np], qf[ks], kf[0], kf[1]);
+          ptx::mma_bf16_16816(s[2 * np + 1], qf[ks], kf[2], kf[3]);
         }
-      l[i] = l[i] * alpha + sum;
-#pragma unroll
-      for (int j = 0; j < kOutFrags; ++j) o[j][2 * i] *= alpha, o[j][2 * i + 1] *= alpha;
-    }
 
-    // O += P V, P split into P_hi + P_lo (see PRECISION above). A fragment of key step kk: score
-    // fragments 2 kk (keys 0-7 of the step) and 2 kk + 1 (keys 8-15), rows g then g + 8.
-    // B[key][d] = V[key][d]: ldmatrix.trans of the key-major tile; one x4 covers d 16 dp .. +15:
-    // matrices (keys 0-7, d 0-7), (keys 8-15, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15) =
-    // {b0, b1} of output fragment 2 dp, then of 2 dp + 1; lane l addresses key l % 16, chunk 2 dp + l / 16.
+      if (tile >= unmasked_tiles) {  // s[j][c] is (row g + 8 (c / 2), key 8 j + 2 tig + c % 2)
 #pragma unroll
-    for (int kk = 0; kk < kKeySteps; ++kk) {
-      std::uint32_t p_hi[4], p_lo[4];
-      split_bf16x2(s[2 * kk][0], s[2 * kk][1], p_hi[0], p_lo[0]);
-      split_bf16x2(s[2 * kk][2], s[2 * kk][3], p_hi[1], p_lo[1]);
-      split_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1], p_hi[2], p_lo[2]);
-      split_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3], p_hi[3], p_lo[3]);
+        for (int j = 0; j < kScoreFrags; ++j)
 #pragma unroll
-      for (int dp = 0; dp < kOutFrags / 2; ++dp) {
-        std::uint32_t vf[4];
-        ptx::ldmatrix_x4_trans(vf, v_tile(stage) + swizzle(kk * 16 + lane % 16, 2 * dp + lane / 16));
-        ptx::mma_bf16_16816(o[2 * dp], p_hi, vf[0], vf[1]);
-        ptx::mma_bf16_16816(o[2 * dp + 1], p_hi, vf[2], vf[3]);
-        ptx::mma_bf16_16816(o[2 * dp], p_lo, vf[0], vf[1]);
-        ptx::mma_bf16_16816(o[2 * dp + 1], p_lo, vf[2], vf[3]);
+          for (int c = 0; c < 4; ++c)
+            if (tile * kBlockN + 8 * j + 2 * tig + c % 2 > key_limit[c / 2]) s[j][c] = -INFINITY;
       }
-    }
-    __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
-  }
 
-  // out = O / l, bf16, for the rows that exist. o[j] holds dims 8 j + 2 tig, + 1.
+      // Online softmax per row; the 4 lanes of a row group (xor 1, 2) share a row.
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < kScoreFrags; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m[i], mx * p.scale_log2);
+        // -inf only while the row has seen no key (a split's tiles past its query): base 0, so that
+        // alpha and p are exp2(-inf) = 0 rather than exp2(NaN). Without a split never (tile 0).
+        const float m_base = m_new == -INFINITY ? 0.0f : m_new;
+        const float alpha = exp2f(m[i] - m_base);  // 0 on the row's first visible tile (m = -inf)
+        m[i] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+          for (int c = 2 * i; c < 2 * i + 2; ++c) {
+            s[j][c] = exp2f(fmaf(s[j][c], p.scale_log2, -m_base));  // masked: exp2(-inf) = 0
+            sum += s[j][c];
+          }
+        l[i] = l[i] * alpha + sum;
+#pragma unroll
+        for (int j = 0; j < kOutFrags; ++j) o[j][2 * i] *= alpha, o[j][2 * i + 1] *= alpha;
+      }
+
+      // O += P V, P split into P_hi + P_lo (see PRECISION above). A fragment of key step kk: score
+      // fragments 2 kk (keys 0-7 of the step) and 2 kk + 1 (keys 8-15), rows g then g + 8.
+      // B[key][d] = V[key][d]: ldmatrix.trans of the key-major tile; one x4 covers d 16 dp .. +15:
+      // matrices (keys 0-7, d 0-7), (keys 8-15, d 0-7), (keys 0-7, d 8-15), (keys 8-15, d 8-15) =
+      // {b0, b1} of output fragment 2 dp, then of 2 dp + 1; lane l addresses key l % 16, chunk 2 dp + l / 16.
+#pragma unroll
+      for (int kk = 0; kk < kKeySteps; ++kk) {
+        std::uint32_t p_hi[4], p_lo[4];
+        split_bf16x2(s[2 * kk][0], s[2 * kk][1], p_hi[0], p_lo[0]);
+        split_bf16x2(s[2 * kk][2], s[2 * kk][3], p_hi[1], p_lo[1]);
+        split_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1], p_hi[2], p_lo[2]);
+        split_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3], p_hi[3], p_lo[3]);
+#pragma unroll
+        for (int dp = 0; dp < kOutFrags / 2; ++dp) {
+          std::uint32_t vf[4];
+          ptx::ldmatrix_x4_trans(vf, v_tile(stage) + swizzle(kk * 16 + lane % 16, 2 * dp + lane / 16));
+          ptx::mma_bf16_16816(o[2 * dp], p_hi, vf[0], vf[1]);
+          ptx::mma_bf16_16816(o[2 * dp + 1], p_hi, vf[2], vf[3]);
+          ptx::mma_bf16_16816(o[2 * dp], p_lo, vf[0], vf[1]);
+          ptx::mma_bf16_16816(o[2 * dp + 1], p_lo, vf[2], vf[3]);
+        }
+      }
+      __syncthreads();  // every warp is done with this stage before the next prefetch overwrites it
+    }
+  }  // tile_begin < tile_end
+
+  // out = O / l, bf16, for the rows that exist (o[j] holds dims 8 j + 2 tig, + 1); with a split,
+  // the partial: O / l (0 for a row without keys here), the running max and the sum.
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
@@ -298,27 +324,56 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_prefill_kernel(
     const int row = row0 + warp * kRowsPerWarp + g + 8 * i;
     if (row >= rows) continue;
     const int t = row / p.group, h = kv_head * p.group + row % p.group;
-    bf16* dst = p.out + (static_cast<std::size_t>(t) * p.q_heads + h) * kHeadDim;
+    const int splits = plan().splits;
+    if (splits == 1) {
+      bf16* dst = p.out + (static_cast<std::size_t>(t) * p.q_heads + h) * kHeadDim;
 #pragma unroll
-    for (int j = 0; j < kOutFrags; ++j)
-      *reinterpret_cast<std::uint32_t*>(dst + 8 * j + 2 * tig) =
-          vec::pack_bf16x2(o[j][2 * i] / l[i], o[j][2 * i + 1] / l[i]);
+      for (int j = 0; j < kOutFrags; ++j)
+        *reinterpret_cast<std::uint32_t*>(dst + 8 * j + 2 * tig) =
+            vec::pack_bf16x2(o[j][2 * i] / l[i], o[j][2 * i + 1] / l[i]);
+    } else {
+      float* dst = p.partials +
+                   ((static_cast<std::size_t>(t) * p.q_heads + h) * splits + blockIdx.z) * kPartialFloats;
+      const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+#pragma unroll
+      for (int j = 0; j < kOutFrags; ++j)
+        *reinterpret_cast<float2*>(dst + 8 * j + 2 * tig) = make_float2(o[j][2 * i] * inv, o[j][2 * i + 1] * inv);
+      if (tig == 0) dst[kHeadDim] = m[i], dst[kHeadDim + 1] = l[i];
+    }
   }
+}
+
+// The kernel's shared memory limit is raised once per process (one device model assumed, as the
+// GEMM launchers do); the occupancy for split planning is measured then too.
+Status setup(int* ctas_per_sm) {
+  static int per_sm = 0;
+  static cudaError_t error = cudaSuccess;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    error = cudaFuncSetAttribute(flash_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (error == cudaSuccess)
+      error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_attention_kernel, kThreads, kSmemBytes);
+  });
+  if (ctas_per_sm != nullptr) *ctas_per_sm = per_sm;
+  return cuda_status(error, "flash attention setup");
 }
 
 }  // namespace
 
-Status prefill_attention(const AttentionArgs& a, cudaStream_t stream) {
+Status flash_ctas_per_sm(int* ctas) { return setup(ctas); }
+
+Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
+  if (max_splits > 1 && a.workspace == nullptr)
+    return Status::Error("flash attention: key splits need the workspace");
+  FP8LM_RETURN_IF_ERROR(setup(nullptr));
   const int group = a.q_heads / a.kv_heads;
-  const Params p{a.qkv, a.k_cache, a.v_cache, a.block_table, a.page_size, a.out, a.n, a.start_pos, a.q_heads,
-                 a.kv_heads, group, a.scale * kLog2e};
-  // Per launch rather than once per process: it is a cheap host call and right on every device.
-  FP8LM_CUDA_RETURN_IF_ERROR(
-      cudaFuncSetAttribute(flash_prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  const dim3 grid(a.kv_heads, ceil_div(a.n * group, kBlockM));
-  return cuda_status(launch_pdl(flash_prefill_kernel, grid, kThreads, kSmemBytes, stream, p),
-                     "flash prefill attention launch");
+  const Params p{a.qkv,     a.k_cache,       a.v_cache, a.block_table, a.page_size, a.out,
+                 a.n,       a.start_pos,     a.start_pos_ptr, max_splits > 1 ? a.workspace : nullptr,
+                 a.q_heads, a.kv_heads,      group,     a.scale * kLog2e};
+  const dim3 grid(a.kv_heads, flash_row_blocks(a.n, a.q_heads, a.kv_heads), std::max(max_splits, 1));
+  return cuda_status(launch_pdl(flash_attention_kernel, grid, kThreads, kSmemBytes, stream, p),
+                     "flash attention launch");
 }
 
 }  // namespace fp8lm::flash

@@ -1,0 +1,55 @@
+// The tensor-core attention kernel (flash_attention.cu) and the key split it shares with the merge
+// kernel in attention.cu; internal to the kernel layer: attention() in attention.cu calls it.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "fp8lm/layer_ops.h"
+#include "fp8lm/status.h"
+
+namespace fp8lm::flash {
+
+// Keys per tile of the flash kernel (a KV page is whole tiles: kKvPageMultiple).
+inline constexpr int kBlockN = 64;
+// A split is worth its merge only with at least this many keys.
+inline constexpr int kMinKeysPerSplit = 4 * kBlockN;
+// Per (query, q head, split) in the workspace: the split's normalized output row, its running max
+// (of score * scale * log2 e) and its sum of exp2(score * scale * log2 e - max).
+inline constexpr int kPartialFloats = 128 + 2;
+
+// How the keys of a call whose last query sees max_keys keys are split over at most max_splits
+// CTAs along grid z: `splits` splits (1: no split, the kernel writes bf16 output), split s taking
+// key tiles [s * tiles_per_split, (s + 1) * tiles_per_split) (possibly none for the last splits).
+// The split count grows with max_keys and never exceeds max_splits, so a launch sized for a longer
+// context (a CUDA graph, grid z from the bound) splits exactly as one sized for this context:
+// splits(k, splits(bound, M)) == splits(k, M) for k <= bound. Both kernels compute it on the device.
+struct KeySplit {
+  int splits;
+  int tiles_per_split;
+};
+__host__ __device__ __forceinline__ KeySplit plan_key_split(int max_keys, int max_splits) {
+  const int by_keys = max_keys / kMinKeysPerSplit;
+  const int splits = by_keys < max_splits ? by_keys : max_splits;
+  const int tiles = (max_keys + kBlockN - 1) / kBlockN;
+  if (splits <= 1) return {1, tiles};
+  return {splits, (tiles + splits - 1) / splits};
+}
+
+// CTAs of the flash kernel for a call: x = kv head, y = block of 64 (query, q head) rows, z = split.
+inline int flash_row_blocks(int n, int q_heads, int kv_heads) {
+  return (n * (q_heads / kv_heads) + 63) / 64;
+}
+
+// Flash CTAs that fit on one SM (the launch's occupancy; split planning fills one wave).
+Status flash_ctas_per_sm(int* ctas);
+
+// Causal GQA attention with AttentionArgs semantics (fp8lm/layer_ops.h) for any n >= 1, start_pos
+// by value or from start_pos_ptr. max_splits == 1: every CTA walks all its keys and writes the bf16
+// output. max_splits > 1 (grid z; args.workspace holds n * q_heads * plan_key_split(...).splits
+// partials): each CTA walks its split's keys and writes a partial row, or, when the plan has one
+// split for the current position, the bf16 output; attention.cu's merge kernel combines them.
+// Expects what attention() has checked: validate(args) passed, head_dim 128, qkv, caches and out
+// 16-byte aligned, page_size a multiple of kKvPageMultiple. Any group q_heads / kv_heads works.
+Status attention(const AttentionArgs& args, int max_splits, cudaStream_t stream);
+
+}  // namespace fp8lm::flash
