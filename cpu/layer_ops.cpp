@@ -21,8 +21,6 @@ namespace fp8lm::cpu {
 namespace {
 
 float f(bf16 v) { return bf16_to_float(v); }
-// Rounds to bf16 and back: the value a bf16 tensor would hold.
-float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
 
 
 // The kernels' sum of squares: element i adds into partial (i / chunk) % 32 (lane of a warp that

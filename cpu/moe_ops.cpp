@@ -11,13 +11,7 @@
 
 namespace fp8lm {
 
-namespace {
-
 using namespace arg_checks;
-
-float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
-
-}  // namespace
 
 Status validate(const MoeRouteArgs& a) {
   constexpr const char* fn = "moe_route";

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine/model/qwen3_footprint.h"
 
@@ -90,7 +92,7 @@ struct Qwen3Model::Scratch {
   BackendBuffer tokens;       // int32 [T]
   BackendBuffer x;            // bf16 [T, hidden]: the residual stream
   BackendBuffer h;            // bf16 [T, max(hidden, q_width)]: normed input / attention output
-  BackendBuffer q8;           // fp8: a GEMM input, quantized (sizes: mlp_scratch)
+  BackendBuffer q8;           // fp8: a GEMM input, quantized (sizes: scratch_layout)
   BackendBuffer q8_scales;    // fp32: its scales
   BackendBuffer qkv;          // bf16 [T, qkv_width]
   BackendBuffer mlp;          // bf16: gate_up output
@@ -132,15 +134,6 @@ int kv_pages(int max_context) { return ceil_div(max_context, kKvPageSize); }
 // not max_batch_tokens x vocab (1.2 GB).
 constexpr int kLogitsRows = 64;
 
-// Bytes of the MoE scratch for T tokens (zero for dense models).
-std::size_t moe_scratch_bytes(const Qwen3Config& c, std::size_t t) {
-  if (!c.is_moe()) return 0;
-  const std::size_t pairs = t * c.num_experts_per_tok;
-  return t * (4 * c.num_experts + 4 * c.num_experts_per_tok + 2 * c.num_experts_per_tok) +
-         4 * (static_cast<std::size_t>(c.num_experts) + 1) +
-         pairs * (4 + 4 + 2 + 2 * 2 * static_cast<std::size_t>(c.hidden_size));
-}
-
 // Bytes of the GEMM-input scratch (q8, q8_scales) and of the gate_up output (mlp) for T tokens:
 // T rows of the widest input, or in MoE models T * top_k expert rows, since every expert's rows
 // go through one grouped GEMM at once.
@@ -162,6 +155,42 @@ MlpScratch mlp_scratch(const Qwen3Config& c, std::size_t t) {
   }
   return m;
 }
+
+// Every scratch buffer with its size for chunks of up to t tokens: create() allocates exactly
+// these and model_memory() adds them up, so the memory check counts what is allocated.
+using ScratchLayout = std::vector<std::pair<BackendBuffer Qwen3Model::Scratch::*, std::size_t>>;
+ScratchLayout scratch_layout(const Qwen3Config& c, std::size_t t) {
+  using S = Qwen3Model::Scratch;
+  const MlpScratch mlp = mlp_scratch(c, t);
+  const std::size_t hidden = c.hidden_size, b16 = sizeof(bf16), i32 = sizeof(std::int32_t);
+  ScratchLayout layout = {
+      {&S::tokens, t * i32},
+      {&S::x, t * hidden * b16},
+      {&S::h, t * std::max(c.hidden_size, c.q_width()) * b16},
+      {&S::q8, mlp.q8},
+      {&S::q8_scales, mlp.q8_scales},
+      {&S::qkv, t * c.qkv_width() * b16},
+      {&S::mlp, mlp.mlp},
+      {&S::out, t * hidden * b16},
+      {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
+      {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
+  };
+  if (c.is_moe()) {
+    const std::size_t pairs = t * c.num_experts_per_tok;
+    layout.insert(layout.end(), {
+                                    {&S::router_logits, t * c.num_experts * sizeof(float)},
+                                    {&S::routed_experts, pairs * i32},
+                                    {&S::routed_weights, pairs * b16},
+                                    {&S::expert_offsets, (static_cast<std::size_t>(c.num_experts) + 1) * i32},
+                                    {&S::gather_rows, pairs * i32},
+                                    {&S::combine_slots, pairs * i32},
+                                    {&S::combine_weights, pairs * b16},
+                                    {&S::expert_in, pairs * hidden * b16},
+                                    {&S::expert_out, pairs * hidden * b16},
+                                });
+  }
+  return layout;
+}
 }  // namespace
 
 ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
@@ -171,14 +200,7 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   m.weights = footprint.weight_bytes;
   m.kv_cache = static_cast<std::size_t>(kv_pages(ctx)) * kKvPageSize * footprint.kv_bytes_per_token +
                kv_pages(ctx) * sizeof(std::int32_t);  // the block table
-  const std::size_t t = options.max_batch_tokens;
-  const std::size_t widest = std::max<std::size_t>({static_cast<std::size_t>(c.hidden_size),
-                                                    static_cast<std::size_t>(c.q_width()),
-                                                    static_cast<std::size_t>(widest_mlp(c))});
-  const MlpScratch mlp = mlp_scratch(c, t);
-  m.scratch = t * (4 + 2 * c.hidden_size + 2 * widest + 2 * c.qkv_width() + 2 * c.hidden_size) + mlp.q8 +
-              mlp.q8_scales + mlp.mlp + kLogitsRows * sizeof(float) * static_cast<std::size_t>(c.vocab_size) +
-              attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads) + moe_scratch_bytes(c, t);
+  for (const auto& [buffer, bytes] : scratch_layout(c, options.max_batch_tokens)) m.scratch += bytes;
   return m;
 }
 
@@ -252,33 +274,8 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   FP8LM_RETURN_IF_ERROR(KvSequence::create(b, *m->kv_cache_, pages, &m->sequence_));
 
   auto s = std::make_unique<Scratch>();
-  const std::size_t t = opt.max_batch_tokens;
-  const MlpScratch mlp = mlp_scratch(c, t);
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * sizeof(std::int32_t), &s->tokens));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->x));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * std::max(c.hidden_size, c.q_width()) * sizeof(bf16), &s->h));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, mlp.q8, &s->q8));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, mlp.q8_scales, &s->q8_scales));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.qkv_width() * sizeof(bf16), &s->qkv));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, mlp.mlp, &s->mlp));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.hidden_size * sizeof(bf16), &s->out));
-  FP8LM_RETURN_IF_ERROR(
-      BackendBuffer::allocate(b, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float), &s->logits));
-  FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(
-      b, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads), &s->attention_workspace));
-  if (c.is_moe()) {
-    const std::size_t pairs = t * c.num_experts_per_tok;
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, t * c.num_experts * sizeof(float), &s->router_logits));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->routed_experts));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(bf16), &s->routed_weights));
-    FP8LM_RETURN_IF_ERROR(
-        BackendBuffer::allocate(b, (static_cast<std::size_t>(c.num_experts) + 1) * sizeof(std::int32_t), &s->expert_offsets));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->gather_rows));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(std::int32_t), &s->combine_slots));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * sizeof(bf16), &s->combine_weights));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * c.hidden_size * sizeof(bf16), &s->expert_in));
-    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, pairs * c.hidden_size * sizeof(bf16), &s->expert_out));
-  }
+  for (const auto& [buffer, bytes] : scratch_layout(c, opt.max_batch_tokens))
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, bytes, &(s.get()->*buffer)));
   m->scratch_ = std::move(s);
   FP8LM_RETURN_IF_ERROR(b.synchronize());
   *out = std::move(m);

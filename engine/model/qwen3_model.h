@@ -61,9 +61,11 @@ class Qwen3Model {
   const Qwen3Config& config() const { return config_; }
   Backend& backend() { return backend_; }
 
+  // The activation buffers (defined in qwen3_model.cpp, which also sizes them for model_memory).
+  struct Scratch;
+
  private:
   struct Layer;
-  struct Scratch;
   struct DecodeGraph;
   Qwen3Model(const Qwen3Config& config, Backend& backend);
   Status forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits);

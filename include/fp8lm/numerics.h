@@ -57,4 +57,8 @@ inline bf16 float_to_bf16(float f) {
   return bf16{static_cast<std::uint16_t>(u >> 16)};
 }
 
+// The value a bf16 tensor would hold: round to bf16 (nearest even) and back. (Device code:
+// vec::round_bf16 in kernels/common/bf16_vec.cuh, the same bits.)
+inline float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
+
 }  // namespace fp8lm

@@ -25,7 +25,6 @@ constexpr float kLog2e = 1.44269504088896341f;
 constexpr double kMaxDifferShare = 0.02;
 constexpr double kMaxRelFrobenius = 5e-4;
 
-float round_bf16(float v) { return bf16_to_float(float_to_bf16(v)); }
 
 enum class PMode { kSplit, kBf16 };
 

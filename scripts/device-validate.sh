@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# On the GPU machine: the routine of a session's first device call. Builds fp8lm and the GPU tests
+# (sm_90a only: faster; CI builds sm_89 too), runs every GPU test except the GEMM configuration
+# sweep (GemmGpu.EveryConfigMatchesOracle: 294 cases, ~85 s; run it when a GEMM kernel changed),
+# then, with --bench, `fp8lm bench one-batch` at 128 outputs for every preset, and packs $OUT into
+# one archive. Set FP8LM_SOURCE_REVISION=<git describe here> first (the copy there has no .git).
+#   scripts/device-validate.sh [--bench] [--sweep]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-env.sh  # sets $out
+bench=0 filter='-*GemmGpu.EveryConfigMatchesOracle*'
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    --sweep) filter='*' ;;
+    *) echo "unknown argument $arg"; exit 2 ;;
+  esac
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+start=$(date +%s)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  ${FP8LM_CMAKE_ARGS:--DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a} >"$out/configure.log" 2>&1 \
+  || { tail -30 "$out/configure.log"; scripts/device-pack.sh; exit 1; }
+cmake --build build --parallel "$(nproc)" --target fp8lm fp8lm_gpu_tests >"$out/build.log" 2>&1 \
+  || { grep -E "error" -A3 "$out/build.log" | head -60; scripts/device-pack.sh; exit 1; }
+echo "build: $(( $(date +%s) - start )) s"
+cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "Function" \
+  | grep -oE "Function [^ ]+|REG:[0-9]+|STACK:[0-9]+|SHARED:[0-9]+|LOCAL:[0-9]+" | paste - - - - - > "$out/resources.txt"
+start=$(date +%s)
+build/tests/fp8lm_gpu_tests --gtest_filter="$filter" >"$out/gpu-tests.log" 2>&1
+rc=$?
+tail -3 "$out/gpu-tests.log"
+grep -E "^\[  FAILED|Failure" -A4 "$out/gpu-tests.log" | head -40
+echo "gpu tests: rc=$rc, $(( $(date +%s) - start )) s"
+if [ "$bench" = 1 ] && [ "$rc" = 0 ]; then
+  scripts/device-one-batch.sh 128 | grep -E "rc|input (1|30720):"
+fi
+scripts/device-pack.sh
+exit "$rc"
