@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
 #pragma unroll
     for (int ks = 0; ks < kDSteps; ++ks)
       ptx::ldmatrix_x4(qf[ks], k_tile(q_stage) + swizzle(warp * kRowsPerWarp + lane % 16, 2 * ks + lane / 16));
-    __syncthreads();  // stage 1 is free for the first prefetch
+    __syncthreads();  // the Q stage is free for the first prefetch
 
     for (int tile = tile_begin; tile < tile_end; ++tile) {
       const int stage = tile % kStages;
