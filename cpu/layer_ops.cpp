@@ -181,7 +181,8 @@ Status attention(const AttentionArgs& a) {
       for (int d = 0; d < hd; ++d) out[d] = float_to_bf16(acc[d] / l);
     }
   });
-  return Status::Ok();
+  if (a.q8 == nullptr) return Status::Ok();
+  return quantize_per_token_group({a.out, a.q8, a.q8_scales, a.n, a.q_heads * hd});
 }
 
 Status silu_mul(const SiluMulArgs& a) {

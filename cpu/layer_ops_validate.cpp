@@ -94,6 +94,9 @@ Status validate(const AttentionArgs& a) {
   FP8LM_RETURN_IF_ERROR(not_null(a.qkv, fn, "qkv"));
   FP8LM_RETURN_IF_ERROR(not_null(a.k_cache, fn, "k_cache"));
   FP8LM_RETURN_IF_ERROR(not_null(a.v_cache, fn, "v_cache"));
+  FP8LM_RETURN_IF_ERROR(need((a.q8 == nullptr) == (a.q8_scales == nullptr), fn, "q8 and q8_scales go together"));
+  FP8LM_RETURN_IF_ERROR(need(a.q8 == nullptr || a.head_dim == kQuantGroup, fn,
+                             "the quantized output (q8) needs head_dim = 128 (one quantization group per head)"));
   return not_null(a.out, fn, "out");
 }
 

@@ -406,8 +406,8 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
                        1.0f / std::sqrt(static_cast<float>(c.head_dim)), s.attention_workspace.as<float>(),
                        s.attention_workspace.bytes()};
     attn.start_pos_ptr = start_pos_ptr;
+    attn.q8 = q8, attn.q8_scales = q8s;  // the o projection's input, quantized by the attention kernels
     FP8LM_RETURN_IF_ERROR(b.attention(attn));
-    FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, n, c.q_width()}));
     FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
     // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
     // the MoE router (whose experts quantize their gathered rows).

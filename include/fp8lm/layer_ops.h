@@ -158,6 +158,11 @@ struct AttentionArgs {
   float* workspace = nullptr;         // optional, see above
   std::size_t workspace_bytes = 0;
   const int* start_pos_ptr = nullptr;  // optional, see above
+  // Optional, for the o projection: `out` also quantized as quantize_per_token_group(out) would
+  // (head_dim 128, so one 1x128 group per head): q8 [n, q_heads * 128] FP8, q8_scales [n, q_heads].
+  // The GPU quantizes in the kernel that writes `out` (one launch less per layer).
+  fp8_e4m3* q8 = nullptr;
+  float* q8_scales = nullptr;
 };
 
 // The workspace that lets attention split keys as much as it wants for n tokens (head_dim 128):

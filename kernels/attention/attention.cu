@@ -22,6 +22,7 @@
 
 #include "attention/flash_attention.h"
 #include "common/bf16_vec.cuh"
+#include "common/fp8_convert.cuh"
 #include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_ops.h"
@@ -33,11 +34,14 @@ namespace {
 constexpr int kHeadDim = 128;
 using flash::kPartialFloats;
 
-// Merges the splits of one (token, q head): w_s = l_s 2^(m_s - M), out = sum_s w_s o_s / sum_s w_s.
+// Merges the splits of one (token, q head): w_s = l_s 2^(m_s - M), out = sum_s w_s o_s / sum_s w_s,
+// and with q8 quantizes the head's 128 outputs as quantize_per_token_group would (one group; the
+// amax of the bf16 outputs over the 4 warps through shared memory).
 // max_splits is the flash launch's grid z, so plan_key_split agrees with it.
 __global__ void __launch_bounds__(kHeadDim)
     attention_combine_kernel(const float* __restrict__ partials, bf16* __restrict__ out, int start_pos_arg,
-                             const int* __restrict__ start_pos_ptr, int n, int q_heads, int max_splits) {
+                             const int* __restrict__ start_pos_ptr, int n, int q_heads, int max_splits,
+                             fp8_e4m3* __restrict__ q8, float* __restrict__ q8_scales) {
   pdl_wait();
   pdl_launch_dependents();
   const int h = blockIdx.x, t = blockIdx.y, d = threadIdx.x;
@@ -55,8 +59,21 @@ __global__ void __launch_bounds__(kHeadDim)
     num += w * p[s * kPartialFloats + d];
     den += w;
   }
-  reinterpret_cast<__nv_bfloat16*>(out)[(static_cast<std::size_t>(t) * q_heads + h) * kHeadDim + d] =
-      __float2bfloat16_rn(num / den);
+  const std::size_t at = (static_cast<std::size_t>(t) * q_heads + h) * kHeadDim + d;
+  const __nv_bfloat16 value = __float2bfloat16_rn(num / den);
+  reinterpret_cast<__nv_bfloat16*>(out)[at] = value;
+  if (q8 == nullptr) return;
+  __shared__ float warp_amax[kHeadDim / 32];
+  const float amax = vec::warp_max(fabsf(__bfloat162float(value)));
+  if (d % 32 == 0) warp_amax[d / 32] = amax;
+  __syncthreads();
+  float group_amax = warp_amax[0];
+  for (int w = 1; w < kHeadDim / 32; ++w) group_amax = fmaxf(group_amax, warp_amax[w]);
+  const float scale = scale_from_amax(group_amax);
+  // IEEE division, as quantize_per_token_group; the pair's high half is a dummy.
+  reinterpret_cast<std::uint8_t*>(q8)[at] =
+      static_cast<std::uint8_t>(fp8x2_encode(__fdiv_rn(__bfloat162float(value), scale), 0.0f) & 0xFFu);
+  if (d == 0) q8_scales[static_cast<std::size_t>(t) * q_heads + h] = scale;
 }
 
 // The split count to launch (grid z): enough CTAs for one wave of resident flash CTAs when kv
@@ -100,7 +117,7 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (splits > 1) {
     FP8LM_RETURN_IF_ERROR(
         cuda_status(launch_pdl(attention_combine_kernel, dim3(a.q_heads, a.n), kHeadDim, 0, stream, a.workspace, a.out,
-                               a.start_pos, a.start_pos_ptr, a.n, a.q_heads, splits),
+                               a.start_pos, a.start_pos_ptr, a.n, a.q_heads, splits, a.q8, a.q8_scales),
                     "attention combine launch"));
   }
   return Status::Ok();

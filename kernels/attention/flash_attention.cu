@@ -37,9 +37,10 @@
 // Keys past the CTA's last key are zero-filled (P.V would turn garbage, even multiplied by p = 0,
 // into NaN). The Q tile goes through the K buffer of the stage the first key tile does not use,
 // before the first prefetch overwrites it.
-// 64 KB per CTA. __launch_bounds__(128, 2): ptxas gives 255 (sm_90a) / 254 (sm_89) registers with
-// the block table lookup (248 / 250 before it), no spills, so 2 CTAs fit an H100/H200 SM and 1 an
-// Ada SM (its 100 KB of shared memory); asking for 3 caps registers at 168 and spills.
+// 64 KB per CTA. __launch_bounds__(128, 2): ptxas gives 255 registers (sm_89 and sm_90a; 248 / 250
+// before the block table lookup); with the key split no spills, with the two q8 pointers added to
+// Params an 8-byte spill (8 stored, 4 loaded: not measured, watch Prefill30kTimed); 2 CTAs fit an
+// H100/H200 SM and 1 an Ada SM (its 100 KB of shared memory); asking for 3 caps registers at 168.
 //
 // PRECISION. fp8lm is compared with a Hugging Face reference that computes attention in fp32, and
 // the o projection re-quantizes the attention output to FP8, which turns last-bit differences
@@ -65,6 +66,7 @@
 
 #include "attention/flash_attention.h"
 #include "common/bf16_vec.cuh"
+#include "common/fp8_convert.cuh"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"
@@ -109,6 +111,8 @@ struct Params {
   int start_pos;
   const int* start_pos_ptr;  // when set, the position is read from device memory (CUDA graphs)
   float* partials;           // grid z > 1: [n, q_heads, splits, kPartialFloats]
+  fp8_e4m3* q8;              // optional: out quantized, [n, q_heads * 128]
+  float* q8_scales;          // [n, q_heads]
   int q_heads;
   int kv_heads;
   int group;         // q_heads / kv_heads
@@ -317,6 +321,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
 
   // out = O / l, bf16, for the rows that exist (o[j] holds dims 8 j + 2 tig, + 1); with a split,
   // the partial: O / l (0 for a row without keys here), the running max and the sum.
+  const int splits = plan().splits;
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
@@ -324,7 +329,6 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
     const int row = row0 + warp * kRowsPerWarp + g + 8 * i;
     if (row >= rows) continue;
     const int t = row / p.group, h = kv_head * p.group + row % p.group;
-    const int splits = plan().splits;
     if (splits == 1) {
       bf16* dst = p.out + (static_cast<std::size_t>(t) * p.q_heads + h) * kHeadDim;
 #pragma unroll
@@ -340,6 +344,38 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
         *reinterpret_cast<float2*>(dst + 8 * j + 2 * tig) = make_float2(o[j][2 * i] * inv, o[j][2 * i + 1] * inv);
       if (tig == 0) dst[kHeadDim] = m[i], dst[kHeadDim + 1] = l[i];
     }
+  }
+  // With q8 and no split (else the merge kernel does it): the output quantized as
+  // quantize_per_token_group would, one 1x128 group per row (= head). Each lane reads back the bf16
+  // pairs it stored (o is dead by then: no register pressure on the loop); the 4 lanes of a row
+  // share the amax by shuffles, which every lane takes, rows past n * G included (as zeros).
+  if (p.q8 == nullptr || splits != 1) return;
+  // Recomputed from the launch (cheaper than keeping them live across the key loop).
+  const int q_row0 = (gridDim.y - 1 - blockIdx.y) * kBlockM + (threadIdx.x / 32) * kRowsPerWarp + (threadIdx.x % 32) / 4;
+  const int q_tig = threadIdx.x % 4;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int row = q_row0 + 8 * i;
+    const bool valid = row < p.n * p.group;
+    const std::size_t at = valid ? (static_cast<std::size_t>(row / p.group) * p.q_heads + blockIdx.x * p.group +
+                                    row % p.group) * kHeadDim + 2 * q_tig
+                                 : 0;
+    std::uint32_t pairs[kOutFrags];
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kOutFrags; ++j) {
+      pairs[j] = valid ? *reinterpret_cast<const std::uint32_t*>(p.out + at + 8 * j) : 0u;
+      amax = fmaxf(amax, fmaxf(fabsf(vec::lo_bf16(pairs[j])), fabsf(vec::hi_bf16(pairs[j]))));
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    const float scale = scale_from_amax(amax);
+    if (!valid) continue;
+#pragma unroll
+    for (int j = 0; j < kOutFrags; ++j)  // IEEE division, as quantize_per_token_group
+      *reinterpret_cast<std::uint16_t*>(p.q8 + at + 8 * j) =
+          fp8x2_encode(__fdiv_rn(vec::lo_bf16(pairs[j]), scale), __fdiv_rn(vec::hi_bf16(pairs[j]), scale));
+    if (q_tig == 0) p.q8_scales[at / kHeadDim] = scale;
   }
 }
 
@@ -368,9 +404,10 @@ Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
     return Status::Error("flash attention: key splits need the workspace");
   FP8LM_RETURN_IF_ERROR(setup(nullptr));
   const int group = a.q_heads / a.kv_heads;
-  const Params p{a.qkv,     a.k_cache,       a.v_cache, a.block_table, a.page_size, a.out,
-                 a.n,       a.start_pos,     a.start_pos_ptr, max_splits > 1 ? a.workspace : nullptr,
-                 a.q_heads, a.kv_heads,      group,     a.scale * kLog2e};
+  const Params p{a.qkv,   a.k_cache,   a.v_cache,       a.block_table,
+                 a.page_size, a.out,     a.n,             a.start_pos,
+                 a.start_pos_ptr, max_splits > 1 ? a.workspace : nullptr, a.q8, a.q8_scales,
+                 a.q_heads, a.kv_heads,  group,           a.scale * kLog2e};
   const dim3 grid(a.kv_heads, flash_row_blocks(a.n, a.q_heads, a.kv_heads), std::max(max_splits, 1));
   return cuda_status(launch_pdl(flash_attention_kernel, grid, kThreads, kSmemBytes, stream, p),
                      "flash attention launch");

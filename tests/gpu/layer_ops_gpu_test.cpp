@@ -12,6 +12,8 @@
 //  - start_pos_ptr (the position read from device memory, for CUDA graphs): qk_norm_rope and
 //    attention give the same bits as with the position by value, attention also when launched
 //    for a much longer context (more key-split CTAs than the position needs).
+//  - attention's quantized copy of its output (AttentionArgs::q8, the o projection's input) is bit
+//    for bit the 1x128 quantization of the kernel's own bf16 output, in every attention case.
 //  - attention: the twin sums in another order and uses std::exp where the kernel uses exp2f, so
 //    the fp32 values before the final bf16 rounding differ by ~1e-6 relative; each output may
 //    then round to the neighbouring bf16: |got - want| <= 2^-7 |want| (>= 1 bf16 ulp) + 1e-4 max|v|
@@ -234,12 +236,36 @@ AttnResult run_attention_case(const AttnCase& c, std::vector<int> check, double 
   auto d_out = poisoned(static_cast<std::size_t>(n) * qh * kHd);
   DeviceBuffer<float> d_ws(workspace ? attention_workspace_bytes(n, qh) / sizeof(float) : 0);
   if (workspace) d_ws.fill_bytes(0xFF);
-  const AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), d_table.get(), page, d_out.get(), n, start, keys,
-                           qh, kvh, kHd, scale, d_ws.get(), d_ws.bytes()};
+  // The quantized copy for the o projection, checked against quantizing the kernel's own bf16
+  // output (bit for bit: the same 1x128 quantizer on the same values).
+  DeviceBuffer<fp8_e4m3> d_q8(static_cast<std::size_t>(n) * qh * kHd);
+  DeviceBuffer<float> d_q8_scales(static_cast<std::size_t>(n) * qh);
+  d_q8.fill_bytes(0xFF);
+  d_q8_scales.fill_bytes(0xFF);
+  AttentionArgs args{d_qkv.get(), d_k.get(), d_v.get(), d_table.get(), page, d_out.get(), n, start, keys,
+                     qh, kvh, kHd, scale, d_ws.get(), d_ws.bytes()};
+  args.q8 = d_q8.get(), args.q8_scales = d_q8_scales.get();
   const Status status = launch(args, nullptr);
   EXPECT_TRUE(status.ok()) << status.message();
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   const auto got = d_out.download();
+  {
+    std::vector<fp8_e4m3> want_q8(d_q8.size());
+    std::vector<float> want_scales(d_q8_scales.size());
+    EXPECT_TRUE(cpu::quantize_per_token_group({got.data(), want_q8.data(), want_scales.data(), n, qh * kHd}).ok());
+    const auto got_q8 = d_q8.download();
+    const auto got_scales = d_q8_scales.download();
+    for (std::size_t i = 0; i < want_q8.size(); ++i)
+      if (got_q8[i].bits != want_q8[i].bits) {
+        ADD_FAILURE() << "q8 differs from quantizing the output at " << i;
+        break;
+      }
+    for (std::size_t i = 0; i < want_scales.size(); ++i)
+      if (std::memcmp(&got_scales[i], &want_scales[i], sizeof(float)) != 0) {
+        ADD_FAILURE() << "q8 scale " << i << ": " << got_scales[i] << ", want " << want_scales[i];
+        break;
+      }
+  }
 
   if (check.empty())
     for (int t = 0; t < n; ++t) check.push_back(t);
