@@ -43,17 +43,6 @@ Status validate(const MoePlanArgs& a) {
   return need(a.combine_weights != nullptr, fn, "combine_weights is a null pointer");
 }
 
-Status validate(const MoeGatherArgs& a) {
-  constexpr const char* fn = "moe_gather";
-  FP8LM_RETURN_IF_ERROR(non_negative(a.count, fn, "count"));
-  FP8LM_RETURN_IF_ERROR(positive(a.in_rows, fn, "in_rows"));
-  FP8LM_RETURN_IF_ERROR(positive(a.hidden, fn, "hidden"));
-  if (a.count == 0) return Status::Ok();
-  FP8LM_RETURN_IF_ERROR(not_null(a.in, fn, "in"));
-  FP8LM_RETURN_IF_ERROR(not_null(a.rows, fn, "rows"));
-  return not_null(a.out, fn, "out");
-}
-
 Status validate(const MoeCombineArgs& a) {
   constexpr const char* fn = "moe_combine";
   FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
@@ -129,18 +118,6 @@ Status moe_plan(const MoePlanArgs& a) {
   std::copy(plan.gather_rows.begin(), plan.gather_rows.end(), a.gather_rows);
   std::copy(plan.combine_slots.begin(), plan.combine_slots.end(), a.combine_slots);
   std::copy(plan.combine_weights.begin(), plan.combine_weights.end(), a.combine_weights);
-  return Status::Ok();
-}
-
-Status moe_gather(const MoeGatherArgs& a) {
-  FP8LM_RETURN_IF_ERROR(validate(a));
-  for (int i = 0; i < a.count; ++i)
-    if (a.rows[i] < 0 || a.rows[i] >= a.in_rows)
-      return Status::Error("moe_gather: rows[" + str(i) + "] = " + str(a.rows[i]) + " is outside [0, " +
-                           str(a.in_rows) + ")");
-  for (int i = 0; i < a.count; ++i)
-    std::copy_n(a.in + static_cast<std::size_t>(a.rows[i]) * a.hidden, a.hidden,
-                a.out + static_cast<std::size_t>(i) * a.hidden);
   return Status::Ok();
 }
 

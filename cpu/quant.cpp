@@ -40,9 +40,14 @@ void quantize_row(const float* values, int k, fp8_e4m3* out, float* scales) {
 Status quantize_per_token_group(const QuantizeArgs& args) {
   FP8LM_RETURN_IF_ERROR(validate(args));
   const int groups = ceil_div(args.k, kQuantGroup);
+  if (args.rows != nullptr)
+    for (int r = 0; r < args.m; ++r)
+      if (args.rows[r] < 0 || args.rows[r] >= args.in_rows)
+        return Status::Error("quantize_per_token_group: rows[" + std::to_string(r) + "] = " +
+                             std::to_string(args.rows[r]) + " is outside [0, " + std::to_string(args.in_rows) + ")");
   std::vector<float> row(args.k);
   for (int r = 0; r < args.m; ++r) {
-    const bf16* in = args.in + static_cast<std::size_t>(r) * args.k;
+    const bf16* in = args.in + static_cast<std::size_t>(args.rows != nullptr ? args.rows[r] : r) * args.k;
     for (int i = 0; i < args.k; ++i) row[i] = bf16_to_float(in[i]);
     quantize_row(row.data(), args.k, args.out + static_cast<std::size_t>(r) * args.k,
                  args.scales + static_cast<std::size_t>(r) * groups);

@@ -104,6 +104,9 @@ Status validate(const QuantizeArgs& args) {
   FP8LM_RETURN_IF_ERROR(check_pointer(args.in, fn, "in ([m, k] bf16)"));
   FP8LM_RETURN_IF_ERROR(check_pointer(args.out, fn, "out ([m, k] fp8)"));
   FP8LM_RETURN_IF_ERROR(check_pointer(args.scales, fn, "scales ([m, ceil(k/128)])"));
+  if (args.rows != nullptr && args.in_rows < 1)
+    return Status::Error(std::string(fn) + ": in_rows = " + std::to_string(args.in_rows) +
+                         " must be >= 1 when rows (a gather) is given");
   return Status::Ok();
 }
 

@@ -78,7 +78,6 @@ class Backend {
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route(const MoeRouteArgs& args) = 0;
   virtual Status moe_plan(const MoePlanArgs& args) = 0;
-  virtual Status moe_gather(const MoeGatherArgs& args) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };
 

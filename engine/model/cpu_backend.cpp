@@ -59,7 +59,6 @@ class CpuBackend final : public Backend {
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
   Status moe_route(const MoeRouteArgs& a) override { return cpu::moe_route(a); }
   Status moe_plan(const MoePlanArgs& a) override { return cpu::moe_plan(a); }
-  Status moe_gather(const MoeGatherArgs& a) override { return cpu::moe_gather(a); }
   Status moe_combine(const MoeCombineArgs& a) override { return cpu::moe_combine(a); }
 };
 

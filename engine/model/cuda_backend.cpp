@@ -96,7 +96,6 @@ class CudaBackend final : public Backend {
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
   Status moe_route(const MoeRouteArgs& a) override { return fp8lm::moe_route(a, stream_); }
   Status moe_plan(const MoePlanArgs& a) override { return fp8lm::moe_plan(a, stream_); }
-  Status moe_gather(const MoeGatherArgs& a) override { return fp8lm::moe_gather(a, stream_); }
   Status moe_combine(const MoeCombineArgs& a) override { return fp8lm::moe_combine(a, stream_); }
 
  private:

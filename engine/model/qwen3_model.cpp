@@ -107,7 +107,6 @@ struct Qwen3Model::Scratch {
   BackendBuffer gather_rows;      // int32 [T K]
   BackendBuffer combine_slots;    // int32 [T K]
   BackendBuffer combine_weights;  // bf16 [T K]
-  BackendBuffer expert_in;        // bf16 [T K, hidden]: normed input rows in expert order
   BackendBuffer expert_out;       // bf16 [T K, hidden]: expert outputs in the same order
 };
 
@@ -185,7 +184,6 @@ ScratchLayout scratch_layout(const Qwen3Config& c, std::size_t t) {
                                     {&S::gather_rows, pairs * i32},
                                     {&S::combine_slots, pairs * i32},
                                     {&S::combine_weights, pairs * b16},
-                                    {&S::expert_in, pairs * hidden * b16},
                                     {&S::expert_out, pairs * hidden * b16},
                                 });
   }
@@ -366,18 +364,17 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(b.moe_plan({s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets,
                                       s.gather_rows.as<std::int32_t>(), s.combine_slots.as<std::int32_t>(),
                                       s.combine_weights.as<bf16>(), n, top_k, experts}));
-    bf16* expert_in = s.expert_in.as<bf16>();
     bf16* expert_out = s.expert_out.as<bf16>();
     bf16* mlp = s.mlp.as<bf16>();
-    FP8LM_RETURN_IF_ERROR(b.moe_gather({h, s.gather_rows.as<std::int32_t>(), expert_in, pairs, n, hidden}));
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's
     // rows without looking at the routing.
     auto grouped = [&](const DeviceLinear& lin, bf16* y) {
       return b.grouped_gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs, experts,
                              lin.n, lin.k, n});
     };
-    // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert.
-    FP8LM_RETURN_IF_ERROR(b.quantize({expert_in, q8, q8s, pairs, hidden}));
+    // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert;
+    // the quantize gathers the normed rows into expert order (moe_plan's gather_rows) as it reads.
+    FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, pairs, hidden, s.gather_rows.as<std::int32_t>(), n}));
     FP8LM_RETURN_IF_ERROR(grouped(l.experts_gate_up, mlp));
     FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
     FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));

@@ -7,9 +7,9 @@
 //   logits  = h . router^T              bf16 x bf16 -> fp32 (the lm_head op; see MoeRouteArgs)
 //   route   : per token top_k experts and bf16 weights (moe_route)
 //   plan    : rows sorted by expert, offsets per expert (moe_plan)
-//   gather  : h rows into expert order (moe_gather)
-//   all experts at once: quantize -> grouped FP8 GEMM gate_up -> silu_mul_quantize -> grouped FP8
-//             GEMM down (fp8lm/grouped_gemm.h, reading moe_plan's offsets)
+//   all experts at once: quantize (gathering h's rows into expert order: QuantizeArgs::rows) ->
+//             grouped FP8 GEMM gate_up -> silu_mul_quantize -> grouped FP8 GEMM down
+//             (fp8lm/grouped_gemm.h, reading moe_plan's offsets)
 //   combine : x += weighted sum of each token's expert outputs (moe_combine)
 //
 // tests/gpu/moe_ops_gpu_test.cpp checks the launchers against the twins (bit for bit; all passed
@@ -43,18 +43,6 @@ struct MoeRouteArgs {
   int num_experts;
   int top_k;
   bool norm_topk_prob;
-};
-
-// out[i] = in[rows[i]] (rows of `hidden` bf16): the tokens of each expert made contiguous.
-// rows[i] must be in [0, in_rows) (the launcher cannot check device memory; plan_moe's rows are).
-// GPU: hidden % 8 == 0.
-struct MoeGatherArgs {
-  const bf16* in;             // [in_rows, hidden]
-  const std::int32_t* rows;   // [count]
-  bf16* out;                  // [count, hidden]
-  int count;
-  int in_rows;
-  int hidden;
 };
 
 // The weighted sum into the residual, in transformers' roundings: the block's output starts at
@@ -107,21 +95,18 @@ struct MoePlanArgs {
 // Checks shared by each launcher and its twin; n == 0 (count == 0) is a valid no-op.
 Status validate(const MoeRouteArgs& args);
 Status validate(const MoePlanArgs& args);
-Status validate(const MoeGatherArgs& args);
 Status validate(const MoeCombineArgs& args);
 
 // GPU launchers: validate, then enqueue on `stream`.
 Status moe_route(const MoeRouteArgs& args, cudaStream_t stream);
 Status moe_plan(const MoePlanArgs& args, cudaStream_t stream);
-Status moe_gather(const MoeGatherArgs& args, cudaStream_t stream);
 Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
 
-// CPU twins: bit for bit what the launchers compute. gather and combine also check every row index;
+// CPU twins: bit for bit what the launchers compute. combine also checks every row index;
 // moe_plan fails as plan_moe does on bad routing.
 namespace cpu {
 Status moe_route(const MoeRouteArgs& args);
 Status moe_plan(const MoePlanArgs& args);
-Status moe_gather(const MoeGatherArgs& args);
 Status moe_combine(const MoeCombineArgs& args);
 }  // namespace cpu
 

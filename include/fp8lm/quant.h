@@ -11,11 +11,16 @@
 namespace fp8lm {
 
 struct QuantizeArgs {
-  const bf16* in;   // [m, k] row-major
+  const bf16* in;   // [m, k] row-major (with rows: [in_rows, k])
   fp8_e4m3* out;    // [m, k] row-major
   float* scales;    // [m, ceil(k/128)] row-major
   int m;
   int k;            // multiple of 16 (16-byte vector loads on the GPU)
+  // Optional gather (MoE: the normed token rows in expert order, straight into the grouped GEMM's
+  // input): output row r quantizes input row rows[r], which must be in [0, in_rows). The CPU twin
+  // refuses other indices; the kernel, which cannot report them, quantizes a row of NaN instead.
+  const std::int32_t* rows = nullptr;  // [m], device memory on the GPU
+  int in_rows = 0;
 };
 
 // Checks pointers and sizes; the GPU launcher and the CPU twin both call it.

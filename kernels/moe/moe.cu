@@ -4,7 +4,6 @@
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
-//  - moe_gather: one CTA per output row, 16-byte vectors (NaN row for a row index out of range);
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order.
 #include <cuda_runtime.h>
 
@@ -25,7 +24,6 @@ constexpr int kThreads = 256;
 constexpr int kVec = 8;
 // route_token keeps a token's weights in registers; Qwen3 MoE models choose 8.
 constexpr int kMaxTopK = 32;
-constexpr std::uint16_t kNaNBits = 0x7fc0;
 
 // A warp per token (math::route_token's lane order): expert e in lane e % 32, slot e / 32.
 constexpr int kRouteWarps = 4;
@@ -175,23 +173,6 @@ __global__ void __launch_bounds__(kPlanThreads)
 }
 
 __global__ void __launch_bounds__(kThreads)
-    gather_kernel(const bf16* __restrict__ in, const std::int32_t* __restrict__ rows, bf16* __restrict__ out,
-                  int in_rows, int hidden) {
-  pdl_wait();
-  pdl_launch_dependents();
-  const int i = blockIdx.x, vectors = hidden / kVec;
-  const std::int32_t row = rows[i];
-  uint4* dst = reinterpret_cast<uint4*>(out + static_cast<std::size_t>(i) * hidden);
-  if (row < 0 || row >= in_rows) {
-    const std::uint32_t nan2 = kNaNBits | (static_cast<std::uint32_t>(kNaNBits) << 16);
-    for (int v = threadIdx.x; v < vectors; v += kThreads) dst[v] = make_uint4(nan2, nan2, nan2, nan2);
-    return;
-  }
-  const uint4* src = reinterpret_cast<const uint4*>(in + static_cast<std::size_t>(row) * hidden);
-  for (int v = threadIdx.x; v < vectors; v += kThreads) dst[v] = src[v];
-}
-
-__global__ void __launch_bounds__(kThreads)
     combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
   pdl_wait();
@@ -251,17 +232,6 @@ Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
   return cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
                                 a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
                      "moe_plan launch");
-}
-
-Status moe_gather(const MoeGatherArgs& a, cudaStream_t stream) {
-  FP8LM_RETURN_IF_ERROR(validate(a));
-  if (a.count == 0) return Status::Ok();
-  if (a.hidden % kVec != 0)
-    return Status::Error("moe_gather: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
-  if (!vec::aligned16(a.in) || !vec::aligned16(a.out))
-    return Status::Error("moe_gather: in and out must be 16-byte aligned");
-  return cuda_status(launch_pdl(gather_kernel, a.count, kThreads, 0, stream, a.in, a.rows, a.out, a.in_rows, a.hidden),
-                     "moe_gather launch");
 }
 
 Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {

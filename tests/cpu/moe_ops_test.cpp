@@ -172,19 +172,6 @@ TEST(MoePlan, TwinValidatesAndRefusesBadRouting) {
   EXPECT_TRUE(cpu::moe_plan({nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, 0, 2, 4}).ok());
 }
 
-TEST(MoeGather, CopiesRowsAndRefusesBadIndices) {
-  const std::vector<bf16> in = to_bf16({1, 2, 3, 4, 5, 6});  // 3 rows of 2
-  const std::vector<std::int32_t> rows = {2, 0, 2};
-  std::vector<bf16> out(6);
-  ASSERT_TRUE(cpu::moe_gather({in.data(), rows.data(), out.data(), 3, 3, 2}).ok());
-  std::vector<float> got;
-  for (bf16 v : out) got.push_back(f(v));
-  EXPECT_EQ(got, (std::vector<float>{5, 6, 1, 2, 5, 6}));
-  const std::vector<std::int32_t> bad = {3};
-  const Status s = cpu::moe_gather({in.data(), bad.data(), out.data(), 1, 3, 2});
-  EXPECT_NE(s.message().find("rows[0] = 3 is outside [0, 3)"), std::string::npos) << s.message();
-}
-
 // The sum rounds to bf16 after every add, in slot order, then adds to x: channel 0 is
 // 1 + 3/1024 + 3/1024, which stays 1 (each addend is below half a bf16 ulp of 1) where one fp32
 // sum would round to 1.0078125; channel 1 with weights 0.5 is 1.5 + 1.0078125 = 2.5078125, a tie

@@ -87,6 +87,31 @@ TEST(QuantizePerTokenGroup, RejectsBadArguments) {
   EXPECT_TRUE(cpu::quantize_per_token_group({nullptr, nullptr, nullptr, 0, 32}).ok()) << "m == 0 is a no-op";
 }
 
+// With a gather (MoE: rows in expert order), output row r is input row rows[r] quantized: the same
+// bits as quantizing a gathered copy; an index outside [0, in_rows) is refused.
+TEST(QuantizePerTokenGroup, GatherEqualsQuantizingTheGatheredRows) {
+  Rng rng(6);
+  const int in_rows = 3, k = 400;
+  const std::vector<bf16> in = random_activations(in_rows, k, rng);
+  const std::vector<std::int32_t> rows = {2, 0, 2, 1};
+  const int m = static_cast<int>(rows.size()), groups = ceil_div(k, kQuantGroup);
+  std::vector<bf16> gathered;
+  for (int r : rows) gathered.insert(gathered.end(), in.begin() + r * k, in.begin() + (r + 1) * k);
+  std::vector<fp8_e4m3> want(gathered.size()), got(gathered.size(), fp8_e4m3{0x7F});
+  std::vector<float> want_scales(static_cast<std::size_t>(m) * groups), got_scales(want_scales.size(), NAN);
+  ASSERT_TRUE(cpu::quantize_per_token_group({gathered.data(), want.data(), want_scales.data(), m, k}).ok());
+  ASSERT_TRUE(
+      cpu::quantize_per_token_group({in.data(), got.data(), got_scales.data(), m, k, rows.data(), in_rows}).ok());
+  for (std::size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i].bits, want[i].bits) << "code " << i;
+  EXPECT_EQ(got_scales, want_scales);
+
+  const std::vector<std::int32_t> bad = {0, 3};
+  Status s = cpu::quantize_per_token_group({in.data(), got.data(), got_scales.data(), 2, k, bad.data(), in_rows});
+  EXPECT_NE(s.message().find("rows[1] = 3 is outside [0, 3)"), std::string::npos) << s.message();
+  s = cpu::quantize_per_token_group({in.data(), got.data(), got_scales.data(), 2, k, rows.data(), 0});
+  EXPECT_NE(s.message().find("in_rows = 0 must be >= 1"), std::string::npos) << s.message();
+}
+
 TEST(QuantizeWeightBlockwise, RaggedBlocks) {
   const int n = 130, k = 272;  // 2 x 3 blocks, the last ones ragged
   Rng rng(11);

@@ -1,13 +1,17 @@
 // The MoE kernels against their CPU twins on fresh random inputs, outputs poisoned first: routing,
-// plan, gather and combine are bit for bit (the kernels run the twins' per-token arithmetic from
-// fp8lm/moe_math.h; the plan is integer bookkeeping). All passed on an H200 (2026-11-28).
+// plan, the gathered quantize of the experts' input and combine are bit for bit (the kernels run
+// the twins' per-token arithmetic from fp8lm/moe_math.h; the plan is integer bookkeeping). All but
+// the gathered quantize (new) passed on an H200 (2026-11-28).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "fp8lm/cpu.h"
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/moe_ops.h"
+#include "fp8lm/quant.h"
 #include "fp8lm/random.h"
 
 namespace fp8lm {
@@ -112,7 +116,9 @@ TEST(MoeOpsGpu, PlanMarksBadRoutingInsteadOfWritingOutOfBounds) {
   EXPECT_EQ(slots[7], 4);
 }
 
-TEST(MoeOpsGpu, GatherAndCombineBitExact) {
+// The grouped GEMM's input: h's rows quantized in expert order (QuantizeArgs::rows), then the
+// combine, both bit for bit with the twins; a row index out of range quantizes a row of NaN.
+TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
   Rng rng(12);
   for (int hidden : {256, 2048, 4096})
     for (const auto& [n, top_k, experts] : {std::tuple{1, 8, 128}, std::tuple{37, 2, 8}, std::tuple{200, 8, 128}}) {
@@ -129,14 +135,35 @@ TEST(MoeOpsGpu, GatherAndCombineBitExact) {
       const int pairs = n * top_k;
 
       const std::vector<bf16> h = random_bf16(static_cast<std::size_t>(n) * hidden, rng);
-      std::vector<bf16> want_gathered(static_cast<std::size_t>(pairs) * hidden);
-      ASSERT_TRUE(cpu::moe_gather({h.data(), plan.gather_rows.data(), want_gathered.data(), pairs, n, hidden}).ok());
+      const std::size_t scale_count = static_cast<std::size_t>(pairs) * (hidden / kQuantGroup);
+      std::vector<fp8_e4m3> want_q8(static_cast<std::size_t>(pairs) * hidden);
+      std::vector<float> want_scales(scale_count);
+      ASSERT_TRUE(cpu::quantize_per_token_group(
+                      {h.data(), want_q8.data(), want_scales.data(), pairs, hidden, plan.gather_rows.data(), n})
+                      .ok());
+      // The kernel's answer to a bad index: the last row's index made -1, the twin given a NaN row.
+      std::vector<std::int32_t> rows = plan.gather_rows;
+      rows.back() = -1;
+      std::vector<bf16> nan_row(hidden, bf16{0x7fc0});
+      ASSERT_TRUE(cpu::quantize_per_token_group({nan_row.data(), want_q8.data() + (want_q8.size() - hidden),
+                                                 want_scales.data() + (scale_count - hidden / kQuantGroup), 1, hidden})
+                      .ok());
       DeviceBuffer<bf16> d_h(h);
-      DeviceBuffer<std::int32_t> d_rows(plan.gather_rows);
-      DeviceBuffer<bf16> d_gathered(want_gathered.size());
-      d_gathered.fill_bytes(0xFF);
-      ASSERT_TRUE(moe_gather({d_h.get(), d_rows.get(), d_gathered.get(), pairs, n, hidden}, nullptr).ok());
-      expect_bits_equal(d_gathered.download(), want_gathered, "gather " + what);
+      DeviceBuffer<std::int32_t> d_rows(rows);
+      DeviceBuffer<fp8_e4m3> d_q8(want_q8.size());
+      DeviceBuffer<float> d_scales(scale_count);
+      d_q8.fill_bytes(0xFF);
+      d_scales.fill_bytes(0xFF);
+      ASSERT_TRUE(quantize_per_token_group({d_h.get(), d_q8.get(), d_scales.get(), pairs, hidden, d_rows.get(), n},
+                                           nullptr)
+                      .ok());
+      const std::vector<fp8_e4m3> got_q8 = d_q8.download();
+      for (std::size_t i = 0; i < want_q8.size(); ++i)
+        ASSERT_EQ(got_q8[i].bits, want_q8[i].bits) << "gathered quantize " << what << ", code " << i;
+      const std::vector<float> got_scales = d_scales.download();
+      for (std::size_t i = 0; i < scale_count; ++i)
+        ASSERT_EQ(std::memcmp(&got_scales[i], &want_scales[i], sizeof(float)), 0)
+            << "gathered quantize " << what << ", scale " << i << ": " << got_scales[i] << " vs " << want_scales[i];
 
       const std::vector<bf16> expert_out = random_bf16(static_cast<std::size_t>(pairs) * hidden, rng);
       std::vector<bf16> x = random_bf16(static_cast<std::size_t>(n) * hidden, rng);
@@ -152,12 +179,12 @@ TEST(MoeOpsGpu, GatherAndCombineBitExact) {
 }
 
 TEST(MoeOpsGpu, LaunchersRefuseBadArguments) {
-  Status s = moe_gather({nullptr, nullptr, nullptr, 1, 1, 12}, nullptr);
-  EXPECT_FALSE(s.ok());
   DeviceBuffer<bf16> buf(64);
   DeviceBuffer<std::int32_t> rows(1);
-  s = moe_gather({buf.get(), rows.get(), buf.get(), 1, 1, 12}, nullptr);
-  EXPECT_NE(s.message().find("must be a multiple of 8"), std::string::npos) << s.message();
+  DeviceBuffer<fp8_e4m3> q8(64);
+  DeviceBuffer<float> scales(1);
+  Status s = quantize_per_token_group({buf.get(), q8.get(), scales.get(), 1, 64, rows.get(), 0}, nullptr);
+  EXPECT_NE(s.message().find("in_rows = 0 must be >= 1"), std::string::npos) << s.message();
   DeviceBuffer<float> logits(64);
   DeviceBuffer<std::int32_t> experts(64);
   s = moe_route({logits.get(), experts.get(), buf.get(), 1, 64, 33, true}, nullptr);
