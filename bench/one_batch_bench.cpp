@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bench/result_files.h"
+#include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "engine/model/qwen3_footprint.h"
 #include "engine/checkpoint/qwen3_presets.h"
@@ -339,6 +340,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
     fmt::print("{}\n", kNoCeilingsNote);
 
   const Clock::time_point t0 = Clock::now();
+  const bool pdl = !target.gpu.empty() && pdl_enabled();  // recorded: it changes the ITL (kernels/common/pdl.cuh)
   {
     const int longest = *std::max_element(opt.input_lens.begin(), opt.input_lens.end());
     RunTimes warmup;
@@ -379,6 +381,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"model", target.model_name},
               {"description", target.description},
               {"decode_graph", model.uses_decode_graph()},  // single-token forwards replay a CUDA graph
+              {"programmatic_dependent_launch", pdl},
               {"method", method},
               {"output_len", opt.output_len},
               {"copy_gbps", ceilings ? json(ceilings->copy_gbps) : json(nullptr)},
@@ -399,8 +402,11 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string stem = fmt::format("{}/one-batch-{}-{}-{}{}", opt.out_dir, date, file_safe(card),
                                        file_safe(target.model_name), opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
   std::ostringstream md;
-  md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.\n\n", target.model_name, card, date,
-                    FP8LM_GIT_DESCRIBE, target.description)
+  md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.{}\n\n", target.model_name, card,
+                    date, FP8LM_GIT_DESCRIBE, target.description,
+                    target.gpu.empty() ? ""
+                    : pdl ? " Kernels launched with programmatic dependent launch."
+                          : " Kernels launched without programmatic dependent launch (FP8LM_PDL=0 or no sm_90).")
      << (ceilings ? fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak "
                                 "{:.0f} TFLOP/s (cuBLASLt tensorwise FP8, {}x{}x{}).\n\n",
                                 ceilings->copy_gbps, ceilings->fp8_tflops, kPeakM, kPeakN, kPeakK)
