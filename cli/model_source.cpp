@@ -45,7 +45,7 @@ void add_model_source_options(CLI::App* cmd, ModelSourceOptions* opt) {
 
 void add_cuda_graphs_option(CLI::App* cmd, ModelSourceOptions* opt) {
   cmd->add_flag("!--no-cuda-graphs", opt->cuda_graphs,
-                "Run every decode step op by op instead of replaying a CUDA graph (dense models on a GPU)");
+                "Run every decode step op by op instead of replaying a CUDA graph (on a GPU)");
 }
 
 namespace {
