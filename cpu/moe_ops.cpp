@@ -43,6 +43,16 @@ Status validate(const MoePlanArgs& a) {
   return need(a.combine_weights != nullptr, fn, "combine_weights is a null pointer");
 }
 
+Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan) {
+  constexpr const char* fn = "moe_route_plan";
+  FP8LM_RETURN_IF_ERROR(validate(route));
+  FP8LM_RETURN_IF_ERROR(validate(plan));
+  FP8LM_RETURN_IF_ERROR(need(route.n == plan.n && route.top_k == plan.top_k && route.num_experts == plan.num_experts,
+                             fn, "the routing and the plan disagree on n, top_k or num_experts"));
+  return need(route.experts == plan.experts && route.weights == plan.weights, fn,
+              "the plan must read the experts and weights the routing writes");
+}
+
 Status validate(const MoeCombineArgs& a) {
   constexpr const char* fn = "moe_combine";
   FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
@@ -107,6 +117,12 @@ Status moe_route(const MoeRouteArgs& a) {
     for (int j = 0; j < a.top_k; ++j) a.weights[out + j] = float_to_bf16(weights[j]);
   }
   return Status::Ok();
+}
+
+Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) {
+  FP8LM_RETURN_IF_ERROR(validate(route, plan));
+  FP8LM_RETURN_IF_ERROR(moe_route(route));
+  return moe_plan(plan);
 }
 
 Status moe_plan(const MoePlanArgs& a) {

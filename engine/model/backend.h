@@ -67,7 +67,7 @@ class Backend {
   virtual Status rmsnorm(const RmsNormArgs& args) = 0;
   virtual Status quantize(const QuantizeArgs& args) = 0;
   virtual Status gemm(const Fp8GemmArgs& args) = 0;
-  // offsets in this backend's memory (device memory on CUDA, where moe_plan writes them).
+  // offsets in this backend's memory (device memory on CUDA, where moe_route_plan writes them).
   virtual Status grouped_gemm(const Fp8GroupedGemmArgs& args) = 0;
   virtual Status qk_norm_rope(const QkNormRopeArgs& args) = 0;
   virtual Status attention(const AttentionArgs& args) = 0;
@@ -76,8 +76,7 @@ class Backend {
   virtual Status rmsnorm_quantize(const RmsNormQuantizeArgs& args) = 0;
   virtual Status silu_mul_quantize(const SiluMulQuantizeArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
-  virtual Status moe_route(const MoeRouteArgs& args) = 0;
-  virtual Status moe_plan(const MoePlanArgs& args) = 0;
+  virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };
 

@@ -57,8 +57,9 @@ class CpuBackend final : public Backend {
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return cpu::rmsnorm_quantize(a); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return cpu::silu_mul_quantize(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
-  Status moe_route(const MoeRouteArgs& a) override { return cpu::moe_route(a); }
-  Status moe_plan(const MoePlanArgs& a) override { return cpu::moe_plan(a); }
+  Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
+    return cpu::moe_route_plan(route, plan);
+  }
   Status moe_combine(const MoeCombineArgs& a) override { return cpu::moe_combine(a); }
 };
 

@@ -94,8 +94,9 @@ class CudaBackend final : public Backend {
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return fp8lm::rmsnorm_quantize(a, stream_); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
-  Status moe_route(const MoeRouteArgs& a) override { return fp8lm::moe_route(a, stream_); }
-  Status moe_plan(const MoePlanArgs& a) override { return fp8lm::moe_plan(a, stream_); }
+  Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
+    return fp8lm::moe_route_plan(route, plan, stream_);
+  }
   Status moe_combine(const MoeCombineArgs& a) override { return fp8lm::moe_combine(a, stream_); }
 
  private:

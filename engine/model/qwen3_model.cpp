@@ -356,14 +356,14 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     const int experts = c.num_experts, top_k = c.num_experts_per_tok, pairs = n * top_k;
     // The router is a bf16 Linear: fp32 GEMM (the lm_head op), rounded to bf16 inside moe_route.
     FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
-    FP8LM_RETURN_IF_ERROR(b.moe_route({s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(),
-                                       s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob}));
-    // Which rows each expert runs, planned on the backend: nothing in a layer waits for the host,
-    // so the decode graph records MoE layers too.
+    // Routing, then which rows each expert runs, planned on the backend (one launch at decode):
+    // nothing in a layer waits for the host, so the decode graph records MoE layers too.
     std::int32_t* offsets = s.expert_offsets.as<std::int32_t>();
-    FP8LM_RETURN_IF_ERROR(b.moe_plan({s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets,
-                                      s.gather_rows.as<std::int32_t>(), s.combine_slots.as<std::int32_t>(),
-                                      s.combine_weights.as<bf16>(), n, top_k, experts}));
+    FP8LM_RETURN_IF_ERROR(b.moe_route_plan(
+        {s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), n, experts,
+         top_k, c.norm_topk_prob},
+        {s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets, s.gather_rows.as<std::int32_t>(),
+         s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k, experts}));
     bf16* expert_out = s.expert_out.as<bf16>();
     bf16* mlp = s.mlp.as<bf16>();
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's

@@ -6,7 +6,8 @@
 // A sparse block for n tokens (engine/model/qwen3_model.cpp), with no host synchronisation:
 //   logits  = h . router^T              bf16 x bf16 -> fp32 (the lm_head op; see MoeRouteArgs)
 //   route   : per token top_k experts and bf16 weights (moe_route)
-//   plan    : rows sorted by expert, offsets per expert (moe_plan)
+//   plan    : rows sorted by expert, offsets per expert (moe_plan; with the routing in one op and,
+//             for decode-sized calls, one launch: moe_route_plan)
 //   all experts at once: quantize (gathering h's rows into expert order: QuantizeArgs::rows) ->
 //             grouped FP8 GEMM gate_up -> silu_mul_quantize -> grouped FP8 GEMM down
 //             (fp8lm/grouped_gemm.h, reading moe_plan's offsets)
@@ -96,10 +97,15 @@ struct MoePlanArgs {
 Status validate(const MoeRouteArgs& args);
 Status validate(const MoePlanArgs& args);
 Status validate(const MoeCombineArgs& args);
+// moe_route_plan: each valid, and the plan reads what the routing writes (same n, top_k,
+// num_experts, experts and weights).
+Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan);
 
 // GPU launchers: validate, then enqueue on `stream`.
 Status moe_route(const MoeRouteArgs& args, cudaStream_t stream);
 Status moe_plan(const MoePlanArgs& args, cudaStream_t stream);
+// moe_route then moe_plan; for up to 64 tokens in one launch (the decode step's MoE layers).
+Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream);
 Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
 
 // CPU twins: bit for bit what the launchers compute. combine also checks every row index;
@@ -107,6 +113,7 @@ Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
 namespace cpu {
 Status moe_route(const MoeRouteArgs& args);
 Status moe_plan(const MoePlanArgs& args);
+Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan);
 Status moe_combine(const MoeCombineArgs& args);
 }  // namespace cpu
 

@@ -4,6 +4,7 @@
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
+//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer);
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order.
 #include <cuda_runtime.h>
 
@@ -30,13 +31,10 @@ constexpr int kRouteWarps = 4;
 constexpr int kMaxRouteSlots = 8;  // 256 experts
 constexpr int kMaxRouteExperts = kMaxRouteSlots * math::kRouteLanes;
 
-__global__ void __launch_bounds__(kRouteWarps * 32)
-    route_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
-                 int n, int num_experts, int top_k, bool norm_topk_prob) {
-  pdl_wait();
-  pdl_launch_dependents();
-  const int t = blockIdx.x * kRouteWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (t >= n) return;
+// Routes token t on the calling warp (all 32 lanes).
+__device__ void route_token_warp(const float* __restrict__ logits, std::int32_t* __restrict__ experts,
+                                 bf16* __restrict__ weights, int t, int num_experts, int top_k, bool norm_topk_prob) {
+  const int lane = threadIdx.x % 32;
   const float* row = logits + static_cast<std::size_t>(t) * num_experts;
   float p[kMaxRouteSlots];
   float max_logit = -INFINITY;
@@ -90,17 +88,25 @@ __global__ void __launch_bounds__(kRouteWarps * 32)
   for (int j = 0; j < top_k; ++j) out[j] = __float2bfloat16_rn(norm_topk_prob ? math::div_rn(w[j], chosen_sum) : w[j]);
 }
 
+__global__ void __launch_bounds__(kRouteWarps * 32)
+    route_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
+                 int n, int num_experts, int top_k, bool norm_topk_prob) {
+  pdl_wait();
+  pdl_launch_dependents();
+  const int t = blockIdx.x * kRouteWarps + threadIdx.x / 32;
+  if (t < n) route_token_warp(logits, experts, weights, t, num_experts, top_k, norm_topk_prob);
+}
+
 // One thread per expert in the histogram and the scan.
 constexpr int kPlanThreads = kMaxPlanExperts;
 constexpr int kWarp = 32;
 
-__global__ void __launch_bounds__(kPlanThreads)
-    plan_kernel(const std::int32_t* __restrict__ experts, const bf16* __restrict__ weights,
-                std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
-                std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
-                int num_experts) {
-  pdl_wait();
-  pdl_launch_dependents();
+// The plan on one CTA of kPlanThreads threads (experts and weights already in global memory,
+// written by earlier kernels or by this CTA before a __syncthreads).
+__device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16* __restrict__ weights,
+                           std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
+                           std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n,
+                           int top_k, int num_experts) {
   using Scan = cub::BlockScan<int, kPlanThreads>;
   __shared__ typename Scan::TempStorage scan;
   __shared__ int next[kMaxPlanExperts];  // rows per expert, then each expert's next free row
@@ -172,6 +178,30 @@ __global__ void __launch_bounds__(kPlanThreads)
   }
 }
 
+__global__ void __launch_bounds__(kPlanThreads)
+    plan_kernel(const std::int32_t* __restrict__ experts, const bf16* __restrict__ weights,
+                std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
+                std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
+                int num_experts) {
+  pdl_wait();
+  pdl_launch_dependents();
+  plan_block(experts, weights, offsets, gather_rows, combine_slots, combine_weights, n, top_k, num_experts);
+}
+
+// Decode-sized calls: route (a warp per token, 32 warps) and plan in one CTA, one launch less.
+__global__ void __launch_bounds__(kPlanThreads)
+    route_plan_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
+                      bool norm_topk_prob, std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
+                      std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
+                      int num_experts) {
+  pdl_wait();
+  pdl_launch_dependents();
+  for (int t = threadIdx.x / 32; t < n; t += kPlanThreads / 32)
+    route_token_warp(logits, experts, weights, t, num_experts, top_k, norm_topk_prob);
+  __syncthreads();  // the routing in global memory is visible to the whole CTA
+  plan_block(experts, weights, offsets, gather_rows, combine_slots, combine_weights, n, top_k, num_experts);
+}
+
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
@@ -206,15 +236,38 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
-  FP8LM_RETURN_IF_ERROR(validate(a));
-  if (a.n == 0) return Status::Ok();
+namespace {
+
+// Decode-sized calls route and plan in one launch (route_plan_kernel: 32 warps, a token each at a
+// time); larger ones run the two kernels.
+constexpr int kFusedRoutePlanMaxTokens = 64;
+
+Status route_limits(const MoeRouteArgs& a) {
   if (a.top_k > kMaxTopK)
     return Status::Error("moe_route: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
                          std::to_string(kMaxTopK));
   if (a.num_experts > kMaxRouteExperts)
     return Status::Error("moe_route: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
                          std::to_string(kMaxRouteExperts));
+  return Status::Ok();
+}
+
+Status plan_limits(const MoePlanArgs& a) {
+  if (a.num_experts > kMaxPlanExperts)
+    return Status::Error("moe_plan: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
+                         std::to_string(kMaxPlanExperts));
+  if (a.top_k > kMaxPlanTopK)
+    return Status::Error("moe_plan: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
+                         std::to_string(kMaxPlanTopK));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.n == 0) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(route_limits(a));
   return cuda_status(launch_pdl(route_kernel, ceil_div(a.n, kRouteWarps), kRouteWarps * 32, 0, stream, a.logits,
                                 a.experts, a.weights, a.n, a.num_experts, a.top_k, a.norm_topk_prob),
                      "moe_route launch");
@@ -223,15 +276,25 @@ Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
 Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   if (a.n == 0) return Status::Ok();
-  if (a.num_experts > kMaxPlanExperts)
-    return Status::Error("moe_plan: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
-                         std::to_string(kMaxPlanExperts));
-  if (a.top_k > kMaxPlanTopK)
-    return Status::Error("moe_plan: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxPlanTopK));
+  FP8LM_RETURN_IF_ERROR(plan_limits(a));
   return cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
                                 a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
                      "moe_plan launch");
+}
+
+Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(route, plan));
+  if (route.n == 0) return Status::Ok();
+  if (route.n > kFusedRoutePlanMaxTokens) {
+    FP8LM_RETURN_IF_ERROR(moe_route(route, stream));
+    return moe_plan(plan, stream);
+  }
+  FP8LM_RETURN_IF_ERROR(route_limits(route));
+  FP8LM_RETURN_IF_ERROR(plan_limits(plan));
+  return cuda_status(launch_pdl(route_plan_kernel, 1, kPlanThreads, 0, stream, route.logits, route.experts,
+                                route.weights, route.norm_topk_prob, plan.offsets, plan.gather_rows,
+                                plan.combine_slots, plan.combine_weights, plan.n, plan.top_k, plan.num_experts),
+                     "moe_route_plan launch");
 }
 
 Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {

@@ -176,6 +176,41 @@ TEST(MoePlan, TwinValidatesAndRefusesBadRouting) {
 // 1 + 3/1024 + 3/1024, which stays 1 (each addend is below half a bf16 ulp of 1) where one fp32
 // sum would round to 1.0078125; channel 1 with weights 0.5 is 1.5 + 1.0078125 = 2.5078125, a tie
 // between bf16 2.5 and 2.515625 that rounds to even (2.5), plus x = 10.
+// moe_route_plan is moe_route then moe_plan, and the plan must read what the routing writes.
+TEST(MoeRoutePlan, EqualsRouteThenPlanAndChecksTheyShareBuffers) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.0f, /* token 1 */ 3.0f, 0.0f, 0.25f, 2.5f};
+  std::vector<std::int32_t> experts(4), offsets(5), rows(4), slots(4);
+  std::vector<bf16> weights(4), combine_weights(4);
+  const MoeRouteArgs route{logits.data(), experts.data(), weights.data(), 2, 4, 2, true};
+  const MoePlanArgs plan{experts.data(), weights.data(), offsets.data(), rows.data(), slots.data(),
+                         combine_weights.data(), 2, 2, 4};
+  ASSERT_TRUE(cpu::moe_route_plan(route, plan).ok());
+  std::vector<std::int32_t> want_experts(4), want_offsets(5), want_rows(4), want_slots(4);
+  std::vector<bf16> want_weights(4), want_combine(4);
+  ASSERT_TRUE(cpu::moe_route({logits.data(), want_experts.data(), want_weights.data(), 2, 4, 2, true}).ok());
+  ASSERT_TRUE(cpu::moe_plan({want_experts.data(), want_weights.data(), want_offsets.data(), want_rows.data(),
+                             want_slots.data(), want_combine.data(), 2, 2, 4})
+                  .ok());
+  EXPECT_EQ(experts, want_experts);
+  EXPECT_EQ(offsets, want_offsets);
+  EXPECT_EQ(rows, want_rows);
+  EXPECT_EQ(slots, want_slots);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(weights[i].bits, want_weights[i].bits);
+    EXPECT_EQ(combine_weights[i].bits, want_combine[i].bits);
+  }
+
+  MoePlanArgs elsewhere = plan;
+  elsewhere.experts = want_experts.data();
+  Status s = cpu::moe_route_plan(route, elsewhere);
+  EXPECT_NE(s.message().find("the plan must read the experts and weights the routing writes"), std::string::npos)
+      << s.message();
+  MoePlanArgs fewer = plan;
+  fewer.n = 1;
+  s = cpu::moe_route_plan(route, fewer);
+  EXPECT_NE(s.message().find("disagree on n, top_k or num_experts"), std::string::npos) << s.message();
+}
+
 TEST(MoeCombine, RoundsLikeIndexAddThenTheResidualAdd) {
   const int hidden = 2, top_k = 3;
   std::vector<bf16> x = to_bf16({0.0f, 10.0f});
