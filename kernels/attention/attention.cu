@@ -21,9 +21,11 @@
 // graph, with the position read from device memory and grid z sized for the longest context, splits
 // exactly as a direct launch at that position: CTAs past the current split count exit, and when the
 // keys need no split the first CTA writes bf16 and the combine kernel exits.
-// Measured on an H200 (tests/gpu/layer_ops_gpu_test.cpp, AttentionGpuLong), before prefill moved to
-// the flash kernel: 4096-token prefill with 32/8 heads 20.8 ms; 512 tokens after 4000 5.5 ms; one
-// token at position 40959 with 64/8 heads 2.4 ms without a workspace, 0.20 ms with key splits.
+// Measured on an H100 (AttentionGpuLong in tests/gpu/layer_ops_gpu_test.cpp,
+// bench/results/gpu-tests-2026-11-28-nvidia-h100-80gb-hbm3-before-flash.log), before prefill moved
+// to the flash kernel: 4096-token prefill with 32/8 heads 20.8 ms; 512 tokens after 4000 5.5 ms; one
+// token at position 40959 with 64/8 heads 2.4 ms without a workspace, 0.21 ms with key splits; on
+// an H200 with one wave of splits: 2.6 ms and 0.17 ms (...-nvidia-h200-attention-splits.log).
 // NOTES: this kernel does O(n^2) CUDA-core work with K re-read per token from L2, which is why many
 // query tokens go to the flash kernel.
 #include <cuda_runtime.h>
