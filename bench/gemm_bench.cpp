@@ -584,18 +584,21 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
         "VEC128 (activations) x BLK128x128 (weights) scales, "
      << (lt_layout ? lt_layout->describe() : "no layout matched the oracle") << ". bf16: cuBLASLt bf16 GEMM.\n\n"
      << (opt.grouped
-             ? "Grouped (MoE experts): tokens x top-k rows routed to the experts at random (each token picks top-k "
-               "distinct experts); bytes = the selected experts' weights and scales + A + A scales + offsets + bf16 "
-               "output. `ours` is one gemm_fp8_grouped launch with the host's bound (max rows per expert = tokens); "
-               "`tight` with the real largest expert; the loops run one GEMM per expert with rows (cuBLASLt "
-               "blockwise, each expert's rows padded with zero rows to a multiple of 4 because it has no algorithm "
-               "for some row counts such as 1; our dense entry point), captured in the same graph.\n\n"
-               "| model | layer | tokens | experts used | rows | N | K | ours µs | TFLOP/s | GB/s | floor µs | % floor | "
-               "config | tight µs | cuBLASLt loop µs | our dense loop µs | vs cuBLASLt loop | vs dense loop |\n"
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-             : "| model | layer | M | N | K | ours µs | TFLOP/s | GB/s | floor µs | % floor | config | cuBLASLt µs | "
+             ? fmt::format(
+                   "Grouped (MoE experts): tokens x top-k rows routed to the experts at random (each token picks "
+                   "top-k distinct experts); bytes = the selected experts' weights and scales + A + A scales + "
+                   "offsets + bf16 output. `ours` is one gemm_fp8_grouped launch with the host's bound (max rows per "
+                   "expert = tokens); `tight` with the real largest expert; the loops run one GEMM per expert with "
+                   "rows (cuBLASLt blockwise, each expert's rows padded with zero rows to a multiple of {} because it "
+                   "has no algorithm for some row counts such as 1; our dense entry point), captured in the same "
+                   "graph.\n\n",
+                   kLtRowMultiple) +
+                   "| model | layer | tokens | experts used | rows | N | K | ours µs | TFLOP/s | GB/s | floor µs | % floor | "
+                   "config | tight µs | cuBLASLt loop µs | our dense loop µs | vs cuBLASLt loop | vs dense loop |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+             : std::string("| model | layer | M | N | K | ours µs | TFLOP/s | GB/s | floor µs | % floor | config | cuBLASLt µs | "
                "cuBLASLt % floor | bf16 µs | vs cuBLASLt | vs bf16 |\n"
-               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"))
      << md_rows;
   FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());

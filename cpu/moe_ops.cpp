@@ -27,20 +27,20 @@ Status validate(const MoeRouteArgs& a) {
 
 Status validate(const MoePlanArgs& a) {
   constexpr const char* fn = "moe_plan";
-  FP8LM_RETURN_IF_ERROR(need(a.n >= 0, fn, "n = " + str(a.n) + " must be >= 0"));
-  FP8LM_RETURN_IF_ERROR(need(a.num_experts >= 1, fn, "num_experts = " + str(a.num_experts) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(a.num_experts, fn, "num_experts"));
   FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1 && a.top_k <= a.num_experts, fn,
                              "top_k = " + str(a.top_k) + " must be in [1, num_experts = " + str(a.num_experts) + "]"));
   // Slots and offsets are int32.
   FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.n) * a.top_k <= INT32_MAX, fn,
                              "n * top_k = " + str(static_cast<long long>(a.n) * a.top_k) + " exceeds int32"));
   if (a.n == 0) return Status::Ok();
-  FP8LM_RETURN_IF_ERROR(need(a.experts != nullptr, fn, "experts is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.weights != nullptr, fn, "weights is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.offsets != nullptr, fn, "offsets is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.gather_rows != nullptr, fn, "gather_rows is a null pointer"));
-  FP8LM_RETURN_IF_ERROR(need(a.combine_slots != nullptr, fn, "combine_slots is a null pointer"));
-  return need(a.combine_weights != nullptr, fn, "combine_weights is a null pointer");
+  FP8LM_RETURN_IF_ERROR(not_null(a.experts, fn, "experts"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.weights, fn, "weights"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.offsets, fn, "offsets"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.gather_rows, fn, "gather_rows"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.combine_slots, fn, "combine_slots"));
+  return not_null(a.combine_weights, fn, "combine_weights");
 }
 
 Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan) {

@@ -166,7 +166,13 @@ void copy_bf16(const TensorView& t, std::size_t first, std::size_t n, bf16* dst)
     std::memcpy(dst, t.data + 2 * first, 2 * n);
     return;
   }
-  for (std::size_t i = 0; i < n; ++i) dst[i] = float_to_bf16(element(t, first + i));
+  constexpr std::size_t kChunk = 1024;  // floats converted at a time (to_float's vectorised loops)
+  float buf[kChunk];
+  for (std::size_t i = 0; i < n; i += kChunk) {
+    const std::size_t m = std::min(kChunk, n - i);
+    to_float(t, first + i, m, buf);
+    for (std::size_t j = 0; j < m; ++j) dst[i + j] = float_to_bf16(buf[j]);
+  }
 }
 void copy_bf16(const TensorView& t, std::vector<bf16>* out) {
   out->resize(static_cast<std::size_t>(t.numel()));

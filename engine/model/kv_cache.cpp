@@ -69,7 +69,10 @@ Status KvSequence::reserve(int rows) {
                          std::to_string(max_rows()) + " (" + std::to_string(max_pages_) + " pages of " +
                          std::to_string(page_size()) + ")");
   FP8LM_RETURN_IF_ERROR(cache_.allocator().allocate(need - have, &pages_));
-  const Status s = backend_.upload(table_.as<std::int32_t>(), pages_.data(), pages_.size() * sizeof(std::int32_t));
+  // Only the new entries: the table's first `have` already hold these pages (truncate releases
+  // from the end, reserve appends).
+  const Status s = backend_.upload(table_.as<std::int32_t>() + have, pages_.data() + have,
+                                   static_cast<std::size_t>(need - have) * sizeof(std::int32_t));
   if (!s.ok()) truncate(have * page_size());
   return s;
 }

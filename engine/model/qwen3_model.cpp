@@ -155,11 +155,10 @@ MlpScratch mlp_scratch(const Qwen3Config& c, std::size_t t) {
   return m;
 }
 
-// Every scratch buffer with its size for chunks of up to t tokens: create() allocates exactly
-// these and model_memory() adds them up, so the memory check counts what is allocated.
-using ScratchLayout = std::vector<std::pair<BackendBuffer Qwen3Model::Scratch::*, std::size_t>>;
-ScratchLayout scratch_layout(const Qwen3Config& c, std::size_t t) {
-  using S = Qwen3Model::Scratch;
+}  // namespace
+
+Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::size_t t) {
+  using S = Scratch;
   const MlpScratch mlp = mlp_scratch(c, t);
   const std::size_t hidden = c.hidden_size, b16 = sizeof(bf16), i32 = sizeof(std::int32_t);
   ScratchLayout layout = {
@@ -189,16 +188,15 @@ ScratchLayout scratch_layout(const Qwen3Config& c, std::size_t t) {
   }
   return layout;
 }
-}  // namespace
 
 ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   ModelMemory m;
   const int ctx = options.max_context > 0 ? options.max_context : c.max_position_embeddings;
   const Qwen3Footprint footprint = qwen3_footprint(c);
   m.weights = footprint.weight_bytes;
-  m.kv_cache = static_cast<std::size_t>(kv_pages(ctx)) * kKvPageSize * footprint.kv_bytes_per_token +
+  m.kv_cache = KvCache::bytes(c.num_hidden_layers, c.kv_width(), kv_pages(ctx), kKvPageSize) +
                kv_pages(ctx) * sizeof(std::int32_t);  // the block table
-  for (const auto& [buffer, bytes] : scratch_layout(c, options.max_batch_tokens)) m.scratch += bytes;
+  for (const auto& [buffer, bytes] : Qwen3Model::scratch_layout(c, options.max_batch_tokens)) m.scratch += bytes;
   return m;
 }
 
@@ -430,6 +428,15 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   return Status::Ok();
 }
 
+// The final RMSNorm of `rows` residual rows into the scratch's h (the lm_head's input).
+Status Qwen3Model::final_norm(const bf16* x_rows, int rows) {
+  const int hidden = config_.hidden_size;
+  return backend_.rmsnorm({x_rows, norm_.as<bf16>(), scratch_->h.as<bf16>(), rows, hidden, hidden, hidden,
+                           static_cast<float>(config_.rms_norm_eps)});
+}
+
+const bf16* Qwen3Model::head_weights() const { return (lm_head_.bytes() ? lm_head_ : embed_tokens_).as<bf16>(); }
+
 // One chunk of n <= max_batch_tokens tokens at positions length_ .. length_ + n - 1. Writes the
 // logits of every token (all_logits) or of the last one to `logits` when it is not null.
 Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits) {
@@ -447,9 +454,8 @@ Status Qwen3Model::forward_chunk(std::span<const std::int32_t> tokens, bool all_
   const int rows = all_logits ? n : 1;
   bf16* h = s.h.as<bf16>();
   const bf16* last = s.x.as<bf16>() + static_cast<std::size_t>(n - rows) * hidden;
-  FP8LM_RETURN_IF_ERROR(
-      b.rmsnorm({last, norm_.as<bf16>(), h, rows, hidden, hidden, hidden, static_cast<float>(c.rms_norm_eps)}));
-  const bf16* head = (lm_head_.bytes() ? lm_head_ : embed_tokens_).as<bf16>();
+  FP8LM_RETURN_IF_ERROR(final_norm(last, rows));
+  const bf16* head = head_weights();
   for (int r = 0; r < rows; r += kLogitsRows) {
     const int count = std::min(kLogitsRows, rows - r);
     const std::size_t offset = static_cast<std::size_t>(r) * c.vocab_size;
@@ -489,11 +495,8 @@ Status Qwen3Model::decode_with_graph(std::int32_t token, float* logits) {
       FP8LM_RETURN_IF_ERROR(b.upload(g->step.as<std::int32_t>(), g->step_host.as<std::int32_t>(), g->step.bytes()));
       // The position bound max_context_ - 1 sizes attention's key splits for the whole context.
       FP8LM_RETURN_IF_ERROR(enqueue_layers(1, step, max_context_ - 1, step + 1));
-      bf16* h = s.h.as<bf16>();
-      FP8LM_RETURN_IF_ERROR(
-          b.rmsnorm({s.x.as<bf16>(), norm_.as<bf16>(), h, 1, hidden, hidden, hidden, static_cast<float>(c.rms_norm_eps)}));
-      const bf16* head = (lm_head_.bytes() ? lm_head_ : embed_tokens_).as<bf16>();
-      FP8LM_RETURN_IF_ERROR(b.lm_head({h, head, s.logits.as<float>(), 1, hidden, c.vocab_size}));
+      FP8LM_RETURN_IF_ERROR(final_norm(s.x.as<bf16>(), 1));
+      FP8LM_RETURN_IF_ERROR(b.lm_head({s.h.as<bf16>(), head_weights(), s.logits.as<float>(), 1, hidden, c.vocab_size}));
       return b.download_async(g->logits_host.as<float>(), s.logits.as<float>(), logits_bytes);
     };
     FP8LM_RETURN_IF_ERROR(b.capture_graph(record, &g->graph));

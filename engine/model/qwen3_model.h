@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "engine/model/backend.h"
@@ -61,11 +62,15 @@ class Qwen3Model {
   const Qwen3Config& config() const { return config_; }
   Backend& backend() { return backend_; }
 
-  // The activation buffers (defined in qwen3_model.cpp, which also sizes them for model_memory).
-  struct Scratch;
+  friend ModelMemory model_memory(const Qwen3Config& config, const ModelOptions& options);
 
  private:
   struct Layer;
+  struct Scratch;
+  // Every scratch buffer with its size for chunks of up to t tokens: create() allocates exactly
+  // these and model_memory() adds them up, so the memory check counts what is allocated.
+  using ScratchLayout = std::vector<std::pair<BackendBuffer Scratch::*, std::size_t>>;
+  static ScratchLayout scratch_layout(const Qwen3Config& c, std::size_t t);
   struct DecodeGraph;
   Qwen3Model(const Qwen3Config& config, Backend& backend);
   Status forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits);
@@ -75,6 +80,10 @@ class Qwen3Model {
   Status enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr);
   // The forward of `tokens` once their KV pages are reserved.
   Status forward_reserved(std::span<const std::int32_t> tokens, bool all_logits, float* logits);
+  // The final norm of `rows` residual rows into the scratch (the lm_head's input), and the
+  // lm_head's weights (the embedding when tied).
+  Status final_norm(const bf16* x_rows, int rows);
+  const bf16* head_weights() const;
   // The single-token forward through the decode graph (captured on first use).
   Status decode_with_graph(std::int32_t token, float* logits);
 

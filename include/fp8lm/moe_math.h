@@ -1,5 +1,6 @@
-// The per-token arithmetic of MoE routing and combining, shared by the kernels and their CPU twins
-// so both compute the same bits (IEEE fp32 operations only, as in fp8lm/layer_math.h). bf16
+// The per-token arithmetic of MoE routing and combining, so the kernels and their CPU twins
+// compute the same bits (IEEE fp32 operations only, as in fp8lm/layer_math.h): the routing's order
+// of operations (the kernel runs it on a warp, route_token serially) and combine_add. bf16
 // conversions differ between host and device code, so callers pass them in: `logit(e)` returns
 // expert e's router logit already rounded to bf16, `round_bf16(v)` rounds an fp32 value to bf16
 // and back (round to nearest even on both sides).
@@ -28,7 +29,7 @@ FP8LM_HOST_DEVICE bool route_before(float p, int e, float q, int f) {
 // increasing index, then the 32 partial sums meet in a butterfly (lane i adds lane i ^ 16, i ^ 8,
 // ..., i ^ 1; fp32 addition is commutative, so every lane ends with the same bits). This is that
 // butterfly on the host, over the lanes' partial sums.
-FP8LM_HOST_DEVICE float route_butterfly_sum(float (&lane_sum)[kRouteLanes]) {
+inline float route_butterfly_sum(float (&lane_sum)[kRouteLanes]) {
   for (int offset = kRouteLanes / 2; offset >= 1; offset /= 2) {
     float next[kRouteLanes];
     for (int lane = 0; lane < kRouteLanes; ++lane) next[lane] = add_rn(lane_sum[lane], lane_sum[lane ^ offset]);

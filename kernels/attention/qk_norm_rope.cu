@@ -1,9 +1,11 @@
-// Attention input preparation, a CTA per (token, kWarps heads), so a decode step's single token
-// spreads over several SMs: the CTA computes the token's RoPE cos/sin (64 frequencies,
-// double-precision transcendentals rounded to fp32, then bf16), then each warp takes one head: q and k heads get the per-head RMSNorm (lane l owns elements 4l..4l+3; xor
-// butterfly) and neox RoPE (element i pairs with i + 64, i.e. lane l with lane l ^ 16), written
-// back in place (and k into the cache); v heads are copied into the cache, at the token's row of the
-// paged cache (one block table lookup per CTA). The position comes from start_pos_ptr when set
+// Attention input preparation. Grid x = token; for a few tokens (decode) grid y spreads a token's
+// heads over CTAs of kWarps warps, so one token uses several SMs; for many (prefill) one CTA per
+// token walks all its heads, so the RoPE table is computed once per token. Each CTA computes the
+// token's RoPE cos/sin (64 frequencies, double-precision transcendentals rounded to fp32, then
+// bf16), then each warp takes heads in turn: q and k heads get the per-head RMSNorm (lane l owns
+// elements 4l..4l+3; xor butterfly) and neox RoPE (element i pairs with i + 64, i.e. lane l with
+// lane l ^ 16), written back in place (and k into the cache); v heads are copied into the cache, at
+// the token's row of the paged cache (one block table lookup per CTA). The position comes from start_pos_ptr when set
 // (read by every CTA when it runs: CUDA graph replays).
 #include <cuda_runtime.h>
 
@@ -23,6 +25,8 @@ constexpr int kHeadDim = 128;
 constexpr int kHalf = kHeadDim / 2;
 constexpr int kPerLane = kHeadDim / 32;  // 4 elements: one 8-byte load
 constexpr int kWarps = 4;
+// Up to this many tokens a token's heads are spread over CTAs (see the top of the file).
+constexpr int kSpreadMaxTokens = 16;
 
 __global__ void __launch_bounds__(kWarps * 32)
     qk_norm_rope_kernel(bf16* __restrict__ qkv, const bf16* __restrict__ q_norm, const bf16* __restrict__ k_norm,
@@ -47,12 +51,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const std::size_t cache_row = static_cast<std::size_t>(kv_heads) * kHeadDim;
   const std::size_t cache_at = paged_row(block_table, page_size, pos) * cache_row;
   bf16* token = qkv + t * row;
-  if (const int h = blockIdx.y * kWarps + warp; h < q_heads + 2 * kv_heads) {
+  for (int h = blockIdx.y * kWarps + warp; h < q_heads + 2 * kv_heads; h += gridDim.y * kWarps) {
     uint2* head = reinterpret_cast<uint2*>(token + static_cast<std::size_t>(h) * kHeadDim);
     if (h >= q_heads + kv_heads) {  // v: into the cache unchanged
       const int vh = h - q_heads - kv_heads;
       reinterpret_cast<uint2*>(v_cache + cache_at + static_cast<std::size_t>(vh) * kHeadDim)[lane] = head[lane];
-      return;
+      continue;
     }
     float x[kPerLane], w[kPerLane];
     vec::unpack4(head[lane], x);
@@ -90,7 +94,7 @@ Status qk_norm_rope(const QkNormRopeArgs& a, cudaStream_t stream) {
   if (!vec::aligned16(a.qkv) || !vec::aligned16(a.q_norm) || !vec::aligned16(a.k_norm) ||
       !vec::aligned16(a.k_cache) || !vec::aligned16(a.v_cache))
     return Status::Error("qk_norm_rope: qkv, q_norm, k_norm, k_cache and v_cache must be 16-byte aligned");
-  const dim3 grid(a.n, ceil_div(a.q_heads + 2 * a.kv_heads, kWarps));
+  const dim3 grid(a.n, a.n <= kSpreadMaxTokens ? ceil_div(a.q_heads + 2 * a.kv_heads, kWarps) : 1);
   return cuda_status(
       launch_pdl(qk_norm_rope_kernel, grid, kWarps * 32, 0, stream, a.qkv, a.q_norm, a.k_norm, a.k_cache, a.v_cache,
                  a.block_table, a.page_size, a.start_pos, a.start_pos_ptr, a.q_heads, a.kv_heads, a.eps, a.rope_theta),

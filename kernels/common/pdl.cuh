@@ -33,7 +33,9 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 }
 
 // Whether launches on the current device get the PDL attribute: compute capability >= 9.0 and
-// the environment does not say FP8LM_PDL=0 (for A/B timing). Defined in kernels/common/pdl.cu.
+// the environment does not say FP8LM_PDL=0 (for A/B timing). Defined in kernels/common/pdl.cpp
+// with its own lock-free per-device flag: it runs at every launch, where current_device() (a
+// DeviceInfo copy under a mutex) would cost more.
 bool pdl_enabled();
 
 // Sets *attr to the PDL attribute and returns 1 when pdl_enabled(), else returns 0: the number of

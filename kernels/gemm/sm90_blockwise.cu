@@ -1030,12 +1030,6 @@ std::span<const GemmConfig> configs() {
   return all;
 }
 
-int sm90_decode_auto_split(int m, int n, int k, const GemmConfig& config, const DeviceInfo& device) {
-  const long long tiles = static_cast<long long>((n + kDecodeRows - 1) / kDecodeRows) *
-                          ((m + config.block_m - 1) / config.block_m);
-  return decode_split(tiles, k, device);
-}
-
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream) {
   if (args.m == 0) return Status::Ok();

@@ -26,8 +26,4 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
 Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
                            cudaStream_t stream);
 
-// The split-K (cluster size) that launch_sm90_blockwise uses for a kSm90Decode config whose
-// split_k is 0 (the largest power of two <= 8 with n-tiles x token-tiles x split <= 3 x SMs).
-int sm90_decode_auto_split(int m, int n, int k, const GemmConfig& config, const DeviceInfo& device);
-
 }  // namespace fp8lm::sm90

@@ -23,8 +23,8 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kVec = 8;
-// route_token keeps a token's weights in registers; Qwen3 MoE models choose 8.
-constexpr int kMaxTopK = 32;
+// A routed token keeps its top-k weights in registers; Qwen3 MoE models choose 8.
+constexpr int kMaxTopK = kMaxPlanTopK;
 
 // A warp per token (math::route_token's lane order): expert e in lane e % 32, slot e / 32.
 constexpr int kRouteWarps = 4;

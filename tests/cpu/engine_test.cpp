@@ -17,6 +17,7 @@
 #include "engine/checkpoint/qwen3_presets.h"
 #include "engine/generation/generator.h"
 #include "engine/model/qwen3_model.h"
+#include "cpu_backend_for_tests.h"
 #include "tokenizer_test_data.h"
 
 namespace fp8lm {
@@ -31,15 +32,6 @@ const Qwen3Weights& preset_weights(const std::string& preset) {
     EXPECT_TRUE(make_dummy_qwen3(preset, 0, w.get()).ok());
   }
   return *w;
-}
-
-Backend& cpu_backend() {
-  static const std::unique_ptr<Backend> backend = [] {
-    std::unique_ptr<Backend> b;
-    EXPECT_TRUE(Backend::create(DeviceKind::kCpu, &b).ok());
-    return b;
-  }();
-  return *backend;
 }
 
 std::unique_ptr<Qwen3Model> make_model(const Qwen3Weights& weights, int max_context = 256, int max_batch_tokens = 64) {

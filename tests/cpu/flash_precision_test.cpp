@@ -25,7 +25,6 @@ constexpr float kLog2e = 1.44269504088896341f;
 constexpr double kMaxDifferShare = 0.02;
 constexpr double kMaxRelFrobenius = 5e-4;
 
-
 enum class PMode { kSplit, kBf16 };
 
 // One query (one head) against `keys` keys, as the flash kernel computes it.

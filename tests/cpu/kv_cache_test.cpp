@@ -12,20 +12,12 @@
 #include "engine/model/kv_cache.h"
 #include "engine/model/qwen3_footprint.h"
 #include "engine/model/qwen3_model.h"
+#include "cpu_backend_for_tests.h"
 
 namespace fp8lm {
 namespace {
 
 using Pages = std::vector<std::int32_t>;
-
-Backend& cpu_backend() {
-  static const std::unique_ptr<Backend> backend = [] {
-    std::unique_ptr<Backend> b;
-    EXPECT_TRUE(Backend::create(DeviceKind::kCpu, &b).ok());
-    return b;
-  }();
-  return *backend;
-}
 
 TEST(PageAllocator, FillExhaustReleaseReuse) {
   PageAllocator a(8);

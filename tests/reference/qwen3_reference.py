@@ -155,7 +155,8 @@ def load_model(model_dir):
     for name, mod in model.named_modules():
         # The MoE router (mlp.gate) is not FP8 (modules_to_not_convert): it stays a bf16 Linear.
         if isinstance(mod, torch.nn.Linear) and ".layers." in name and not name.endswith(".mlp.gate"):
-            mod.forward = (lambda m, s: (lambda x: fp8_linear(x, weight(m.weight, s))))(mod, scales[name + ".weight"])
+            # scales has no entry for a linear stored in bf16 (a BF16 checkpoint): no dequantization.
+            mod.forward = (lambda m, s: (lambda x: fp8_linear(x, weight(m.weight, s))))(mod, scales.get(name + ".weight"))
         if fused_experts and name.endswith(".mlp.experts"):
             mod.forward = fused_experts_forward(mod, scales[name + ".gate_up_proj"], scales[name + ".down_proj"])
     return model.eval(), config
