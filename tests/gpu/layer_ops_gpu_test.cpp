@@ -682,9 +682,9 @@ TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
   Status s = qk_norm_rope({p, p, p, p, p, bt, kPage, 1, 0, 4, 2, 1, 64, kEps, kTheta}, nullptr);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("head_dim"), std::string::npos) << s.message();
-  s = attention({p, p, p, bt, kPage, p, 1, 0, 4, 24, 1, kHd, 0.1f}, nullptr);  // group 24 unsupported
+  s = attention({p, p, p, bt, kPage, p, 1, 0, 4, 2, 1, 64, 0.1f}, nullptr);  // the CPU twin's head_dim only
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("not supported"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("head_dim = 64 is not supported"), std::string::npos) << s.message();
   s = attention({p, p, p, bt, kPage / 2, p, 1, 0, 4, 2, 1, kHd, 0.1f}, nullptr);  // pages of half a key tile
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("page_size = 32 must be a multiple of 64"), std::string::npos) << s.message();
