@@ -121,7 +121,9 @@ struct QkNormRopeArgs {
   float rope_theta;
   // When set, the start position is read from here (an int in the op's memory) when the op runs,
   // and start_pos is only its upper bound (checked as above): a CUDA graph records the op once and
-  // replays it at every decode position.
+  // replays it at every decode position. On the GPU it is read before the kernel waits for its
+  // predecessor (programmatic dependent launch), so it must be written by a copy or by a kernel
+  // at least two launches earlier, never by the kernel just before (the engine uploads it).
   const int* start_pos_ptr = nullptr;
 };
 

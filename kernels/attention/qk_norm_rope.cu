@@ -33,8 +33,9 @@ __global__ void __launch_bounds__(kWarps * 32)
                         bf16* __restrict__ k_cache, bf16* __restrict__ v_cache,
                         const std::int32_t* __restrict__ block_table, int page_size, int start_pos,
                         const int* __restrict__ start_pos_ptr, int q_heads, int kv_heads, float eps, float theta) {
-  pdl_wait();
-  pdl_launch_dependents();
+  // Before pdl_wait, overlapping the previous kernel: the RoPE table (double-precision
+  // transcendentals) and the norm weights. Neither depends on an earlier kernel: start_pos_ptr is
+  // written by a host copy that precedes the step's first kernel (the decode graph's upload).
   __shared__ float cos_s[kHalf], sin_s[kHalf];
   const int t = blockIdx.x;
   const int pos = (start_pos_ptr != nullptr ? *start_pos_ptr : start_pos) + t;
@@ -44,9 +45,13 @@ __global__ void __launch_bounds__(kWarps * 32)
     cos_s[threadIdx.x] = vec::round_bf16(c);
     sin_s[threadIdx.x] = vec::round_bf16(s);
   }
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const uint2 q_weights = __ldg(reinterpret_cast<const uint2*>(q_norm) + lane);
+  const uint2 k_weights = __ldg(reinterpret_cast<const uint2*>(k_norm) + lane);
+  pdl_wait();
+  pdl_launch_dependents();
   __syncthreads();
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * kHeadDim;
   const std::size_t cache_row = static_cast<std::size_t>(kv_heads) * kHeadDim;
   const std::size_t cache_at = paged_row(block_table, page_size, pos) * cache_row;
@@ -60,7 +65,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     float x[kPerLane], w[kPerLane];
     vec::unpack4(head[lane], x);
-    vec::unpack4(__ldg(reinterpret_cast<const uint2*>(h < q_heads ? q_norm : k_norm) + lane), w);
+    vec::unpack4(h < q_heads ? q_weights : k_weights, w);
     float partial = 0.0f;
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) partial = __fadd_rn(partial, __fmul_rn(x[i], x[i]));

@@ -101,12 +101,14 @@ __global__ void __launch_bounds__(kRouteWarps * 32)
 constexpr int kPlanThreads = kMaxPlanExperts;
 constexpr int kWarp = 32;
 
-// The plan on one CTA of kPlanThreads threads (experts and weights already in global memory,
-// written by earlier kernels or by this CTA before a __syncthreads).
+// The plan on one CTA of kPlanThreads threads. experts and weights: the routing, in global memory
+// (an earlier kernel's output) or in this CTA's shared memory (written before a __syncthreads).
+// pair_rows [n * top_k] holds each pair's row until the last step orders them per token: shared
+// memory, or combine_slots itself (each token's entries are read before they are overwritten).
 __device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16* __restrict__ weights,
                            std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
-                           std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n,
-                           int top_k, int num_experts) {
+                           std::int32_t* pair_rows, std::int32_t* combine_slots, bf16* __restrict__ combine_weights,
+                           int n, int top_k, int num_experts) {
   using Scan = cub::BlockScan<int, kPlanThreads>;
   __shared__ typename Scan::TempStorage scan;
   __shared__ int next[kMaxPlanExperts];  // rows per expert, then each expert's next free row
@@ -130,7 +132,7 @@ __device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16*
   // Rows in pair order t * top_k + j, so each expert's rows come in increasing token order. The
   // whole CTA stages a chunk of ids (one memory latency), one warp walks it 32 pairs at a time:
   // lanes on the same expert take consecutive rows by lane order (__match_any_sync). Each pair's
-  // row goes to combine_slots[pair] for now.
+  // row goes to pair_rows[pair] for now.
   for (int base = 0; base < pairs; base += kPlanThreads) {
     const int p = base + tid;
     const int e = p < pairs ? experts[p] : -1;
@@ -149,7 +151,7 @@ __device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16*
         __syncwarp();
         if (id >= 0 && rank == 0) next[id] += __popc(peers);
         __syncwarp();
-        if (q < pairs) combine_slots[q] = row;
+        if (q < pairs) pair_rows[q] = row;
       }
     }
     __syncthreads();
@@ -162,7 +164,7 @@ __device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16*
     int rows[kMaxPlanTopK];
     bool ok = true;
     for (int j = 0; j < top_k; ++j) {
-      rows[j] = combine_slots[base + j];
+      rows[j] = pair_rows[base + j];
       const int e = experts[base + j];
       ok = ok && valid(e);
       for (int i = 0; i < j; ++i) ok = ok && experts[base + i] != e;
@@ -185,21 +187,32 @@ __global__ void __launch_bounds__(kPlanThreads)
                 int num_experts) {
   pdl_wait();
   pdl_launch_dependents();
-  plan_block(experts, weights, offsets, gather_rows, combine_slots, combine_weights, n, top_k, num_experts);
+  plan_block(experts, weights, offsets, gather_rows, combine_slots, combine_slots, combine_weights, n, top_k,
+             num_experts);
 }
 
-// Decode-sized calls: route (a warp per token, 32 warps) and plan in one CTA, one launch less.
+// Decode-sized calls route and plan in one launch (route_plan_kernel: 32 warps, a token each at a
+// time); larger ones run the two kernels.
+constexpr int kFusedRoutePlanMaxTokens = 64;
+constexpr int kFusedMaxPairs = kFusedRoutePlanMaxTokens * kMaxPlanTopK;
+
+// Decode-sized calls: route (a warp per token, 32 warps) and plan in one CTA, one launch less. The
+// routing and the pairs' rows stay in shared memory (the plan reads them back several times: each
+// trip through global memory is a round trip of latency at decode); the routing is copied out.
 __global__ void __launch_bounds__(kPlanThreads)
     route_plan_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
                       bool norm_topk_prob, std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
                       std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
                       int num_experts) {
+  __shared__ std::int32_t experts_s[kFusedMaxPairs], rows_s[kFusedMaxPairs];
+  __shared__ bf16 weights_s[kFusedMaxPairs];
   pdl_wait();
   pdl_launch_dependents();
   for (int t = threadIdx.x / 32; t < n; t += kPlanThreads / 32)
-    route_token_warp(logits, experts, weights, t, num_experts, top_k, norm_topk_prob);
-  __syncthreads();  // the routing in global memory is visible to the whole CTA
-  plan_block(experts, weights, offsets, gather_rows, combine_slots, combine_weights, n, top_k, num_experts);
+    route_token_warp(logits, experts_s, weights_s, t, num_experts, top_k, norm_topk_prob);
+  __syncthreads();
+  for (int p = threadIdx.x; p < n * top_k; p += kPlanThreads) experts[p] = experts_s[p], weights[p] = weights_s[p];
+  plan_block(experts_s, weights_s, offsets, gather_rows, rows_s, combine_slots, combine_weights, n, top_k, num_experts);
 }
 
 __global__ void __launch_bounds__(kThreads)
@@ -237,10 +250,6 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 namespace {
-
-// Decode-sized calls route and plan in one launch (route_plan_kernel: 32 warps, a token each at a
-// time); larger ones run the two kernels.
-constexpr int kFusedRoutePlanMaxTokens = 64;
 
 Status route_limits(const MoeRouteArgs& a) {
   if (a.top_k > kMaxTopK)

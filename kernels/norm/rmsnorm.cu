@@ -10,6 +10,10 @@
 // arithmetic) and quantize_group_warp quantizing it; with the add, each warp stores x = bf16(x +
 // residual) for its own groups only after every warp has read the old x (__syncthreads). A
 // decode step's single row thus runs on up to 8 warps instead of walking its groups on one.
+// Latency, not bandwidth, sets a decode row's time: pass 1 issues a lane's loads in batches of
+// kBatch vectors before summing them (in the same order), so a 4096-wide row costs 2 memory round
+// trips instead of 16, and each warp loads the norm weights of its first groups before pdl_wait
+// (weights are no kernel's output), so that load overlaps the previous kernel.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -64,46 +68,69 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 
 // Up to this many warps share a row; fewer when the row has fewer 128-element groups.
 constexpr int kMaxRowWarps = 8;
+// Pass 1's loads in flight per lane (x and, with the add, residual: 2 x 8 16-byte registers).
+constexpr int kBatch = 8;
+// Groups per warp whose weights are loaded before pdl_wait (8 warps: rows up to 8192 wide).
+constexpr int kPreloadGroups = 8;
 
 template <bool kAdd>
 __global__ void __launch_bounds__(kMaxRowWarps * 32)
     rmsnorm_quantize_kernel(bf16* x, const bf16* residual, const bf16* __restrict__ weight, bf16* out,
                             std::uint32_t* q8, float* scales, int dim, float eps) {
+  const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  const int groups = ceil_div(dim, kQuantGroup);
+  auto weight_at = [&](int g) {  // the lane's 4 weights of group g (zeros past a ragged end)
+    const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
+    return col < dim ? __ldg(reinterpret_cast<const uint2*>(weight + col)) : uint2{0u, 0u};
+  };
+  uint2 preloaded[kPreloadGroups];
+#pragma unroll
+  for (int i = 0; i < kPreloadGroups; ++i)
+    if (warp + i * warps < groups) preloaded[i] = weight_at(warp + i * warps);
   pdl_wait();
   pdl_launch_dependents();
-  const int row = blockIdx.x, lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   const int vectors = dim / kVec;
   const std::size_t at = static_cast<std::size_t>(row) * dim;
   // Not __restrict__: pass 2 stores to x what pass 1 read.
   const uint4* xv = reinterpret_cast<const uint4*>(x + at);
+  const uint4* rv = kAdd ? reinterpret_cast<const uint4*>(residual + at) : nullptr;
 
-  // x + residual rounded to bf16, as stored: the sum of squares reads what rmsnorm would read.
-  auto load = [&](int v, float (&e)[kVec]) {
-    vec::unpack8(xv[v], e);
-    if constexpr (kAdd) {
-      float y[kVec];
-      vec::unpack8(reinterpret_cast<const uint4*>(residual + at)[v], y);
-#pragma unroll
-      for (int i = 0; i < kVec; ++i) e[i] = vec::round_bf16(__fadd_rn(e[i], y[i]));
-    }
-  };
+  // The sum of squares of x + residual rounded to bf16, as stored (what rmsnorm would read), in
+  // rmsnorm's order: the lane's vectors v = lane, lane + 32, ... one after the other.
   float partial = 0.0f;
-  for (int v = lane; v < vectors; v += 32) {
-    float e[kVec];
-    load(v, e);
+  for (int v0 = lane; v0 < vectors; v0 += 32 * kBatch) {
+    uint4 xs[kBatch], ys[kBatch];
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) partial = __fadd_rn(partial, __fmul_rn(e[i], e[i]));
+    for (int b = 0; b < kBatch; ++b)
+      if (v0 + 32 * b < vectors) {
+        xs[b] = xv[v0 + 32 * b];
+        if constexpr (kAdd) ys[b] = rv[v0 + 32 * b];
+      }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (v0 + 32 * b < vectors) {
+        float e[kVec];
+        vec::unpack8(xs[b], e);
+        if constexpr (kAdd) {
+          float y[kVec];
+          vec::unpack8(ys[b], y);
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) e[i] = vec::round_bf16(__fadd_rn(e[i], y[i]));
+        }
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) partial = __fadd_rn(partial, __fmul_rn(e[i], e[i]));
+      }
   }
   const float r = math::rms_rsqrt(vec::warp_butterfly_sum(partial), dim, eps);
   __syncthreads();  // every warp has read the row before any stores to x (the sum; or out, if it is x)
 
-  const int groups = ceil_div(dim, kQuantGroup);
-  for (int g = warp; g < groups; g += warps) {  // every lane runs its warp's groups: quantize_group_warp shuffles
+  // Group g with the lane's 4 weights w4: normalize (rmsnorm's per-element arithmetic), store x
+  // (with the add) and out, quantize.
+  auto normalize_group = [&](int g, uint2 w4) {
     const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
     const bool active = col < dim;  // dim % 16 == 0: a lane's 4 values are all in or all out
     float h[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
     if (active) {
-      float w[kQuantValuesPerLane];
       vec::unpack4(*reinterpret_cast<const uint2*>(x + at + col), h);
       if constexpr (kAdd) {
         float y[kQuantValuesPerLane];
@@ -112,7 +139,8 @@ __global__ void __launch_bounds__(kMaxRowWarps * 32)
         for (int i = 0; i < kQuantValuesPerLane; ++i) h[i] = vec::round_bf16(__fadd_rn(h[i], y[i]));
         *reinterpret_cast<uint2*>(x + at + col) = vec::pack4(h);
       }
-      vec::unpack4(__ldg(reinterpret_cast<const uint2*>(weight + col)), w);
+      float w[kQuantValuesPerLane];
+      vec::unpack4(w4, w);
 #pragma unroll
       for (int i = 0; i < kQuantValuesPerLane; ++i)
         h[i] = vec::round_bf16(__fmul_rn(w[i], vec::round_bf16(__fmul_rn(h[i], r))));
@@ -121,6 +149,16 @@ __global__ void __launch_bounds__(kMaxRowWarps * 32)
     if (q8 != nullptr) {
       const float scale = quantize_group_warp(h, active, q8 + (at + col) / 4);
       if (lane == 0) scales[static_cast<std::size_t>(row) * groups + g] = scale;
+    }
+  };
+  // Every lane runs its warp's groups (quantize_group_warp shuffles); unrolled so that the
+  // preloaded weights stay in registers.
+#pragma unroll
+  for (int i = 0; i < kPreloadGroups + 1; ++i) {
+    if (i == kPreloadGroups) {
+      for (int g = warp + i * warps; g < groups; g += warps) normalize_group(g, weight_at(g));
+    } else if (warp + i * warps < groups) {
+      normalize_group(warp + i * warps, preloaded[i]);
     }
   }
 }
