@@ -576,7 +576,9 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedNormCase{3, 400, false, true, true}, FusedNormCase{1, 16, true, true, true},
                       FusedNormCase{17, 4096, true, false, true}, FusedNormCase{5, 2064, true, true, false},
                       FusedNormCase{100, 5120, true, false, true}, FusedNormCase{1000, 2560, false, true, true},
-                      FusedNormCase{2, 5120, true, true, false}),
+                      FusedNormCase{2, 5120, true, true, false},
+                      // Past the kernel's preloaded weights: 2 warps x 16 groups; 8 warps x 9 groups.
+                      FusedNormCase{1100, 4096, true, false, true}, FusedNormCase{1, 9216, true, true, true}),
     [](const auto& info) {
       const auto& c = info.param;
       return "rows" + std::to_string(c.rows) + "dim" + std::to_string(c.dim) + (c.residual ? "_add" : "") +
