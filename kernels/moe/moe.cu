@@ -5,7 +5,8 @@
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
 //  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer);
-//  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order.
+//  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order
+//    (the token's slots and weights staged in shared memory, the expert rows loaded in batches).
 #include <cuda_runtime.h>
 
 #include <cub/block/block_scan.cuh>
@@ -215,32 +216,50 @@ __global__ void __launch_bounds__(kPlanThreads)
   plan_block(experts_s, weights_s, offsets, gather_rows, rows_s, combine_slots, combine_weights, n, top_k, num_experts);
 }
 
+// Expert rows loaded before they are summed (in order): kCombineBatch 16-byte vectors in flight
+// per thread instead of one round trip of memory latency per expert (decode: top_k = 8).
+constexpr int kCombineBatch = 8;
+
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
+  __shared__ int slot_s[kMaxTopK];
+  __shared__ float weight_s[kMaxTopK];
   pdl_wait();
   pdl_launch_dependents();
   const int t = blockIdx.x, vectors = hidden / kVec;
-  const std::int32_t* token_slots = slots + static_cast<std::size_t>(t) * top_k;
-  const __nv_bfloat16* token_weights =
-      reinterpret_cast<const __nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
+  if (threadIdx.x < top_k) {
+    const std::size_t at = static_cast<std::size_t>(t) * top_k + threadIdx.x;
+    const std::int32_t slot = slots[at];
+    slot_s[threadIdx.x] = slot < 0 || slot >= rows ? -1 : slot;
+    weight_s[threadIdx.x] = __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(weights)[at]);
+  }
+  __syncthreads();
   uint4* xv = reinterpret_cast<uint4*>(x + static_cast<std::size_t>(t) * hidden);
   for (int v = threadIdx.x; v < vectors; v += kThreads) {
+    const uint4 x_raw = xv[v];
     float sum[kVec] = {};
-    for (int j = 0; j < top_k; ++j) {
-      const std::int32_t slot = token_slots[j];
-      const float w = __bfloat162float(token_weights[j]);
-      float out[kVec];
-      if (slot < 0 || slot >= rows) {
-        for (int k = 0; k < kVec; ++k) out[k] = __uint_as_float(0x7fc00000u);
-      } else {
-        vec::unpack8(reinterpret_cast<const uint4*>(expert_out + static_cast<std::size_t>(slot) * hidden)[v], out);
-      }
+    for (int j0 = 0; j0 < top_k; j0 += kCombineBatch) {
+      uint4 raw[kCombineBatch];
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) sum[k] = math::combine_add(sum[k], out[k], w, vec::round_bf16);
+      for (int b = 0; b < kCombineBatch; ++b)
+        if (j0 + b < top_k && slot_s[j0 + b] >= 0)
+          raw[b] = reinterpret_cast<const uint4*>(expert_out + static_cast<std::size_t>(slot_s[j0 + b]) * hidden)[v];
+#pragma unroll
+      for (int b = 0; b < kCombineBatch; ++b) {
+        if (j0 + b >= top_k) break;
+        float out[kVec];
+        if (slot_s[j0 + b] < 0) {
+          for (int k = 0; k < kVec; ++k) out[k] = __uint_as_float(0x7fc00000u);  // a bad slot: NaN, not a wild read
+        } else {
+          vec::unpack8(raw[b], out);
+        }
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) sum[k] = math::combine_add(sum[k], out[k], weight_s[j0 + b], vec::round_bf16);
+      }
     }
     float xs[kVec];
-    vec::unpack8(xv[v], xs);
+    vec::unpack8(x_raw, xs);
 #pragma unroll
     for (int k = 0; k < kVec; ++k) xs[k] = __fadd_rn(xs[k], sum[k]);
     xv[v] = vec::pack8(xs);
@@ -311,6 +330,9 @@ Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
   if (a.hidden % kVec != 0)
     return Status::Error("moe_combine: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
+  if (a.top_k > kMaxTopK)
+    return Status::Error("moe_combine: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
+                         std::to_string(kMaxTopK));
   if (!vec::aligned16(a.x) || !vec::aligned16(a.expert_out))
     return Status::Error("moe_combine: x and expert_out must be 16-byte aligned");
   return cuda_status(launch_pdl(combine_kernel, a.n, kThreads, 0, stream, a.x, a.expert_out, a.slots, a.weights,

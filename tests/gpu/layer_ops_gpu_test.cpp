@@ -24,7 +24,7 @@
 //    the kernel's arithmetic on the CPU (tests/cpu/flash_precision_test.cpp; 300 and 2000 keys, q
 //    scale 1 and 6) gives 0.09-0.16% differing outputs and 6e-5-9e-5 with P split into bf16 hi + lo,
 //    and 12-40% and 9e-4-2.5e-3 with P rounded to bf16 alone: these bounds catch a lost P_lo.
-//  - lm_head: cuBLASLt and the twin both accumulate in fp32 in different orders: |got - want| <=
+//  - lm_head: cuBLASLt (or the warp-per-row kernel) and the twin accumulate in fp32 in other orders: |got - want| <=
 //    1e-5 * sum_h |x_h w_h| (fp32 rounding grows ~sqrt(hidden) * 2^-24 relative to that sum;
 //    1e-5 is ~10x the worst seen in practice at hidden 5120 and far below any real error).
 #include <gtest/gtest.h>
@@ -481,8 +481,12 @@ TEST(LayerOpsGpu, LmHeadMatchesTwin) {
   };
   // One case with Qwen3's real vocabulary; the wider hiddens use a smaller vocabulary, because
   // drawing 151936 x 5120 random weights on the host took most of the test's 65 s (H100 run).
+  // Up to 8 tokens and 8 MB of weights the warp-per-row kernel runs (the MoE routers: 128 x 2048,
+  // 128 x 4096; rows past its preloaded part; a row narrower than a warp's loads), beyond either
+  // cuBLASLt.
   for (const LmCase c : {LmCase{1, 1024, 151936}, LmCase{3, 4096, 24001}, LmCase{17, 5120, 16384},
-                         LmCase{2, 2048, 1001}, LmCase{64, 2560, 4096}}) {
+                         LmCase{2, 2048, 1001}, LmCase{64, 2560, 4096}, LmCase{1, 2048, 128}, LmCase{8, 4096, 130},
+                         LmCase{2, 264, 7}, LmCase{9, 2048, 128}}) {
     Rng rng(c.n * 1000003ull + c.hidden);
     const auto x = random_bf16(static_cast<std::size_t>(c.n) * c.hidden, rng, 2.0);
     const auto w = random_bf16(static_cast<std::size_t>(c.vocab) * c.hidden, rng, 0.02);

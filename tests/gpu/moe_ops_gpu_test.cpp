@@ -161,7 +161,8 @@ TEST(MoeOpsGpu, PlanMarksBadRoutingInsteadOfWritingOutOfBounds) {
 TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
   Rng rng(12);
   for (int hidden : {256, 2048, 4096})
-    for (const auto& [n, top_k, experts] : {std::tuple{1, 8, 128}, std::tuple{37, 2, 8}, std::tuple{200, 8, 128}}) {
+    for (const auto& [n, top_k, experts] :
+         {std::tuple{1, 8, 128}, std::tuple{37, 2, 8}, std::tuple{200, 8, 128}, std::tuple{5, 12, 64}}) {
       const std::string what = "hidden " + std::to_string(hidden) + " n " + std::to_string(n);
       std::vector<std::int32_t> chosen(static_cast<std::size_t>(n) * top_k);
       std::vector<bf16> weights(chosen.size());
@@ -236,6 +237,8 @@ TEST(MoeOpsGpu, LaunchersRefuseBadArguments) {
   EXPECT_NE(s.message().find("moe_plan: top_k = 33 exceeds"), std::string::npos) << s.message();
   s = moe_plan({experts.get(), buf.get(), experts.get(), experts.get(), experts.get(), buf.get(), 1, 2, 1025}, nullptr);
   EXPECT_NE(s.message().find("moe_plan: num_experts = 1025 exceeds"), std::string::npos) << s.message();
+  s = moe_combine({buf.get(), buf.get(), experts.get(), buf.get(), 1, 33, 8, 33}, nullptr);
+  EXPECT_NE(s.message().find("moe_combine: top_k = 33 exceeds"), std::string::npos) << s.message();
 }
 
 }  // namespace
