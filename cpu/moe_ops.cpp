@@ -13,12 +13,19 @@ namespace fp8lm {
 
 using namespace arg_checks;
 
+namespace {
+// n tokens, each choosing top_k of num_experts.
+Status routing_sizes(int n, int num_experts, int top_k, const char* fn) {
+  FP8LM_RETURN_IF_ERROR(non_negative(n, fn, "n"));
+  FP8LM_RETURN_IF_ERROR(positive(num_experts, fn, "num_experts"));
+  return need(top_k >= 1 && top_k <= num_experts, fn,
+              "top_k = " + str(top_k) + " must be in [1, num_experts = " + str(num_experts) + "]");
+}
+}  // namespace
+
 Status validate(const MoeRouteArgs& a) {
   constexpr const char* fn = "moe_route";
-  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
-  FP8LM_RETURN_IF_ERROR(positive(a.num_experts, fn, "num_experts"));
-  FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1 && a.top_k <= a.num_experts, fn,
-                             "top_k = " + str(a.top_k) + " must be in [1, num_experts = " + str(a.num_experts) + "]"));
+  FP8LM_RETURN_IF_ERROR(routing_sizes(a.n, a.num_experts, a.top_k, fn));
   if (a.n == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(not_null(a.logits, fn, "logits"));
   FP8LM_RETURN_IF_ERROR(not_null(a.experts, fn, "experts"));
@@ -27,10 +34,7 @@ Status validate(const MoeRouteArgs& a) {
 
 Status validate(const MoePlanArgs& a) {
   constexpr const char* fn = "moe_plan";
-  FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
-  FP8LM_RETURN_IF_ERROR(positive(a.num_experts, fn, "num_experts"));
-  FP8LM_RETURN_IF_ERROR(need(a.top_k >= 1 && a.top_k <= a.num_experts, fn,
-                             "top_k = " + str(a.top_k) + " must be in [1, num_experts = " + str(a.num_experts) + "]"));
+  FP8LM_RETURN_IF_ERROR(routing_sizes(a.n, a.num_experts, a.top_k, fn));
   // Slots and offsets are int32.
   FP8LM_RETURN_IF_ERROR(need(static_cast<long long>(a.n) * a.top_k <= INT32_MAX, fn,
                              "n * top_k = " + str(static_cast<long long>(a.n) * a.top_k) + " exceeds int32"));
