@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -373,6 +374,12 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
       kWarmupInput, kWarmupOutput);
   const Qwen3Footprint footprint = qwen3_footprint(config);
   const std::string date = utc_date();
+  // The kernels' A/B knobs (environment variables), recorded when set so a result names them.
+  json knobs = json::object();
+  for (const char* name : {"FP8LM_PDL", "FP8LM_DECODE_MAX_STAGES"})
+    if (const char* v = std::getenv(name)) knobs[name] = v;
+  std::string knobs_md;
+  for (const auto& [name, value] : knobs.items()) knobs_md += fmt::format(" {}={}.", name, value.get<std::string>());
   json doc = {{"benchmark", "one-batch"},
               {"date", date},
               {"device", card},
@@ -382,6 +389,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"description", target.description},
               {"decode_graph", model.uses_decode_graph()},  // single-token forwards replay a CUDA graph
               {"programmatic_dependent_launch", pdl},
+              {"environment", knobs},
               {"method", method},
               {"output_len", opt.output_len},
               {"copy_gbps", ceilings ? json(ceilings->copy_gbps) : json(nullptr)},
@@ -402,11 +410,12 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string stem = fmt::format("{}/one-batch-{}-{}-{}{}", opt.out_dir, date, file_safe(card),
                                        file_safe(target.model_name), opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
   std::ostringstream md;
-  md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.{}\n\n", target.model_name, card,
+  md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.{}{}\n\n", target.model_name, card,
                     date, FP8LM_GIT_DESCRIBE, target.description,
                     target.gpu.empty() ? ""
                     : pdl ? " Kernels launched with programmatic dependent launch."
-                          : " Kernels launched without programmatic dependent launch (FP8LM_PDL=0 or no sm_90).")
+                          : " Kernels launched without programmatic dependent launch (FP8LM_PDL=0 or no sm_90).",
+                    knobs_md.empty() ? "" : " Set in the environment:" + knobs_md)
      << (ceilings ? fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak "
                                 "{:.0f} TFLOP/s (cuBLASLt tensorwise FP8, {}x{}x{}).\n\n",
                                 ceilings->copy_gbps, ceilings->fp8_tflops, kPeakM, kPeakN, kPeakK)

@@ -883,6 +883,19 @@ int decode_split(long long tiles, int k, const DeviceInfo& device) {
   return split;
 }
 
+// The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES (2-8)
+// from the environment, read once. An A/B knob: in a decode step the ring's first `stages` weight
+// loads are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the
+// kernel before it runs; in isolation (run 5) 8 stages were slower than 4 on 4096x4096.
+int decode_max_stages(int default_stages, int max_stages) {
+  static const int value = [&] {
+    const char* env = std::getenv("FP8LM_DECODE_MAX_STAGES");
+    const int v = env != nullptr ? std::atoi(env) : 0;
+    return v >= 2 && v <= max_stages ? v : default_stages;
+  }();
+  return value;
+}
+
 template <int MT, bool GROUPED>
 Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
   using S = DecodeShape<MT>;
@@ -920,12 +933,13 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
     return Status::Error("sm90 decode: " + std::to_string(y_tiles) + " token tiles x " + std::to_string(n_tiles) +
                          " weight tiles: more than " + std::to_string(kMaxGridY) + " in one launch");
   }
-  // The deepest ring up to kDefaultStages (and no deeper than the k-blocks a CTA streams) that
+  // The deepest ring up to kDefaultStages (decode_max_stages; and no deeper than the k-blocks a CTA streams) that
   // keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
   // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
   const long long ctas = static_cast<long long>(split) * n_tiles * y_tiles;
   int stages = S::kMinStages;
-  for (int st = std::clamp(kb_per_split, S::kMinStages, S::kDefaultStages); st >= S::kMinStages; --st) {
+  const int deepest = decode_max_stages(S::kDefaultStages, S::kMaxStages);
+  for (int st = std::clamp(kb_per_split, S::kMinStages, deepest); st >= S::kMinStages; --st) {
     if (ctas <= static_cast<long long>(per_sm[st]) * std::max(dev.sm_count, 1)) {
       stages = st;
       break;
