@@ -1,7 +1,8 @@
 // Attention on tensor cores: FlashAttention-2's scheme (one CTA owns a block of query rows and
 // walks the keys in tiles with an online softmax; nothing of size n^2 is stored) with
-// mma.sync.m16n8k16 bf16 -> fp32 (SASS HMMA.16816.F32.BF16; sm_89 and sm_90a alike, a wgmma
-// version for Hopper can come later). Semantics: AttentionArgs (fp8lm/layer_ops.h), i.e. causal
+// mma.sync.m16n8k16 bf16 -> fp32 (SASS HMMA.16816.F32.BF16; sm_89 and sm_90a alike). On sm_90a,
+// prefill-sized calls go to the wgmma version of the same scheme (flash_sm90.cu; the per-thread
+// softmax and epilogue code of both is flash_common.cuh). Semantics: AttentionArgs (fp8lm/layer_ops.h), i.e. causal
 // GQA over the paged cache, query t at position start_pos + t sees the sequence's cache rows
 // 0 .. start_pos + t, so a chunk of a prompt attends to the already cached prefix. A key tile lies
 // in one page (pages are whole tiles: kKvPageMultiple), so each tile load looks up the block table
@@ -65,8 +66,8 @@
 #include <mutex>
 
 #include "attention/flash_attention.h"
+#include "attention/flash_common.cuh"
 #include "common/bf16_vec.cuh"
-#include "common/fp8_convert.cuh"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"
@@ -75,7 +76,6 @@ namespace fp8lm::flash {
 
 namespace {
 
-constexpr int kHeadDim = 128;
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
 constexpr int kRowsPerWarp = 16;                   // one m16 fragment
@@ -87,9 +87,6 @@ constexpr int kTileBytes = kBlockN * kRowBytes;    // one K or V tile
 constexpr int kSmemBytes = kStages * 2 * kTileBytes;
 constexpr int kDSteps = kHeadDim / 16;             // k16 steps of Q K^T
 constexpr int kKeySteps = kBlockN / 16;            // k16 steps of P V
-constexpr int kScoreFrags = kBlockN / 8;           // n8 fragments of S per warp
-constexpr int kOutFrags = kHeadDim / 8;            // n8 fragments of O per warp
-constexpr float kLog2e = 1.44269504088896341f;
 constexpr int kMinCtasPerSm = 2;                   // 2 x 4 warps; 3 would spill (see above)
 
 static_assert(kBlockM * kRowBytes <= kTileBytes, "the Q tile must fit in the K buffer it borrows");
@@ -99,25 +96,6 @@ static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThre
 static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "ldmatrix.x4 loads pairs of n8 fragments");
 static_assert(kStages == 2, "the main loop's prefetch and wait counts are written for double buffering");
 static_assert(kKvPageMultiple % kBlockN == 0, "a key tile must not straddle two KV pages (one table lookup per tile)");
-
-struct Params {
-  const bf16* qkv;
-  const bf16* k_cache;
-  const bf16* v_cache;
-  const std::int32_t* block_table;
-  int page_size;  // a multiple of kBlockN (attention() checks kKvPageMultiple)
-  bf16* out;
-  int n;
-  int start_pos;
-  const int* start_pos_ptr;  // when set, the position is read from device memory (CUDA graphs)
-  float* partials;           // grid z > 1: [n, q_heads, splits, kPartialFloats]
-  fp8_e4m3* q8;              // optional: out quantized, [n, q_heads * 128]
-  float* q8_scales;          // [n, q_heads]
-  int q_heads;
-  int kv_heads;
-  int group;         // q_heads / kv_heads
-  float scale_log2;  // scale * log2(e)
-};
 
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * kRowBytes + ((chunk ^ (row & 7)) << 4); }
 
@@ -135,30 +113,6 @@ __device__ __forceinline__ void load_kv_tile(std::uint8_t* tile, const bf16* hea
     const bf16* src = head_base + (valid ? (first_row + r) * row_stride : 0) + c * 8;
     ptx::cp_async_16(tile + swizzle(r, c), src, valid);
   }
-}
-
-// The CTA's kBlockM q rows: row r is (query (row0 + r) / G, q head kv_head * G + (row0 + r) % G);
-// rows past n * G are zero-filled.
-__device__ __forceinline__ void load_q_tile(std::uint8_t* tile, const Params& p, int kv_head, int row0) {
-  const std::size_t qkv_row = static_cast<std::size_t>(p.q_heads + 2 * p.kv_heads) * kHeadDim;
-  const int rows = p.n * p.group;
-#pragma unroll
-  for (int it = 0; it < kBlockM * kChunks / kThreads; ++it) {
-    const int i = it * kThreads + threadIdx.x;
-    const int r = i / kChunks, c = i % kChunks;
-    const int row = row0 + r;
-    const bool valid = row < rows;
-    const int t = row / p.group, h = kv_head * p.group + row % p.group;
-    const bf16* src = p.qkv + (valid ? t * qkv_row + static_cast<std::size_t>(h) * kHeadDim : 0) + c * 8;
-    ptx::cp_async_16(tile + swizzle(r, c), src, valid);
-  }
-}
-
-// {P_hi, P_lo} of two probabilities as bf16x2 words (the lower key in the low half): P_hi =
-// bf16(p), P_lo = bf16(p - P_hi); p - P_hi is exact in fp32, so P_hi + P_lo carries ~16 bits of p.
-__device__ __forceinline__ void split_bf16x2(float p0, float p1, std::uint32_t& hi, std::uint32_t& lo) {
-  hi = vec::pack_bf16x2(p0, p1);
-  lo = vec::pack_bf16x2(p0 - vec::lo_bf16(hi), p1 - vec::hi_bf16(hi));
 }
 
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kernel(const Params p) {
@@ -212,7 +166,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
     // Tile i lives in stage i % 2 (no loop-carried offset to keep in a register); Q goes through
     // the K buffer of the other stage, which the first prefetch fills afterwards.
     const int q_stage = (tile_begin % kStages) ^ 1;
-    load_q_tile(k_tile(q_stage), p, kv_head, row0);
+    load_q_rows<kBlockM, kThreads>(k_tile(q_stage), p, kv_head, row0, swizzle);
     ptx::cp_async_commit();
     load_kv_tile(k_tile(q_stage ^ 1), k_head, cache_row, p, tile_begin * kBlockN, key_end);
     load_kv_tile(v_tile(q_stage ^ 1), v_head, cache_row, p, tile_begin * kBlockN, key_end);
@@ -258,40 +212,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
           ptx::mma_bf16_16816(s[2 * np + 1], qf[ks], kf[2], kf[3]);
         }
 
-      if (tile >= unmasked_tiles) {  // s[j][c] is (row g + 8 (c / 2), key 8 j + 2 tig + c % 2)
-#pragma unroll
-        for (int j = 0; j < kScoreFrags; ++j)
-#pragma unroll
-          for (int c = 0; c < 4; ++c)
-            if (tile * kBlockN + 8 * j + 2 * tig + c % 2 > key_limit[c / 2]) s[j][c] = -INFINITY;
-      }
-
-      // Online softmax per row; the 4 lanes of a row group (xor 1, 2) share a row.
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < kScoreFrags; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m[i], mx * p.scale_log2);
-        // -inf only while the row has seen no key (a split's tiles past its query): base 0, so that
-        // alpha and p are exp2(-inf) = 0 rather than exp2(NaN). Without a split never (tile 0).
-        const float m_base = m_new == -INFINITY ? 0.0f : m_new;
-        const float alpha = exp2f(m[i] - m_base);  // 0 on the row's first visible tile (m = -inf)
-        m[i] = m_new;
-        float sum = 0.0f;
-#pragma unroll
-        for (int j = 0; j < kScoreFrags; ++j)
-#pragma unroll
-          for (int c = 2 * i; c < 2 * i + 2; ++c) {
-            s[j][c] = exp2f(fmaf(s[j][c], p.scale_log2, -m_base));  // masked: exp2(-inf) = 0
-            sum += s[j][c];
-          }
-        l[i] = l[i] * alpha + sum;
-#pragma unroll
-        for (int j = 0; j < kOutFrags; ++j) o[j][2 * i] *= alpha, o[j][2 * i + 1] *= alpha;
-      }
+      if (tile >= unmasked_tiles) mask_scores(s, tile, key_limit, tig);
+      online_softmax(s, o, m, l, p.scale_log2);
 
       // O += P V, P split into P_hi + P_lo (see PRECISION above). A fragment of key step kk: score
       // fragments 2 kk (keys 0-7 of the step) and 2 kk + 1 (keys 8-15), rows g then g + 8.
@@ -301,10 +223,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
 #pragma unroll
       for (int kk = 0; kk < kKeySteps; ++kk) {
         std::uint32_t p_hi[4], p_lo[4];
-        split_bf16x2(s[2 * kk][0], s[2 * kk][1], p_hi[0], p_lo[0]);
-        split_bf16x2(s[2 * kk][2], s[2 * kk][3], p_hi[1], p_lo[1]);
-        split_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1], p_hi[2], p_lo[2]);
-        split_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3], p_hi[3], p_lo[3]);
+        p_fragments(s, kk, p_hi, p_lo);
 #pragma unroll
         for (int dp = 0; dp < kOutFrags / 2; ++dp) {
           std::uint32_t vf[4];
@@ -319,64 +238,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
     }
   }  // tile_begin < tile_end
 
-  // out = O / l, bf16, for the rows that exist (o[j] holds dims 8 j + 2 tig, + 1); with a split,
-  // the partial: O / l (0 for a row without keys here), the running max and the sum.
   const int splits = plan().splits;
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-    l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    const int row = row0 + warp * kRowsPerWarp + g + 8 * i;
-    if (row >= rows) continue;
-    const int t = row / p.group, h = kv_head * p.group + row % p.group;
-    if (splits == 1) {
-      bf16* dst = p.out + (static_cast<std::size_t>(t) * p.q_heads + h) * kHeadDim;
-#pragma unroll
-      for (int j = 0; j < kOutFrags; ++j)
-        *reinterpret_cast<std::uint32_t*>(dst + 8 * j + 2 * tig) =
-            vec::pack_bf16x2(o[j][2 * i] / l[i], o[j][2 * i + 1] / l[i]);
-    } else {
-      float* dst = p.partials +
-                   ((static_cast<std::size_t>(t) * p.q_heads + h) * splits + blockIdx.z) * kPartialFloats;
-      const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
-#pragma unroll
-      for (int j = 0; j < kOutFrags; ++j)
-        *reinterpret_cast<float2*>(dst + 8 * j + 2 * tig) = make_float2(o[j][2 * i] * inv, o[j][2 * i + 1] * inv);
-      if (tig == 0) dst[kHeadDim] = m[i], dst[kHeadDim + 1] = l[i];
-    }
-  }
-  // With q8 and no split (else the merge kernel does it): the output quantized as
-  // quantize_per_token_group would, one 1x128 group per row (= head). Each lane reads back the bf16
-  // pairs it stored (o is dead by then: no register pressure on the loop); the 4 lanes of a row
-  // share the amax by shuffles, which every lane takes, rows past n * G included (as zeros).
-  if (p.q8 == nullptr || splits != 1) return;
-  // Recomputed from the launch (cheaper than keeping them live across the key loop).
-  const int q_row0 = (gridDim.y - 1 - blockIdx.y) * kBlockM + (threadIdx.x / 32) * kRowsPerWarp + (threadIdx.x % 32) / 4;
-  const int q_tig = threadIdx.x % 4;
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int row = q_row0 + 8 * i;
-    const bool valid = row < p.n * p.group;
-    const std::size_t at = valid ? (static_cast<std::size_t>(row / p.group) * p.q_heads + blockIdx.x * p.group +
-                                    row % p.group) * kHeadDim + 2 * q_tig
-                                 : 0;
-    std::uint32_t pairs[kOutFrags];
-    float amax = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kOutFrags; ++j) {
-      pairs[j] = valid ? *reinterpret_cast<const std::uint32_t*>(p.out + at + 8 * j) : 0u;
-      amax = fmaxf(amax, fmaxf(fabsf(vec::lo_bf16(pairs[j])), fabsf(vec::hi_bf16(pairs[j]))));
-    }
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    const float scale = scale_from_amax(amax);
-    if (!valid) continue;
-#pragma unroll
-    for (int j = 0; j < kOutFrags; ++j)  // IEEE division, as quantize_per_token_group
-      *reinterpret_cast<std::uint16_t*>(p.q8 + at + 8 * j) =
-          fp8x2_encode(__fdiv_rn(vec::lo_bf16(pairs[j]), scale), __fdiv_rn(vec::hi_bf16(pairs[j]), scale));
-    if (q_tig == 0) p.q8_scales[at / kHeadDim] = scale;
-  }
+  store_rows(p, o, l, m, row0 + warp * kRowsPerWarp + g, kv_head, tig, splits, blockIdx.z);
+  if (p.q8 == nullptr || splits != 1) return;  // with a split the merge kernel quantizes
+  // The thread's row recomputed from the launch (cheaper than keeping it live across the key loop).
+  quantize_rows(p, (gridDim.y - 1 - blockIdx.y) * kBlockM + (threadIdx.x / 32) * kRowsPerWarp + (threadIdx.x % 32) / 4,
+                blockIdx.x, threadIdx.x % 4);
 }
 
 // The kernel's shared memory limit is raised once per process (one device model assumed, as the
@@ -399,6 +266,11 @@ Status setup(int* ctas_per_sm) {
 Status flash_ctas_per_sm(int* ctas) { return setup(ctas); }
 
 Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
+  if (use_wgmma_attention(a, max_splits)) return attention_sm90(a, stream);
+  return attention_mma(a, max_splits, stream);
+}
+
+Status attention_mma(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
   if (max_splits > 1 && a.workspace == nullptr)
     return Status::Error("flash attention: key splits need the workspace");

@@ -50,6 +50,18 @@ Status flash_ctas_per_sm(int* ctas);
 // split for the current position, the bf16 output; attention.cu's merge kernel combines them.
 // Expects what attention() has checked: validate(args) passed, head_dim 128, qkv, caches and out
 // 16-byte aligned, page_size a multiple of kKvPageMultiple. Any group q_heads / kv_heads works.
+// Runs the wgmma kernel where use_wgmma_attention() says so, else the mma.sync kernel.
 Status attention(const AttentionArgs& args, int max_splits, cudaStream_t stream);
+
+// The mma.sync kernel (this file; sm_89 and sm_90a), whatever the call.
+Status attention_mma(const AttentionArgs& args, int max_splits, cudaStream_t stream);
+
+// The wgmma kernel (flash_sm90.cu) for prefill-sized calls without a key split on sm_90: at least
+// this many stacked (query, head) rows (n * q_heads / kv_heads), so that its 128-row CTAs fill the
+// card. FP8LM_FLASH_WGMMA=0 in the environment turns it off (A/B timing).
+inline constexpr int kWgmmaAttentionMinRows = 1024;
+bool use_wgmma_attention(const AttentionArgs& args, int max_splits);
+// Same contract as attention() with max_splits == 1.
+Status attention_sm90(const AttentionArgs& args, cudaStream_t stream);
 
 }  // namespace fp8lm::flash

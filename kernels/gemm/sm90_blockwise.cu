@@ -78,6 +78,7 @@
 #include "fp8lm/cuda_status.h"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
+#include "common/wgmma.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
 namespace fp8lm::sm90 {
@@ -92,7 +93,6 @@ inline constexpr int kWarpgroup = 128;     // threads
 inline constexpr int kGroupM = 8;          // m-blocks per sweep of the persistent tile order
 inline constexpr int kDecodeRows = 64;     // weight rows per decode CTA (the wgmma M)
 inline constexpr int kMaxCluster = 8;      // portable cluster size limit
-inline constexpr int kSwizzleAlign = 1024; // SWIZZLE_128B tiles start on 1024-byte boundaries
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K regs
 inline constexpr int kSm90MaxSmemPerCta = 227 * 1024;  // opt-in dynamic shared memory limit of sm_90
@@ -137,35 +137,6 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint
 }
 __device__ __forceinline__ void prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
-}
-// wgmma shared-memory descriptor for a K-major tile written by TMA with SWIZZLE_128B: rows of
-// 128 bytes, 8-row core groups 1024 bytes apart (SBO), LBO unused for this layout, mode 1 = 128B.
-// Stepping k by 32 elements inside the swizzle atom is a +32-byte start address.
-__device__ __forceinline__ uint64_t sw128_desc(const void* p) {
-  const uint64_t a = smem_addr(p);
-  return ((a & 0x3FFFFu) >> 4) | (uint64_t{1} << 16) | (uint64_t{kSwizzleAlign >> 4} << 32) |
-         (uint64_t{1} << 62);
-}
-// The first kSwizzleAlign boundary in the dynamic shared memory (which is only 16-byte aligned);
-// the kernels reserve kSwizzleAlign extra bytes for it.
-__device__ __forceinline__ uint8_t* swizzle_aligned(uint8_t* smem_raw) {
-  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + kSwizzleAlign - 1) &
-                                    ~uintptr_t{kSwizzleAlign - 1});
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void wgmma_wait_all() { wgmma_wait<0>(); }
-// Keeps the compiler from moving accumulator reads/writes across wgmma issue/wait.
-template <int R>
-__device__ __forceinline__ void fence_regs(float (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
 }
 __device__ __forceinline__ void named_barrier_sync(int id, int threads) {
   asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");

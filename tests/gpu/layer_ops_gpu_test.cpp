@@ -215,8 +215,11 @@ class AttentionGpu : public ::testing::TestWithParam<AttnCase> {};
 // Runs the kernel on a fresh random problem, its cache paged through a shuffled block table of
 // `page`-row pages into a pool whose other rows are poisoned, and compares the queries in `check`
 // (all when empty) with the twin on the contiguous cache.
-// The flash kernel without key splits, whatever the workspace.
+// The flash kernels without key splits, whatever the workspace: the one attention() would pick (on
+// sm_90 the wgmma kernel for calls of at least flash::kWgmmaAttentionMinRows rows), and the
+// mma.sync kernel whatever the call.
 Status flash_unsplit(const AttentionArgs& a, cudaStream_t stream) { return flash::attention(a, 1, stream); }
+Status flash_unsplit_mma(const AttentionArgs& a, cudaStream_t stream) { return flash::attention_mma(a, 1, stream); }
 
 AttnResult run_attention_case(const AttnCase& c, std::vector<int> check, double q_scale, bool workspace = false,
                               AttentionLauncher launch = &attention, int page = kPage) {
@@ -353,7 +356,7 @@ TEST(AttentionGpuLong, PrefillAndLongDecodeTimed) {
   std::printf("  attention 4 tokens at position 8000, 32/8 heads, key splits: %.3f ms\n", batch_ms);
 }
 
-// ---- flash prefill attention (kernels/attention/flash_attention.cu) ----
+// ---- flash attention kernels (kernels/attention/flash_attention.cu, flash_sm90.cu) ----
 
 // Queries to compare with the twin: all of a short call; of a long one the first and last 64 (the
 // first and last row blocks) and every 97th in between (keeps the twin's O(n^2) work small).
@@ -374,15 +377,16 @@ void expect_flash_precision(const AttnResult& r) {
 
 class AttentionFlashGpu : public ::testing::TestWithParam<AttnCase> {};
 
-// The flash launcher called directly without key splits (attention() splits short calls).
+// The flash launchers called directly without key splits (attention() splits short calls): the
+// dispatching one (wgmma on sm_90 for prefill-sized calls) and the mma.sync kernel.
 TEST_P(AttentionFlashGpu, MatchesTwin) {
-  expect_flash_precision(
-      run_attention_case(GetParam(), flash_check_queries(GetParam().n), 1.0, false, &flash_unsplit));
+  for (AttentionLauncher launch : {&flash_unsplit, &flash_unsplit_mma})
+    expect_flash_precision(run_attention_case(GetParam(), flash_check_queries(GetParam().n), 1.0, false, launch));
 }
 
 TEST_P(AttentionFlashGpu, MatchesTwinWithPeakySoftmax) {  // scores ~N(0, 36): a few keys dominate
-  expect_flash_precision(
-      run_attention_case(GetParam(), flash_check_queries(GetParam().n), 6.0, false, &flash_unsplit));
+  for (AttentionLauncher launch : {&flash_unsplit, &flash_unsplit_mma})
+    expect_flash_precision(run_attention_case(GetParam(), flash_check_queries(GetParam().n), 6.0, false, launch));
 }
 
 std::vector<AttnCase> flash_cases() {
@@ -396,6 +400,11 @@ std::vector<AttnCase> flash_cases() {
   for (const auto& [qh, kvh] : {std::pair{8, 8}, {16, 8}, {40, 8}, {64, 8}, {32, 4}, {64, 4}})
     for (const auto& [n, start] : {std::pair{64, 0}, {65, 37}, {257, 1000}, {1000, 0}})
       cases.push_back({qh, kvh, n, start});
+  // At the wgmma kernel's threshold (1024 rows) and just past it: ragged 128-row blocks, a
+  // prefix inside a tile.
+  for (const AttnCase c : {AttnCase{8, 8, 1024, 0}, AttnCase{16, 8, 520, 37}, AttnCase{64, 8, 129, 5},
+                           AttnCase{40, 8, 205, 1000}})
+    cases.push_back(c);
   // Fewer rows than one CTA's 64 (decode-sized calls; attention() would also split their keys).
   for (const AttnCase c : {AttnCase{8, 8, 1, 0}, AttnCase{64, 4, 3, 100}, AttnCase{40, 8, 7, 37}}) cases.push_back(c);
   return cases;
@@ -413,15 +422,17 @@ TEST(AttentionFlashGpuLong, EightThousandTokens) {  // through attention(), whic
 
 TEST(AttentionFlashGpuLong, Prefill30kTimed) {  // the 8B shape; reports speed, asserts none
   const AttnCase c{32, 8, 30720, 0};
-  const AttnResult r = run_attention_case(c, {0, 4097, 30719}, 1.0);
-  expect_flash_precision(r);
   // FLOPs = 2 (QK^T) x 2 (P.V) x head_dim x q_heads x (keys summed over queries); the split P adds
   // half again of mma work that this count leaves out.
   double keys = 0;
   for (int t = 0; t < c.n; ++t) keys += c.start_pos + t + 1;
   const double flops = 4.0 * kHd * c.q_heads * keys;
-  std::printf("  flash prefill %d tokens, %d/%d heads: %.2f ms, %.1f TFLOP/s (%.3g FLOPs)\n", c.n, c.q_heads,
-              c.kv_heads, r.ms, flops / (r.ms * 1e-3) / 1e12, flops);
+  for (const auto& [launch, name] : {std::pair{&attention, "attention()"}, {&flash_unsplit_mma, "mma.sync kernel"}}) {
+    const AttnResult r = run_attention_case(c, {0, 4097, 30719}, 1.0, false, launch);
+    expect_flash_precision(r);
+    std::printf("  flash prefill %d tokens, %d/%d heads, %s: %.2f ms, %.1f TFLOP/s (%.3g FLOPs)\n", c.n, c.q_heads,
+                c.kv_heads, name, r.ms, flops / (r.ms * 1e-3) / 1e12, flops);
+  }
 }
 
 // Pages of two key tiles (128 rows): flash tiles take either half of a page, and key splits may
