@@ -62,7 +62,10 @@ Status compare_prompt(Qwen3Model& model, const ReferencePrompts& ref, int p, Pro
   r->positions = static_cast<int>(T);
   double cos_sum = 0;
   std::vector<char> counted(vocab, 0);  // ids already in this position's cosine
-  FP8LM_RETURN_IF_ERROR(for_each_position_logits(model, ids, [&](std::size_t t, const float* ours) {
+  // Every position's logits, then the greedy continuation, token by token from the reference's own
+  // prefix (so a divergence is reported once, at the first step where our argmax differs).
+  r->greedy_steps = static_cast<int>(greedy_ids.size());
+  const auto on_position = [&](std::size_t t, const float* ours) {
     // Cosine over subset + the reference's top-K (each id once).
     double dot = 0, nr = 0, no = 0;
     auto accumulate = [&](std::int32_t id, double ref_value) {
@@ -89,20 +92,18 @@ Status compare_prompt(Qwen3Model& model, const ReferencePrompts& ref, int p, Pro
         if (top_ids[t * K + k] == our_top) margin = top_logits[t * K] - top_logits[t * K + k];
       r->worst_disagreement_margin = std::max(r->worst_disagreement_margin, margin);
     }
-  }));
-  r->mean_cosine = cos_sum / std::max<std::size_t>(T, 1);
-
-  // Greedy continuation, token by token from the reference's own prefix (so a divergence is
-  // reported once, at the first step where our argmax differs).
-  r->greedy_steps = static_cast<int>(greedy_ids.size());
-  return greedy_continuation(model, ids, r->greedy_steps, [&](int g, std::span<const float> logits) {
-    const auto next = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    if (next != greedy_ids[g] && r->greedy_first_divergence < 0) {
+  };
+  const auto next = [&](int g, std::span<const float> logits) {
+    const auto ours = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (ours != greedy_ids[g] && r->greedy_first_divergence < 0) {
       r->greedy_first_divergence = g;
       r->greedy_reference_margin = greedy_margins[g];
     }
     return greedy_ids[g];
-  });
+  };
+  FP8LM_RETURN_IF_ERROR(run_reference_prompt(model, ids, on_position, r->greedy_steps, next));
+  r->mean_cosine = cos_sum / std::max<std::size_t>(T, 1);
+  return Status::Ok();
 }
 
 Status run(const CompareOptions& o) {

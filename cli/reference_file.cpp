@@ -44,8 +44,10 @@ Status ReferencePrompts::check_fits(const Qwen3Model& model, int greedy_steps) c
   return Status::Ok();
 }
 
-Status for_each_position_logits(Qwen3Model& model, std::span<const std::int32_t> ids,
-                                const std::function<void(std::size_t t, const float* logits)>& on_position) {
+Status run_reference_prompt(Qwen3Model& model, std::span<const std::int32_t> ids,
+                            const std::function<void(std::size_t t, const float* logits)>& on_position,
+                            int greedy_steps,
+                            const std::function<std::int32_t(int g, std::span<const float> logits)>& next) {
   const std::size_t vocab = model.config().vocab_size;
   model.reset();
   std::vector<float> logits;
@@ -54,21 +56,13 @@ Status for_each_position_logits(Qwen3Model& model, std::span<const std::int32_t>
     FP8LM_RETURN_IF_ERROR(model.forward(ids.subspan(begin, count), true, &logits));
     for (std::size_t i = 0; i < count; ++i) on_position(begin + i, logits.data() + i * vocab);
   }
-  return Status::Ok();
-}
-
-Status greedy_continuation(Qwen3Model& model, std::span<const std::int32_t> ids, int steps,
-                           const std::function<std::int32_t(int g, std::span<const float> logits)>& next) {
-  if (steps <= 0) return Status::Ok();
-  model.reset();
-  std::vector<float> logits;
-  for (std::size_t begin = 0; begin < ids.size(); begin += kReferenceChunkTokens)
-    FP8LM_RETURN_IF_ERROR(model.forward(
-        ids.subspan(begin, std::min<std::size_t>(kReferenceChunkTokens, ids.size() - begin)), false, &logits));
+  if (greedy_steps <= 0 || ids.empty()) return Status::Ok();
+  // The last position's logits start the continuation.
+  std::vector<float> last(logits.end() - static_cast<std::ptrdiff_t>(vocab), logits.end());
   for (int g = 0;; ++g) {
-    const std::int32_t token = next(g, logits);
-    if (g + 1 == steps) return Status::Ok();
-    FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &logits));
+    const std::int32_t token = next(g, last);
+    if (g + 1 == greedy_steps) return Status::Ok();
+    FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &last));
   }
 }
 

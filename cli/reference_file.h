@@ -59,14 +59,12 @@ struct ReferencePrompts {
 };
 
 // Runs `ids` from an empty sequence and calls on_position(t, logits of position t [vocab]) for
-// every position t.
-Status for_each_position_logits(Qwen3Model& model, std::span<const std::int32_t> ids,
-                                const std::function<void(std::size_t t, const float* logits)>& on_position);
-
-// The teacher-forced greedy continuation of `ids`: runs the prompt from an empty sequence, then
-// for g = 0 .. steps-1 calls next(g, logits of the last position) and feeds the token it returns
-// (except after the last step).
-Status greedy_continuation(Qwen3Model& model, std::span<const std::int32_t> ids, int steps,
-                           const std::function<std::int32_t(int g, std::span<const float> logits)>& next);
+// every position t; then the teacher-forced greedy continuation: for g = 0 .. greedy_steps - 1,
+// next(g, logits of the last position fed) and the token it returns is fed (except after the last
+// step). The prompt is run once for both.
+Status run_reference_prompt(Qwen3Model& model, std::span<const std::int32_t> ids,
+                            const std::function<void(std::size_t t, const float* logits)>& on_position,
+                            int greedy_steps,
+                            const std::function<std::int32_t(int g, std::span<const float> logits)>& next);
 
 }  // namespace fp8lm::cli

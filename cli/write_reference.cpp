@@ -47,7 +47,7 @@ Status run_prompt(Qwen3Model& model, std::span<const std::int32_t> ids, std::spa
   const std::size_t K = o.top_k;
   const int vocab = model.config().vocab_size;
   std::vector<std::int32_t> order(vocab);
-  FP8LM_RETURN_IF_ERROR(for_each_position_logits(model, ids, [&](std::size_t, const float* logits) {
+  const auto on_position = [&](std::size_t, const float* logits) {
     // Descending, ties to the lower id, so that the file does not depend on the sort's whims.
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](std::int32_t a, std::int32_t b) {
@@ -58,8 +58,8 @@ Status run_prompt(Qwen3Model& model, std::span<const std::int32_t> ids, std::spa
       r->top_logits.push_back(logits[order[k]]);
     }
     for (std::int32_t id : subset) r->subset_logits.push_back(logits[id]);
-  }));
-  return greedy_continuation(model, ids, o.greedy, [&](int, std::span<const float> logits) {
+  };
+  const auto next = [&](int, std::span<const float> logits) {
     // The first maximum, as compare-reference's argmax takes it; the runner-up may equal it.
     const auto top = static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     float second = -std::numeric_limits<float>::infinity();
@@ -68,7 +68,8 @@ Status run_prompt(Qwen3Model& model, std::span<const std::int32_t> ids, std::spa
     r->greedy_ids.push_back(top);
     r->greedy_margins.push_back(logits[top] - second);
     return top;
-  });
+  };
+  return run_reference_prompt(model, ids, on_position, o.greedy, next);
 }
 
 Status run(const WriteReferenceOptions& o) {

@@ -29,7 +29,7 @@ for preset in "${presets[@]}"; do
     # the CPU. Only the short prompt set (21 and 1024 tokens; the Python script is run again just
     # for their ids and subset, --greedy 0): the CPU backend prefills 1024 tokens of 0.6B in a few
     # seconds on 16 cores, but the 8192-token prompt would take minutes (8x the linears, 64x the
-    # attention, and write-reference runs each prompt twice: all positions, then the greedy prefill).
+    # attention).
     short=$models/$preset-short-prompts.safetensors cpu_ref=$models/$preset-cpu-reference.safetensors
     python3 tests/reference/qwen3_reference.py --model "$dir" --out "$short" --prompts short,1024 --greedy 0
     build/fp8lm write-reference --model "$dir" --device cpu --prompts-from "$short" --out "$cpu_ref" --greedy 64

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# On the GPU machine, after fp8lm is built (build/fp8lm): `fp8lm bench one-batch` under several
+# settings of the kernels' environment knobs (README, "End to end"), alternating settings per preset
+# so that each pair is measured back to back on the same machine. Results go to $OUT tagged with
+# the setting (the result files also record it).
+#   scripts/device-ab.sh OUTPUT_LEN INPUTS SETTING... -- PRESET...
+#   e.g. scripts/device-ab.sh 128 1,30720 FP8LM_DECODE_MAX_STAGES=4 FP8LM_DECODE_MAX_STAGES=8 -- qwen3-8b qwen3-32b
+# A setting is NAME=VALUE, several joined by commas (A=1,B=2), or "default" for none.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source scripts/device-env.sh  # sets $out
+output_len=${1:?OUTPUT_LEN} inputs=${2:?INPUTS}
+shift 2
+settings=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do settings+=("$1"); shift; done
+[ $# -gt 0 ] && shift
+presets=("$@")
+[ ${#settings[@]} -gt 0 ] && [ ${#presets[@]} -gt 0 ] || { echo "usage: see the top of $0"; exit 2; }
+for preset in "${presets[@]}"; do
+  for setting in "${settings[@]}"; do
+    env_args=()
+    [ "$setting" = default ] || IFS=, read -r -a env_args <<<"$setting"
+    tag=$(echo "$setting" | tr '=,' '--' | tr '[:upper:]' '[:lower:]')
+    env "${env_args[@]}" build/fp8lm bench one-batch --preset "$preset" --load-format dummy --input-len "$inputs" \
+      --output-len "$output_len" --out "$out" --tag "ab-$tag" >"$out/ab-$preset-$tag.log" 2>&1
+    echo "$preset $setting (rc $?):"
+    grep -E "speed of light|error" "$out/ab-$preset-$tag.log" | sed 's/^/  /'
+  done
+done
