@@ -67,7 +67,8 @@ Status validate(const MoeCombineArgs& a) {
   FP8LM_RETURN_IF_ERROR(not_null(a.x, fn, "x"));
   FP8LM_RETURN_IF_ERROR(not_null(a.expert_out, fn, "expert_out"));
   FP8LM_RETURN_IF_ERROR(not_null(a.slots, fn, "slots"));
-  return not_null(a.weights, fn, "weights");
+  FP8LM_RETURN_IF_ERROR(not_null(a.weights, fn, "weights"));
+  return a.norm_weight == nullptr ? Status::Ok() : validate(a.norm());
 }
 
 Status plan_moe(const std::int32_t* experts, const bf16* weights, int n, int top_k, int num_experts, MoePlan* out) {
@@ -160,7 +161,7 @@ Status moe_combine(const MoeCombineArgs& a) {
       x[c] = float_to_bf16(bf16_to_float(x[c]) + sum);
     }
   }
-  return Status::Ok();
+  return a.norm_weight == nullptr ? Status::Ok() : rmsnorm_quantize(a.norm());
 }
 
 }  // namespace cpu

@@ -317,10 +317,12 @@ void Qwen3Model::truncate(int length) {
 
 // The layers of transformers' Qwen3 on n tokens. A layer's norms are fused with the residual add
 // before them and the FP8 quantization after them (rmsnorm_quantize, bit for bit the unfused
-// chain), and the closing residual add of a dense layer also computes the next layer's input norm;
-// a dense layer is then 10 launches: qkv GEMM, qk_norm_rope, attention (+1 to merge key splits),
-// quantize, o GEMM, add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM,
-// add+norm+quantize.
+// chain), and the closing residual add of a layer (the dense MLP's add, or the MoE combine) also
+// computes the next layer's input norm; a dense layer is then 9 launches: qkv GEMM, qk_norm_rope,
+// attention (+1 to merge key splits; it also quantizes the o projection's input), o GEMM,
+// add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; a MoE layer
+// 12: the same up to the second norm, then router, route+plan, gathered quantize, grouped
+// gate_up, silu_mul_quantize, grouped down, combine+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -349,8 +351,9 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({s.mlp.as<bf16>(), q8, q8s, rows, down.k}));
     return gemm(down, y, rows);
   };
-  // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x.
-  auto sparse_mlp = [&](const Layer& l) {
+  // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x;
+  // with next_norm, the next layer's input norm of x quantized into q8 too (fused into the combine).
+  auto sparse_mlp = [&](const Layer& l, const bf16* next_norm) {
     const int experts = c.num_experts, top_k = c.num_experts_per_tok, pairs = n * top_k;
     // The router is a bf16 Linear: fp32 GEMM (the lm_head op), rounded to bf16 inside moe_route.
     FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
@@ -376,8 +379,10 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(grouped(l.experts_gate_up, mlp));
     FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
     FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));
-    return b.moe_combine({x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
-                          hidden, pairs});
+    MoeCombineArgs combine{x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
+                           hidden, pairs};
+    if (next_norm != nullptr) combine.norm_weight = next_norm, combine.q8 = q8, combine.q8_scales = q8s, combine.eps = eps;
+    return b.moe_combine(combine);
   };
 
   FP8LM_RETURN_IF_ERROR(b.embed({ids, embed_tokens_.as<bf16>(), x, n, c.vocab_size, hidden}));
@@ -409,17 +414,17 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     const bool moe = l.experts_gate_up.n > 0;
     FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
                                               moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
+    const bf16* next_norm = i + 1 < layers_.size() ? layers_[i + 1].input_layernorm.as<bf16>() : nullptr;
     if (moe) {
-      FP8LM_RETURN_IF_ERROR(sparse_mlp(l));  // adds into x itself
-      input_normed = false;
+      FP8LM_RETURN_IF_ERROR(sparse_mlp(l, next_norm));  // adds into x itself (and norms it for the next layer)
+      input_normed = next_norm != nullptr;
       continue;
     }
     FP8LM_RETURN_IF_ERROR(swiglu(l.gate_up, l.down, out, n));
     // x += MLP output, then (fused) the next layer's input norm; the final norm runs on the rows
     // whose logits are wanted only.
-    if (i + 1 < layers_.size()) {
-      FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize(
-          {x, out, layers_[i + 1].input_layernorm.as<bf16>(), nullptr, q8, q8s, n, hidden, eps}));
+    if (next_norm != nullptr) {
+      FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, next_norm, nullptr, q8, q8s, n, hidden, eps}));
       input_normed = true;
     } else {
       FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));

@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "fp8lm/layer_ops.h"
+
 #include "fp8lm/numerics.h"
 #include "fp8lm/status.h"
 
@@ -52,6 +54,9 @@ struct MoeRouteArgs {
 // the residual: x = bf16(x + sum). For token t, slots[t * top_k + j] (j = 0 .. top_k - 1, in
 // increasing expert index, as plan_moe orders them) is the row of expert_out holding its j-th
 // expert's output and weights[t * top_k + j] that expert's weight. GPU: hidden % 8 == 0.
+// With norm_weight set, the op also computes the next layer's quantized input norm from the
+// updated rows, exactly rmsnorm_quantize({x, nullptr, norm_weight, nullptr, q8, q8_scales, n,
+// hidden, eps}) (one launch less per MoE layer on the GPU; hidden % 16 == 0 then).
 struct MoeCombineArgs {
   bf16* x;                      // [n, hidden] residual stream, updated in place
   const bf16* expert_out;       // [rows, hidden] expert outputs in expert order
@@ -61,6 +66,13 @@ struct MoeCombineArgs {
   int top_k;
   int hidden;
   int rows;                     // rows of expert_out (n * top_k); slots must be in [0, rows)
+  const bf16* norm_weight = nullptr;  // [hidden], optional: the next norm
+  fp8_e4m3* q8 = nullptr;             // [n, hidden] with norm_weight
+  float* q8_scales = nullptr;         // [n, ceil(hidden / 128)] with norm_weight
+  float eps = 0.0f;
+
+  // The norm as rmsnorm_quantize's arguments (meaningful with norm_weight set).
+  RmsNormQuantizeArgs norm() const { return {x, nullptr, norm_weight, nullptr, q8, q8_scales, n, hidden, eps}; }
 };
 
 // Host side: which rows each expert computes, from moe_route's output.

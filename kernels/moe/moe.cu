@@ -6,7 +6,8 @@
 //    and one thread per token puts its slots in increasing expert order;
 //  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer);
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order
-//    (the token's slots and weights staged in shared memory, the expert rows loaded in batches).
+//    (the token's slots and weights staged in shared memory, the expert rows loaded in batches);
+//    optionally followed by the next layer's input norm of the row (rmsnorm_quantize's code).
 #include <cuda_runtime.h>
 
 #include <cub/block/block_scan.cuh>
@@ -14,6 +15,7 @@
 
 #include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
+#include "norm/norm_quantize_row.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/moe_math.h"
 #include "fp8lm/moe_ops.h"
@@ -220,11 +222,17 @@ __global__ void __launch_bounds__(kPlanThreads)
 // per thread instead of one round trip of memory latency per expert (decode: top_k = 8).
 constexpr int kCombineBatch = 8;
 
+// With norm_weight: then the next layer's input norm of the updated row (NormQuantizeRow, the code
+// of rmsnorm_quantize; the CTA's 8 warps are its row warps).
 __global__ void __launch_bounds__(kThreads)
-    combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
-                   const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
+    combine_kernel(bf16* x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
+                   const bf16* __restrict__ weights, int top_k, int hidden, int rows, const bf16* norm_weight,
+                   std::uint32_t* q8, float* q8_scales, float eps) {
+  static_assert(kThreads / 32 <= NormQuantizeRow<false>::kMaxRowWarps, "the norm's row warps");
   __shared__ int slot_s[kMaxTopK];
   __shared__ float weight_s[kMaxTopK];
+  NormQuantizeRow<false> norm;
+  if (norm_weight != nullptr) norm.preload(norm_weight, hidden);
   pdl_wait();
   pdl_launch_dependents();
   const int t = blockIdx.x, vectors = hidden / kVec;
@@ -264,6 +272,10 @@ __global__ void __launch_bounds__(kThreads)
     for (int k = 0; k < kVec; ++k) xs[k] = __fadd_rn(xs[k], sum[k]);
     xv[v] = vec::pack8(xs);
   }
+  if (norm_weight == nullptr) return;
+  __syncthreads();  // the whole updated row is written (and visible to the CTA)
+  norm.run(x + static_cast<std::size_t>(t) * hidden, nullptr, nullptr, q8 + static_cast<std::size_t>(t) * hidden / 4,
+           q8_scales + static_cast<std::size_t>(t) * ceil_div(hidden, kQuantGroup), eps);
 }
 
 }  // namespace
@@ -335,8 +347,11 @@ Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
                          std::to_string(kMaxTopK));
   if (!vec::aligned16(a.x) || !vec::aligned16(a.expert_out))
     return Status::Error("moe_combine: x and expert_out must be 16-byte aligned");
+  if (a.norm_weight != nullptr && (!vec::aligned16(a.norm_weight) || !vec::aligned16(a.q8) || !vec::aligned16(a.q8_scales)))
+    return Status::Error("moe_combine: norm_weight, q8 and q8_scales must be 16-byte aligned");
   return cuda_status(launch_pdl(combine_kernel, a.n, kThreads, 0, stream, a.x, a.expert_out, a.slots, a.weights,
-                                a.top_k, a.hidden, a.rows),
+                                a.top_k, a.hidden, a.rows, a.norm_weight, reinterpret_cast<std::uint32_t*>(a.q8),
+                                a.q8_scales, a.eps),
                      "moe_combine launch");
 }
 

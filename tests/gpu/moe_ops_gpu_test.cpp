@@ -1,7 +1,8 @@
 // The MoE kernels against their CPU twins on fresh random inputs, outputs poisoned first: routing,
-// plan, the gathered quantize of the experts' input and combine are bit for bit (the kernels run
-// the twins' per-token arithmetic from fp8lm/moe_math.h; the plan is integer bookkeeping). All but
-// the gathered quantize (new) passed on an H200 (2026-11-28).
+// plan, the gathered quantize of the experts' input and combine (with and without the next norm)
+// are bit for bit (the kernels run the twins' per-token arithmetic from fp8lm/moe_math.h and
+// rmsnorm_quantize's code; the plan is integer bookkeeping). All but the combine with the norm
+// passed on an H200 (2026-11-28).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -219,6 +220,35 @@ TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
       ASSERT_TRUE(
           moe_combine({d_x.get(), d_out.get(), d_slots.get(), d_w.get(), n, top_k, hidden, pairs}, nullptr).ok());
       expect_bits_equal(d_x.download(), x, "combine " + what);
+
+      // With the next layer's norm fused: x as above, q8 and scales as rmsnorm_quantize's twin.
+      const std::vector<bf16> x0 = random_bf16(static_cast<std::size_t>(n) * hidden, rng);
+      const std::vector<bf16> norm_w = random_bf16(hidden, rng);
+      std::vector<bf16> xn = x0;
+      std::vector<fp8_e4m3> norm_q8(static_cast<std::size_t>(n) * hidden);
+      std::vector<float> norm_scales(static_cast<std::size_t>(n) * (hidden / kQuantGroup));
+      MoeCombineArgs cpu_args{xn.data(), expert_out.data(), plan.combine_slots.data(), plan.combine_weights.data(),
+                              n, top_k, hidden, pairs};
+      cpu_args.norm_weight = norm_w.data(), cpu_args.q8 = norm_q8.data(), cpu_args.q8_scales = norm_scales.data();
+      cpu_args.eps = 1e-6f;
+      ASSERT_TRUE(cpu::moe_combine(cpu_args).ok()) << what;
+      DeviceBuffer<bf16> d_xn(x0), d_norm_w(norm_w);
+      DeviceBuffer<fp8_e4m3> d_norm_q8(norm_q8.size());
+      DeviceBuffer<float> d_norm_scales(norm_scales.size());
+      d_norm_q8.fill_bytes(0xFF);
+      d_norm_scales.fill_bytes(0xFF);
+      MoeCombineArgs gpu_args{d_xn.get(), d_out.get(), d_slots.get(), d_w.get(), n, top_k, hidden, pairs};
+      gpu_args.norm_weight = d_norm_w.get(), gpu_args.q8 = d_norm_q8.get(), gpu_args.q8_scales = d_norm_scales.get();
+      gpu_args.eps = 1e-6f;
+      ASSERT_TRUE(moe_combine(gpu_args, nullptr).ok()) << what;
+      expect_bits_equal(d_xn.download(), xn, "combine + norm, x, " + what);
+      const std::vector<fp8_e4m3> got_norm_q8 = d_norm_q8.download();
+      for (std::size_t i = 0; i < norm_q8.size(); ++i)
+        ASSERT_EQ(got_norm_q8[i].bits, norm_q8[i].bits) << "combine + norm " << what << ", code " << i;
+      const std::vector<float> got_norm_scales = d_norm_scales.download();
+      for (std::size_t i = 0; i < norm_scales.size(); ++i)
+        ASSERT_EQ(std::memcmp(&got_norm_scales[i], &norm_scales[i], sizeof(float)), 0)
+            << "combine + norm " << what << ", scale " << i << ": " << got_norm_scales[i] << " vs " << norm_scales[i];
     }
 }
 
