@@ -23,5 +23,6 @@ void add_make_checkpoint_command(CLI::App& app, int& exit_code);
 
 // `fp8lm info --model DIR` (model_info.cpp).
 Status print_model_info(const std::string& dir);
+Status print_preset_info(const std::string& preset);
 
 }  // namespace fp8lm::cli

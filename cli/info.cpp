@@ -1,5 +1,5 @@
 // `fp8lm info`: what fp8lm sees on this machine (GPUs, FP8 support, compiled kernels), or with
-// --model DIR a checkpoint's architecture and memory needs (model_info.cpp).
+// --model DIR (or --preset NAME) a model's architecture and memory needs (model_info.cpp).
 #include <fmt/format.h>
 
 #include <memory>
@@ -15,10 +15,14 @@ void add_info_command(CLI::App& app, int& exit_code) {
   auto gpu_present = std::make_shared<bool>(false);
   cmd->add_flag("--gpu-present", *gpu_present, "Print nothing; exit 0 only if an FP8-capable GPU is usable");
   auto model = std::make_shared<std::string>();
-  cmd->add_option("--model", *model, "A checkpoint folder: print its architecture, sizes and memory needs instead");
-  cmd->callback([&exit_code, gpu_present, model] {
-    if (!model->empty()) {
-      const Status st = print_model_info(*model);
+  auto* model_opt =
+      cmd->add_option("--model", *model, "A checkpoint folder: print its architecture, sizes and memory needs instead");
+  auto preset = std::make_shared<std::string>();
+  cmd->add_option("--preset", *preset, "A preset (see `fp8lm make-checkpoint --help`): the same, without a checkpoint")
+      ->excludes(model_opt);
+  cmd->callback([&exit_code, gpu_present, model, preset] {
+    if (!model->empty() || !preset->empty()) {
+      const Status st = model->empty() ? print_preset_info(*preset) : print_model_info(*model);
       if (!st.ok()) fmt::print(stderr, "fp8lm: error: {}\n", st.message());
       exit_code = st.ok() ? 0 : 1;
       return;

@@ -874,8 +874,13 @@ Status run_big(const Problem& a, const DeviceInfo& dev, cudaStream_t stream) {
 // limit and the k-blocks) that keeps tiles x split within that. Measured on an H200
 // (NOTES-sm90.md, run 3): fewer CTAs leave bandwidth unused, more pay the cluster reduction and
 // per-CTA start-up more often than they gain.
+// FP8LM_DECODE_CTAS_PER_SM (1-8) in the environment replaces the 3 (read once; an A/B knob).
 int decode_split(long long tiles, int k, const DeviceInfo& device) {
-  constexpr int kDecodeCtasPerSm = 3;
+  static const int kDecodeCtasPerSm = [] {
+    const char* env = std::getenv("FP8LM_DECODE_CTAS_PER_SM");
+    const int v = env != nullptr ? std::atoi(env) : 0;
+    return v >= 1 && v <= 8 ? v : 3;
+  }();
   const int num_kb = (k + kBlockK - 1) / kBlockK;
   const long long target = static_cast<long long>(kDecodeCtasPerSm) * std::max(device.sm_count, 1);
   int split = 1;
