@@ -194,8 +194,7 @@ __global__ void __launch_bounds__(kPlanThreads)
              num_experts);
 }
 
-// Decode-sized calls route and plan in one launch (route_plan_kernel: 32 warps, a token each at a
-// time); larger ones run the two kernels.
+// Up to this many tokens moe_route_plan runs the one-CTA kernel below; larger calls the two kernels.
 constexpr int kFusedRoutePlanMaxTokens = 64;
 constexpr int kFusedMaxPairs = kFusedRoutePlanMaxTokens * kMaxPlanTopK;
 
