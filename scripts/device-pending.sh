@@ -3,7 +3,8 @@
 # GPU) and measures it: build; the GPU tests of what it touches (attention kernels, MoE ops and
 # model, decode graphs, layer ops); with --bench, `bench one-batch` A/B runs for its knobs on the
 # same build (FP8LM_FLASH_WGMMA=0 vs default for the prefill attention; FP8LM_DECODE_MAX_STAGES 4
-# vs 8; FP8LM_DECODE_CTAS_PER_SM 2, 3, 4) and one-batch for the 30B-A3B (the MoE combine +
+# vs 8; FP8LM_DECODE_CTAS_PER_SM 2, 3, 4; FP8LM_DECODE_L2_PREFETCH 0 vs 1) and one-batch for the
+# 30B-A3B (the MoE combine +
 # norm); packs $OUT. Set
 # FP8LM_SOURCE_REVISION first (the copy there has no .git).
 #   scripts/device-pending.sh [--bench]
@@ -32,6 +33,7 @@ if [ "$bench" = 1 ] && [ "$rc" = 0 ]; then
   scripts/device-ab.sh 128 1,30720 FP8LM_FLASH_WGMMA=0 default -- qwen3-8b qwen3-32b
   scripts/device-ab.sh 128 1,6144 FP8LM_DECODE_MAX_STAGES=4 FP8LM_DECODE_MAX_STAGES=8 -- qwen3-0.6b qwen3-8b
   scripts/device-ab.sh 128 1 FP8LM_DECODE_CTAS_PER_SM=2 default FP8LM_DECODE_CTAS_PER_SM=4 -- qwen3-8b
+  scripts/device-ab.sh 128 1,6144 FP8LM_DECODE_L2_PREFETCH=0 default -- qwen3-0.6b qwen3-8b qwen3-32b
   scripts/device-one-batch.sh 128 qwen3-30b-a3b | grep -E "rc|input (1|30720):"
 fi
 scripts/device-pack.sh
