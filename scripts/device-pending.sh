@@ -4,9 +4,8 @@
 # model, decode graphs, layer ops); with --bench, `bench one-batch` A/B runs for its knobs on the
 # same build (FP8LM_FLASH_WGMMA=0 vs default for the prefill attention; FP8LM_DECODE_MAX_STAGES 4
 # vs 8; FP8LM_DECODE_CTAS_PER_SM 2, 3, 4; FP8LM_DECODE_L2_PREFETCH 0 vs 1) and one-batch for the
-# 30B-A3B (the MoE combine +
-# norm); packs $OUT. Set
-# FP8LM_SOURCE_REVISION first (the copy there has no .git).
+# 30B-A3B (the MoE combine + norm); packs $OUT. ~400 s with --bench. Set FP8LM_SOURCE_REVISION
+# first (the copy there has no .git).
 #   scripts/device-pending.sh [--bench]
 set -uo pipefail
 cd "$(dirname "$0")/.."
