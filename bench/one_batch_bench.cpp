@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "bench/result_files.h"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "engine/model/qwen3_footprint.h"
@@ -376,7 +377,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string date = utc_date();
   // The kernels' A/B knobs (environment variables), recorded when set so a result names them.
   json knobs = json::object();
-  for (const char* name : {"FP8LM_PDL", "FP8LM_DECODE_MAX_STAGES", "FP8LM_DECODE_CTAS_PER_SM"})
+  for (const char* name : kKnobNames)
     if (const char* v = std::getenv(name)) knobs[name] = v;
   std::string knobs_md;
   for (const auto& [name, value] : knobs.items()) knobs_md += fmt::format(" {}={}.", name, value.get<std::string>());
