@@ -76,10 +76,7 @@ namespace fp8lm::flash {
 namespace {
 
 constexpr int kHeadDim = 128;
-constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kRowsPerWarp = 16;                   // one m16 fragment
-constexpr int kBlockM = kWarps * kRowsPerWarp;     // (query, head) rows per CTA
 constexpr int kStages = 2;                         // cp.async double buffering
 constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(bf16));  // a row of K, V or Q
 constexpr int kChunks = kRowBytes / 16;            // 16-byte chunks per row
@@ -380,23 +377,27 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
 }
 
 // The kernel's shared memory limit is raised once per process (one device model assumed, as the
-// GEMM launchers do); the occupancy for split planning is measured then too.
-Status setup(int* ctas_per_sm) {
-  static int per_sm = 0;
+// GEMM launchers do); the occupancy and SM count for split planning are measured then too.
+Status setup(int* wave_ctas) {
+  static int wave = 0;
   static cudaError_t error = cudaSuccess;
   static std::once_flag once;
   std::call_once(once, [] {
+    int device = 0, sms = 0, per_sm = 0;
     error = cudaFuncSetAttribute(flash_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (error == cudaSuccess)
       error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_attention_kernel, kThreads, kSmemBytes);
+    if (error == cudaSuccess) error = cudaGetDevice(&device);
+    if (error == cudaSuccess) error = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    wave = std::max(per_sm, 1) * sms;
   });
-  if (ctas_per_sm != nullptr) *ctas_per_sm = per_sm;
+  if (wave_ctas != nullptr) *wave_ctas = wave;
   return cuda_status(error, "flash attention setup");
 }
 
 }  // namespace
 
-Status flash_ctas_per_sm(int* ctas) { return setup(ctas); }
+Status flash_wave_ctas(int* ctas) { return setup(ctas); }
 
 Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
