@@ -237,12 +237,6 @@ __device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap*
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Expert e's rows clamped into [0, total_rows] (offsets that break the contract cannot send a
-// kernel outside its buffers).
-__device__ __forceinline__ int clamped_offset(const std::int32_t* offsets, int e, int total_rows) {
-  return min(max(offsets[e], 0), total_rows);
-}
-
 // Grouped large-M schedule, computed by one warp: rows[e] = expert e's first row (rows[E] = the
 // end), tile_end[e] = tiles of experts 0..e (inclusive prefix sum; BM x BN tiles).
 template <int BM>
@@ -1011,8 +1005,7 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     }
 #endif
   } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
-    const long long tiles = static_cast<long long>((p.n + kDecodeRows - 1) / kDecodeRows) *
-                            grouped_row_blocks_bound(p.m, p.group_rows, p.groups, bm);
+    const long long tiles = static_cast<long long>((p.n + kDecodeRows - 1) / kDecodeRows) * p.m_blocks_bound(bm);
     const int split = config.split_k > 0 ? config.split_k : decode_split(tiles, p.k, device);
     // stages = the ring's capacity; run_decode picks the depth per shape.
     if (bm == 16 && st == DecodeShape<16>::kMaxStages) return run_decode<16, GROUPED>(p, split, device, stream);

@@ -24,8 +24,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kVec = 8;
-// A routed token keeps its top-k weights in registers; Qwen3 MoE models choose 8.
-constexpr int kMaxTopK = kMaxPlanTopK;
 
 // A warp per token (math::route_token's lane order): expert e in lane e % 32, slot e / 32.
 constexpr int kRouteWarps = 4;
@@ -64,7 +62,7 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
   for (int i = 0; i < kMaxRouteSlots; ++i) p[i] = math::div_rn(p[i], sum);
 
   unsigned taken = 0;  // bit i: slot i chosen
-  float chosen_sum = 0.0f, w[kMaxTopK];
+  float chosen_sum = 0.0f, w[kMaxPlanTopK];  // the top-k weights in registers (Qwen3 MoE: 8)
   for (int j = 0; j < top_k; ++j) {
     int best = -1;
     float best_p = 0.0f;
@@ -100,7 +98,6 @@ __global__ void __launch_bounds__(kRouteWarps * 32)
 
 // One thread per expert in the histogram and the scan.
 constexpr int kPlanThreads = kMaxPlanExperts;
-constexpr int kWarp = 32;
 
 // The plan on one CTA of kPlanThreads threads. experts and weights: the routing, in global memory
 // (an earlier kernel's output) or in this CTA's shared memory (written before a __syncthreads).
@@ -139,8 +136,8 @@ __device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16*
     const int e = p < pairs ? experts[p] : -1;
     chunk[tid] = valid(e) ? e : -1;
     __syncthreads();
-    if (tid < kWarp) {
-      for (int w = 0; w < kPlanThreads && base + w < pairs; w += kWarp) {
+    if (tid < 32) {
+      for (int w = 0; w < kPlanThreads && base + w < pairs; w += 32) {
         const int q = base + w + tid, id = chunk[w + tid];
         const unsigned peers = __match_any_sync(0xffffffffu, id);
         const int rank = __popc(peers & ((1u << tid) - 1u));
@@ -222,8 +219,8 @@ constexpr int kCombineBatch = 8;
 __global__ void __launch_bounds__(kThreads)
     combine_kernel(bf16* __restrict__ x, const bf16* __restrict__ expert_out, const std::int32_t* __restrict__ slots,
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows) {
-  __shared__ int slot_s[kMaxTopK];
-  __shared__ float weight_s[kMaxTopK];
+  __shared__ int slot_s[kMaxPlanTopK];
+  __shared__ float weight_s[kMaxPlanTopK];
   pdl_wait();
   pdl_launch_dependents();
   const int t = blockIdx.x, vectors = hidden / kVec;
@@ -265,28 +262,21 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-}  // namespace
-
-namespace {
+// OK when `value` is within the kernels' `limit`, else an error naming the op's argument.
+Status at_most(int value, int limit, const char* what) {
+  if (value <= limit) return Status::Ok();
+  return Status::Error(std::string(what) + " = " + std::to_string(value) + " exceeds the kernel's " +
+                       std::to_string(limit));
+}
 
 Status route_limits(const MoeRouteArgs& a) {
-  if (a.top_k > kMaxTopK)
-    return Status::Error("moe_route: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxTopK));
-  if (a.num_experts > kMaxRouteExperts)
-    return Status::Error("moe_route: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
-                         std::to_string(kMaxRouteExperts));
-  return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(at_most(a.top_k, kMaxPlanTopK, "moe_route: top_k"));
+  return at_most(a.num_experts, kMaxRouteExperts, "moe_route: num_experts");
 }
 
 Status plan_limits(const MoePlanArgs& a) {
-  if (a.num_experts > kMaxPlanExperts)
-    return Status::Error("moe_plan: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
-                         std::to_string(kMaxPlanExperts));
-  if (a.top_k > kMaxPlanTopK)
-    return Status::Error("moe_plan: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxPlanTopK));
-  return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(at_most(a.num_experts, kMaxPlanExperts, "moe_plan: num_experts"));
+  return at_most(a.top_k, kMaxPlanTopK, "moe_plan: top_k");
 }
 
 }  // namespace
@@ -329,9 +319,7 @@ Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
   if (a.hidden % kVec != 0)
     return Status::Error("moe_combine: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
-  if (a.top_k > kMaxTopK)
-    return Status::Error("moe_combine: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxTopK));
+  FP8LM_RETURN_IF_ERROR(at_most(a.top_k, kMaxPlanTopK, "moe_combine: top_k"));
   if (!vec::aligned16(a.x) || !vec::aligned16(a.expert_out))
     return Status::Error("moe_combine: x and expert_out must be 16-byte aligned");
   return cuda_status(launch_pdl(combine_kernel, a.n, kThreads, 0, stream, a.x, a.expert_out, a.slots, a.weights,
