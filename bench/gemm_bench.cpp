@@ -600,7 +600,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
                "cuBLASLt % floor | bf16 µs | vs cuBLASLt | vs bf16 |\n"
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"))
      << md_rows;
-  FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
+  FP8LM_RETURN_IF_ERROR(write_result_files(stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
   return Status::Ok();
 }

@@ -133,7 +133,17 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
   const std::vector<std::int32_t> prompt = make_prompt(model.config(), input_len);
   std::vector<float> logits;
   FP8LM_RETURN_IF_ERROR(model.backend().synchronize());
-  if (profile_steps > 0) FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStart());
+  // Closed after profile_steps decode steps, or on any return before (no steps, an error).
+  struct ProfilerRange {
+    bool open = false;
+    ~ProfilerRange() {
+      if (open) cudaProfilerStop();
+    }
+  } range;
+  if (profile_steps > 0) {
+    FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStart());
+    range.open = true;
+  }
   const Clock::time_point prefill_start = Clock::now();
   FP8LM_RETURN_IF_ERROR(model.forward(prompt, /*all_logits=*/false, &logits));
   std::int32_t token = argmax(logits);
@@ -155,7 +165,10 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
     token = argmax(logits);
     times->step_s.push_back(seconds_since(start));
     decode_s += times->step_s.back();
-    if (step == std::min(profile_steps, steps)) FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
+    if (range.open && step == profile_steps) {
+      range.open = false;
+      FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
+    }
     if (report && seconds_since(last_progress) >= kProgressSeconds) {
       fmt::print("  input {}: decode step {}/{}, mean ITL so far {:.2f} ms\n", input_len, step, steps,
                  1e3 * decode_s / step);
@@ -430,7 +443,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
      << md_rows << "\nReference columns (other cards and engines, not comparable with this run): " << kSeedSource
      << "\n";
-  FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
+  FP8LM_RETURN_IF_ERROR(write_result_files(stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
   return Status::Ok();
 }
@@ -490,7 +503,7 @@ Status write_seed_table(const std::string& out_dir) {
      << "| model | input | H20 SGLang tokens/s | SoL on H20 | L40S SGLang Triton tokens/s | SoL on L40S | L40S seed "
         "kernel tokens/s | SoL on L40S |\n|---|---|---|---|---|---|---|---|\n"
      << md_rows;
-  FP8LM_RETURN_IF_ERROR(write_result_files(out_dir, stem, doc, md.str()));
+  FP8LM_RETURN_IF_ERROR(write_result_files(stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md\n", stem, stem);
   return Status::Ok();
 }

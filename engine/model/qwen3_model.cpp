@@ -195,7 +195,7 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   const Qwen3Footprint footprint = qwen3_footprint(c);
   m.weights = footprint.weight_bytes;
   m.kv_cache = KvCache::bytes(c.num_hidden_layers, c.kv_width(), kv_pages(ctx), kKvPageSize) +
-               kv_pages(ctx) * sizeof(std::int32_t);  // the block table
+               KvSequence::table_bytes(kv_pages(ctx));
   for (const auto& [buffer, bytes] : Qwen3Model::scratch_layout(c, options.max_batch_tokens)) m.scratch += bytes;
   return m;
 }
@@ -318,9 +318,9 @@ void Qwen3Model::truncate(int length) {
 // The layers of transformers' Qwen3 on n tokens. A layer's norms are fused with the residual add
 // before them and the FP8 quantization after them (rmsnorm_quantize, bit for bit the unfused
 // chain), and the closing residual add of a dense layer also computes the next layer's input norm;
-// a dense layer is then 10 launches: qkv GEMM, qk_norm_rope, attention (+1 to merge key splits),
-// quantize, o GEMM, add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM,
-// add+norm+quantize.
+// a dense layer is then 9 launches: qkv GEMM, qk_norm_rope, attention (which also quantizes the o
+// projection's input; +1 to merge key splits), o GEMM, add+norm+quantize, gate_up GEMM,
+// silu_mul_quantize, down GEMM, add+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -406,7 +406,7 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
     // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
     // the MoE router (whose experts quantize their gathered rows).
-    const bool moe = l.experts_gate_up.n > 0;
+    const bool moe = c.is_moe_layer(static_cast<int>(i));
     FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
                                               moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
     if (moe) {
