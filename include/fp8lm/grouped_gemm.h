@@ -17,7 +17,8 @@
 // outside `out`.
 //
 // Same shape rules as gemm.h (any n >= 1, k a multiple of 16, 16-byte aligned pointers; offsets
-// 4-byte aligned); total_rows == 0 is a no-op. Every configuration of gemm_configs() runs grouped.
+// 4-byte aligned); total_rows == 0 is a no-op. Every production configuration of gemm_configs()
+// runs grouped (the experiment-only sm_90 ones, FP8LM_SM90_EXPERIMENTS, are dense only).
 #pragma once
 
 #include <cuda_runtime_api.h>

@@ -11,7 +11,8 @@
 // History: decode and calls of fewer than 64 queries used to run on a CUDA-core split-K kernel
 // (one lane per key, fp32 dot products; 119 registers at 8 q heads per kv head, so 2 CTAs per SM):
 // on an H200 32B's ITL grew by 8.8 ms from input 1 to 30720 where its KV bytes take 1.9 ms
-// (docs/engine.md, "Speed today"). The flash kernel reads each K/V tile once per CTA for the whole
+// (docs/engine.md, "Decode on the flash kernel", and the result file it names). The flash kernel
+// reads each K/V tile once per CTA for the whole
 // GQA group with mma.sync; for one query its 64-row block holds only G rows (the rest is padding
 // on tensor cores, which have room to spare at decode).
 #include <cuda_runtime.h>

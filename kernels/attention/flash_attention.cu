@@ -53,9 +53,11 @@
 //
 // Work (the prediction the timing test checks): FLOPs = 2 (QK^T) x 2 (P.V) x 128 x q_heads x
 // sum over queries of their keys (start_pos + t + 1); causal prefill: ~ 2 * n^2 * 128 * q_heads,
-// 7.7e12 for 30720 tokens with 32 q heads, ~1.16e13 of mma work with the split. At a plausible
-// ~300 TFLOP/s of mma.sync on an H100/H200 that is ~40 ms. Measured on an H100 (2026-11-28): 32.4 ms,
-// 238 TFLOP/s; tests/gpu/layer_ops_gpu_test.cpp (AttentionFlashGpu*) checks it against the CPU twin.
+// 7.7e12 for 30720 tokens with 32 q heads, ~1.16e13 of mma work with the split. Predicted before
+// it ran, at an assumed ~300 TFLOP/s of mma.sync: ~40 ms. Measured on an H100 (2026-11-28): 32.4 ms,
+// 238 TFLOP/s (AttentionFlashGpuLong.Prefill30kTimed in
+// bench/results/gpu-tests-2026-11-28-nvidia-h100-80gb-hbm3.log); tests/gpu/layer_ops_gpu_test.cpp
+// (AttentionFlashGpu*) checks it against the CPU twin.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 

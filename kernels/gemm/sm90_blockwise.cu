@@ -911,7 +911,7 @@ int decode_split(long long tiles, int k, const DeviceInfo& device) {
 // The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES
 // (kMinStages..kMaxStages; an A/B knob). In a decode step the ring's first `stages` weight loads
 // are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the kernel
-// before it runs; in isolation (run 5, H200) 8 stages took 14.8 µs on 4096x4096 m=1.
+// before it runs; in isolation (run 5, H200, NOTES-sm90.md) 8 stages took 14.8 µs on 4096x4096 m=1.
 static_assert(DecodeShape<16>::kMaxStages == DecodeShape<64>::kMaxStages &&
                   DecodeShape<16>::kDefaultStages == DecodeShape<64>::kDefaultStages &&
                   DecodeShape<16>::kMinStages == DecodeShape<64>::kMinStages,
