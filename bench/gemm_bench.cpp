@@ -274,11 +274,11 @@ struct GroupedSet {
   DeviceBuffer<std::int32_t> d_offsets;
   DeviceBuffer<bf16> out, loop_out;  // grouped launch; per-expert loops
   int max_rows = 0;
-  // Per expert with rows: its scales copied to 16-byte aligned buffers (the dense entry point's
+  // Per expert with rows: its A scales copied to 16-byte aligned buffers (the dense entry point's
   // rule; expert slices of the grouped scale tensors need not start on 16 bytes), ours and
-  // cuBLASLt's layouts.
+  // cuBLASLt's layouts (the B scales: ExpertScales, once per cell).
   std::vector<int> experts;
-  std::vector<DeviceBuffer<float>> sa_ours, sb_ours, sa_lt, sb_lt;
+  std::vector<DeviceBuffer<float>> sa_ours, sa_lt;
   // cuBLASLt's blockwise FP8 GEMM has no algorithm for some row counts (M = 1 on CUDA 13.0), so
   // its loop runs each expert's rows padded with zero rows to a multiple of kLtRowMultiple, from
   // its own copies of A and into its own outputs (as an engine calling it per expert would).
@@ -289,9 +289,29 @@ struct GroupedSet {
 
 constexpr int kLtRowMultiple = 4;
 
-Status make_grouped_set(const Qwen3Dims& model, int tokens, int n, int k, const DeviceBuffer<float>& sb, int seed,
-                        const std::optional<LtScaleLayout>& lt_layout, GroupedSet* set) {
+// Every expert's weight scales in 16-byte aligned buffers of their own, ours and cuBLASLt's layouts
+// (the same for every routing set of a cell).
+struct ExpertScales {
+  std::vector<DeviceBuffer<float>> ours, lt;  // by expert
+};
+
+Status make_expert_scales(const DeviceBuffer<float>& sb, int experts, int n, int k,
+                          const std::optional<LtScaleLayout>& lt_layout, ExpertScales* out) {
   const int kb = ceil_div(k, kQuantGroup), nb = ceil_div(n, kQuantGroup);
+  FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+  const std::vector<float> host_sb = sb.download();
+  for (int e = 0; e < experts; ++e) {
+    const std::vector<float> esb(host_sb.begin() + static_cast<std::ptrdiff_t>(e) * nb * kb,
+                                 host_sb.begin() + static_cast<std::ptrdiff_t>(e + 1) * nb * kb);
+    out->ours.emplace_back(esb);
+    if (lt_layout) out->lt.emplace_back(to_lt_scales(esb, nb, kb, lt_layout->b_transposed));
+  }
+  return Status::Ok();
+}
+
+Status make_grouped_set(const Qwen3Dims& model, int tokens, int n, int k, int seed,
+                        const std::optional<LtScaleLayout>& lt_layout, GroupedSet* set) {
+  const int kb = ceil_div(k, kQuantGroup);
   Rng rng(seed);
   const std::vector<int> counts = random_topk_counts(tokens, model.experts, model.top_k, rng);
   set->offsets.assign(1, 0);
@@ -306,24 +326,20 @@ Status make_grouped_set(const Qwen3Dims& model, int tokens, int n, int k, const 
   FP8LM_RETURN_IF_ERROR(fill_random_fp8(set->a.get(), set->a.size(), 100 + seed, nullptr));
   FP8LM_RETURN_IF_ERROR(fill_random_scales(set->sa.get(), set->sa.size(), 200 + seed, 1e-3f, 1e-2f, nullptr));
   FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
-  const std::vector<float> host_sa = set->sa.download(), host_sb = sb.download();
+  const std::vector<float> host_sa = set->sa.download();
   for (int e = 0; e < model.experts; ++e) {
     const int first = set->offsets[e], count = counts[e];
     if (count == 0) continue;
     set->experts.push_back(e);
     const std::vector<float> esa(host_sa.begin() + static_cast<std::ptrdiff_t>(first) * kb,
                                  host_sa.begin() + static_cast<std::ptrdiff_t>(first + count) * kb);
-    const std::vector<float> esb(host_sb.begin() + static_cast<std::ptrdiff_t>(e) * nb * kb,
-                                 host_sb.begin() + static_cast<std::ptrdiff_t>(e + 1) * nb * kb);
     set->sa_ours.emplace_back(esa);
-    set->sb_ours.emplace_back(esb);
     if (lt_layout) {
       const int padded = ceil_div(count, kLtRowMultiple) * kLtRowMultiple;
       std::vector<float> padded_sa = esa;
       padded_sa.resize(static_cast<std::size_t>(padded) * kb, 0.0f);
       set->lt_rows.push_back(padded);
       set->sa_lt.emplace_back(to_lt_scales(padded_sa, padded, kb, lt_layout->a_transposed));
-      set->sb_lt.emplace_back(to_lt_scales(esb, nb, kb, lt_layout->b_transposed));
       DeviceBuffer<fp8_e4m3>& a = set->a_lt.emplace_back(static_cast<std::size_t>(padded) * k);
       FP8LM_CUDA_RETURN_IF_ERROR(cudaMemset(a.get(), 0, a.size()));
       FP8LM_CUDA_RETURN_IF_ERROR(cudaMemcpy(a.get(), set->a.get() + static_cast<std::size_t>(first) * k,
@@ -349,8 +365,10 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
 
   // Bytes of one launch (set 0's routing; the others differ only in which experts): the selected
   // experts' weights and scales, A and its scales, the offsets, the bf16 output.
+  ExpertScales expert_scales;
+  FP8LM_RETURN_IF_ERROR(make_expert_scales(sb, experts, n, k, lt_layout, &expert_scales));
   std::vector<GroupedSet> sets(1);
-  FP8LM_RETURN_IF_ERROR(make_grouped_set(model, tokens, n, k, sb, 0, lt_layout, &sets[0]));
+  FP8LM_RETURN_IF_ERROR(make_grouped_set(model, tokens, n, k, 0, lt_layout, &sets[0]));
   const int rows = tokens * model.top_k;
   const int used = static_cast<int>(sets[0].experts.size());
   const double flops = 2.0 * rows * n * static_cast<double>(k);
@@ -361,7 +379,7 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
       std::clamp(static_cast<int>(std::ceil(kWorkingSetOverL2 * device.l2_bytes / bytes)), 2, kMaxGroupedSets);
   for (int st = 1; st < set_count; ++st) {
     sets.emplace_back();
-    FP8LM_RETURN_IF_ERROR(make_grouped_set(model, tokens, n, k, sb, st, lt_layout, &sets.back()));
+    FP8LM_RETURN_IF_ERROR(make_grouped_set(model, tokens, n, k, st, lt_layout, &sets.back()));
   }
   auto grouped_args = [&](int st) {
     const GroupedSet& g = sets[st];
@@ -376,7 +394,7 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
     ga.out = g.loop_out.get();
     Fp8GemmArgs a = grouped_expert_args(ga, e, first, g.offsets[e + 1]);
     a.a_scales = g.sa_ours[i].get();
-    a.b_scales = g.sb_ours[i].get();
+    a.b_scales = expert_scales.ours[e].get();
     return a;
   };
 
@@ -441,8 +459,9 @@ Status bench_grouped_cell(const LtContext& lt, const DeviceInfo& device, const C
       const GroupedSet& g = sets[st];
       for (std::size_t i = 0; i < g.experts.size(); ++i) {
         const Fp8GemmArgs a = expert_args(st, static_cast<int>(i));
-        FP8LM_RETURN_IF_ERROR(
-            plans.at(g.lt_rows[i])->run(g.a_lt[i].get(), g.sa_lt[i].get(), a.b, g.sb_lt[i].get(), g.out_lt[i].get(), stream));
+        FP8LM_RETURN_IF_ERROR(plans.at(g.lt_rows[i])
+                                  ->run(g.a_lt[i].get(), g.sa_lt[i].get(), a.b, expert_scales.lt[g.experts[i]].get(),
+                                        g.out_lt[i].get(), stream));
       }
       return Status::Ok();
     };
@@ -600,7 +619,7 @@ Status run_gemm_bench(const GemmBenchOptions& opt) {
                "cuBLASLt % floor | bf16 µs | vs cuBLASLt | vs bf16 |\n"
                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"))
      << md_rows;
-  FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
+  FP8LM_RETURN_IF_ERROR(write_result_files(stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
   return Status::Ok();
 }

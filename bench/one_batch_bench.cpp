@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "bench/result_files.h"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "engine/model/qwen3_footprint.h"
@@ -132,7 +133,17 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
   const std::vector<std::int32_t> prompt = make_prompt(model.config(), input_len);
   std::vector<float> logits;
   FP8LM_RETURN_IF_ERROR(model.backend().synchronize());
-  if (profile_steps > 0) FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStart());
+  // Closed after profile_steps decode steps, or on any return before (no steps, an error).
+  struct ProfilerRange {
+    bool open = false;
+    ~ProfilerRange() {
+      if (open) cudaProfilerStop();
+    }
+  } range;
+  if (profile_steps > 0) {
+    FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStart());
+    range.open = true;
+  }
   const Clock::time_point prefill_start = Clock::now();
   FP8LM_RETURN_IF_ERROR(model.forward(prompt, /*all_logits=*/false, &logits));
   std::int32_t token = argmax(logits);
@@ -154,7 +165,10 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
     token = argmax(logits);
     times->step_s.push_back(seconds_since(start));
     decode_s += times->step_s.back();
-    if (step == std::min(profile_steps, steps)) FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
+    if (range.open && step == profile_steps) {
+      range.open = false;
+      FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
+    }
     if (report && seconds_since(last_progress) >= kProgressSeconds) {
       fmt::print("  input {}: decode step {}/{}, mean ITL so far {:.2f} ms\n", input_len, step, steps,
                  1e3 * decode_s / step);
@@ -376,8 +390,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string date = utc_date();
   // The kernels' A/B knobs (environment variables), recorded when set so a result names them.
   json knobs = json::object();
-  for (const char* name : {"FP8LM_PDL", "FP8LM_DECODE_MAX_STAGES", "FP8LM_DECODE_CTAS_PER_SM", "FP8LM_DECODE_L2_PREFETCH",
-                           "FP8LM_FLASH_WGMMA"})
+  for (const char* name : kKnobNames)
     if (const char* v = std::getenv(name)) knobs[name] = v;
   std::string knobs_md;
   for (const auto& [name, value] : knobs.items()) knobs_md += fmt::format(" {}={}.", name, value.get<std::string>());
@@ -430,7 +443,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
      << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
      << md_rows << "\nReference columns (other cards and engines, not comparable with this run): " << kSeedSource
      << "\n";
-  FP8LM_RETURN_IF_ERROR(write_result_files(opt.out_dir, stem, doc, md.str()));
+  FP8LM_RETURN_IF_ERROR(write_result_files(stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md ({:.0f} s)\n", stem, stem, doc["seconds"].get<double>());
   return Status::Ok();
 }
@@ -490,7 +503,7 @@ Status write_seed_table(const std::string& out_dir) {
      << "| model | input | H20 SGLang tokens/s | SoL on H20 | L40S SGLang Triton tokens/s | SoL on L40S | L40S seed "
         "kernel tokens/s | SoL on L40S |\n|---|---|---|---|---|---|---|---|\n"
      << md_rows;
-  FP8LM_RETURN_IF_ERROR(write_result_files(out_dir, stem, doc, md.str()));
+  FP8LM_RETURN_IF_ERROR(write_result_files(stem, doc, md.str()));
   fmt::print("wrote {}.json and {}.md\n", stem, stem);
   return Status::Ok();
 }

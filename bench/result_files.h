@@ -37,11 +37,11 @@ inline std::string markdown_cell(double v, const char* format) {
   return std::isfinite(v) ? fmt::format(fmt::runtime(format), v) : std::string("–");
 }
 
-// Writes `stem`.json (doc, one-space indent) and `stem`.md, creating `dir` (the folder `stem` lies in) first.
-inline Status write_result_files(const std::string& dir, const std::string& stem, const nlohmann::json& doc,
-                                 const std::string& markdown) {
+// Writes `stem`.json (doc, one-space indent) and `stem`.md, creating the folder `stem` lies in first.
+inline Status write_result_files(const std::string& stem, const nlohmann::json& doc, const std::string& markdown) {
+  const std::string dir = std::filesystem::path(stem).parent_path().string();
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
   if (ec) return Status::Error("cannot create " + dir + ": " + ec.message());
   std::ofstream json_file(stem + ".json");
   json_file << doc.dump(1) << "\n";

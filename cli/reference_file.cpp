@@ -57,12 +57,13 @@ Status run_reference_prompt(Qwen3Model& model, std::span<const std::int32_t> ids
     for (std::size_t i = 0; i < count; ++i) on_position(begin + i, logits.data() + i * vocab);
   }
   if (greedy_steps <= 0 || ids.empty()) return Status::Ok();
-  // The last position's logits start the continuation.
-  std::vector<float> last(logits.end() - static_cast<std::ptrdiff_t>(vocab), logits.end());
+  // The last position's logits start the continuation; each step's forward leaves one row.
+  std::span<const float> last = std::span<const float>(logits).last(vocab);
   for (int g = 0;; ++g) {
     const std::int32_t token = next(g, last);
     if (g + 1 == greedy_steps) return Status::Ok();
-    FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &last));
+    FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &logits));
+    last = logits;
   }
 }
 

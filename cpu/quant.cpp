@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "arg_checks.h"
 #include "fp8lm/cpu.h"
 
 namespace fp8lm::cpu {
@@ -42,9 +43,10 @@ Status quantize_per_token_group(const QuantizeArgs& args) {
   const int groups = ceil_div(args.k, kQuantGroup);
   if (args.rows != nullptr)
     for (int r = 0; r < args.m; ++r)
-      if (args.rows[r] < 0 || args.rows[r] >= args.in_rows)
-        return Status::Error("quantize_per_token_group: rows[" + std::to_string(r) + "] = " +
-                             std::to_string(args.rows[r]) + " is outside [0, " + std::to_string(args.in_rows) + ")");
+      FP8LM_RETURN_IF_ERROR(arg_checks::need(args.rows[r] >= 0 && args.rows[r] < args.in_rows,
+                                             "quantize_per_token_group",
+                                             "rows[" + arg_checks::str(r) + "] = " + arg_checks::str(args.rows[r]) +
+                                                 " is outside [0, " + arg_checks::str(args.in_rows) + ")"));
   std::vector<float> row(args.k);
   for (int r = 0; r < args.m; ++r) {
     const bf16* in = args.in + static_cast<std::size_t>(args.rows != nullptr ? args.rows[r] : r) * args.k;

@@ -21,9 +21,8 @@ for preset in "${presets[@]}"; do
     env_args=()
     [ "$setting" = default ] || IFS=, read -r -a env_args <<<"$setting"
     tag=$(echo "$setting" | tr '=,' '--' | tr '[:upper:]' '[:lower:]')
-    env "${env_args[@]}" build/fp8lm bench one-batch --preset "$preset" --load-format dummy --input-len "$inputs" \
-      --output-len "$output_len" --out "$out" --tag "ab-$tag" >"$out/ab-$preset-$tag.log" 2>&1
-    echo "$preset $setting (rc $?):"
-    grep -E "speed of light|error" "$out/ab-$preset-$tag.log" | sed 's/^/  /'
+    (for assignment in "${env_args[@]}"; do export "$assignment"; done
+     run_one_batch "$preset $setting" "$preset" "$out/ab-$preset-$tag.log" \
+      --input-len "$inputs" --output-len "$output_len" --tag "ab-$tag")
   done
 done

@@ -16,16 +16,9 @@ shift 2
 cd build-base
 ln -sfn "$root/.deps" .deps
 mkdir -p .cache && ln -sfn "$root/.cache/tokenizer" .cache/tokenizer
-start=$(date +%s)
 export FP8LM_SOURCE_REVISION=$rev  # read at build time (cmake/source_revision.cmake)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a >"$out/baseline-configure.log" 2>&1 \
-  && cmake --build build --parallel "$(nproc)" --target fp8lm >"$out/baseline-build.log" 2>&1 \
-  || { tail -20 "$out/baseline-build.log"; exit 1; }
-echo "baseline $rev built: $(( $(date +%s) - start )) s"
+fp8lm_build baseline- -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm || exit 1
 for preset in "$@"; do
-  build/fp8lm bench one-batch --preset "$preset" --load-format dummy --input-len "$inputs" --output-len "$output_len" \
-    --out "$out" --tag "baseline-$rev" >"$out/baseline-$preset.log" 2>&1
-  echo "baseline $preset (rc $?):"
-  grep -E "speed of light|error" "$out/baseline-$preset.log" | sed 's/^/  /'
+  run_one_batch "baseline $preset" "$preset" "$out/baseline-$preset.log" --input-len "$inputs" \
+    --output-len "$output_len" --tag "baseline-$rev"
 done

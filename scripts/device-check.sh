@@ -11,11 +11,7 @@ if [ "${1:-}" = "--no-bench" ]; then bench=0; shift; fi
 if [ "${1:-}" = "--bench-only" ]; then tests=0 target=(--target fp8lm); shift; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
 
-start=$(date +%s)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${FP8LM_CMAKE_ARGS:-} >"$out/configure.log" 2>&1 \
-  || { tail -30 "$out/configure.log"; exit 1; }
-cmake --build build --parallel "$(nproc)" "${target[@]}" >"$out/build.log" 2>&1 || { grep -E "error" -A3 "$out/build.log" | head -60; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+fp8lm_build "" "" "${target[@]}" || exit 1
 
 # SASS: the SM89 kernel must use QMMA on sm_89; on sm_90a (emulated FP8 mma) record what it became.
 cuobjdump -sass build/fp8lm > "$out/sass.txt" 2>&1

@@ -14,3 +14,32 @@ fi
 out="${OUT:-$PWD/device-out}"
 mkdir -p "$out"
 models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}
+
+# `fp8lm bench one-batch` on dummy weights of PRESET, its output in LOG; prints LABEL, the exit code
+# and the seconds taken, then the summary lines (speed of light, errors).
+#   run_one_batch LABEL PRESET LOG [bench one-batch arguments...]
+run_one_batch() {
+  local label=$1 preset=$2 log=$3 start rc
+  shift 3
+  start=$(date +%s)
+  build/fp8lm bench one-batch --preset "$preset" --load-format dummy --out "$out" "$@" >"$log" 2>&1
+  rc=$?
+  echo "$label (rc $rc, $(( $(date +%s) - start )) s):"
+  grep -E "speed of light|error|fp8lm bench" "$log" | sed 's/^/  /'
+}
+
+# Configures and builds build/ in the current tree: CMake arguments from $FP8LM_CMAKE_ARGS, else
+# DEFAULT_CMAKE_ARGS; the rest goes to `cmake --build` (e.g. --target fp8lm). Logs to
+# $out/LOG_PREFIX{configure,build}.log; prints the time, or the errors and returns 1.
+#   fp8lm_build LOG_PREFIX DEFAULT_CMAKE_ARGS [cmake --build arguments...]
+fp8lm_build() {
+  local prefix=$1 default_args=$2 start
+  shift 2
+  start=$(date +%s)
+  # shellcheck disable=SC2086  # the CMake arguments are a word list
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release ${FP8LM_CMAKE_ARGS:-$default_args} \
+    >"$out/${prefix}configure.log" 2>&1 || { tail -30 "$out/${prefix}configure.log"; return 1; }
+  cmake --build build --parallel "$(nproc)" "$@" >"$out/${prefix}build.log" 2>&1 \
+    || { grep -E "error" -A3 "$out/${prefix}build.log" | head -60; return 1; }
+  echo "${prefix}build: $(( $(date +%s) - start )) s"
+}

@@ -13,9 +13,6 @@ presets=("$@")
 tag=()
 [ "$output_len" = 2048 ] || tag=(--tag "out$output_len")
 for preset in "${presets[@]}"; do
-  start=$(date +%s)
-  build/fp8lm bench one-batch --preset "$preset" --load-format dummy --input-len 1,6144,14336,30720 \
-    --output-len "$output_len" --out "$out" "${tag[@]}" >"$out/one-batch-$preset.log" 2>&1
-  echo "$preset (rc $?, $(( $(date +%s) - start )) s):"
-  grep -E "speed of light|error|fp8lm bench" "$out/one-batch-$preset.log" | sed 's/^/  /'
+  run_one_batch "$preset" "$preset" "$out/one-batch-$preset.log" --input-len 1,6144,14336,30720 \
+    --output-len "$output_len" "${tag[@]}"
 done

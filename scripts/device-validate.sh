@@ -17,13 +17,8 @@ for arg in "$@"; do
   esac
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-start=$(date +%s)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  ${FP8LM_CMAKE_ARGS:--DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a} >"$out/configure.log" 2>&1 \
-  || { tail -30 "$out/configure.log"; scripts/device-pack.sh; exit 1; }
-cmake --build build --parallel "$(nproc)" --target fp8lm fp8lm_gpu_tests >"$out/build.log" 2>&1 \
-  || { grep -E "error" -A3 "$out/build.log" | head -60; scripts/device-pack.sh; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm fp8lm_gpu_tests \
+  || { scripts/device-pack.sh; exit 1; }
 cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "Function" \
   | grep -oE "Function [^ ]+|REG:[0-9]+|STACK:[0-9]+|SHARED:[0-9]+|LOCAL:[0-9]+" | paste - - - - - > "$out/resources.txt"
 start=$(date +%s)

@@ -25,8 +25,12 @@ void PageAllocator::release(const std::int32_t* pages, std::size_t count) {
   for (std::size_t i = count; i-- > 0;) free_.push_back(pages[i]);
 }
 
+std::size_t KvCache::array_bytes(int kv_width, int pages, int page_size) {
+  return static_cast<std::size_t>(pages) * page_size * kv_width * sizeof(bf16);
+}
+
 std::size_t KvCache::bytes(int layers, int kv_width, int pages, int page_size) {
-  return 2 * static_cast<std::size_t>(layers) * pages * page_size * kv_width * sizeof(bf16);
+  return 2 * static_cast<std::size_t>(layers) * array_bytes(kv_width, pages, page_size);
 }
 
 Status KvCache::create(Backend& backend, int layers, int kv_width, int pages, int page_size,
@@ -35,7 +39,7 @@ Status KvCache::create(Backend& backend, int layers, int kv_width, int pages, in
     return Status::Error("KV cache: pages = " + std::to_string(pages) + " and page_size = " +
                          std::to_string(page_size) + " must be >= 1");
   std::unique_ptr<KvCache> c(new KvCache(pages, page_size));
-  const std::size_t per_array = bytes(1, kv_width, pages, page_size) / 2;
+  const std::size_t per_array = array_bytes(kv_width, pages, page_size);
   c->k_.resize(layers);
   c->v_.resize(layers);
   for (int l = 0; l < layers; ++l) {
@@ -52,8 +56,7 @@ Status KvSequence::create(Backend& backend, KvCache& cache, int max_pages, std::
   // Unused entries point at page 0 rather than at garbage, so that even a kernel reading past the
   // sequence (a bug) stays inside the pool.
   const std::vector<std::int32_t> zeros(max_pages, 0);
-  FP8LM_RETURN_IF_ERROR(
-      BackendBuffer::from_host(backend, zeros.data(), zeros.size() * sizeof(std::int32_t), &s->table_));
+  FP8LM_RETURN_IF_ERROR(BackendBuffer::from_host(backend, zeros.data(), table_bytes(max_pages), &s->table_));
   *out = std::move(s);
   return Status::Ok();
 }

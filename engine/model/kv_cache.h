@@ -48,8 +48,9 @@ class KvCache {
  public:
   static Status create(Backend& backend, int layers, int kv_width, int pages, int page_size,
                        std::unique_ptr<KvCache>* out);
-  // The bytes create() allocates.
+  // The bytes create() allocates, and those of one layer's K (or V) array.
   static std::size_t bytes(int layers, int kv_width, int pages, int page_size);
+  static std::size_t array_bytes(int kv_width, int pages, int page_size);
 
   bf16* k(int layer) const { return k_[layer].as<bf16>(); }  // [pages * page_size, kv_width]
   bf16* v(int layer) const { return v_[layer].as<bf16>(); }
@@ -84,6 +85,8 @@ class KvSequence {
 
   const std::vector<std::int32_t>& pages() const { return pages_; }
   const std::int32_t* device_table() const { return table_.as<std::int32_t>(); }
+  // The backend bytes of the block table create() allocates.
+  static std::size_t table_bytes(int max_pages) { return static_cast<std::size_t>(max_pages) * sizeof(std::int32_t); }
   int page_size() const { return cache_.page_size(); }
   int capacity() const { return static_cast<int>(pages_.size()) * cache_.page_size(); }  // rows mapped
   int max_rows() const { return max_pages_ * cache_.page_size(); }

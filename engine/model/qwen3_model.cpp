@@ -195,7 +195,7 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   const Qwen3Footprint footprint = qwen3_footprint(c);
   m.weights = footprint.weight_bytes;
   m.kv_cache = KvCache::bytes(c.num_hidden_layers, c.kv_width(), kv_pages(ctx), kKvPageSize) +
-               kv_pages(ctx) * sizeof(std::int32_t);  // the block table
+               KvSequence::table_bytes(kv_pages(ctx));
   for (const auto& [buffer, bytes] : Qwen3Model::scratch_layout(c, options.max_batch_tokens)) m.scratch += bytes;
   return m;
 }
@@ -411,7 +411,7 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
     // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
     // the MoE router (whose experts quantize their gathered rows).
-    const bool moe = l.experts_gate_up.n > 0;
+    const bool moe = c.is_moe_layer(static_cast<int>(i));
     FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
                                               moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
     const bf16* next_norm = i + 1 < layers_.size() ? layers_[i + 1].input_layernorm.as<bf16>() : nullptr;

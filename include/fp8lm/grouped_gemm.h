@@ -17,7 +17,8 @@
 // outside `out`.
 //
 // Same shape rules as gemm.h (any n >= 1, k a multiple of 16, 16-byte aligned pointers; offsets
-// 4-byte aligned); total_rows == 0 is a no-op. Every configuration of gemm_configs() runs grouped.
+// 4-byte aligned); total_rows == 0 is a no-op. Every production configuration of gemm_configs()
+// runs grouped (the experiment-only sm_90 ones, FP8LM_SM90_EXPERIMENTS, are dense only).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -49,6 +50,13 @@ struct Fp8GroupedGemmArgs {
   int k;
   int max_rows_per_expert;       // host bound on any expert's rows (sizes the grid)
 };
+
+// offsets[e] clamped into [0, total_rows]: offsets that break the contract cannot send a kernel
+// outside its buffers (expert e's rows are then [clamped(e), max(clamped(e), clamped(e + 1)))).
+FP8LM_HOST_DEVICE int clamped_offset(const std::int32_t* offsets, int e, int total_rows) {
+  const int v = offsets[e] < 0 ? 0 : offsets[e];
+  return v < total_rows ? v : total_rows;
+}
 
 // Expert e's dense GEMM on rows [row_begin, row_end) of the grouped problem (the stacked layout's
 // arithmetic, in one place for the CPU twin, the sm_89 kernel, tests and benchmarks).

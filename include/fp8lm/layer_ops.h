@@ -169,11 +169,13 @@ struct AttentionArgs {
 
 // The workspace that lets attention split keys as much as it wants for n tokens (head_dim 128):
 // per (token, q head, split) an fp32 output row and its softmax max and sum. Splits happen only
-// when n * kv_heads CTAs are less than one wave, so sizing it for the largest decode batch is enough.
+// when the flash kernel's CTAs (kv heads x blocks of 64 stacked (query, head) rows) are fewer than
+// one wave of the card, so sizing it for the largest decode batch is enough.
 inline constexpr int kAttentionMaxSplits = 128;
+inline constexpr int kAttentionPartialFloats = 128 + 2;  // per (token, q head, split)
 inline std::size_t attention_workspace_bytes(int n, int q_heads) {
-  return static_cast<std::size_t>(n > 0 ? n : 0) * (q_heads > 0 ? q_heads : 0) * kAttentionMaxSplits * (128 + 2) *
-         sizeof(float);
+  return static_cast<std::size_t>(n > 0 ? n : 0) * (q_heads > 0 ? q_heads : 0) * kAttentionMaxSplits *
+         kAttentionPartialFloats * sizeof(float);
 }
 
 // out = bf16(bf16(silu(gate)) * up), gate_up rows = [gate (inter) | up (inter)].

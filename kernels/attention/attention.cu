@@ -11,13 +11,13 @@
 // History: decode and calls of fewer than 64 queries used to run on a CUDA-core split-K kernel
 // (one lane per key, fp32 dot products; 119 registers at 8 q heads per kv head, so 2 CTAs per SM):
 // on an H200 32B's ITL grew by 8.8 ms from input 1 to 30720 where its KV bytes take 1.9 ms
-// (docs/engine.md, "Speed today"). The flash kernel reads each K/V tile once per CTA for the whole
+// (docs/engine.md, "Decode on the flash kernel", and the result file it names). The flash kernel
+// reads each K/V tile once per CTA for the whole
 // GQA group with mma.sync; for one query its 64-row block holds only G rows (the rest is padding
 // on tensor cores, which have room to spare at decode).
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <mutex>
 #include <string>
 
 #include "attention/flash_attention.h"
@@ -105,15 +105,12 @@ __global__ void __launch_bounds__(kHeadDim)
 Status launch_splits(const AttentionArgs& a, int* splits) {
   *splits = 1;
   if (a.workspace == nullptr || a.workspace_bytes == 0) return Status::Ok();
-  int device = 0, sms = 0, per_sm = 0;
-  FP8LM_CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
-  FP8LM_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  FP8LM_RETURN_IF_ERROR(flash::flash_ctas_per_sm(&per_sm));
+  int wave = 0;
+  FP8LM_RETURN_IF_ERROR(flash::flash_wave_ctas(&wave));
   const long long ctas = static_cast<long long>(a.kv_heads) * flash::flash_row_blocks(a.n, a.q_heads, a.kv_heads);
   const std::size_t per_split = static_cast<std::size_t>(a.n) * a.q_heads * kPartialFloats * sizeof(float);
-  const long long wave = static_cast<long long>(std::max(per_sm, 1)) * sms;
   const long long max_splits = std::min<long long>(
-      {kAttentionMaxSplits, wave / std::max(1LL, ctas), static_cast<long long>(a.workspace_bytes / per_split)});
+      {kAttentionMaxSplits, static_cast<long long>(wave) / std::max(1LL, ctas), static_cast<long long>(a.workspace_bytes / per_split)});
   if (max_splits <= 1) return Status::Ok();
   *splits = flash::plan_key_split(a.start_pos + a.n, static_cast<int>(max_splits)).splits;
   return Status::Ok();

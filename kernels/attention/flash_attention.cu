@@ -54,9 +54,11 @@
 //
 // Work (the prediction the timing test checks): FLOPs = 2 (QK^T) x 2 (P.V) x 128 x q_heads x
 // sum over queries of their keys (start_pos + t + 1); causal prefill: ~ 2 * n^2 * 128 * q_heads,
-// 7.7e12 for 30720 tokens with 32 q heads, ~1.16e13 of mma work with the split. At a plausible
-// ~300 TFLOP/s of mma.sync on an H100/H200 that is ~40 ms. Measured on an H100 (2026-11-28): 32.4 ms,
-// 238 TFLOP/s; tests/gpu/layer_ops_gpu_test.cpp (AttentionFlashGpu*) checks it against the CPU twin.
+// 7.7e12 for 30720 tokens with 32 q heads, ~1.16e13 of mma work with the split. Predicted before
+// it ran, at an assumed ~300 TFLOP/s of mma.sync: ~40 ms. Measured on an H100 (2026-11-28): 32.4 ms,
+// 238 TFLOP/s (AttentionFlashGpuLong.Prefill30kTimed in
+// bench/results/gpu-tests-2026-11-28-nvidia-h100-80gb-hbm3.log); tests/gpu/layer_ops_gpu_test.cpp
+// (AttentionFlashGpu*) checks it against the CPU twin.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -76,10 +78,7 @@ namespace fp8lm::flash {
 
 namespace {
 
-constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
-constexpr int kRowsPerWarp = 16;                   // one m16 fragment
-constexpr int kBlockM = kWarps * kRowsPerWarp;     // (query, head) rows per CTA
 constexpr int kStages = 2;                         // cp.async double buffering
 constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(bf16));  // a row of K, V or Q
 constexpr int kChunks = kRowBytes / 16;            // 16-byte chunks per row
@@ -247,23 +246,27 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
 }
 
 // The kernel's shared memory limit is raised once per process (one device model assumed, as the
-// GEMM launchers do); the occupancy for split planning is measured then too.
-Status setup(int* ctas_per_sm) {
-  static int per_sm = 0;
+// GEMM launchers do); the occupancy and SM count for split planning are measured then too.
+Status setup(int* wave_ctas) {
+  static int wave = 0;
   static cudaError_t error = cudaSuccess;
   static std::once_flag once;
   std::call_once(once, [] {
+    int device = 0, sms = 0, per_sm = 0;
     error = cudaFuncSetAttribute(flash_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (error == cudaSuccess)
       error = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, flash_attention_kernel, kThreads, kSmemBytes);
+    if (error == cudaSuccess) error = cudaGetDevice(&device);
+    if (error == cudaSuccess) error = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    wave = std::max(per_sm, 1) * sms;
   });
-  if (ctas_per_sm != nullptr) *ctas_per_sm = per_sm;
+  if (wave_ctas != nullptr) *wave_ctas = wave;
   return cuda_status(error, "flash attention setup");
 }
 
 }  // namespace
 
-Status flash_ctas_per_sm(int* ctas) { return setup(ctas); }
+Status flash_wave_ctas(int* ctas) { return setup(ctas); }
 
 Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
   if (use_wgmma_attention(a, max_splits)) return attention_sm90(a, stream);

@@ -11,11 +11,15 @@ namespace fp8lm::flash {
 
 // Keys per tile of the flash kernel (a KV page is whole tiles: kKvPageMultiple).
 inline constexpr int kBlockN = 64;
+// Stacked (query, q head) rows per CTA: 4 warps of one m16 fragment each.
+inline constexpr int kWarps = 4;
+inline constexpr int kRowsPerWarp = 16;
+inline constexpr int kBlockM = kWarps * kRowsPerWarp;
 // A split is worth its merge only with at least this many keys.
 inline constexpr int kMinKeysPerSplit = 4 * kBlockN;
 // Per (query, q head, split) in the workspace: the split's normalized output row, its running max
 // (of score * scale * log2 e) and its sum of exp2(score * scale * log2 e - max).
-inline constexpr int kPartialFloats = 128 + 2;
+inline constexpr int kPartialFloats = kAttentionPartialFloats;
 
 // How the keys of a call whose last query sees max_keys keys are split over at most max_splits
 // CTAs along grid z: `splits` splits (1: no split, the kernel writes bf16 output), split s taking
@@ -35,13 +39,15 @@ __host__ __device__ __forceinline__ KeySplit plan_key_split(int max_keys, int ma
   return {splits, (tiles + splits - 1) / splits};
 }
 
-// CTAs of the flash kernel for a call: x = kv head, y = block of 64 (query, q head) rows, z = split.
+// CTAs of the flash kernel for a call: x = kv head, y = block of kBlockM (query, q head) rows,
+// z = split.
 inline int flash_row_blocks(int n, int q_heads, int kv_heads) {
-  return (n * (q_heads / kv_heads) + 63) / 64;
+  return (n * (q_heads / kv_heads) + kBlockM - 1) / kBlockM;
 }
 
-// Flash CTAs that fit on one SM (the launch's occupancy; split planning fills one wave).
-Status flash_ctas_per_sm(int* ctas);
+// Flash CTAs that fit on the card at once (occupancy x SMs, measured once): split planning fills
+// one wave.
+Status flash_wave_ctas(int* ctas);
 
 // Causal GQA attention with AttentionArgs semantics (fp8lm/layer_ops.h) for any n >= 1, start_pos
 // by value or from start_pos_ptr. max_splits == 1: every CTA walks all its keys and writes the bf16

@@ -32,12 +32,11 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <mutex>
 
 #include "attention/flash_attention.h"
 #include "attention/flash_common.cuh"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "common/wgmma.cuh"
@@ -226,8 +225,8 @@ Status setup90() {
 
 bool use_wgmma_attention(const AttentionArgs& a, int max_splits) {
   if (max_splits > 1 || static_cast<long long>(a.n) * (a.q_heads / a.kv_heads) < kWgmmaAttentionMinRows) return false;
-  const char* env = std::getenv("FP8LM_FLASH_WGMMA");
-  if (env != nullptr && std::strcmp(env, "0") == 0) return false;
+  static const bool enabled = env_int("FP8LM_FLASH_WGMMA", 0, 1, 1) == 1;
+  if (!enabled) return false;
   DeviceInfo device;
   return current_device(&device).ok() && device.sm_version() == 90;
 }

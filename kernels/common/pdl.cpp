@@ -1,18 +1,13 @@
 // pdl_enabled() (kernels/common/pdl.cuh): per device, cached.
 #include <array>
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
-
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 
 namespace fp8lm {
 
 bool pdl_enabled() {
-  static const bool disabled = [] {
-    const char* v = std::getenv("FP8LM_PDL");
-    return v != nullptr && std::strcmp(v, "0") == 0;
-  }();
+  static const bool disabled = env_int("FP8LM_PDL", 0, 1, 1) == 0;
   if (disabled) return false;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;

@@ -38,16 +38,20 @@ GemmConfig pick_sm90_big_tile(MBlocks m_blocks, int n, int sms) {
 
 int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? device.sm_count : 132; }
 
+// The swap-AB decode kernel with the smallest token tile (16, 32 or 64) that covers `rows` <= 64.
+GemmConfig sm90_decode_config(int rows) {
+  return find_config(GemmKernel::kSm90Decode, rows <= 16 ? 16 : rows <= 32 ? 32 : 64, 64);
+}
+
 GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {
   const int sms = sm_count_or_h100(device);
   // Small m is a weight stream: the swap-AB decode kernel (tokens are the wgmma N side, split-K
   // over a cluster fills the SMs) with the smallest token tile that covers m.
-  if (m <= 16) return find_config(GemmKernel::kSm90Decode, 16, 64);
-  if (m <= 32) return find_config(GemmKernel::kSm90Decode, 32, 64);
+  if (m <= 32) return sm90_decode_config(m);
   // m in (32, 64]: the 64x128 wgmma tile while it has enough tiles to keep a third of the SMs
   // busy; otherwise (narrow n) the decode kernel, which splits K to fill the SMs.
   const long long tiles_64 = static_cast<long long>((m + 63) / 64) * ((n + 127) / 128);
-  if (m <= 64 && 3 * tiles_64 < sms) return find_config(GemmKernel::kSm90Decode, 64, 64);
+  if (m <= 64 && 3 * tiles_64 < sms) return sm90_decode_config(m);
   return pick_sm90_big_tile([m](int block_m) { return static_cast<long long>((m + block_m - 1) / block_m); }, n, sms);
 }
 }  // namespace
@@ -75,9 +79,7 @@ GemmConfig pick_grouped_gemm_config(int total_rows, int max_rows_per_expert, int
                                     const DeviceInfo& device) {
   const int rows = std::max(1, std::min(max_rows_per_expert, total_rows));
   if (device.sm_version() != 90) return pick_gemm_config(rows, n, k, device);
-  if (rows <= 16) return find_config(GemmKernel::kSm90Decode, 16, 64);
-  if (rows <= 32) return find_config(GemmKernel::kSm90Decode, 32, 64);
-  if (rows <= 64) return find_config(GemmKernel::kSm90Decode, 64, 64);
+  if (rows <= 64) return sm90_decode_config(rows);
   return pick_sm90_big_tile(
       [&](int block_m) { return grouped_row_blocks_bound(total_rows, max_rows_per_expert, num_experts, block_m); }, n,
       sm_count_or_h100(device));

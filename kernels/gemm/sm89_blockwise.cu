@@ -204,8 +204,8 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
   pdl_wait();
   pdl_launch_dependents();
   const int e = blockIdx.y;
-  const int begin = min(max(g.offsets[e], 0), g.total_rows);
-  const int end = max(begin, min(g.offsets[e + 1], g.total_rows));
+  const int begin = clamped_offset(g.offsets, e, g.total_rows);
+  const int end = max(begin, clamped_offset(g.offsets, e + 1, g.total_rows));
   const Fp8GemmArgs p = grouped_expert_args(g, e, begin, end);
   if (static_cast<int>(blockIdx.x) >= ceil_div(p.m, BM) * ceil_div(p.n, BN)) return;  // also: no rows
   gemm_tile<BM, BN, WARPS_M, WARPS_N, STAGES>(p, blockIdx.x);
@@ -219,9 +219,11 @@ Status prepare(Kernel* kernel, const DeviceInfo& device) {
     return Status::Error("sm89 GEMM tile m" + std::to_string(BM) + "n" + std::to_string(BN) + " needs " +
                          std::to_string(T::kSmemBytes) + " bytes of shared memory; " + device.name +
                          " allows " + std::to_string(device.smem_optin_bytes));
-  // Raising the dynamic shared-memory limit is per kernel and per device; repeating it is cheap.
-  return cuda_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes),
-                     "sm89 GEMM shared-memory opt-in");
+  // The dynamic shared-memory limit is raised once per kernel (one device model per process
+  // assumed, as the sm_90 and attention launchers do): every MoE layer launches these.
+  static const cudaError_t opt_in =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes);
+  return cuda_status(opt_in, "sm89 GEMM shared-memory opt-in");
 }
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES>

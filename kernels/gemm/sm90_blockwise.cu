@@ -76,6 +76,7 @@
 #include <string>
 
 #include "fp8lm/cuda_status.h"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "common/wgmma.cuh"
@@ -213,12 +214,6 @@ __device__ __forceinline__ void tma_load_multicast(void* dst, const CUtensorMap*
 #endif
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Expert e's rows clamped into [0, total_rows] (offsets that break the contract cannot send a
-// kernel outside its buffers).
-__device__ __forceinline__ int clamped_offset(const std::int32_t* offsets, int e, int total_rows) {
-  return min(max(offsets[e], 0), total_rows);
-}
-
 // Grouped large-M schedule, computed by one warp: rows[e] = expert e's first row (rows[E] = the
 // end), tile_end[e] = tiles of experts 0..e (inclusive prefix sum; BM x BN tiles).
 template <int BM>
@@ -884,13 +879,9 @@ Status run_big(const Problem& a, const DeviceInfo& dev, cudaStream_t stream) {
 // limit and the k-blocks) that keeps tiles x split within that. Measured on an H200
 // (NOTES-sm90.md, run 3): fewer CTAs leave bandwidth unused, more pay the cluster reduction and
 // per-CTA start-up more often than they gain.
-// FP8LM_DECODE_CTAS_PER_SM (1-8) in the environment replaces the 3 (read once; an A/B knob).
+// FP8LM_DECODE_CTAS_PER_SM (1-8) in the environment replaces the 3 (an A/B knob).
 int decode_split(long long tiles, int k, const DeviceInfo& device) {
-  static const int kDecodeCtasPerSm = [] {
-    const char* env = std::getenv("FP8LM_DECODE_CTAS_PER_SM");
-    const int v = env != nullptr ? std::atoi(env) : 0;
-    return v >= 1 && v <= 8 ? v : 3;
-  }();
+  static const int kDecodeCtasPerSm = env_int("FP8LM_DECODE_CTAS_PER_SM", 1, 8, 3);
   const int num_kb = (k + kBlockK - 1) / kBlockK;
   const long long target = static_cast<long long>(kDecodeCtasPerSm) * std::max(device.sm_count, 1);
   int split = 1;
@@ -898,26 +889,24 @@ int decode_split(long long tiles, int k, const DeviceInfo& device) {
   return split;
 }
 
-// The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES (2-8)
-// from the environment, read once. An A/B knob: in a decode step the ring's first `stages` weight
-// loads are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the
-// kernel before it runs; in isolation (run 5) 8 stages were slower than 4 on 4096x4096.
 // Whether the dense decode kernel prefetches its whole weight slice into L2 before pdl_wait
-// (default on; FP8LM_DECODE_L2_PREFETCH=0 turns it off, read once: an A/B knob).
+// (default on; FP8LM_DECODE_L2_PREFETCH=0 turns it off: an A/B knob).
 bool decode_l2_prefetch() {
-  static const bool value = [] {
-    const char* env = std::getenv("FP8LM_DECODE_L2_PREFETCH");
-    return env == nullptr || std::strcmp(env, "0") != 0;
-  }();
+  static const bool value = env_int("FP8LM_DECODE_L2_PREFETCH", 0, 1, 1) == 1;
   return value;
 }
 
-int decode_max_stages(int default_stages, int max_stages) {
-  static const int value = [&] {
-    const char* env = std::getenv("FP8LM_DECODE_MAX_STAGES");
-    const int v = env != nullptr ? std::atoi(env) : 0;
-    return v >= 2 && v <= max_stages ? v : default_stages;
-  }();
+// The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES
+// (kMinStages..kMaxStages; an A/B knob). In a decode step the ring's first `stages` weight loads
+// are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the kernel
+// before it runs; in isolation (run 5, H200, NOTES-sm90.md) 8 stages took 14.8 µs on 4096x4096 m=1.
+static_assert(DecodeShape<16>::kMaxStages == DecodeShape<64>::kMaxStages &&
+                  DecodeShape<16>::kDefaultStages == DecodeShape<64>::kDefaultStages &&
+                  DecodeShape<16>::kMinStages == DecodeShape<64>::kMinStages,
+              "one ring-depth knob for every token tile");
+int decode_max_stages() {
+  using S = DecodeShape<16>;
+  static const int value = env_int("FP8LM_DECODE_MAX_STAGES", S::kMinStages, S::kMaxStages, S::kDefaultStages);
   return value;
 }
 
@@ -963,7 +952,7 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
   // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
   const long long ctas = static_cast<long long>(split) * n_tiles * y_tiles;
   int stages = S::kMinStages;
-  const int deepest = decode_max_stages(S::kDefaultStages, S::kMaxStages);
+  const int deepest = decode_max_stages();
   for (int st = std::clamp(kb_per_split, S::kMinStages, deepest); st >= S::kMinStages; --st) {
     if (ctas <= static_cast<long long>(per_sm[st]) * std::max(dev.sm_count, 1)) {
       stages = st;
@@ -1005,8 +994,7 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     }
 #endif
   } else if (config.kernel == GemmKernel::kSm90Decode && bn == kDecodeRows) {
-    const long long tiles = static_cast<long long>((p.n + kDecodeRows - 1) / kDecodeRows) *
-                            grouped_row_blocks_bound(p.m, p.group_rows, p.groups, bm);
+    const long long tiles = static_cast<long long>((p.n + kDecodeRows - 1) / kDecodeRows) * p.m_blocks_bound(bm);
     const int split = config.split_k > 0 ? config.split_k : decode_split(tiles, p.k, device);
     // stages = the ring's capacity; run_decode picks the depth per shape.
     if (bm == 16 && st == DecodeShape<16>::kMaxStages) return run_decode<16, GROUPED>(p, split, device, stream);

@@ -21,7 +21,8 @@ std::span<const GemmConfig> configs();
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream);
 
-// The grouped (MoE) form of the same kernels and configurations (GROUPED in sm90_blockwise.cu):
+// The grouped (MoE) form of the same kernels and production configurations (GROUPED in
+// sm90_blockwise.cu; the FP8LM_SM90_EXPERIMENTS ones are dense only):
 // arguments validated, total_rows == 0 a no-op. Same errors as launch_sm90_blockwise.
 Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
                            cudaStream_t stream);

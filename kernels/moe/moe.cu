@@ -26,8 +26,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kVec = 8;
-// A routed token keeps its top-k weights in registers; Qwen3 MoE models choose 8.
-constexpr int kMaxTopK = kMaxPlanTopK;
 
 // A warp per token (math::route_token's lane order): expert e in lane e % 32, slot e / 32.
 constexpr int kRouteWarps = 4;
@@ -66,7 +64,7 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
   for (int i = 0; i < kMaxRouteSlots; ++i) p[i] = math::div_rn(p[i], sum);
 
   unsigned taken = 0;  // bit i: slot i chosen
-  float chosen_sum = 0.0f, w[kMaxTopK];
+  float chosen_sum = 0.0f, w[kMaxPlanTopK];  // the top-k weights in registers (Qwen3 MoE: 8)
   for (int j = 0; j < top_k; ++j) {
     int best = -1;
     float best_p = 0.0f;
@@ -102,7 +100,6 @@ __global__ void __launch_bounds__(kRouteWarps * 32)
 
 // One thread per expert in the histogram and the scan.
 constexpr int kPlanThreads = kMaxPlanExperts;
-constexpr int kWarp = 32;
 
 // The plan on one CTA of kPlanThreads threads. experts and weights: the routing, in global memory
 // (an earlier kernel's output) or in this CTA's shared memory (written before a __syncthreads).
@@ -141,8 +138,8 @@ __device__ void plan_block(const std::int32_t* __restrict__ experts, const bf16*
     const int e = p < pairs ? experts[p] : -1;
     chunk[tid] = valid(e) ? e : -1;
     __syncthreads();
-    if (tid < kWarp) {
-      for (int w = 0; w < kPlanThreads && base + w < pairs; w += kWarp) {
+    if (tid < 32) {
+      for (int w = 0; w < kPlanThreads && base + w < pairs; w += 32) {
         const int q = base + w + tid, id = chunk[w + tid];
         const unsigned peers = __match_any_sync(0xffffffffu, id);
         const int rank = __popc(peers & ((1u << tid) - 1u));
@@ -228,8 +225,8 @@ __global__ void __launch_bounds__(kThreads)
                    const bf16* __restrict__ weights, int top_k, int hidden, int rows, const bf16* norm_weight,
                    std::uint32_t* q8, float* q8_scales, float eps) {
   static_assert(kThreads / 32 <= NormQuantizeRow<false>::kMaxRowWarps, "the norm's row warps");
-  __shared__ int slot_s[kMaxTopK];
-  __shared__ float weight_s[kMaxTopK];
+  __shared__ int slot_s[kMaxPlanTopK];
+  __shared__ float weight_s[kMaxPlanTopK];
   NormQuantizeRow<false> norm;
   if (norm_weight != nullptr) norm.preload(norm_weight, hidden);
   pdl_wait();
@@ -277,28 +274,21 @@ __global__ void __launch_bounds__(kThreads)
            q8_scales + static_cast<std::size_t>(t) * ceil_div(hidden, kQuantGroup), eps);
 }
 
-}  // namespace
-
-namespace {
+// OK when `value` is within the kernels' `limit`, else an error naming the op's argument.
+Status at_most(int value, int limit, const char* what) {
+  if (value <= limit) return Status::Ok();
+  return Status::Error(std::string(what) + " = " + std::to_string(value) + " exceeds the kernel's " +
+                       std::to_string(limit));
+}
 
 Status route_limits(const MoeRouteArgs& a) {
-  if (a.top_k > kMaxTopK)
-    return Status::Error("moe_route: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxTopK));
-  if (a.num_experts > kMaxRouteExperts)
-    return Status::Error("moe_route: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
-                         std::to_string(kMaxRouteExperts));
-  return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(at_most(a.top_k, kMaxPlanTopK, "moe_route: top_k"));
+  return at_most(a.num_experts, kMaxRouteExperts, "moe_route: num_experts");
 }
 
 Status plan_limits(const MoePlanArgs& a) {
-  if (a.num_experts > kMaxPlanExperts)
-    return Status::Error("moe_plan: num_experts = " + std::to_string(a.num_experts) + " exceeds the kernel's " +
-                         std::to_string(kMaxPlanExperts));
-  if (a.top_k > kMaxPlanTopK)
-    return Status::Error("moe_plan: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxPlanTopK));
-  return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(at_most(a.num_experts, kMaxPlanExperts, "moe_plan: num_experts"));
+  return at_most(a.top_k, kMaxPlanTopK, "moe_plan: top_k");
 }
 
 }  // namespace
@@ -341,9 +331,7 @@ Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {
   if (a.n == 0) return Status::Ok();
   if (a.hidden % kVec != 0)
     return Status::Error("moe_combine: hidden = " + std::to_string(a.hidden) + " must be a multiple of 8 (16-byte rows)");
-  if (a.top_k > kMaxTopK)
-    return Status::Error("moe_combine: top_k = " + std::to_string(a.top_k) + " exceeds the kernel's " +
-                         std::to_string(kMaxTopK));
+  FP8LM_RETURN_IF_ERROR(at_most(a.top_k, kMaxPlanTopK, "moe_combine: top_k"));
   if (!vec::aligned16(a.x) || !vec::aligned16(a.expert_out))
     return Status::Error("moe_combine: x and expert_out must be 16-byte aligned");
   if (a.norm_weight != nullptr && (!vec::aligned16(a.norm_weight) || !vec::aligned16(a.q8) || !vec::aligned16(a.q8_scales)))

@@ -85,13 +85,9 @@ Status rmsnorm_quantize(const RmsNormQuantizeArgs& a, cudaStream_t stream) {
     return Status::Error("rmsnorm_quantize: x, residual, weight, out, q8 and scales must be 16-byte aligned");
   // Many rows fill the GPU with a few warps each (pass 1 is repeated per warp: L1 traffic).
   const int warps = std::min(ceil_div(a.dim, kQuantGroup), a.rows <= 1024 ? kMaxRowWarps : 2);
-  auto* q8 = reinterpret_cast<std::uint32_t*>(a.q8);
-  if (a.residual != nullptr)
-    return cuda_status(launch_pdl(rmsnorm_quantize_kernel<true>, a.rows, warps * 32, 0, stream, a.x, a.residual,
-                                  a.weight, a.out, q8, a.scales, a.dim, a.eps),
-                       "rmsnorm_quantize launch");
-  return cuda_status(launch_pdl(rmsnorm_quantize_kernel<false>, a.rows, warps * 32, 0, stream, a.x, nullptr, a.weight,
-                                a.out, q8, a.scales, a.dim, a.eps),
+  auto* kernel = a.residual != nullptr ? rmsnorm_quantize_kernel<true> : rmsnorm_quantize_kernel<false>;
+  return cuda_status(launch_pdl(kernel, a.rows, warps * 32, 0, stream, a.x, a.residual, a.weight, a.out,
+                                reinterpret_cast<std::uint32_t*>(a.q8), a.scales, a.dim, a.eps),
                      "rmsnorm_quantize launch");
 }
 
