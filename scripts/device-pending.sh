@@ -13,12 +13,8 @@ source scripts/device-env.sh  # sets $out
 bench=0
 [ "${1:-}" = --bench ] && bench=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-start=$(date +%s)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  ${FP8LM_CMAKE_ARGS:--DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a} >"$out/configure.log" 2>&1 \
-  && cmake --build build --parallel "$(nproc)" --target fp8lm fp8lm_gpu_tests >"$out/build.log" 2>&1 \
-  || { grep -E "error" -A3 "$out/build.log" | head -40; scripts/device-pack.sh; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm fp8lm_gpu_tests \
+  || { scripts/device-pack.sh; exit 1; }
 echo "HGMMA (bf16 wgmma: the flash_sm90 kernel) in the binary: $(cuobjdump -sass build/fp8lm 2>/dev/null | grep -c HGMMA)"
 start=$(date +%s)
 build/tests/fp8lm_gpu_tests --gtest_filter='Attention*:LayerOps*:MoeOps*:MoeModel*:DecodeGraph*:RmsNorm*' \

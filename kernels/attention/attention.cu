@@ -24,6 +24,7 @@
 #include "common/bf16_vec.cuh"
 #include "common/fp8_convert.cuh"
 #include "common/pdl.cuh"
+#include "common/quant_group.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_ops.h"
 
@@ -35,8 +36,8 @@ constexpr int kHeadDim = 128;
 using flash::kPartialFloats;
 
 // Merges the splits of one (token, q head): w_s = l_s 2^(m_s - M), out = sum_s w_s o_s / sum_s w_s,
-// and with q8 quantizes the head's 128 outputs as quantize_per_token_group would (one group; the
-// amax of the bf16 outputs over the 4 warps through shared memory).
+// and with q8 quantizes the head's 128 outputs as quantize_per_token_group would (one group,
+// quantize_group_warp on warp 0).
 // max_splits is the flash launch's grid z, so plan_key_split agrees with it.
 // Latency decides its time (a few KB per CTA): the splits' (m, l) come in with one load per
 // thread and the weights are computed once into shared memory, then each thread loads its
@@ -85,17 +86,15 @@ __global__ void __launch_bounds__(kHeadDim)
   const __nv_bfloat16 value = __float2bfloat16_rn(num / den);
   reinterpret_cast<__nv_bfloat16*>(out)[at] = value;
   if (q8 == nullptr) return;
-  __shared__ float warp_amax[kHeadDim / 32];
-  const float amax = vec::warp_max(fabsf(__bfloat162float(value)));
-  if (d % 32 == 0) warp_amax[d / 32] = amax;
+  // The head's 128 bf16 outputs are one 1x128 group: warp 0 quantizes them, lane l values 4l..4l+3.
+  __shared__ float head_s[kHeadDim];
+  head_s[d] = __bfloat162float(value);
   __syncthreads();
-  float group_amax = warp_amax[0];
-  for (int w = 1; w < kHeadDim / 32; ++w) group_amax = fmaxf(group_amax, warp_amax[w]);
-  const float scale = scale_from_amax(group_amax);
-  // IEEE division, as quantize_per_token_group; the pair's high half is a dummy.
-  reinterpret_cast<std::uint8_t*>(q8)[at] =
-      static_cast<std::uint8_t>(fp8x2_encode(__fdiv_rn(__bfloat162float(value), scale), 0.0f) & 0xFFu);
-  if (d == 0) q8_scales[static_cast<std::size_t>(t) * q_heads + h] = scale;
+  if (d >= 32) return;
+  const float v[kQuantValuesPerLane] = {head_s[4 * d], head_s[4 * d + 1], head_s[4 * d + 2], head_s[4 * d + 3]};
+  const std::size_t head = static_cast<std::size_t>(t) * q_heads + h;
+  const float scale = quantize_group_warp(v, true, reinterpret_cast<std::uint32_t*>(q8 + head * kHeadDim) + d);
+  if (d == 0) q8_scales[head] = scale;
 }
 
 // The split count to launch (grid z): enough CTAs for one wave of resident flash CTAs when kv

@@ -118,11 +118,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
   pdl_wait();
   pdl_launch_dependents();
   // Read again (not kept in registers across the key loop: the kernel is at its 255-register limit).
-  auto plan = [&p] {
-    const int position = p.start_pos_ptr != nullptr ? *p.start_pos_ptr : p.start_pos;
-    return plan_key_split(position + p.n, static_cast<int>(gridDim.z));
-  };
-  const int start_pos = p.start_pos_ptr != nullptr ? *p.start_pos_ptr : p.start_pos;
+  auto position = [&p] { return p.start_pos_ptr != nullptr ? *p.start_pos_ptr : p.start_pos; };
+  auto plan = [&] { return plan_key_split(position() + p.n, static_cast<int>(gridDim.z)); };
+  const int start_pos = position();
   const KeySplit split = plan();
   if (static_cast<int>(blockIdx.z) >= split.splits) return;  // launched for a longer context
   extern __shared__ __align__(128) std::uint8_t smem[];

@@ -47,11 +47,8 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
     if (e < num_experts) max_logit = fmaxf(max_logit, p[i]), any_number |= p[i] == p[i];
   }
   // fmaxf skips NaN, as the serial fmaxf chain does; all NaN gives NaN there, -inf here: fix up.
-  for (int offset = 16; offset >= 1; offset /= 2) {
-    max_logit = fmaxf(max_logit, __shfl_xor_sync(0xffffffffu, max_logit, offset));
-    any_number |= __shfl_xor_sync(0xffffffffu, any_number, offset);
-  }
-  if (!any_number) max_logit = __uint_as_float(0x7fc00000u);
+  max_logit = vec::warp_max(max_logit);
+  if (!__any_sync(0xffffffffu, any_number)) max_logit = __uint_as_float(0x7fc00000u);
   float sum = 0.0f;
 #pragma unroll
   for (int i = 0; i < kMaxRouteSlots; ++i)
@@ -59,7 +56,7 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
       p[i] = math::exp_f32(math::add_rn(p[i], -max_logit));
       sum = math::add_rn(sum, p[i]);
     }
-  for (int offset = 16; offset >= 1; offset /= 2) sum = math::add_rn(sum, __shfl_xor_sync(0xffffffffu, sum, offset));
+  sum = vec::warp_butterfly_sum(sum);  // math::route_token's lane-sum order: xor 16, 8, 4, 2, 1
 #pragma unroll
   for (int i = 0; i < kMaxRouteSlots; ++i) p[i] = math::div_rn(p[i], sum);
 

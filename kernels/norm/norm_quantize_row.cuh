@@ -112,16 +112,12 @@ struct NormQuantizeRow {
         if (lane_ == 0) scales[g] = scale;
       }
     };
-    // Every lane runs its warp's groups (quantize_group_warp shuffles); unrolled so that the
-    // preloaded weights stay in registers.
+    // Every lane runs its warp's groups (quantize_group_warp shuffles): the preloaded ones
+    // (unrolled, so their weights stay in registers), then any beyond them.
 #pragma unroll
-    for (int i = 0; i < kPreloadGroups + 1; ++i) {
-      if (i == kPreloadGroups) {
-        for (int g = warp_ + i * warps_; g < groups_; g += warps_) normalize_group(g, weight_at(g));
-      } else if (warp_ + i * warps_ < groups_) {
-        normalize_group(warp_ + i * warps_, preloaded[i]);
-      }
-    }
+    for (int i = 0; i < kPreloadGroups; ++i)
+      if (warp_ + i * warps_ < groups_) normalize_group(warp_ + i * warps_, preloaded[i]);
+    for (int g = warp_ + kPreloadGroups * warps_; g < groups_; g += warps_) normalize_group(g, weight_at(g));
   }
 };
 
