@@ -136,12 +136,6 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)), "r"(k0), "r"(row0)
       : "memory");
 }
-// 2D TMA prefetch of the same box into L2 only (no shared memory, no barrier): a hint.
-__device__ __forceinline__ void tma_prefetch_l2(const CUtensorMap* map, int k0, int row0) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];" ::"l"(reinterpret_cast<uint64_t>(map)),
-               "r"(k0), "r"(row0)
-               : "memory");
-}
 __device__ __forceinline__ void prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
@@ -579,7 +573,7 @@ __global__ void __launch_bounds__(kWarpgroup)
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                        int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
-                       int num_experts, int t_tiles, bool prefetch_l2) {
+                       int num_experts, int t_tiles) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -627,10 +621,6 @@ __global__ void __launch_bounds__(kWarpgroup)
       mbar_arrive_expect_tx(&full[i], S::kStageBytes);
       tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, w_row);
     }
-    // The rest of the CTA's weight slice into L2 (dense: known before pdl_wait), so that it streams
-    // during the previous kernel too; the ring's later loads then hit L2.
-    if (prefetch_l2 && !GROUPED)
-      for (int i = stages; i < kb_count; ++i) tma_prefetch_l2(&map_w, (kb_begin + i) * kBlockK, w_row);
   }
   if constexpr (!GROUPED) {
     pdl_wait();
@@ -889,13 +879,6 @@ int decode_split(long long tiles, int k, const DeviceInfo& device) {
   return split;
 }
 
-// Whether the dense decode kernel prefetches its whole weight slice into L2 before pdl_wait
-// (default on; FP8LM_DECODE_L2_PREFETCH=0 turns it off: an A/B knob).
-bool decode_l2_prefetch() {
-  static const bool value = env_int("FP8LM_DECODE_L2_PREFETCH", 0, 1, 1) == 1;
-  return value;
-}
-
 // The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES
 // (kMinStages..kMaxStages; an A/B knob). In a decode step the ring's first `stages` weight loads
 // are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the kernel
@@ -965,8 +948,7 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
                                                        S::smem_bytes(stages), split, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles,
-                                           decode_l2_prefetch());
+                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
