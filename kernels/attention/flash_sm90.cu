@@ -12,7 +12,9 @@
 //   O[64 x 128] += P_hi V + P_lo V: 2 x 4 wgmma m64n128k16 (k = keys), P from registers (the
 //   accumulator layout is the A-fragment layout for 16-bit types), V from shared memory read
 //   MN-major (V is stored [key][d]: the transpose flag).
-// The two warpgroups share the tiles; while one runs its softmax the other's wgmmas can run.
+// S of the next tile is issued before the softmax of the current one (FA3's intra-warpgroup
+// overlap: the tensor cores work while the CUDA cores exponentiate), which needs three K/V stages:
+// tile t (P V), t + 1 (S), t + 2 (cp.async in flight). The two warpgroups share the tiles.
 //
 // Shared memory (1024-byte aligned): Q [128 rows] and two stages of K and V [64 keys], each a
 // row-major tile of 128 bf16 per row stored as two halves (d 0-63, d 64-127) of 128-byte rows,
@@ -22,7 +24,7 @@
 // canonical MN-major layout for V (64 d of a key per 128-byte row, 8 keys per 1024-byte group, the
 // second 64 d one half further: LBO). cp.async writes through the generic proxy, so each thread
 // fences to the async proxy (fence.proxy.async) before the barrier that precedes the wgmmas.
-// 32 KB + 2 x 32 KB = 96 KB: one CTA (8 warps) per SM.
+// 32 KB + 3 x 32 KB = 128 KB: one CTA (8 warps) per SM.
 //
 // Work per CTA and key tile: 2 x 64 x 64 x 128 x (2 + 2 x 2) = 6.3 MFLOP of wgmma (the P split
 // doubles P V). NOT yet measured: written after the session's GPU time ran out (2026-11-28); the
@@ -57,7 +59,7 @@ inline constexpr int kHalfRowBytes = 128;                   // 64 bf16 of d
 inline constexpr int kChunks = 2 * kHalfRowBytes / 16;      // 16-byte chunks per row of 128 bf16
 inline constexpr int kQBytes = kBlockM90 * 2 * kHalfRowBytes;
 inline constexpr int kKvBytes = kBlockN * 2 * kHalfRowBytes;
-inline constexpr int kStages90 = 2;
+inline constexpr int kStages90 = 3;  // K/V tiles t (P V), t + 1 (S), t + 2 (loading)
 inline constexpr int kSmemBytes90 = kQBytes + kStages90 * 2 * kKvBytes + sm90::kSwizzleAlign;
 inline constexpr int kKeySteps90 = kBlockN / 16;
 
@@ -152,6 +154,7 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
     ptx::cp_async_commit();
   };
   load_kv(0, 0);
+  if (tiles > 1) load_kv(1, kBlockN);
 
   float o[kOutFrags][4];
 #pragma unroll
@@ -162,19 +165,9 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
   float l[2] = {0.0f, 0.0f};
   std::uint8_t* const q_rows = q_tile + wg * kWgRows * kHalfRowBytes;  // this warpgroup's 64 rows
 
-  for (int tile = 0; tile < tiles; ++tile) {
-    const int stage = tile % kStages90;
-    if (tile + 1 < tiles) {
-      load_kv(stage ^ 1, (tile + 1) * kBlockN);
-      ptx::cp_async_wait<1>();  // everything but that prefetch (Q included): this tile has landed
-    } else {
-      ptx::cp_async_wait<0>();
-    }
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // cp.async writes -> wgmma reads
-    __syncthreads();
-
-    // S = Q K^T over d in 8 k16 steps: step kk is d 16 kk.., in half kk / 4 at byte 32 (kk % 4).
-    float s[kScoreFrags][4];
+  // S = Q K^T of the tile in `stage` over d in 8 k16 steps: step kk is d 16 kk.., in half kk / 4
+  // at byte 32 (kk % 4). Issued and committed, not waited for.
+  const auto issue_qk = [&](float (&s)[kScoreFrags][4], int stage) {
     sm90::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
@@ -183,8 +176,35 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
                sm90::sw128_desc(k_tile(stage) + half * kBlockN * kHalfRowBytes + at), kk > 0 ? 1 : 0);
     }
     sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
-    sm90::fence_regs(s);
+  };
+
+  // Q and tile 0 have landed (tile 1 may still be in flight): S of tile 0.
+  if (tiles > 1) {
+    ptx::cp_async_wait<1>();
+  } else {
+    ptx::cp_async_wait<0>();
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // cp.async writes -> wgmma reads
+  __syncthreads();
+  float s[kScoreFrags][4], s_next[kScoreFrags][4];
+  issue_qk(s, 0);
+  sm90::wgmma_wait<0>();
+  sm90::fence_regs(s);
+
+  // Tile t: S(t) is in s. With a next tile, wait for it (the one cp.async group in flight), then
+  // prefetch tile t + 2 into the stage of tile t - 1 (every warp is past iteration t - 1: the
+  // barrier) and start S(t + 1) on the tensor cores, so that it runs during tile t's softmax.
+  for (int tile = 0; tile < tiles; ++tile) {
+    const int stage = tile % kStages90;
+    const bool next = tile + 1 < tiles;
+    if (next) {
+      ptx::cp_async_wait<0>();
+      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      __syncthreads();
+      if (tile + 2 < tiles) load_kv((tile + 2) % kStages90, (tile + 2) * kBlockN);
+      issue_qk(s_next, (tile + 1) % kStages90);
+      sm90::fence_regs(s_next);  // the compiler must not touch s_next until the wait below
+    }
 
     if (tile >= unmasked_tiles) mask_scores(s, tile, key_limit, tig);
     online_softmax(s, o, m, l, p.scale_log2);
@@ -202,9 +222,15 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
       wgmma_pv(o, p_lo[kk], desc_v);
     }
     sm90::wgmma_commit();
-    sm90::wgmma_wait<0>();
+    sm90::wgmma_wait<0>();  // P V of this tile and S of the next
     sm90::fence_regs(o);
-    __syncthreads();  // both warpgroups are done with this stage before the next prefetch overwrites it
+    if (next) {
+      sm90::fence_regs(s_next);
+#pragma unroll
+      for (int j = 0; j < kScoreFrags; ++j)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) s[j][c] = s_next[j][c];
+    }
   }
 
   store_rows(p, o, l, m, thread_row, kv_head, tig, 1, 0);
