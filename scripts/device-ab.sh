@@ -2,15 +2,16 @@
 # On the GPU machine, after fp8lm is built (build/fp8lm): `fp8lm bench one-batch` under several
 # settings of the kernels' environment knobs (README, "End to end"), alternating settings per preset
 # so that each pair is measured back to back on the same machine. Results go to $OUT tagged with
-# the setting (the result files also record it).
-#   scripts/device-ab.sh OUTPUT_LEN INPUTS SETTING... -- PRESET...
-#   e.g. scripts/device-ab.sh 128 1,30720 FP8LM_DECODE_MAX_STAGES=4 FP8LM_DECODE_MAX_STAGES=8 -- qwen3-8b qwen3-32b
+# the setting and NAME (the result files also record the setting), so that several A/Bs in one call
+# keep their files apart.
+#   scripts/device-ab.sh NAME OUTPUT_LEN INPUTS SETTING... -- PRESET...
+#   e.g. scripts/device-ab.sh stages 128 1,30720 FP8LM_DECODE_MAX_STAGES=4 FP8LM_DECODE_MAX_STAGES=8 -- qwen3-8b qwen3-32b
 # A setting is NAME=VALUE, several joined by commas (A=1,B=2), or "default" for none.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
-output_len=${1:?OUTPUT_LEN} inputs=${2:?INPUTS}
-shift 2
+name=${1:?NAME} output_len=${2:?OUTPUT_LEN} inputs=${3:?INPUTS}
+shift 3
 settings=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do settings+=("$1"); shift; done
 [ $# -gt 0 ] && shift
@@ -22,7 +23,7 @@ for preset in "${presets[@]}"; do
     [ "$setting" = default ] || IFS=, read -r -a env_args <<<"$setting"
     tag=$(echo "$setting" | tr '=,' '--' | tr '[:upper:]' '[:lower:]')
     (for assignment in "${env_args[@]}"; do export "$assignment"; done
-     run_one_batch "$preset $setting" "$preset" "$out/ab-$preset-$tag.log" \
-      --input-len "$inputs" --output-len "$output_len" --tag "ab-$tag")
+     run_one_batch "$preset $setting" "$preset" "$out/ab-$name-$preset-$tag.log" \
+      --input-len "$inputs" --output-len "$output_len" --tag "ab-$name-$tag")
   done
 done
