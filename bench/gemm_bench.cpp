@@ -164,7 +164,7 @@ Status bench_cell(const LtContext& lt, const DeviceInfo& device, const Ceilings&
   if (opt.all_configs) {
     json configs = json::object();
     for (const GemmConfig& c : gemm_configs()) {
-      if (!gemm_config_runs_on(c, device)) continue;
+      if (!gemm_config_runs_on(c, device) || !gemm_config_takes_rows(c, m)) continue;
       Timing t;
       const Status s = time_ours(&c, &t);
       configs[c.name()] = s.ok() ? json(t.median_us) : json(s.message());

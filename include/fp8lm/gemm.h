@@ -41,6 +41,7 @@ enum class GemmKernel {
   kSm89Mma,    // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
   kSm90Wgmma,  // sm_90a: TMA + wgmma, warp-specialized, persistent (large M)
   kSm90Decode, // sm_90a: swap-AB wgmma (weights as the 64-row side), split-K over a cluster (small M)
+  kGemv,       // sm_89+: CUDA cores, 16-byte weight loads all in flight, split-K in the CTA (m <= 4)
 };
 
 // One compiled tile configuration of a GEMM kernel.
@@ -50,6 +51,7 @@ struct GemmConfig {
   int block_n;
   int stages;   // shared-memory pipeline depth
   // kSm90Decode: block_m = tokens per tile (the wgmma N), block_n = 64 weight rows per CTA.
+  // kGemv: block_m = tokens per CTA, block_n = weight rows per CTA, stages = k-blocks in flight.
   // split_k: CTAs (one cluster) that share one output tile's K range; 0 = chosen at launch.
   int split_k = 0;
   // kSm90Wgmma: CTAs per cluster along m that share (TMA-multicast) each B tile; 1 = no cluster.
@@ -63,6 +65,10 @@ std::span<const GemmConfig> gemm_configs();
 // Whether `config` can run on `device` (the sm90 kernels need an sm_90 GPU; forcing one elsewhere
 // returns an error instead of launching).
 bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device);
+
+// Whether `config` takes a GEMM of `rows` rows (grouped: rows of one expert). Every kernel but the
+// GEMV takes any; the GEMV (kGemv) re-reads the weights per 4 tokens, so it refuses more than 16.
+bool gemm_config_takes_rows(const GemmConfig& config, int rows);
 
 // The accumulation tolerance (relative to sum |a b|) of `config`'s numerics for the oracle check:
 // kAccumTolFp32 for fp32 accumulation, kAccumTolWgmmaFp8 for Hopper FP8 wgmma (oracle_check.h).

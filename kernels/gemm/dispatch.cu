@@ -6,6 +6,7 @@
 #include "fp8lm/gemm.h"
 #include "fp8lm/grouped_gemm.h"
 #include "fp8lm/oracle_check.h"
+#include "gemm/gemv.h"
 #include "gemm/sm89_blockwise.h"
 #include "gemm/sm90_blockwise.h"
 
@@ -17,6 +18,7 @@ std::string GemmConfig::name() const {
     case GemmKernel::kSm89Mma: s = "sm89"; break;
     case GemmKernel::kSm90Wgmma: s = "sm90"; break;
     case GemmKernel::kSm90Decode: s = "sm90dec"; break;  // m = tokens per tile, n = weight rows per CTA
+    case GemmKernel::kGemv: s = "gemv"; break;          // m = tokens per CTA, n = weight rows per CTA
   }
   s.append("_m").append(std::to_string(block_m)).append("n").append(std::to_string(block_n));
   s.append("s").append(std::to_string(stages));
@@ -26,12 +28,14 @@ std::string GemmConfig::name() const {
 }
 
 double gemm_accumulation_tolerance(const GemmConfig& config) {
-  return config.kernel == GemmKernel::kSm89Mma ? kAccumTolFp32 : kAccumTolWgmmaFp8;
+  return config.kernel == GemmKernel::kSm89Mma || config.kernel == GemmKernel::kGemv ? kAccumTolFp32
+                                                                                      : kAccumTolWgmmaFp8;
 }
 
 bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device) {
   switch (config.kernel) {
     case GemmKernel::kSm89Mma:
+    case GemmKernel::kGemv:
       return device.sm_version() >= 89;
     case GemmKernel::kSm90Wgmma:
     case GemmKernel::kSm90Decode:
@@ -40,11 +44,16 @@ bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device) {
   return false;
 }
 
+bool gemm_config_takes_rows(const GemmConfig& config, int rows) {
+  return config.kernel != GemmKernel::kGemv || rows <= gemv::kMaxRows;
+}
+
 std::span<const GemmConfig> gemm_configs() {
   static const std::vector<GemmConfig> all = [] {
     std::vector<GemmConfig> v;
     for (const GemmConfig& c : sm89::configs()) v.push_back(c);
     for (const GemmConfig& c : sm90::configs()) v.push_back(c);
+    for (const GemmConfig& c : gemv::configs()) v.push_back(c);
     return v;
   }();
   return all;
@@ -63,6 +72,8 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream, const Ge
     case GemmKernel::kSm90Wgmma:
     case GemmKernel::kSm90Decode:
       return sm90::launch_sm90_blockwise(args, config, device, stream);
+    case GemmKernel::kGemv:
+      return gemv::launch(args, config, stream);
   }
   return Status::Error("gemm_fp8_blockwise: unknown kernel in configuration " + config.name());
 }
@@ -82,6 +93,8 @@ Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, cudaStream_t stream, con
     case GemmKernel::kSm90Wgmma:
     case GemmKernel::kSm90Decode:
       return sm90::launch_sm90_grouped(args, config, device, stream);
+    case GemmKernel::kGemv:
+      return gemv::launch_grouped(args, config, stream);
   }
   return Status::Error("gemm_fp8_grouped: unknown kernel in configuration " + config.name());
 }

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/knobs.h"
+
 namespace fp8lm {
 
 namespace {
@@ -38,6 +40,17 @@ GemmConfig pick_sm90_big_tile(MBlocks m_blocks, int n, int sms) {
 
 int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? device.sm_count : 132; }
 
+// Up to 4 tokens and this many MB of weights (grouped: of the experts that can have rows), the
+// CUDA-core GEMV (gemv.cu) instead of the tensor-core decode kernel: its fixed cost is lower
+// (no cluster, no TMA set-up), which decides the small GEMMs. FP8LM_GEMV_MAX_MB (0 = never) is an
+// A/B knob, read once.
+constexpr int kGemvMaxTokens = 4;
+bool gemv_fits(int rows, double weight_bytes) {
+  static const int max_mb = env_int("FP8LM_GEMV_MAX_MB", 0, 1 << 20, 16);
+  return rows <= kGemvMaxTokens && weight_bytes <= max_mb * 1e6;
+}
+const GemmConfig& gemv_config() { return find_config(GemmKernel::kGemv, 4, 4); }
+
 // The swap-AB decode kernel with the smallest token tile (16, 32 or 64) that covers `rows` <= 64.
 GemmConfig sm90_decode_config(int rows) {
   return find_config(GemmKernel::kSm90Decode, rows <= 16 ? 16 : rows <= 32 ? 32 : 64, 64);
@@ -45,6 +58,7 @@ GemmConfig sm90_decode_config(int rows) {
 
 GemmConfig pick_sm90(int m, int n, int k, const DeviceInfo& device) {
   const int sms = sm_count_or_h100(device);
+  if (gemv_fits(m, static_cast<double>(n) * k)) return gemv_config();
   // Small m is a weight stream: the swap-AB decode kernel (tokens are the wgmma N side, split-K
   // over a cluster fills the SMs) with the smallest token tile that covers m.
   if (m <= 32) return sm90_decode_config(m);
@@ -79,6 +93,7 @@ GemmConfig pick_grouped_gemm_config(int total_rows, int max_rows_per_expert, int
                                     const DeviceInfo& device) {
   const int rows = std::max(1, std::min(max_rows_per_expert, total_rows));
   if (device.sm_version() != 90) return pick_gemm_config(rows, n, k, device);
+  if (gemv_fits(rows, static_cast<double>(n) * k * std::min(num_experts, total_rows))) return gemv_config();
   if (rows <= 64) return sm90_decode_config(rows);
   return pick_sm90_big_tile(
       [&](int block_m) { return grouped_row_blocks_bound(total_rows, max_rows_per_expert, num_experts, block_m); }, n,

@@ -80,6 +80,7 @@
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "common/wgmma.cuh"
+#include "gemm/grouped_slots.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
 namespace fp8lm::sm90 {
@@ -235,37 +236,6 @@ __device__ void scan_expert_tiles(const std::int32_t* offsets, int num_experts, 
   if (lane == 0) rows[num_experts] = clamped_offset(offsets, num_experts, total_rows);
 }
 
-// Grouped decode: the index of the slot-th expert (in index order) with rows, or -1 when fewer
-// experts have rows. Called by the whole CTA (one warpgroup): a ballot count per 128 experts.
-__device__ int nth_expert_with_rows(const std::int32_t* offsets, int num_experts, int total_rows, int slot) {
-  constexpr int kWarps = kWarpgroup / 32;
-  __shared__ int warp_counts[kWarps];
-  __shared__ int found;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (threadIdx.x == 0) found = -1;
-  for (int base = 0; base < num_experts; base += kWarpgroup) {
-    const int e = base + threadIdx.x;
-    bool has_rows = false;
-    if (e < num_experts) {
-      const int begin = clamped_offset(offsets, e, total_rows);
-      has_rows = clamped_offset(offsets, e + 1, total_rows) > begin;
-    }
-    const unsigned ballot = __ballot_sync(~0u, has_rows);
-    if (lane == 0) warp_counts[warp] = __popc(ballot);
-    __syncthreads();
-    int before = 0, total = 0;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      before += w < warp ? warp_counts[w] : 0;
-      total += warp_counts[w];
-    }
-    if (has_rows && before + __popc(ballot & ((1u << lane) - 1)) == slot) found = e;
-    slot -= total;
-    __syncthreads();  // `found` is visible; warp_counts may be rewritten
-    if (found >= 0) break;
-  }
-  return found;
-}
 #endif
 
 // Where one BM x BN output tile of the large-M kernel lies.
@@ -597,7 +567,7 @@ __global__ void __launch_bounds__(kWarpgroup)
     // Which weights this CTA reads depends on the offsets, an earlier kernel's output.
     pdl_wait();
     pdl_launch_dependents();
-    expert = nth_expert_with_rows(offsets, num_experts, m, blockIdx.y / t_tiles);
+    expert = nth_expert_with_rows<kWarpgroup>(offsets, num_experts, m, blockIdx.y / t_tiles);
     if (expert < 0) return;
     const int begin = clamped_offset(offsets, expert, m);
     row_end = max(begin, clamped_offset(offsets, expert + 1, m));

@@ -73,7 +73,7 @@ TEST_P(GemmGpu, EveryConfigMatchesOracle) {
   DeviceInfo device;
   ASSERT_TRUE(current_device(&device).ok());
   for (const GemmConfig& config : gemm_configs())
-    if (gemm_config_runs_on(config, device)) runs.push_back(&config);
+    if (gemm_config_runs_on(config, device) && gemm_config_takes_rows(config, c.m)) runs.push_back(&config);
   for (const GemmConfig* config : runs) {
     const std::string label = config ? config->name() : "auto";
     out.fill_bytes(0xFF);
