@@ -10,9 +10,12 @@
 //    Hopper FP8 wgmma (our sm90 kernels, and cuBLASLt's FP8 GEMMs on Hopper) adds the products
 //    of one instruction inside the tensor core with only ~14 significant bits (DeepSeek-V3 report,
 //    3.3.2: "retaining around 14 bits"); the kernels promote into fp32 every 128 k, so the error
-//    is a few 2^-14 of sum |a b| (worst seen on an H200 over all Qwen3 test shapes: 2^-12.8).
-//    For those kernels the second term is 2^-11 (kAccumTolWgmmaFp8): 7x over the worst seen, and
-//    still 10x under a lost or doubled 128-k block at k = 25600.
+//    is a few 2^-14 of sum |a b| (worst seen on an H200 over the dense Qwen3 test shapes: 2^-12.8;
+//    over the grouped ones 2^-10.9: one element of the 30B-A3B expert down, k = 768, prefill
+//    routing, where every sm90 configuration gave the same bf16 value, 1.01x over the old 2^-11
+//    bound: bench/results/gpu-tests-2026-11-28-nvidia-h200-gemv-adccc23.log). For those kernels
+//    the second term is 2^-10 (kAccumTolWgmmaFp8): 1.9x over the worst seen, and still 5x under a
+//    lost or doubled 128-k block at k = 25600.
 //  - relative Frobenius error ||out - ref|| / ||ref|| <= 2^-8: the same rounding bound in norm;
 //    honest outputs land near 1.6e-3 (the RMS of bf16 rounding), reported by the tests.
 //  - every element of the whole output must be finite: the output is poisoned with NaN first, so a
@@ -40,7 +43,7 @@ struct OracleCheck {
 
 // The accumulation term of the elementwise bound (see above).
 inline constexpr double kAccumTolFp32 = 0x1.0p-14;
-inline constexpr double kAccumTolWgmmaFp8 = 0x1.0p-11;
+inline constexpr double kAccumTolWgmmaFp8 = 0x1.0p-10;
 
 // out: the whole [m, n] output; ref/abs_ref: [rows.size(), n] from cpu::gemm_fp8_blockwise_oracle.
 inline OracleCheck check_against_oracle(std::span<const bf16> out, int m, int n, std::span<const int> rows,

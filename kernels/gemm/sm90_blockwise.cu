@@ -56,7 +56,7 @@
 //      give wrong rows, never writes outside `out`.
 //
 // Numerics: Hopper FP8 wgmma adds the products of one instruction with ~14 significant bits, so
-// the elementwise oracle bound for these kernels is 2^-11 of sum |a b| (oracle_check.h).
+// the elementwise oracle bound for these kernels is 2^-10 of sum |a b| (oracle_check.h).
 //
 // Both kernels compile only for sm_90a (__CUDA_ARCH_FEAT_SM90_ALL); the sm_89 pass sees empty
 // bodies and the launcher refuses devices that are not sm_90.
