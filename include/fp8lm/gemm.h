@@ -41,7 +41,7 @@ enum class GemmKernel {
   kSm89Mma,    // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
   kSm90Wgmma,  // sm_90a: TMA + wgmma, warp-specialized, persistent (large M)
   kSm90Decode, // sm_90a: swap-AB wgmma (weights as the 64-row side), split-K over a cluster (small M)
-  kGemv,       // sm_89+: CUDA cores, 16-byte weight loads all in flight, split-K in the CTA (m <= 4)
+  kGemv,       // sm_89+: weights loaded straight into mma.sync fragments, split-K in the CTA (m <= 8)
 };
 
 // One compiled tile configuration of a GEMM kernel.
@@ -67,7 +67,7 @@ std::span<const GemmConfig> gemm_configs();
 bool gemm_config_runs_on(const GemmConfig& config, const DeviceInfo& device);
 
 // Whether `config` takes a GEMM of `rows` rows (grouped: rows of one expert). Every kernel but the
-// GEMV takes any; the GEMV (kGemv) re-reads the weights per 4 tokens, so it refuses more than 16.
+// GEMV takes any; the GEMV (kGemv) re-reads the weights per 8 tokens, so it refuses more than 16.
 bool gemm_config_takes_rows(const GemmConfig& config, int rows);
 
 // The accumulation tolerance (relative to sum |a b|) of `config`'s numerics for the oracle check:

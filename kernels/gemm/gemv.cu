@@ -1,21 +1,25 @@
-// FP8 blockwise GEMM for a few tokens on CUDA cores (GemmKernel::kGemv; sm_89 and sm_90).
+// FP8 blockwise GEMM for a few tokens, weights streamed straight into mma fragments
+// (GemmKernel::kGemv; sm_89 and sm_90).
 //
-// At m <= 4 a GEMM is a stream of weight bytes with 2 m FLOPs per byte, which CUDA cores do many
-// times over (2 MB of weights: ~0.2 us of conversions and FMAs spread over the SMs). What costs is
-// latency: the tensor-core decode kernel (sm90_blockwise.cu) pays a cluster launch, tensor-map
-// fetches, mbarrier set-up, a ring of TMA loads and a distributed-shared-memory reduction, ~5 us
-// for the 1-6 MB GEMMs of the 0.6B model where the bytes take ~1 us. Here every lane issues its
-// 16-byte weight loads at once (before pdl_wait: no kernel writes weights), and the only
-// synchronisation is one shared-memory reduction at the end.
+// At m <= 8 a GEMM is a stream of weight bytes; what costs beyond the bytes is latency: the
+// tensor-core decode kernel (sm90_blockwise.cu) pays a cluster launch, tensor-map fetches,
+// mbarrier set-up, a ring of TMA loads and a distributed-shared-memory reduction, ~4-5 us for the
+// 1-6 MB GEMMs of the 0.6B model where the bytes take ~1 us. Here every lane issues its 16-byte
+// weight loads at once (before pdl_wait: no kernel writes weights), and the only synchronisation
+// is one shared-memory reduction at the end.
 //
-// Layout. A CTA has kWarps warps and owns kRows = 4 weight rows x kTokens tokens of the output.
-// Lane l of a warp reads row l / 8, 16-byte chunk l % 8 of a 128-wide k-block, so one warp load
-// covers the CTA's 4 rows x one k-block; warp w takes k-blocks w, w + kWarps, ... (split-K inside
-// the CTA). Per chunk a lane converts its 16 weights and each token's 16 activations to fp32,
-// forms the 16-term dot product and adds dot * a_scale[token, kb] * b_scale[row / 128, kb] to the
-// token's sum. The 8 lanes of a row then reduce by shuffles, the warps through shared memory, and
-// the sum is rounded to bf16 once. Same product as gemm.h: a per-128-k partial times both scales,
-// summed in fp32 (the order differs, so the tolerance is kAccumTolFp32).
+// Layout. A CTA owns 16 weight rows x 8 tokens of the output (one m16n8 mma tile) and kWarps
+// warps split its k-blocks (warp w: k-blocks w, w + kWarps, ...). Lane (g = lane / 4, t = lane %
+// 4) loads, per 128-wide k-block, 16-byte chunks t and t + 4 of rows g and g + 8, and the same two
+// chunks of token g's activations. Since a dot product does not care in which order its k terms
+// come, each 4-byte group j of a chunk is fed to one m16n8k16 mma as the lane's own fragment
+// elements: A {row g, row g + 8} x k {2t, 2t + 1} <- bytes 0-1, k {2t + 8, 2t + 9} <- bytes 2-3,
+// B (token g) the same bytes of the activation chunk; the weight and activation bytes of every k
+// meet in the same product. FP8 -> fp16 is exact (cvt.rn.f16x2.e4m3x2), products of fp16 are exact
+// in the fp32 accumulators, so each k-block's partial is an fp32 sum as in gemm.h, promoted with
+// a_scale[token, kb] * b_scale[rows / 128, kb] (the 16 rows share a 128-row scale block).
+// The first version converted to fp32 and used FMAs: instruction-bound, ~2x slower per token
+// added (bench/results/gemm-2026-11-28-nvidia-h200-gemv.md); here 8 tokens cost as much as one.
 //
 // Grouped (MoE decode): grid y = expert slots x token tiles, each CTA finds its slot's expert
 // (nth_expert_with_rows) and reads that expert's weights and rows; waits for the previous kernel
@@ -30,6 +34,7 @@
 #include <string>
 
 #include "common/pdl.cuh"
+#include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"
 #include "gemm/grouped_slots.cuh"
 
@@ -37,28 +42,18 @@ namespace fp8lm::gemv {
 
 namespace {
 
-constexpr int kBlockK = kQuantGroup;    // 128: one scale group per k-block
-constexpr int kChunks = kBlockK / 16;   // 16-byte chunks per k-block row
-constexpr int kRows = 32 / kChunks;     // weight rows per CTA: one warp load covers them x a k-block
-constexpr int kTokens = 4;              // tokens per CTA (grid y covers more)
-constexpr int kWarps = 8;               // split-K inside the CTA
+constexpr int kBlockK = kQuantGroup;  // 128: one scale group per k-block
+constexpr int kRows = 16;              // weight rows per CTA: the mma M
+constexpr int kTokens = 8;             // tokens per CTA: the mma N (grid y covers more)
+constexpr int kWarps = 8;              // split-K inside the CTA
 constexpr int kThreads = kWarps * 32;
-constexpr int kInFlight = 4;            // k-blocks a lane loads before it converts any
+constexpr int kInFlight = 2;           // k-blocks a lane has loaded ahead of its arithmetic
 constexpr long long kMaxGridY = 65535;
 
-// 16 e4m3 codes -> 16 floats (cvt.rn.f16x2.e4m3x2 per pair, then f16 -> f32: exact).
-__device__ __forceinline__ void fp8x16_to_float(const uint4& v, float (&out)[16]) {
-  const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const __half2_raw pair = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(w[i] >> (16 * h)), __NV_E4M3);
-      const float2 f = __half22float2(__half2(pair));
-      out[4 * i + 2 * h] = f.x;
-      out[4 * i + 2 * h + 1] = f.y;
-    }
-  }
+// Two e4m3 codes (the low 16 bits of `w` >> shift) -> an fp16x2 word, exactly.
+__device__ __forceinline__ std::uint32_t fp8x2_to_f16x2(std::uint32_t w) {
+  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(w & 0xffffu), __NV_E4M3);
+  return static_cast<std::uint32_t>(h.x) | (static_cast<std::uint32_t>(h.y) << 16);
 }
 
 // Weights: read once, not worth keeping in L1.
@@ -70,10 +65,14 @@ __device__ __forceinline__ uint4 load_weights(const fp8_e4m3* p) {
   return v;
 }
 
+__device__ __forceinline__ std::uint32_t word(const uint4& v, int j) {
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
 struct Work {
-  const fp8_e4m3* b;        // this expert's [n, k] weights
-  const float* b_scales;    // and their [ceil(n/128), ceil(k/128)] scales
-  int row_begin, row_end;   // the token rows of A / out this CTA computes (<= kTokens)
+  const fp8_e4m3* b;       // this expert's [n, k] weights
+  const float* b_scales;   // and their [ceil(n/128), ceil(k/128)] scales
+  int row_begin, row_end;  // the token rows of A / out this CTA computes (<= kTokens)
 };
 
 // The problem as gemm_fp8_grouped's; dense is one expert with offsets == nullptr (rows [0, m)).
@@ -94,15 +93,20 @@ __device__ bool find_work(const Fp8GroupedGemmArgs& g, int t_tiles, Work* w) {
   return w->row_begin < w->row_end;
 }
 
+// One k-block of one lane: chunks t and t + 4 of rows g and g + 8.
+struct WeightChunks {
+  uint4 v[2][2];  // [row g / g + 8][chunk t / t + 4]
+};
+
 template <bool GROUPED>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const Fp8GroupedGemmArgs g, int t_tiles) {
   __shared__ float partial[kWarps][kRows][kTokens];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int row = static_cast<int>(blockIdx.x) * kRows + lane / kChunks;  // this lane's weight row
-  const int chunk = lane % kChunks;
+  const int gid = lane / 4, tig = lane % 4;
+  const int row0 = static_cast<int>(blockIdx.x) * kRows;
   const int num_kb = ceil_div(g.k, kBlockK);
-  const bool row_ok = row < g.n;
-  auto chunk_ok = [&](int kb) { return row_ok && kb < num_kb && kb * kBlockK + chunk * 16 < g.k; };
+  // Chunk c of this lane in k-block kb lies inside k (k % 16 == 0: a chunk is all in or all out).
+  auto chunk_ok = [&](int kb, int c) { return kb < num_kb && kb * kBlockK + (tig + 4 * c) * 16 < g.k; };
 
   Work w{};
   if constexpr (GROUPED) {
@@ -111,66 +115,83 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Fp8GroupedGemmArgs
   } else {
     find_work<false>(g, t_tiles, &w);
   }
-  const fp8_e4m3* w_row = w.b + static_cast<std::size_t>(row_ok ? row : 0) * g.k + chunk * 16;
-  const float* b_scale_row = w.b_scales + static_cast<std::size_t>(row_ok ? row / kQuantGroup : 0) * num_kb;
+  const fp8_e4m3* w_rows[2];
+  bool row_ok[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row0 + gid + 8 * r;
+    row_ok[r] = row < g.n;
+    w_rows[r] = w.b + static_cast<std::size_t>(row_ok[r] ? row : 0) * g.k + tig * 16;
+  }
+  auto load_kb = [&](int kb, WeightChunks& out) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+        out.v[r][c] = row_ok[r] && chunk_ok(kb, c) ? load_weights(w_rows[r] + kb * kBlockK + c * 64)
+                                                  : make_uint4(0, 0, 0, 0);
+  };
 
   // The first k-blocks' weights in flight before pdl_wait (dense: nothing here depends on it).
-  uint4 wv[kInFlight];
+  WeightChunks wv[kInFlight];
 #pragma unroll
-  for (int i = 0; i < kInFlight; ++i) {
-    const int kb = warp + i * kWarps;
-    wv[i] = chunk_ok(kb) ? load_weights(w_row + kb * kBlockK) : make_uint4(0, 0, 0, 0);
-  }
+  for (int i = 0; i < kInFlight; ++i) load_kb(warp + i * kWarps, wv[i]);
   if constexpr (!GROUPED) pdl_wait();
   pdl_launch_dependents();
 
   const int tokens = w.row_end - w.row_begin;
-  float sum[kTokens] = {};
+  const bool token_ok = gid < tokens;  // this lane's activation row (the mma B column gid)
+  const fp8_e4m3* x_row = g.a + static_cast<std::size_t>(token_ok ? w.row_begin + gid : 0) * g.k + tig * 16;
+  // The accumulator's tokens 2 tig, 2 tig + 1 and their scale rows.
+  const float* a_scales[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int t = min(2 * tig + i, tokens - 1);
+    a_scales[i] = g.a_scales + static_cast<std::size_t>(w.row_begin + t) * num_kb;
+  }
+  const float* b_scales = w.b_scales + static_cast<std::size_t>(row0 / kQuantGroup) * num_kb;
+
+  float sum[4] = {};  // {row g, row g + 8} x {token 2 tig, 2 tig + 1}, as the mma accumulator
   for (int kb0 = warp; kb0 < num_kb; kb0 += kInFlight * kWarps) {
 #pragma unroll
     for (int i = 0; i < kInFlight; ++i) {
       const int kb = kb0 + i * kWarps;
-      if (!chunk_ok(kb)) continue;
-      float wf[16];
-      fp8x16_to_float(wv[i], wf);
-      // The next round's load for this slot, issued before the arithmetic on this one.
-      const int next = kb + kInFlight * kWarps;
-      wv[i] = chunk_ok(next) ? load_weights(w_row + next * kBlockK) : make_uint4(0, 0, 0, 0);
-      const float b_scale = b_scale_row[kb];
+      if (kb >= num_kb) break;
+      const WeightChunks cur = wv[i];
+      load_kb(kb + kInFlight * kWarps, wv[i]);  // the next round's, before this one's arithmetic
+      float acc[4] = {};
 #pragma unroll
-      for (int t = 0; t < kTokens; ++t) {
-        if (t >= tokens) break;
-        const std::size_t a_row = static_cast<std::size_t>(w.row_begin + t);
-        const uint4 xv = *reinterpret_cast<const uint4*>(g.a + a_row * g.k + kb * kBlockK + chunk * 16);
-        float xf[16];
-        fp8x16_to_float(xv, xf);
-        float dot = 0.f;
+      for (int c = 0; c < 2; ++c) {
+        if (!chunk_ok(kb, c)) continue;
+        const uint4 xv = token_ok ? *reinterpret_cast<const uint4*>(x_row + kb * kBlockK + c * 64)
+                                  : make_uint4(0, 0, 0, 0);
 #pragma unroll
-        for (int j = 0; j < 16; ++j) dot = fmaf(wf[j], xf[j], dot);
-        sum[t] = fmaf(dot, g.a_scales[a_row * num_kb + kb] * b_scale, sum[t]);
+        for (int j = 0; j < 4; ++j) {
+          const std::uint32_t w0 = word(cur.v[0][c], j), w1 = word(cur.v[1][c], j), x = word(xv, j);
+          const std::uint32_t a[4] = {fp8x2_to_f16x2(w0), fp8x2_to_f16x2(w1), fp8x2_to_f16x2(w0 >> 16),
+                                      fp8x2_to_f16x2(w1 >> 16)};
+          ptx::mma_f16_16816(acc, a, fp8x2_to_f16x2(x), fp8x2_to_f16x2(x >> 16));
+        }
       }
+      const float b_scale = b_scales[kb];
+      const float s0 = a_scales[0][kb] * b_scale, s1 = a_scales[1][kb] * b_scale;
+      sum[0] = fmaf(acc[0], s0, sum[0]);
+      sum[1] = fmaf(acc[1], s1, sum[1]);
+      sum[2] = fmaf(acc[2], s0, sum[2]);
+      sum[3] = fmaf(acc[3], s1, sum[3]);
     }
   }
 
-  // The 8 lanes of a row (consecutive lanes), then the warps.
 #pragma unroll
-  for (int t = 0; t < kTokens; ++t) {
-#pragma unroll
-    for (int d = 1; d < kChunks; d *= 2) sum[t] += __shfl_xor_sync(~0u, sum[t], d);
-  }
-  if (chunk == 0) {
-#pragma unroll
-    for (int t = 0; t < kTokens; ++t) partial[warp][lane / kChunks][t] = sum[t];
-  }
+  for (int i = 0; i < 4; ++i) partial[warp][gid + 8 * (i / 2)][2 * tig + i % 2] = sum[i];
   __syncthreads();
   if (threadIdx.x < kRows * kTokens) {
     const int r = threadIdx.x / kTokens, t = threadIdx.x % kTokens;
-    const int out_row = static_cast<int>(blockIdx.x) * kRows + r;
-    if (out_row < g.n && t < tokens) {
+    if (row0 + r < g.n && t < tokens) {
       float total = 0.f;
 #pragma unroll
       for (int v = 0; v < kWarps; ++v) total += partial[v][r][t];
-      reinterpret_cast<__nv_bfloat16*>(g.out)[static_cast<std::size_t>(w.row_begin + t) * g.n + out_row] =
+      reinterpret_cast<__nv_bfloat16*>(g.out)[static_cast<std::size_t>(w.row_begin + t) * g.n + row0 + r] =
           __float2bfloat16_rn(total);
     }
   }

@@ -1,5 +1,5 @@
-// FP8 blockwise GEMM for a few tokens on CUDA cores (gemv.cu): latency-bound decode GEMMs on
-// sm_89 and sm_90, dense and grouped.
+// FP8 blockwise GEMM for a few tokens (gemv.cu): latency-bound decode GEMMs on sm_89 and sm_90,
+// dense and grouped, weights loaded straight into mma fragments.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -18,7 +18,7 @@ std::span<const GemmConfig> configs();
 // The most rows (grouped: of one expert) it takes; more are refused (gemm_config_takes_rows).
 inline constexpr int kMaxRows = 16;
 
-// Launches on validated arguments with 1 <= m <= kMaxRows (grid y covers the tokens 4 at a time).
+// Launches on validated arguments with 1 <= m <= kMaxRows (grid y covers the tokens 8 at a time).
 Status launch(const Fp8GemmArgs& args, const GemmConfig& config, cudaStream_t stream);
 
 // Launches on validated grouped arguments with total_rows >= 1 and max_rows_per_expert <= kMaxRows.

@@ -40,16 +40,16 @@ GemmConfig pick_sm90_big_tile(MBlocks m_blocks, int n, int sms) {
 
 int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? device.sm_count : 132; }
 
-// Up to 4 tokens and this many MB of weights (grouped: of the experts that can have rows), the
-// CUDA-core GEMV (gemv.cu) instead of the tensor-core decode kernel: its fixed cost is lower
-// (no cluster, no TMA set-up), which decides the small GEMMs. FP8LM_GEMV_MAX_MB (0 = never) is an
+// Up to 8 tokens (one mma N) and this many MB of weights (grouped: of the experts that can have
+// rows), the GEMV (gemv.cu) instead of the TMA + wgmma decode kernel: its fixed cost is lower (no
+// cluster, no TMA set-up), which decides the small GEMMs. FP8LM_GEMV_MAX_MB (0 = never) is an
 // A/B knob, read once.
-constexpr int kGemvMaxTokens = 4;
+constexpr int kGemvMaxTokens = 8;
 bool gemv_fits(int rows, double weight_bytes) {
   static const int max_mb = env_int("FP8LM_GEMV_MAX_MB", 0, 1 << 20, 16);
   return rows <= kGemvMaxTokens && weight_bytes <= max_mb * 1e6;
 }
-const GemmConfig& gemv_config() { return find_config(GemmKernel::kGemv, 4, 4); }
+const GemmConfig& gemv_config() { return find_config(GemmKernel::kGemv, 8, 16); }
 
 // The swap-AB decode kernel with the smallest token tile (16, 32 or 64) that covers `rows` <= 64.
 GemmConfig sm90_decode_config(int rows) {
