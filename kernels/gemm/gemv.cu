@@ -162,9 +162,9 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Fp8GroupedGemmArgs
       float acc[4] = {};
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
-        if (!chunk_ok(kb, c)) continue;
-        const uint4 xv = token_ok ? *reinterpret_cast<const uint4*>(x_row + kb * kBlockK + c * 64)
-                                  : make_uint4(0, 0, 0, 0);
+        // Chunks past k are zeros (weights: load_kb), never skipped: mma.sync needs the whole warp.
+        const uint4 xv = token_ok && chunk_ok(kb, c) ? *reinterpret_cast<const uint4*>(x_row + kb * kBlockK + c * 64)
+                                                     : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
           const std::uint32_t w0 = word(cur.v[0][c], j), w1 = word(cur.v[1][c], j), x = word(xv, j);

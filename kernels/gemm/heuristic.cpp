@@ -46,7 +46,7 @@ int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? de
 // A/B knob, read once.
 constexpr int kGemvMaxTokens = 8;
 bool gemv_fits(int rows, double weight_bytes) {
-  static const int max_mb = env_int("FP8LM_GEMV_MAX_MB", 0, 1 << 20, 16);
+  static const int max_mb = env_int("FP8LM_GEMV_MAX_MB", 0, 1 << 20, 0);
   return rows <= kGemvMaxTokens && weight_bytes <= max_mb * 1e6;
 }
 const GemmConfig& gemv_config() { return find_config(GemmKernel::kGemv, 8, 16); }
