@@ -17,6 +17,9 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do settings+=("$1"); shift; done
 [ $# -gt 0 ] && shift
 presets=("$@")
 [ ${#settings[@]} -gt 0 ] && [ ${#presets[@]} -gt 0 ] || { echo "usage: see the top of $0"; exit 2; }
+# Knobs already in the environment apply to every setting that does not set them; the labels say so.
+inherited=$(env | grep '^FP8LM_' | grep -v '^FP8LM_SOURCE_REVISION=' | sort | tr '\n' ' ')
+[ -z "$inherited" ] || echo "every setting below also has, from the environment: $inherited"
 for preset in "${presets[@]}"; do
   for setting in "${settings[@]}"; do
     env_args=()
