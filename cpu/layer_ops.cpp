@@ -145,6 +145,7 @@ Status qk_norm_rope(const QkNormRopeArgs& a) {
 
 Status attention(const AttentionArgs& a) {
   FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.rope != nullptr) FP8LM_RETURN_IF_ERROR(qk_norm_rope(*a.rope));
   int start_pos = 0;
   FP8LM_RETURN_IF_ERROR(resolve_start_pos(a.start_pos, a.start_pos_ptr, "attention", &start_pos));
   const int hd = a.head_dim, group = a.q_heads / a.kv_heads;

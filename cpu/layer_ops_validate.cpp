@@ -97,6 +97,19 @@ Status validate(const AttentionArgs& a) {
   FP8LM_RETURN_IF_ERROR(need((a.q8 == nullptr) == (a.q8_scales == nullptr), fn, "q8 and q8_scales go together"));
   FP8LM_RETURN_IF_ERROR(need(a.q8 == nullptr || a.head_dim == kQuantGroup, fn,
                              "the quantized output (q8) needs head_dim = 128 (one quantization group per head)"));
+  if (a.rope != nullptr) {
+    const QkNormRopeArgs& r = *a.rope;
+    FP8LM_RETURN_IF_ERROR(need(a.n == 1, fn, "the fused qk_norm_rope (rope) is for one token (decode), n = 1"));
+    FP8LM_RETURN_IF_ERROR(validate(r));
+    const bool same = r.qkv == a.qkv && r.k_cache == a.k_cache && r.v_cache == a.v_cache &&
+                      r.block_table == a.block_table && r.page_size == a.page_size && r.n == a.n &&
+                      r.start_pos == a.start_pos && r.start_pos_ptr == a.start_pos_ptr &&
+                      r.cache_capacity == a.cache_capacity && r.q_heads == a.q_heads && r.kv_heads == a.kv_heads &&
+                      r.head_dim == a.head_dim;
+    FP8LM_RETURN_IF_ERROR(need(same, fn,
+                               "rope must describe the same token: qkv, caches, block table, page size, n, "
+                               "positions and heads equal to the attention's"));
+  }
   return not_null(a.out, fn, "out");
 }
 

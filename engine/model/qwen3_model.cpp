@@ -320,9 +320,10 @@ void Qwen3Model::truncate(int length) {
 // chain), and the closing residual add of a layer (the dense MLP's add, or the MoE combine) also
 // computes the next layer's input norm; a dense layer is then 9 launches: qkv GEMM, qk_norm_rope,
 // attention (+1 to merge key splits; it also quantizes the o projection's input), o GEMM,
-// add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; a MoE layer
-// 12: the same up to the second norm, then router, route+plan, gathered quantize, grouped
-// gate_up, silu_mul_quantize, grouped down, combine+norm+quantize.
+// add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (one
+// token) 8: the attention op does qk_norm_rope itself. A MoE layer 12 (decode 11): the same up to
+// the second norm, then router, route+plan, gathered quantize, grouped gate_up, silu_mul_quantize,
+// grouped down, combine+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -400,13 +401,15 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
                         n, start_pos, cache_capacity, c.num_attention_heads, c.num_key_value_heads, c.head_dim, eps,
                         static_cast<float>(c.rope_theta)};
     rope.start_pos_ptr = start_pos_ptr;
-    FP8LM_RETURN_IF_ERROR(b.qk_norm_rope(rope));
+    // One token (decode): the attention op does qk_norm_rope itself (on the GPU inside its kernel).
+    if (n != 1) FP8LM_RETURN_IF_ERROR(b.qk_norm_rope(rope));
     AttentionArgs attn{qkv, k_cache, v_cache, block_table, kKvPageSize, h, n, start_pos, cache_capacity,
                        c.num_attention_heads, c.num_key_value_heads, c.head_dim,
                        1.0f / std::sqrt(static_cast<float>(c.head_dim)), s.attention_workspace.as<float>(),
                        s.attention_workspace.bytes()};
     attn.start_pos_ptr = start_pos_ptr;
     attn.q8 = q8, attn.q8_scales = q8s;  // the o projection's input, quantized by the attention kernels
+    if (n == 1) attn.rope = &rope;
     FP8LM_RETURN_IF_ERROR(b.attention(attn));
     FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
     // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for

@@ -165,6 +165,13 @@ struct AttentionArgs {
   // The GPU quantizes in the kernel that writes `out` (one launch less per layer).
   fp8_e4m3* q8 = nullptr;
   float* q8_scales = nullptr;
+  // Optional, one token (n == 1, decode): qk_norm_rope(*rope) done by the op itself first, on the
+  // same token (rope's qkv, caches, block table, page size, positions and heads must be this
+  // call's). qkv then holds the raw projections; the token's k and v go into the caches as
+  // qk_norm_rope writes them, and the attention reads q and k as it would after qk_norm_rope. The
+  // GPU does it inside the attention kernel (one launch less per decode layer) and leaves qkv's q
+  // and k raw; the CPU twin calls qk_norm_rope, which rewrites them.
+  const QkNormRopeArgs* rope = nullptr;
 };
 
 // The workspace that lets attention split keys as much as it wants for n tokens (head_dim 128):

@@ -129,6 +129,8 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.page_size % kKvPageMultiple != 0)
     return Status::Error("attention: page_size = " + std::to_string(a.page_size) + " must be a multiple of " +
                          std::to_string(kKvPageMultiple) + " on the GPU (the flash kernel's key tile)");
+  if (a.rope != nullptr && (!vec::aligned16(a.rope->q_norm) || !vec::aligned16(a.rope->k_norm)))
+    return Status::Error("attention: rope's q_norm and k_norm must be 16-byte aligned");
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   FP8LM_RETURN_IF_ERROR(flash::attention(a, splits, stream));

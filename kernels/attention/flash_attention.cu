@@ -69,6 +69,7 @@
 
 #include "attention/flash_attention.h"
 #include "attention/flash_common.cuh"
+#include "attention/qk_norm_rope.cuh"
 #include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
@@ -115,10 +116,16 @@ __device__ __forceinline__ void load_kv_tile(std::uint8_t* tile, const bf16* hea
 }
 
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kernel(const Params p) {
-  pdl_wait();
-  pdl_launch_dependents();
   // Read again (not kept in registers across the key loop: the kernel is at its 255-register limit).
   auto position = [&p] { return p.start_pos_ptr != nullptr ? *p.start_pos_ptr : p.start_pos; };
+  // Fused qk_norm_rope (decode): the RoPE table before pdl_wait, as qk_norm_rope computes it (the
+  // position is written by a host copy before the step's first kernel).
+  __shared__ float rope_cos[qk_rope::kHalf], rope_sin[qk_rope::kHalf];
+  const bool fused_rope = p.q_norm != nullptr;
+  if (fused_rope && threadIdx.x < qk_rope::kHalf)
+    qk_rope::table_entry(position(), threadIdx.x, p.rope_theta, rope_cos, rope_sin);
+  pdl_wait();
+  pdl_launch_dependents();
   auto plan = [&] { return plan_key_split(position() + p.n, static_cast<int>(gridDim.z)); };
   const int start_pos = position();
   const KeySplit split = plan();
@@ -159,6 +166,28 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
   float m[2] = {-INFINITY, -INFINITY};  // running max of the scaled scores (log2 units), rows g and g + 8
   float l[2] = {0.0f, 0.0f};            // this thread's share of the running sum of p
 
+  if (fused_rope) {
+    __syncthreads();  // the RoPE table
+    // The token's k (normed, rotated) and v of this kv head into the caches, by the CTA whose keys
+    // include its position (n == 1: start_pos; no other CTA of the launch reads that row), before
+    // this CTA loads its tiles: the barrier orders the stores before the tile loads.
+    const int pos_tile = start_pos / kBlockN;
+    if (pos_tile >= tile_begin && pos_tile < tile_end) {
+      const bf16* k_raw = p.qkv + static_cast<std::size_t>(p.q_heads + kv_head) * kHeadDim;
+      const std::size_t at = paged_row(p.block_table, p.page_size, start_pos) * cache_row +
+                             static_cast<std::size_t>(kv_head) * kHeadDim;
+      if (warp == 0) {
+        const uint2 w = __ldg(reinterpret_cast<const uint2*>(p.k_norm) + lane);
+        reinterpret_cast<uint2*>(p.k_cache_out + at)[lane] =
+            qk_rope::norm_rope(reinterpret_cast<const uint2*>(k_raw)[lane], w, rope_cos, rope_sin, p.norm_eps, lane);
+      } else if (warp == 1) {
+        reinterpret_cast<uint2*>(p.v_cache_out + at)[lane] =
+            reinterpret_cast<const uint2*>(k_raw + static_cast<std::size_t>(p.kv_heads) * kHeadDim)[lane];
+      }
+      __syncthreads();
+    }
+  }
+
   if (tile_begin < tile_end) {  // else a split past all of this CTA's keys: an empty partial
     // Tile i lives in stage i % 2 (no loop-carried offset to keep in a register); Q goes through
     // the K buffer of the other stage, which the first prefetch fills afterwards.
@@ -170,6 +199,14 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kerne
     ptx::cp_async_commit();
     ptx::cp_async_wait<1>();  // Q has landed; the first tile may still be in flight
     __syncthreads();
+    if (fused_rope) {  // q_norm + RoPE on the CTA's q rows, in shared memory (lane l: elements 4l..)
+      const uint2 w = __ldg(reinterpret_cast<const uint2*>(p.q_norm) + lane);
+      for (int r = warp; r < min(kBlockM, rows - row0); r += kWarps) {
+        uint2* q = reinterpret_cast<uint2*>(k_tile(q_stage) + swizzle(r, lane / 2) + (lane % 2) * 8);
+        *q = qk_rope::norm_rope(*q, w, rope_cos, rope_sin, p.norm_eps, lane);
+      }
+      __syncthreads();
+    }
 
     // A fragments of the warp's 16 q rows, d-step ks: matrices (rows 0-7 | 8-15) x (d 0-7 | 8-15)
     // of the step; lane l addresses row l % 16 at chunk 2 ks + l / 16.
@@ -277,10 +314,15 @@ Status attention_mma(const AttentionArgs& a, int max_splits, cudaStream_t stream
     return Status::Error("flash attention: key splits need the workspace");
   FP8LM_RETURN_IF_ERROR(setup(nullptr));
   const int group = a.q_heads / a.kv_heads;
-  const Params p{a.qkv,   a.k_cache,   a.v_cache,       a.block_table,
-                 a.page_size, a.out,     a.n,             a.start_pos,
-                 a.start_pos_ptr, max_splits > 1 ? a.workspace : nullptr, a.q8, a.q8_scales,
-                 a.q_heads, a.kv_heads,  group,           a.scale * kLog2e};
+  Params p{a.qkv,   a.k_cache,   a.v_cache,       a.block_table,
+           a.page_size, a.out,     a.n,             a.start_pos,
+           a.start_pos_ptr, max_splits > 1 ? a.workspace : nullptr, a.q8, a.q8_scales,
+           a.q_heads, a.kv_heads,  group,           a.scale * kLog2e};
+  if (a.rope != nullptr) {
+    p.q_norm = a.rope->q_norm, p.k_norm = a.rope->k_norm;
+    p.k_cache_out = a.rope->k_cache, p.v_cache_out = a.rope->v_cache;
+    p.norm_eps = a.rope->eps, p.rope_theta = a.rope->rope_theta;
+  }
   const dim3 grid(a.kv_heads, flash_row_blocks(a.n, a.q_heads, a.kv_heads), std::max(max_splits, 1));
   return cuda_status(launch_pdl(flash_attention_kernel, grid, kThreads, kSmemBytes, stream, p),
                      "flash attention launch");

@@ -44,6 +44,14 @@ struct Params {
   int kv_heads;
   int group;         // q_heads / kv_heads
   float scale_log2;  // scale * log2(e)
+  // AttentionArgs::rope (decode, n == 1; the mma.sync kernel): q_norm set = the kernel applies
+  // qk_norm_rope to its q rows and writes the token's k and v into the caches it then reads.
+  const bf16* q_norm = nullptr;
+  const bf16* k_norm = nullptr;
+  bf16* k_cache_out = nullptr;  // == k_cache, writable
+  bf16* v_cache_out = nullptr;
+  float norm_eps = 0.0f;
+  float rope_theta = 0.0f;
 };
 
 // The CTA's kRows stacked q rows from row0 (row r: query (row0 + r) / G, q head kv_head * G +

@@ -250,7 +250,9 @@ Status setup90() {
 }  // namespace
 
 bool use_wgmma_attention(const AttentionArgs& a, int max_splits) {
-  if (max_splits > 1 || static_cast<long long>(a.n) * (a.q_heads / a.kv_heads) < kWgmmaAttentionMinRows) return false;
+  if (max_splits > 1 || a.rope != nullptr ||
+      static_cast<long long>(a.n) * (a.q_heads / a.kv_heads) < kWgmmaAttentionMinRows)
+    return false;
   static const bool enabled = env_int("FP8LM_FLASH_WGMMA", 0, 1, 1) == 1;
   if (!enabled) return false;
   DeviceInfo device;

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "attention/qk_norm_rope.cuh"
 #include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
@@ -21,9 +22,8 @@ namespace fp8lm {
 
 namespace {
 
-constexpr int kHeadDim = 128;
-constexpr int kHalf = kHeadDim / 2;
-constexpr int kPerLane = kHeadDim / 32;  // 4 elements: one 8-byte load
+using qk_rope::kHalf;
+using qk_rope::kHeadDim;
 constexpr int kWarps = 4;
 // Up to this many tokens a token's heads are spread over CTAs (see the top of the file).
 constexpr int kSpreadMaxTokens = 16;
@@ -39,12 +39,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   __shared__ float cos_s[kHalf], sin_s[kHalf];
   const int t = blockIdx.x;
   const int pos = (start_pos_ptr != nullptr ? *start_pos_ptr : start_pos) + t;
-  if (threadIdx.x < kHalf) {
-    float c, s;
-    math::rope_cos_sin(pos, threadIdx.x, kHeadDim, theta, &c, &s);
-    cos_s[threadIdx.x] = vec::round_bf16(c);
-    sin_s[threadIdx.x] = vec::round_bf16(s);
-  }
+  if (threadIdx.x < kHalf) qk_rope::table_entry(pos, threadIdx.x, theta, cos_s, sin_s);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const uint2 q_weights = __ldg(reinterpret_cast<const uint2*>(q_norm) + lane);
   const uint2 k_weights = __ldg(reinterpret_cast<const uint2*>(k_norm) + lane);
@@ -63,25 +58,7 @@ __global__ void __launch_bounds__(kWarps * 32)
       reinterpret_cast<uint2*>(v_cache + cache_at + static_cast<std::size_t>(vh) * kHeadDim)[lane] = head[lane];
       continue;
     }
-    float x[kPerLane], w[kPerLane];
-    vec::unpack4(head[lane], x);
-    vec::unpack4(h < q_heads ? q_weights : k_weights, w);
-    float partial = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) partial = __fadd_rn(partial, __fmul_rn(x[i], x[i]));
-    const float r = math::rms_rsqrt(vec::warp_butterfly_sum(partial), kHeadDim, eps);
-    float y[kPerLane], out[kPerLane];
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) y[i] = vec::round_bf16(__fmul_rn(w[i], vec::round_bf16(__fmul_rn(x[i], r))));
-    const bool low = lane < 16;  // elements < 64: rotate_half gives -x[i + 64]; else x[i - 64]
-#pragma unroll
-    for (int i = 0; i < kPerLane; ++i) {
-      const float partner = __shfl_xor_sync(0xffffffffu, y[i], 16);
-      const int j = (lane * kPerLane + i) % kHalf;
-      const float rotated = low ? -partner : partner;
-      out[i] = __fadd_rn(vec::round_bf16(__fmul_rn(y[i], cos_s[j])), vec::round_bf16(__fmul_rn(rotated, sin_s[j])));
-    }
-    const uint2 packed = vec::pack4(out);
+    const uint2 packed = qk_rope::norm_rope(head[lane], h < q_heads ? q_weights : k_weights, cos_s, sin_s, eps, lane);
     head[lane] = packed;
     if (h >= q_heads)
       reinterpret_cast<uint2*>(k_cache + cache_at + static_cast<std::size_t>(h - q_heads) * kHeadDim)[lane] = packed;

@@ -499,6 +499,56 @@ TEST(StartPosPtrCpu, QkNormRopeAndAttentionReadThePositionFromMemory) {
   EXPECT_NE(s.message().find("start_pos_ptr"), std::string::npos) << s.message();
 }
 
+// AttentionArgs::rope (decode): the op's own qk_norm_rope gives the caches and output of
+// qk_norm_rope followed by attention; a rope that describes another call, or n != 1, is refused.
+TEST(FusedRopeCpu, AttentionWithRopeEqualsQkNormRopeThenAttention) {
+  Rng rng(91);
+  const int q_heads = 4, kv_heads = 2, hd = 8, capacity = 12;
+  const std::size_t row = static_cast<std::size_t>(q_heads + 2 * kv_heads) * hd, cache_row = kv_heads * hd;
+  const std::vector<bf16> qkv0 = random_bf16(row, rng), q_norm = random_bf16(hd, rng), k_norm = random_bf16(hd, rng);
+  const std::vector<bf16> cache0 = random_bf16(capacity * cache_row, rng);
+  const std::vector<std::int32_t> table = testing::contiguous_table(capacity, kTestPage);
+  for (int pos : {0, 5, capacity - 1}) {
+    std::vector<bf16> qkv_a = qkv0, k_a = cache0, v_a = cache0, out_a(q_heads * hd);
+    const QkNormRopeArgs rope_a{qkv_a.data(), q_norm.data(), k_norm.data(), k_a.data(), v_a.data(), table.data(),
+                                kTestPage,    1,             pos,           capacity,   q_heads,    kv_heads,
+                                hd,           1e-6f,         1e6f};
+    ASSERT_TRUE(cpu::qk_norm_rope(rope_a).ok());
+    ASSERT_TRUE(cpu::attention({qkv_a.data(), k_a.data(), v_a.data(), table.data(), kTestPage, out_a.data(), 1, pos,
+                                capacity, q_heads, kv_heads, hd, 0.3f})
+                    .ok());
+    std::vector<bf16> qkv_b = qkv0, k_b = cache0, v_b = cache0, out_b(q_heads * hd);
+    QkNormRopeArgs rope_b = rope_a;
+    rope_b.qkv = qkv_b.data(), rope_b.k_cache = k_b.data(), rope_b.v_cache = v_b.data();
+    AttentionArgs attn{qkv_b.data(), k_b.data(), v_b.data(), table.data(), kTestPage, out_b.data(), 1, pos, capacity,
+                       q_heads,      kv_heads,   hd,         0.3f};
+    attn.rope = &rope_b;
+    ASSERT_TRUE(cpu::attention(attn).ok());
+    const std::string what = "position " + std::to_string(pos);
+    expect_same_bits(k_b, k_a, what + " k cache");
+    expect_same_bits(v_b, v_a, what + " v cache");
+    expect_same_bits(out_b, out_a, what + " attention output");
+
+    // Another call's rope, or more than one token: refused, nothing written.
+    std::vector<bf16> k_c = cache0, out_c(2 * q_heads * hd, bf16{0x7fc1});
+    QkNormRopeArgs other = rope_b;
+    other.k_cache = k_c.data();
+    attn.rope = &other;
+    Status s = cpu::attention(attn);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("same token"), std::string::npos) << s.message();
+    expect_same_bits(k_c, cache0, what + " k cache of the refused call");
+    std::vector<bf16> qkv2(2 * row);
+    QkNormRopeArgs two = rope_b;
+    two.qkv = qkv2.data(), two.n = 2, two.start_pos = std::min(pos, capacity - 2);
+    AttentionArgs attn2 = attn;
+    attn2.qkv = qkv2.data(), attn2.n = 2, attn2.start_pos = two.start_pos, attn2.out = out_c.data(), attn2.rope = &two;
+    s = cpu::attention(attn2);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find("n = 1"), std::string::npos) << s.message();
+  }
+}
+
 // ---- the paged cache: block tables ----
 
 // qk_norm_rope writing through a shuffled block table into a larger pool leaves the pool exactly as

@@ -689,6 +689,68 @@ TEST(LayerOpsGpu, AttentionWithStartPosPtrMatchesByValueAtEveryContextLength) {
   }
 }
 
+// AttentionArgs::rope (decode): the flash kernel's own qk_norm_rope leaves the caches and the
+// output (and its quantized copy) bit for bit as qk_norm_rope followed by attention, with and
+// without key splits, by value and with the position from device memory (a launch sized for the
+// longest context, as the decode graph records it), in every group size of the Qwen3 models.
+TEST(LayerOpsGpu, AttentionWithFusedRopeMatchesQkNormRopeThenAttention) {
+  for (const auto& [qh, kvh] : {std::pair{16, 8}, std::pair{32, 8}, std::pair{64, 8}, std::pair{32, 4}}) {
+    const int capacity = 10000, bound = capacity - 1, pool_pages = ceil_div(capacity, kPage) + kSparePages;
+    const std::size_t row = static_cast<std::size_t>(qh + 2 * kvh) * kHd, cache_row = static_cast<std::size_t>(kvh) * kHd;
+    const std::size_t pool = static_cast<std::size_t>(pool_pages) * kPage * cache_row;
+    Rng rng(1000 * qh + kvh);
+    const auto qn = random_bf16(kHd, rng, 0.7), kn = random_bf16(kHd, rng, 0.7);
+    const auto k0 = random_bf16(pool, rng), v0 = random_bf16(pool, rng);
+    DeviceBuffer<bf16> d_qn(qn), d_kn(kn);
+    DeviceBuffer<std::int32_t> d_table(testing::shuffled_table(capacity, kPage, pool_pages, rng));
+    DeviceBuffer<float> d_ws(attention_workspace_bytes(1, qh) / sizeof(float));
+    const float scale = static_cast<float>(1.0 / std::sqrt(double(kHd)));
+    for (int pos : {0, 1, 63, 64, 1000, 4097, bound}) {
+      for (const bool splits : {false, true}) {
+        for (const bool from_memory : {false, true}) {
+          const auto qkv = random_bf16(row, rng, 3.0);
+          // Unfused: qk_norm_rope, then attention.
+          DeviceBuffer<bf16> a_qkv(qkv), a_k(k0), a_v(v0);
+          auto a_out = poisoned(static_cast<std::size_t>(qh) * kHd);
+          DeviceBuffer<fp8_e4m3> a_q8(static_cast<std::size_t>(qh) * kHd), b_q8(static_cast<std::size_t>(qh) * kHd);
+          DeviceBuffer<float> a_s(qh), b_s(qh);
+          ASSERT_TRUE(qk_norm_rope({a_qkv.get(), d_qn.get(), d_kn.get(), a_k.get(), a_v.get(), d_table.get(), kPage, 1,
+                                    pos, capacity, qh, kvh, kHd, kEps, kTheta},
+                                   nullptr)
+                          .ok());
+          AttentionArgs a_args{a_qkv.get(), a_k.get(), a_v.get(), d_table.get(), kPage, a_out.get(), 1, pos, capacity,
+                               qh,          kvh,       kHd,       scale};
+          if (splits) a_args.workspace = d_ws.get(), a_args.workspace_bytes = d_ws.bytes();
+          a_args.q8 = a_q8.get(), a_args.q8_scales = a_s.get();
+          ASSERT_TRUE(attention(a_args, nullptr).ok());
+          // Fused.
+          DeviceBuffer<bf16> b_qkv(qkv), b_k(k0), b_v(v0);
+          DeviceBuffer<int> d_pos(std::vector<int>{pos});
+          auto b_out = poisoned(static_cast<std::size_t>(qh) * kHd);
+          QkNormRopeArgs rope{b_qkv.get(), d_qn.get(), d_kn.get(), b_k.get(), b_v.get(), d_table.get(), kPage, 1,
+                              from_memory ? bound : pos, capacity, qh, kvh, kHd, kEps, kTheta};
+          if (from_memory) rope.start_pos_ptr = d_pos.get();
+          AttentionArgs b_args{b_qkv.get(), b_k.get(), b_v.get(), d_table.get(), kPage, b_out.get(), 1,
+                               rope.start_pos, capacity, qh, kvh, kHd, scale};
+          b_args.start_pos_ptr = rope.start_pos_ptr;
+          if (splits) b_args.workspace = d_ws.get(), b_args.workspace_bytes = d_ws.bytes();
+          b_args.q8 = b_q8.get(), b_args.q8_scales = b_s.get();
+          b_args.rope = &rope;
+          ASSERT_TRUE(attention(b_args, nullptr).ok());
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+          const std::string what = "q" + std::to_string(qh) + " kv" + std::to_string(kvh) + " position " +
+                                   std::to_string(pos) + (splits ? " split" : "") + (from_memory ? " from memory" : "");
+          expect_same_bits(b_k.download(), a_k.download(), what + " k cache");
+          expect_same_bits(b_v.download(), a_v.download(), what + " v cache");
+          expect_same_bits(b_out.download(), a_out.download(), what + " output");
+          expect_same_bits(b_q8.download(), a_q8.download(), what + " quantized output");
+          expect_same_bits(b_s.download(), a_s.download(), what + " quantized output scales");
+        }
+      }
+    }
+  }
+}
+
 // ---- bad arguments ----
 
 TEST(LayerOpsGpuArgs, RejectsBadArgumentsWithoutLaunching) {
