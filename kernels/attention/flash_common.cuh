@@ -44,6 +44,9 @@ struct Params {
   int kv_heads;
   int group;         // q_heads / kv_heads
   float scale_log2;  // scale * log2(e)
+  // P.V with P split into bf16 hi + lo (flash_attention.cu, PRECISION); false: P rounded to bf16,
+  // half the P.V work. Only the wgmma kernel reads it (FP8LM_FLASH_P_SPLIT=0, an A/B knob).
+  bool p_split = true;
 };
 
 // The CTA's kRows stacked q rows from row0 (row r: query (row0 + r) / G, q head kv_head * G +
