@@ -304,7 +304,7 @@ Status setup(int* wave_ctas) {
 Status flash_wave_ctas(int* ctas) { return setup(ctas); }
 
 Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
-  if (use_wgmma_attention(a, max_splits)) return attention_sm90(a, stream);
+  if (use_wgmma_attention(a, max_splits)) return attention_sm90(a, stream, flash_p_split());
   return attention_mma(a, max_splits, stream);
 }
 

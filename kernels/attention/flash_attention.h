@@ -67,7 +67,10 @@ Status attention_mma(const AttentionArgs& args, int max_splits, cudaStream_t str
 // card. FP8LM_FLASH_WGMMA=0 in the environment turns it off (A/B timing).
 inline constexpr int kWgmmaAttentionMinRows = 1024;
 bool use_wgmma_attention(const AttentionArgs& args, int max_splits);
+// Whether the wgmma kernel splits P into bf16 hi + lo (flash_attention.cu, PRECISION): yes unless
+// FP8LM_FLASH_P_SPLIT=0 in the environment (an A/B knob: half the P.V work, P to 8 bits).
+bool flash_p_split();
 // Same contract as attention() with max_splits == 1.
-Status attention_sm90(const AttentionArgs& args, cudaStream_t stream);
+Status attention_sm90(const AttentionArgs& args, cudaStream_t stream, bool p_split);
 
 }  // namespace fp8lm::flash

@@ -52,6 +52,9 @@ struct Params {
   bf16* v_cache_out = nullptr;
   float norm_eps = 0.0f;
   float rope_theta = 0.0f;
+  // P.V with P split into bf16 hi + lo (flash_attention.cu, PRECISION); false: P rounded to bf16,
+  // half the P.V work. Only the wgmma kernel reads it (FP8LM_FLASH_P_SPLIT=0, an A/B knob).
+  bool p_split = true;
 };
 
 // The CTA's kRows stacked q rows from row0 (row r: query (row0 + r) / G, q head kv_head * G +

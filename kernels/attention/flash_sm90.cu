@@ -27,9 +27,11 @@
 // 32 KB + 3 x 32 KB = 128 KB: one CTA (8 warps) per SM.
 //
 // Work per CTA and key tile: 2 x 64 x 64 x 128 x (2 + 2 x 2) = 6.3 MFLOP of wgmma (the P split
-// doubles P V). NOT yet measured: written after the session's GPU time ran out (2026-11-28); the
-// attention GPU tests run it for every prefill-sized case on an H100/H200, and
-// FP8LM_FLASH_WGMMA=0 turns it off (A/B timing, and the tests' second pass over the mma.sync kernel).
+// doubles P V; FP8LM_FLASH_P_SPLIT=0 drops P_lo, an A/B knob for that cost). Measured on an H200
+// (AttentionFlashGpuLong.Prefill30kTimed, 30720 tokens, 32/8 heads): 25.0 ms, 310 TFLOP/s of
+// attention FLOPs (~465 of tensor work with the split) against 36.1 ms for the mma.sync kernel
+// (bench/results/gpu-tests-2026-11-28-nvidia-h200-flash-wgmma-pipelined-3e20486.log).
+// FP8LM_FLASH_WGMMA=0 turns the kernel off (A/B timing).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -219,7 +221,7 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
     for (int kk = 0; kk < kKeySteps90; ++kk) {
       const std::uint64_t desc_v = sm90::sw128_mn_desc(v_tile(stage) + kk * 16 * kHalfRowBytes, kBlockN * kHalfRowBytes);
       wgmma_pv(o, p_hi[kk], desc_v);
-      wgmma_pv(o, p_lo[kk], desc_v);
+      if (p.p_split) wgmma_pv(o, p_lo[kk], desc_v);
     }
     sm90::wgmma_commit();
     sm90::wgmma_wait<0>();  // P V of this tile and S of the next
@@ -259,12 +261,18 @@ bool use_wgmma_attention(const AttentionArgs& a, int max_splits) {
   return current_device(&device).ok() && device.sm_version() == 90;
 }
 
-Status attention_sm90(const AttentionArgs& a, cudaStream_t stream) {
+bool flash_p_split() {
+  static const bool value = env_int("FP8LM_FLASH_P_SPLIT", 0, 1, 1) == 1;
+  return value;
+}
+
+Status attention_sm90(const AttentionArgs& a, cudaStream_t stream, bool p_split) {
   if (a.n == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(setup90());
-  const Params p{a.qkv,      a.k_cache, a.v_cache, a.block_table, a.page_size, a.out,
-                 a.n,        a.start_pos, a.start_pos_ptr, nullptr, a.q8,     a.q8_scales,
-                 a.q_heads,  a.kv_heads, a.q_heads / a.kv_heads, a.scale * kLog2e};
+  Params p{a.qkv,      a.k_cache, a.v_cache, a.block_table, a.page_size, a.out,
+           a.n,        a.start_pos, a.start_pos_ptr, nullptr, a.q8,     a.q8_scales,
+           a.q_heads,  a.kv_heads, a.q_heads / a.kv_heads, a.scale * kLog2e};
+  p.p_split = p_split;
   const int rows = a.n * (a.q_heads / a.kv_heads);
   const dim3 grid(a.kv_heads, (rows + kBlockM90 - 1) / kBlockM90, 1);
   return cuda_status(launch_pdl(flash_sm90_kernel, grid, kThreads90, kSmemBytes90, stream, p),

@@ -9,7 +9,8 @@
 namespace fp8lm {
 
 inline constexpr const char* kKnobNames[] = {"FP8LM_PDL", "FP8LM_DECODE_MAX_STAGES", "FP8LM_DECODE_CTAS_PER_SM",
-                                             "FP8LM_FLASH_WGMMA", "FP8LM_GEMV_MAX_MB"};
+                                             "FP8LM_FLASH_WGMMA", "FP8LM_FLASH_P_SPLIT",
+                                             "FP8LM_GEMV_MAX_MB"};
 
 // The integer in environment variable `name` when it is one and lies in [lo, hi], else fallback.
 inline int env_int(const char* name, int lo, int hi, int fallback) {
