@@ -6,7 +6,8 @@
 # first (the copy there has no .git).
 #   [FP8LM_BASELINE_REVISION=REV] scripts/device-pending.sh [--bench]
 # Now: qk_norm_rope inside the decode attention kernel (AttentionArgs::rope), FP8LM_FLASH_P_SPLIT
-# (the wgmma prefill attention with P in bf16), and the GEMV's ragged-k fix (Edges tests).
+# (the wgmma prefill attention with P in bf16), the GEMV's ragged-k fix (Edges tests) and the
+# GEMV in a decode step where it wins alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -32,6 +33,8 @@ if [ "$bench" = 1 ]; then
       --tag "out128-$FP8LM_SOURCE_REVISION"
   done
   scripts/device-ab.sh p-split 128 30720 FP8LM_FLASH_P_SPLIT=0 default -- qwen3-8b qwen3-32b
+  # The GEMV where it wins alone (<= 9 MB: 0.6B's four GEMMs, 1.7B's qkv and o), in a step.
+  scripts/device-ab.sh gemv 128 1 FP8LM_GEMV_MAX_MB=0 FP8LM_GEMV_MAX_MB=9 -- qwen3-0.6b qwen3-1.7b
 fi
 scripts/device-pack.sh
 exit "$rc"
