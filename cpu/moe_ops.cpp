@@ -6,6 +6,7 @@
 #include <string>
 
 #include "arg_checks.h"
+#include "fp8lm/cpu.h"
 #include "fp8lm/moe_math.h"
 #include "fp8lm/moe_ops.h"
 
@@ -44,7 +45,10 @@ Status validate(const MoePlanArgs& a) {
   FP8LM_RETURN_IF_ERROR(not_null(a.offsets, fn, "offsets"));
   FP8LM_RETURN_IF_ERROR(not_null(a.gather_rows, fn, "gather_rows"));
   FP8LM_RETURN_IF_ERROR(not_null(a.combine_slots, fn, "combine_slots"));
-  return not_null(a.combine_weights, fn, "combine_weights");
+  FP8LM_RETURN_IF_ERROR(not_null(a.combine_weights, fn, "combine_weights"));
+  if (a.gather_q8 == nullptr) return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(a.gather_in, fn, "gather_in (with gather_q8)"));
+  return validate(a.gathered());
 }
 
 Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan) {
@@ -139,7 +143,7 @@ Status moe_plan(const MoePlanArgs& a) {
   std::copy(plan.gather_rows.begin(), plan.gather_rows.end(), a.gather_rows);
   std::copy(plan.combine_slots.begin(), plan.combine_slots.end(), a.combine_slots);
   std::copy(plan.combine_weights.begin(), plan.combine_weights.end(), a.combine_weights);
-  return Status::Ok();
+  return a.gather_q8 == nullptr ? Status::Ok() : quantize_per_token_group(a.gathered());
 }
 
 Status moe_combine(const MoeCombineArgs& a) {

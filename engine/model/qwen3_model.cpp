@@ -321,9 +321,10 @@ void Qwen3Model::truncate(int length) {
 // computes the next layer's input norm; a dense layer is then 9 launches: qkv GEMM, qk_norm_rope,
 // attention (+1 to merge key splits; it also quantizes the o projection's input), o GEMM,
 // add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (one
-// token) 8: the attention op does qk_norm_rope itself. A MoE layer 12 (decode 11): the same up to
-// the second norm, then router, route+plan, gathered quantize, grouped gate_up, silu_mul_quantize,
-// grouped down, combine+norm+quantize.
+// token) 8: the attention op does qk_norm_rope itself. A MoE layer 11 (decode 10): the same up to
+// the second norm, then router, route+plan (+ the gathered quantize of the experts' input: in the
+// same launch at decode on the GPU, a separate one for larger calls), grouped gate_up,
+// silu_mul_quantize, grouped down, combine+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -360,12 +361,17 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
     // Routing, then which rows each expert runs, planned on the backend (one launch at decode):
     // nothing in a layer waits for the host, so the decode graph records MoE layers too.
+    // The plan also quantizes the normed rows h into expert order for the experts' GEMMs
+    // (quantize works row by row, so all rows at once equal expert by expert; on the GPU inside the
+    // plan's launch at decode).
     std::int32_t* offsets = s.expert_offsets.as<std::int32_t>();
-    FP8LM_RETURN_IF_ERROR(b.moe_route_plan(
-        {s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), n, experts,
-         top_k, c.norm_topk_prob},
-        {s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets, s.gather_rows.as<std::int32_t>(),
-         s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k, experts}));
+    MoePlanArgs plan{s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets,
+                     s.gather_rows.as<std::int32_t>(), s.combine_slots.as<std::int32_t>(),
+                     s.combine_weights.as<bf16>(), n, top_k, experts};
+    plan.gather_in = h, plan.gather_q8 = q8, plan.gather_scales = q8s, plan.hidden = hidden;
+    FP8LM_RETURN_IF_ERROR(b.moe_route_plan({s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(),
+                                            s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob},
+                                           plan));
     bf16* expert_out = s.expert_out.as<bf16>();
     bf16* mlp = s.mlp.as<bf16>();
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's
@@ -374,9 +380,6 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       return b.grouped_gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs, experts,
                              lin.n, lin.k, n});
     };
-    // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert;
-    // the quantize gathers the normed rows into expert order (moe_plan's gather_rows) as it reads.
-    FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, pairs, hidden, s.gather_rows.as<std::int32_t>(), n}));
     FP8LM_RETURN_IF_ERROR(grouped(l.experts_gate_up, mlp));
     FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
     FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));

@@ -25,6 +25,7 @@
 #include "fp8lm/layer_ops.h"
 
 #include "fp8lm/numerics.h"
+#include "fp8lm/quant.h"
 #include "fp8lm/status.h"
 
 namespace fp8lm {
@@ -103,6 +104,16 @@ struct MoePlanArgs {
   int n;
   int top_k;
   int num_experts;
+  // Optional: the experts' input, quantized and gathered into expert order right after the plan,
+  // exactly quantize_per_token_group(gathered()) (on the GPU inside the plan's launch for calls of
+  // up to 64 tokens: one launch less per MoE layer at decode). gather_in: the n normed rows.
+  const bf16* gather_in = nullptr;  // [n, hidden]
+  fp8_e4m3* gather_q8 = nullptr;    // [n * top_k, hidden]
+  float* gather_scales = nullptr;   // [n * top_k, ceil(hidden / 128)]
+  int hidden = 0;
+
+  // The gathered quantize as quantize_per_token_group's arguments (meaningful with gather_q8 set).
+  QuantizeArgs gathered() const { return {gather_in, gather_q8, gather_scales, n * top_k, hidden, gather_rows, n}; }
 };
 
 // Checks shared by each launcher and its twin; n == 0 (count == 0) is a valid no-op.

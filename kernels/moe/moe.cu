@@ -4,7 +4,8 @@
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
-//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer);
+//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer), and the
+//    experts' gathered input quantize after them when asked (MoePlanArgs::gather_q8: one more);
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order
 //    (the token's slots and weights staged in shared memory, the expert rows loaded in batches);
 //    optionally followed by the next layer's input norm of the row (rmsnorm_quantize's code).
@@ -195,11 +196,46 @@ constexpr int kFusedMaxPairs = kFusedRoutePlanMaxTokens * kMaxPlanTopK;
 // Decode-sized calls: route (a warp per token, 32 warps) and plan in one CTA, one launch less. The
 // routing and the pairs' rows stay in shared memory (the plan reads them back several times: each
 // trip through global memory is a round trip of latency at decode); the routing is copied out.
+// MoePlanArgs::gather_*: the experts' input quantized in the plan's launch, warp w taking the
+// (row, group) items w, w + 32, ... in batches whose loads are all issued first (decode: 8 rows x
+// 16 groups, 4 per warp: one round trip of memory latency, not four).
+struct GatherQuantize {
+  const __nv_bfloat16* in;  // nullptr: none
+  std::uint32_t* q8;
+  float* scales;
+  int hidden;
+};
+
+__device__ void gather_quantize_block(const GatherQuantize& gq, const std::int32_t* gather_rows, int rows, int in_rows) {
+  constexpr int kWarps = kPlanThreads / 32, kBatch = 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int groups = ceil_div(gq.hidden, kQuantGroup);
+  const int items = rows * groups;
+  for (int base = warp; base < items; base += kWarps * kBatch) {
+    int in_row[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int item = base + b * kWarps;
+      in_row[b] = item < items ? gather_rows[item / groups] : 0;
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int item = base + b * kWarps;
+      if (item >= items) break;  // warp-uniform
+      const int row = item / groups, col = (item % groups) * kQuantGroup + lane * kQuantValuesPerLane;
+      const bool active = col < gq.hidden, in_range = in_row[b] >= 0 && in_row[b] < in_rows;
+      const float scale = quantize_input_group(gq.in, gq.hidden, in_row[b], in_range, col, active,
+                                               gq.q8 + (static_cast<std::size_t>(row) * gq.hidden + col) / 4);
+      if (lane == 0) gq.scales[static_cast<std::size_t>(row) * groups + item % groups] = scale;
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kPlanThreads)
     route_plan_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
                       bool norm_topk_prob, std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
                       std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
-                      int num_experts) {
+                      int num_experts, GatherQuantize gq) {
   __shared__ std::int32_t experts_s[kFusedMaxPairs], rows_s[kFusedMaxPairs];
   __shared__ bf16 weights_s[kFusedMaxPairs];
   pdl_wait();
@@ -209,6 +245,10 @@ __global__ void __launch_bounds__(kPlanThreads)
   __syncthreads();
   for (int p = threadIdx.x; p < n * top_k; p += kPlanThreads) experts[p] = experts_s[p], weights[p] = weights_s[p];
   plan_block(experts_s, weights_s, offsets, gather_rows, rows_s, combine_slots, combine_weights, n, top_k, num_experts);
+  if (gq.in != nullptr) {
+    __syncthreads();  // gather_rows, written above by this CTA
+    gather_quantize_block(gq, gather_rows, n * top_k, n);
+  }
 }
 
 // Expert rows loaded before they are summed (in order): kCombineBatch 16-byte vectors in flight
@@ -303,9 +343,12 @@ Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   if (a.n == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(plan_limits(a));
-  return cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
-                                a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
-                     "moe_plan launch");
+  FP8LM_RETURN_IF_ERROR(
+      cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
+                             a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
+                  "moe_plan launch"));
+  // Many rows: the gathered quantize on the whole card, not on the plan's one CTA.
+  return a.gather_q8 == nullptr ? Status::Ok() : quantize_per_token_group(a.gathered(), stream);
 }
 
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream) {
@@ -317,9 +360,14 @@ Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaSt
   }
   FP8LM_RETURN_IF_ERROR(route_limits(route));
   FP8LM_RETURN_IF_ERROR(plan_limits(plan));
+  if (plan.gather_q8 != nullptr && (plan.hidden % 16 != 0 || !vec::aligned16(plan.gather_in) ||
+                                    !vec::aligned16(plan.gather_q8)))
+    return Status::Error("moe_route_plan: the gathered quantize needs hidden % 16 == 0 and 16-byte aligned rows");
+  const GatherQuantize gq{reinterpret_cast<const __nv_bfloat16*>(plan.gather_q8 != nullptr ? plan.gather_in : nullptr),
+                          reinterpret_cast<std::uint32_t*>(plan.gather_q8), plan.gather_scales, plan.hidden};
   return cuda_status(launch_pdl(route_plan_kernel, 1, kPlanThreads, 0, stream, route.logits, route.experts,
                                 route.weights, route.norm_topk_prob, plan.offsets, plan.gather_rows,
-                                plan.combine_slots, plan.combine_weights, plan.n, plan.top_k, plan.num_experts),
+                                plan.combine_slots, plan.combine_weights, plan.n, plan.top_k, plan.num_experts, gq),
                      "moe_route_plan launch");
 }
 
