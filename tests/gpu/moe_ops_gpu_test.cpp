@@ -33,9 +33,72 @@ void expect_bits_equal(const std::vector<bf16>& got, const std::vector<bf16>& wa
 }
 
 // Qwen3-30B-A3B routing (128 experts, top-8) and tiny-moe's (8, top-2), with and without
-// renormalisation, on decode and prefill-sized n (64: the last one-CTA call, 65: the first of two
-// kernels); with the experts' gathered input quantize (MoePlanArgs::gather_q8: in the one-CTA
-// kernel, or a separate launch) and without.
+// renormalisation, on decode and prefill-sized n.
+TEST(MoeOpsGpu, RouteBitExact) {
+  Rng rng(11);
+  for (const auto& [experts, top_k] : {std::pair{128, 8}, std::pair{8, 2}, std::pair{4, 4}})
+    for (int n : {1, 7, 300})
+      for (bool norm : {true, false}) {
+        std::vector<float> logits(static_cast<std::size_t>(n) * experts);
+        for (float& l : logits) l = static_cast<float>(rng.normal() * 2.0);
+        std::vector<std::int32_t> want_experts(static_cast<std::size_t>(n) * top_k);
+        std::vector<bf16> want_weights(want_experts.size());
+        ASSERT_TRUE(cpu::moe_route({logits.data(), want_experts.data(), want_weights.data(), n, experts, top_k, norm}).ok());
+        DeviceBuffer<float> d_logits(logits);
+        DeviceBuffer<std::int32_t> d_experts(want_experts.size());
+        DeviceBuffer<bf16> d_weights(want_weights.size());
+        d_experts.fill_bytes(0xFF);
+        d_weights.fill_bytes(0xFF);
+        ASSERT_TRUE(moe_route({d_logits.get(), d_experts.get(), d_weights.get(), n, experts, top_k, norm}, nullptr).ok());
+        const std::string what = std::to_string(experts) + " experts top-" + std::to_string(top_k) + " n " +
+                                 std::to_string(n) + (norm ? " norm" : "");
+        EXPECT_EQ(d_experts.download(), want_experts) << what;
+        expect_bits_equal(d_weights.download(), want_weights, what);
+      }
+}
+
+// Decode (n = 1) to prefill sizes past one chunk of the kernel's 1024 pairs, top_k up to 8 of 128,
+// with empty experts (routing among fewer candidates).
+TEST(MoeOpsGpu, PlanBitExact) {
+  Rng rng(13);
+  struct Case {
+    int experts, top_k, candidates;
+  };
+  for (const Case c : {Case{128, 8, 128}, Case{128, 8, 16}, Case{8, 2, 8}, Case{128, 1, 5}, Case{32, 32, 32}})
+    for (int n : {1, 3, 129, 1000, 4096}) {
+      const std::string what = std::to_string(c.experts) + " experts top-" + std::to_string(c.top_k) + " of " +
+                               std::to_string(c.candidates) + ", n " + std::to_string(n);
+      const std::size_t pairs = static_cast<std::size_t>(n) * c.top_k;
+      const std::vector<std::int32_t> experts = random_routing(n, c.experts, c.top_k, rng, c.candidates);
+      const std::vector<bf16> weights = random_bf16(pairs, rng);
+      std::vector<std::int32_t> offsets(c.experts + 1), rows(pairs), slots(pairs);
+      std::vector<bf16> combine_weights(pairs);
+      ASSERT_TRUE(cpu::moe_plan({experts.data(), weights.data(), offsets.data(), rows.data(), slots.data(),
+                                 combine_weights.data(), n, c.top_k, c.experts})
+                      .ok())
+          << what;
+      DeviceBuffer<std::int32_t> d_experts(experts), d_offsets(offsets.size()), d_rows(pairs), d_slots(pairs);
+      DeviceBuffer<bf16> d_weights(weights), d_combine_weights(pairs);
+      d_offsets.fill_bytes(0xFF);
+      d_rows.fill_bytes(0xFF);
+      d_slots.fill_bytes(0xFF);
+      d_combine_weights.fill_bytes(0xFF);
+      ASSERT_TRUE(moe_plan({d_experts.get(), d_weights.get(), d_offsets.get(), d_rows.get(), d_slots.get(),
+                            d_combine_weights.get(), n, c.top_k, c.experts},
+                           nullptr)
+                      .ok())
+          << what;
+      EXPECT_EQ(d_offsets.download(), offsets) << what;
+      EXPECT_EQ(d_rows.download(), rows) << what;
+      EXPECT_EQ(d_slots.download(), slots) << what;
+      expect_bits_equal(d_combine_weights.download(), combine_weights, what);
+    }
+}
+
+// Routing and planning in one op (one launch up to 64 tokens, two kernels above): everything it
+// writes equals the twins' route then plan, at decode sizes, at the fused limit and past it; with
+// the experts' gathered input quantize (MoePlanArgs::gather_q8: in the one-CTA kernel, or a
+// separate launch after the two) and without.
 TEST(MoeOpsGpu, RoutePlanBitExact) {
   Rng rng(17);
   for (const auto& [experts, top_k, hidden] : {std::tuple{128, 8, 2048}, std::tuple{8, 2, 272}})
