@@ -131,6 +131,11 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
                          std::to_string(kKvPageMultiple) + " on the GPU (the flash kernel's key tile)");
   if (a.rope != nullptr && (!vec::aligned16(a.rope->q_norm) || !vec::aligned16(a.rope->k_norm)))
     return Status::Error("attention: rope's q_norm and k_norm must be 16-byte aligned");
+  // With rope, one CTA per (kv head, split) must own the token's q heads: it alone writes and reads
+  // the new cache row (every Qwen3 model has at most 16 q heads per kv head).
+  if (a.rope != nullptr && a.q_heads / a.kv_heads > flash::kBlockM)
+    return Status::Error("attention: the fused qk_norm_rope (rope) supports at most " + std::to_string(flash::kBlockM) +
+                         " q heads per kv head; this call has " + std::to_string(a.q_heads / a.kv_heads));
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   FP8LM_RETURN_IF_ERROR(flash::attention(a, splits, stream));
