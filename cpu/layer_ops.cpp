@@ -14,6 +14,7 @@
 #include "fp8lm/cpu.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
+#include "fp8lm/mlp_ops.h"
 #include "fp8lm/parallel.h"
 
 namespace fp8lm::cpu {
@@ -195,6 +196,12 @@ Status silu_mul(const SiluMulArgs& a) {
     for (int i = 0; i < a.inter; ++i) out[i] = float_to_bf16(silu_mul_value(gate[i], up[i]));
   }
   return Status::Ok();
+}
+
+Status gate_up_swiglu(const GateUpSwigluArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm));
+  return silu_mul_quantize(a.act);
 }
 
 Status silu_mul_quantize(const SiluMulQuantizeArgs& a) {

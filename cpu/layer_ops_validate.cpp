@@ -5,6 +5,7 @@
 
 #include "arg_checks.h"
 #include "fp8lm/layer_ops.h"
+#include "fp8lm/mlp_ops.h"
 
 namespace fp8lm {
 
@@ -153,6 +154,18 @@ Status validate(const SiluMulQuantizeArgs& a) {
   FP8LM_RETURN_IF_ERROR(not_null(a.gate_up, fn, "gate_up"));
   FP8LM_RETURN_IF_ERROR(not_null(a.q8, fn, "q8"));
   return not_null(a.scales, fn, "scales");
+}
+
+Status validate(const GateUpSwigluArgs& a) {
+  constexpr const char* fn = "gate_up_swiglu";
+  FP8LM_RETURN_IF_ERROR(validate(a.gemm));
+  FP8LM_RETURN_IF_ERROR(validate(a.act));
+  FP8LM_RETURN_IF_ERROR(
+      need(a.act.gate_up == a.gemm.out && a.act.n == a.gemm.m && 2 * static_cast<long long>(a.act.inter) == a.gemm.n,
+           fn, "the activation must read the GEMM's output: act.gate_up == gemm.out, act.n == gemm.m, "
+               "2 * act.inter == gemm.n"));
+  return need(static_cast<const void*>(a.act.q8) != a.gemm.a && static_cast<const void*>(a.act.scales) != a.gemm.a_scales,
+              fn, "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
 }
 
 Status validate(const LmHeadArgs& a) {

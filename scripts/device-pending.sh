@@ -5,7 +5,8 @@
 # on the same machine, and the A/B of this branch's knob; packs $OUT. Set FP8LM_SOURCE_REVISION
 # first (the copy there has no .git).
 #   [FP8LM_BASELINE_REVISION=REV] scripts/device-pending.sh [--bench]
-# Now: qk_norm_rope inside the decode attention kernel (AttentionArgs::rope), FP8LM_FLASH_P_SPLIT
+# Now: qk_norm_rope inside the decode attention kernel (AttentionArgs::rope), the gate_up GEMM
+# with the SiLU-up quantize in its epilogue at decode (gate_up_swiglu), FP8LM_FLASH_P_SPLIT
 # (the wgmma prefill attention with P in bf16), the MoE plan quantizing the experts' input, the
 # GEMV's ragged-k fix (Edges tests) and the
 # GEMV in a decode step where it wins alone.
@@ -20,7 +21,7 @@ fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --targ
   || { scripts/device-pack.sh; exit 1; }
 start=$(date +%s)
 timeout 300 build/tests/fp8lm_gpu_tests \
-  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:Edges/*:*GroupedGemmGpu*' \
+  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:Edges/*:*GroupedGemmGpu*' \
   >"$out/gpu-tests-pending.log" 2>&1
 rc=$?
 tail -3 "$out/gpu-tests-pending.log"

@@ -10,6 +10,7 @@
 
 #include "fp8lm/gemm.h"
 #include "fp8lm/grouped_gemm.h"
+#include "fp8lm/mlp_ops.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/moe_ops.h"
 #include "fp8lm/quant.h"
@@ -75,6 +76,8 @@ class Backend {
   virtual Status add(const AddArgs& args) = 0;
   virtual Status rmsnorm_quantize(const RmsNormQuantizeArgs& args) = 0;
   virtual Status silu_mul_quantize(const SiluMulQuantizeArgs& args) = 0;
+  // The gate_up GEMM and silu_mul_quantize of its output (fp8lm/mlp_ops.h; one launch at decode on sm_90).
+  virtual Status gate_up_swiglu(const GateUpSwigluArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;

@@ -93,6 +93,7 @@ class CudaBackend final : public Backend {
   Status add(const AddArgs& a) override { return fp8lm::add(a, stream_); }
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return fp8lm::rmsnorm_quantize(a, stream_); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
+  Status gate_up_swiglu(const GateUpSwigluArgs& a) override { return fp8lm::gate_up_swiglu(a, stream_); }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return fp8lm::moe_route_plan(route, plan, stream_);

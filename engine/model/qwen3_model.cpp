@@ -96,6 +96,11 @@ struct Qwen3Model::Scratch {
   BackendBuffer q8_scales;    // fp32: its scales
   BackendBuffer qkv;          // bf16 [T, qkv_width]
   BackendBuffer mlp;          // bf16: gate_up output
+  // Decode (up to kGateUpSwigluMaxRows tokens): the down projection's quantized input, apart from
+  // q8 (gate_up_swiglu writes it while the gate_up GEMM still reads q8), and its counters (zero).
+  BackendBuffer act_q8;
+  BackendBuffer act_scales;
+  BackendBuffer swiglu_counters;
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
@@ -169,6 +174,9 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
       {&S::q8_scales, mlp.q8_scales},
       {&S::qkv, t * c.qkv_width() * b16},
       {&S::mlp, mlp.mlp},
+      {&S::act_q8, kGateUpSwigluMaxRows * widest_mlp(c)},
+      {&S::act_scales, kGateUpSwigluMaxRows * gate_up_swiglu_counters(static_cast<int>(widest_mlp(c))) * sizeof(float)},
+      {&S::swiglu_counters, gate_up_swiglu_counters(static_cast<int>(widest_mlp(c))) * i32},
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
       {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
@@ -272,6 +280,8 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   auto s = std::make_unique<Scratch>();
   for (const auto& [buffer, bytes] : scratch_layout(c, opt.max_batch_tokens))
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, bytes, &(s.get()->*buffer)));
+  const std::vector<std::int32_t> zeros(s->swiglu_counters.bytes() / sizeof(std::int32_t), 0);
+  FP8LM_RETURN_IF_ERROR(b.upload(s->swiglu_counters.as<void>(), zeros.data(), s->swiglu_counters.bytes()));
   m->scratch_ = std::move(s);
   FP8LM_RETURN_IF_ERROR(b.synchronize());
   *out = std::move(m);
@@ -321,7 +331,7 @@ void Qwen3Model::truncate(int length) {
 // computes the next layer's input norm; a dense layer is then 9 launches: qkv GEMM, qk_norm_rope,
 // attention (+1 to merge key splits; it also quantizes the o projection's input), o GEMM,
 // add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (one
-// token) 8: the attention op does qk_norm_rope itself. A MoE layer 11 (decode 10): the same up to
+// token) 7: the attention op does qk_norm_rope itself, the gate_up GEMM silu_mul_quantize (sm_90). A MoE layer 11 (decode 10): the same up to
 // the second norm, then router, route+plan (+ the gathered quantize of the experts' input: in the
 // same launch at decode on the GPU, a separate one for larger calls), grouped gate_up,
 // silu_mul_quantize, grouped down, combine+norm+quantize.
@@ -348,9 +358,21 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
   };
   // y = down(silu(gate(in)) * up(in)) for `rows` rows whose input is quantized in q8 (dense MLP).
+  // Decode: gate_up and the activation in one op (one launch on sm_90), its output in act_q8.
   auto swiglu = [&](const DeviceLinear& gate_up, const DeviceLinear& down, bf16* y, int rows) {
-    FP8LM_RETURN_IF_ERROR(gemm(gate_up, s.mlp.as<bf16>(), rows));
-    FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({s.mlp.as<bf16>(), q8, q8s, rows, down.k}));
+    bf16* mlp = s.mlp.as<bf16>();
+    if (rows <= kGateUpSwigluMaxRows) {
+      fp8_e4m3* act = s.act_q8.as<fp8_e4m3>();
+      float* act_scales = s.act_scales.as<float>();
+      const GateUpSwigluArgs fused{
+          {q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), mlp, rows, gate_up.n, gate_up.k},
+          {mlp, act, act_scales, rows, down.k},
+          s.swiglu_counters.as<int>()};
+      FP8LM_RETURN_IF_ERROR(b.gate_up_swiglu(fused));
+      return b.gemm({act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(), y, rows, down.n, down.k});
+    }
+    FP8LM_RETURN_IF_ERROR(gemm(gate_up, mlp, rows));
+    FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, rows, down.k}));
     return gemm(down, y, rows);
   };
   // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x;

@@ -13,6 +13,7 @@
 #include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
 #include "common/quant_group.cuh"
+#include "elementwise/silu_mul_quantize_group.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
@@ -47,11 +48,6 @@ __global__ void __launch_bounds__(kThreads)
   for (int v = threadIdx.x; v < vectors; v += kThreads) dst[v] = src[v];
 }
 
-// bf16(bf16(silu(gate)) * up) as a float, the value silu_mul stores.
-__device__ __forceinline__ float silu_mul_value(float gate, float up) {
-  return vec::round_bf16(__fmul_rn(vec::round_bf16(math::silu_f32(gate)), up));
-}
-
 __global__ void __launch_bounds__(kThreads)
     silu_mul_kernel(const bf16* __restrict__ gate_up, bf16* __restrict__ out, int n, int inter) {
   pdl_wait();
@@ -82,16 +78,8 @@ __global__ void __launch_bounds__(kThreads)
   QuantGroupLane at;
   if (!quant_group_lane<kQuantWarps>(n, inter, at)) return;
   const int t = at.row, col = at.col;
-  float act[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
-  if (at.active) {
-    const bf16* row = gate_up + static_cast<std::size_t>(t) * 2 * inter;
-    float up[kQuantValuesPerLane];
-    vec::unpack4(*reinterpret_cast<const uint2*>(row + col), act);
-    vec::unpack4(*reinterpret_cast<const uint2*>(row + inter + col), up);
-#pragma unroll
-    for (int i = 0; i < kQuantValuesPerLane; ++i) act[i] = silu_mul_value(act[i], up[i]);
-  }
-  const float scale = quantize_group_warp(act, at.active, q8 + (static_cast<std::size_t>(t) * inter + col) / 4);
+  const float scale = silu_mul_quantize_group(gate_up + static_cast<std::size_t>(t) * 2 * inter, inter, col, at.active,
+                                              q8 + (static_cast<std::size_t>(t) * inter + col) / 4);
   if (at.lane == 0) scales[static_cast<std::size_t>(t) * at.groups + at.group] = scale;
 }
 

@@ -1,10 +1,12 @@
 // The public GEMM entry point: validate, check the GPU, pick (or take) a configuration, launch.
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/gemm.h"
 #include "fp8lm/grouped_gemm.h"
+#include "fp8lm/mlp_ops.h"
 #include "fp8lm/oracle_check.h"
 #include "gemm/gemv.h"
 #include "gemm/sm89_blockwise.h"
@@ -76,6 +78,22 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream, const Ge
       return gemv::launch(args, config, stream);
   }
   return Status::Error("gemm_fp8_blockwise: unknown kernel in configuration " + config.name());
+}
+
+Status gate_up_swiglu(const GateUpSwigluArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.gemm.m == 0) return Status::Ok();
+  DeviceInfo device;
+  FP8LM_RETURN_IF_ERROR(current_device(&device));
+  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
+  const bool fused = a.counters != nullptr && config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 &&
+                     a.gemm.m <= kGateUpSwigluMaxRows && a.act.inter % kQuantGroup == 0 &&
+                     reinterpret_cast<std::uintptr_t>(a.act.q8) % 16 == 0 &&
+                     reinterpret_cast<std::uintptr_t>(a.act.scales) % 16 == 0;
+  if (fused) return sm90::launch_sm90_gate_up_swiglu(a.gemm, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream));
+  return silu_mul_quantize(a.act, stream);
 }
 
 Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, cudaStream_t stream, const GemmConfig* force) {

@@ -80,6 +80,7 @@
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "common/wgmma.cuh"
+#include "elementwise/silu_mul_quantize_group.cuh"
 #include "gemm/grouped_slots.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
@@ -543,7 +544,7 @@ __global__ void __launch_bounds__(kWarpgroup)
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                        int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
-                       int num_experts, int t_tiles) {
+                       int num_experts, int t_tiles, const SwigluEpilogue swiglu) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -693,6 +694,33 @@ __global__ void __launch_bounds__(kWarpgroup)
     // No CTA may exit while another still reads its shared memory.
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
   }
+  if constexpr (!GROUPED) {
+    if (swiglu.q8 != nullptr) {
+      // The gate_up epilogue (SwigluEpilogue): this CTA's stores, fenced, then its count; the
+      // group's last producer reads the group's gate and up columns through L2 and quantizes them.
+      __shared__ int last;
+      const int inter = n / 2, groups = inter / kQuantGroup;
+      const int group = (n0 % inter) / kQuantGroup;  // n0: a multiple of 64; inter: of 128
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        last = atomicAdd(&swiglu.counters[group], 1) + 1 == 4 * split;
+        if (last) swiglu.counters[group] = 0;  // every producer has counted: ready for the next call
+      }
+      __syncthreads();
+      if (last) {
+        __threadfence();
+        const int col = group * kQuantGroup + lane * kQuantValuesPerLane;
+        for (int t = t0 + warp; t < min(row_end, t0 + MT); t += kWarpgroup / 32) {
+          const float scale = silu_mul_quantize_group(reinterpret_cast<const bf16*>(out) + static_cast<size_t>(t) * n,
+                                                      inter, col, col < inter,
+                                                      reinterpret_cast<std::uint32_t*>(swiglu.q8) +
+                                                          (static_cast<size_t>(t) * inter + col) / 4);
+          if (lane == 0) swiglu.scales[static_cast<size_t>(t) * groups + group] = scale;
+        }
+      }
+    }
+  }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
 
@@ -772,6 +800,7 @@ struct Problem {
   int num_experts;              // dense: 1 (the weight map has num_experts * n rows)
   int group_rows;               // the most rows one group (expert) has (dense: m)
   int groups;                   // the most groups with rows (dense: 1)
+  SwigluEpilogue swiglu{};      // dense decode only (launch_sm90_gate_up_swiglu)
 
   static Problem dense(const Fp8GemmArgs& g) {
     return {g.a, g.a_scales, g.b, g.b_scales, g.out, g.m, g.n, g.k, nullptr, 1, g.m, 1};
@@ -918,7 +947,7 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
                                                        S::smem_bytes(stages), split, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles);
+                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles, a.swiglu);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
@@ -985,6 +1014,18 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream) {
   if (args.m == 0) return Status::Ok();
   return launch_problem<false>(Problem::dense(args), config, device, stream);
+}
+
+Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue& epilogue, const GemmConfig& config,
+                                  const DeviceInfo& device, cudaStream_t stream) {
+  if (config.kernel != GemmKernel::kSm90Decode || config.block_m != 16 || args.m > 16 || args.n % 256 != 0 ||
+      epilogue.q8 == nullptr || epilogue.scales == nullptr || epilogue.counters == nullptr)
+    return Status::Error("sm90 gate_up epilogue: needs the 16-token decode configuration, m <= 16, n % 256 == 0 and "
+                         "q8, scales and counters");
+  if (args.m == 0) return Status::Ok();
+  Problem p = Problem::dense(args);
+  p.swiglu = epilogue;
+  return launch_problem<false>(p, config, device, stream);
 }
 
 Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,

@@ -12,6 +12,16 @@
 
 namespace fp8lm::sm90 {
 
+// The decode kernel's optional epilogue for the dense MLP's gate_up (fp8lm/mlp_ops.h): q8 set =
+// after storing its share of the tile, each CTA counts itself into its 128-channel group's counter,
+// and the last of the group's producers (its two gate and two up 64-row tiles, every cluster rank)
+// writes silu_mul_quantize of that group; the counter is left at zero.
+struct SwigluEpilogue {
+  fp8_e4m3* q8 = nullptr;  // [m, n / 2]
+  float* scales = nullptr;  // [m, n / 256]
+  int* counters = nullptr;  // [n / 256], zero
+};
+
 // Every compiled sm90 configuration (kSm90Wgmma tiles, kSm90Decode token tiles).
 std::span<const GemmConfig> configs();
 
@@ -20,6 +30,11 @@ std::span<const GemmConfig> configs();
 // device is not sm_90, the configuration is not compiled, or the driver cannot encode the TMA maps.
 Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream);
+
+// The same with the gate_up epilogue: `config` must be the 16-token decode configuration, m <= 16,
+// n a multiple of 256 (else an error, nothing launched).
+Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue& epilogue, const GemmConfig& config,
+                                  const DeviceInfo& device, cudaStream_t stream);
 
 // The grouped (MoE) form of the same kernels and production configurations (GROUPED in
 // sm90_blockwise.cu; the FP8LM_SM90_EXPERIMENTS ones are dense only):

@@ -12,6 +12,8 @@
 
 #include "fp8lm/cpu.h"
 #include "fp8lm/gemm.h"
+#include "fp8lm/layer_ops.h"
+#include "fp8lm/mlp_ops.h"
 #include "fp8lm/qwen3_models.h"
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/oracle_check.h"
@@ -133,6 +135,62 @@ TEST(GemmGpuArgs, RejectsBadArgumentsWithoutLaunching) {
   EXPECT_TRUE(gemm_fp8_blockwise({nullptr, nullptr, nullptr, nullptr, nullptr, 0, 3, 32}, nullptr).ok());
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (const bf16 v : out.download()) ASSERT_EQ(v.bits, 0x1111);
+}
+
+// gate_up_swiglu (fp8lm/mlp_ops.h): the one-launch form (sm_90 decode kernel with the epilogue,
+// up to 16 rows) leaves the GEMM output, the activation codes and their scales bit for bit as
+// gemm_fp8_blockwise then silu_mul_quantize, on every Qwen3 dense gate_up shape, called twice in a
+// row on the same counters (the first call must leave them zero); 17 rows take the two launches.
+TEST(GateUpSwigluGpu, OneOpEqualsGemmThenSiluMulQuantize) {
+  DeviceInfo device;
+  ASSERT_TRUE(current_device(&device).ok());
+  for (const auto& [inter, hidden] : {std::pair{3072, 1024}, std::pair{6144, 2048}, std::pair{9728, 2560},
+                                      std::pair{12288, 4096}, std::pair{17408, 5120}, std::pair{25600, 5120}})
+    for (int m : {1, 2, 3, 16, 17}) {
+      const std::string what = "inter " + std::to_string(inter) + " hidden " + std::to_string(hidden) + " m " +
+                               std::to_string(m);
+      Rng rng(inter * 31 + m);
+      const HostGemmProblem p = random_gemm_problem(m, 2 * inter, hidden, rng);
+      DeviceBuffer<fp8_e4m3> a(p.a), b(p.b);
+      DeviceBuffer<float> sa(p.a_scales), sb(p.b_scales);
+      const std::size_t out_count = static_cast<std::size_t>(m) * 2 * inter;
+      const std::size_t act_count = static_cast<std::size_t>(m) * inter, scale_count = m * gate_up_swiglu_counters(inter);
+      // Two launches.
+      DeviceBuffer<bf16> want_out(out_count);
+      DeviceBuffer<fp8_e4m3> want_q8(act_count);
+      DeviceBuffer<float> want_scales(scale_count);
+      ASSERT_TRUE(gemm_fp8_blockwise({a.get(), sa.get(), b.get(), sb.get(), want_out.get(), m, 2 * inter, hidden}, nullptr)
+                      .ok());
+      ASSERT_TRUE(silu_mul_quantize({want_out.get(), want_q8.get(), want_scales.get(), m, inter}, nullptr).ok());
+      // One op, twice on the same counters.
+      DeviceBuffer<int> counters(std::vector<int>(gate_up_swiglu_counters(inter), 0));
+      for (int call = 0; call < 2; ++call) {
+        DeviceBuffer<bf16> out(out_count);
+        DeviceBuffer<fp8_e4m3> q8(act_count);
+        DeviceBuffer<float> scales(scale_count);
+        out.fill_bytes(0xFF), q8.fill_bytes(0xFF), scales.fill_bytes(0xFF);
+        const GateUpSwigluArgs args{{a.get(), sa.get(), b.get(), sb.get(), out.get(), m, 2 * inter, hidden},
+                                    {out.get(), q8.get(), scales.get(), m, inter},
+                                    counters.get()};
+        ASSERT_TRUE(gate_up_swiglu(args, nullptr).ok()) << what;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+        const std::string label = what + " call " + std::to_string(call);
+        const std::vector<bf16> got_out = out.download(), ref_out = want_out.download();
+        for (std::size_t i = 0; i < out_count; ++i) ASSERT_EQ(got_out[i].bits, ref_out[i].bits) << label << " out " << i;
+        const std::vector<fp8_e4m3> got_q8 = q8.download(), ref_q8 = want_q8.download();
+        for (std::size_t i = 0; i < act_count; ++i) ASSERT_EQ(got_q8[i].bits, ref_q8[i].bits) << label << " code " << i;
+        EXPECT_EQ(scales.download(), want_scales.download()) << label;
+        EXPECT_EQ(counters.download(), std::vector<int>(gate_up_swiglu_counters(inter), 0)) << label;
+      }
+    }
+  // The activation must not overwrite the GEMM's input.
+  DeviceBuffer<fp8_e4m3> a(64 * 256), b(512 * 256);
+  DeviceBuffer<float> s(4096);
+  DeviceBuffer<bf16> out(64 * 512);
+  const Status st = gate_up_swiglu({{a.get(), s.get(), b.get(), s.get(), out.get(), 1, 512, 256},
+                                    {out.get(), a.get(), s.get() + 1024, 1, 256}},
+                                   nullptr);
+  EXPECT_NE(st.message().find("must not be the GEMM's input"), std::string::npos) << st.message();
 }
 
 }  // namespace
