@@ -6,7 +6,8 @@
 # first (the copy there has no .git).
 #   [FP8LM_BASELINE_REVISION=REV] scripts/device-pending.sh [--bench]
 # Now: qk_norm_rope inside the decode attention kernel (AttentionArgs::rope), the gate_up GEMM
-# with the SiLU-up quantize in its epilogue at decode (gate_up_swiglu), FP8LM_FLASH_P_SPLIT
+# with the SiLU-up quantize in its epilogue at decode (gate_up_swiglu), the o and down GEMMs with
+# the residual add + next norm in their last CTA (gemm_add_norm), FP8LM_FLASH_P_SPLIT
 # (the wgmma prefill attention with P in bf16), the MoE plan quantizing the experts' input, the
 # GEMV's ragged-k fix (Edges tests) and the
 # GEMV in a decode step where it wins alone.
@@ -21,7 +22,7 @@ fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --targ
   || { scripts/device-pack.sh; exit 1; }
 start=$(date +%s)
 timeout 300 build/tests/fp8lm_gpu_tests \
-  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:Edges/*:*GroupedGemmGpu*' \
+  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:GemmAddNorm*:Edges/*:*GroupedGemmGpu*' \
   >"$out/gpu-tests-pending.log" 2>&1
 rc=$?
 tail -3 "$out/gpu-tests-pending.log"

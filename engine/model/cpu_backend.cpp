@@ -57,6 +57,7 @@ class CpuBackend final : public Backend {
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return cpu::rmsnorm_quantize(a); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return cpu::silu_mul_quantize(a); }
   Status gate_up_swiglu(const GateUpSwigluArgs& a) override { return cpu::gate_up_swiglu(a); }
+  Status gemm_add_norm(const GemmAddNormArgs& a) override { return cpu::gemm_add_norm(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return cpu::moe_route_plan(route, plan);

@@ -101,6 +101,7 @@ struct Qwen3Model::Scratch {
   BackendBuffer act_q8;
   BackendBuffer act_scales;
   BackendBuffer swiglu_counters;
+  BackendBuffer norm_counter;  // gemm_add_norm's (one int, zero)
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
@@ -177,6 +178,7 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
       {&S::act_q8, kGateUpSwigluMaxRows * widest_mlp(c)},
       {&S::act_scales, kGateUpSwigluMaxRows * gate_up_swiglu_counters(static_cast<int>(widest_mlp(c))) * sizeof(float)},
       {&S::swiglu_counters, gate_up_swiglu_counters(static_cast<int>(widest_mlp(c))) * i32},
+      {&S::norm_counter, i32},
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
       {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
@@ -280,8 +282,10 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   auto s = std::make_unique<Scratch>();
   for (const auto& [buffer, bytes] : scratch_layout(c, opt.max_batch_tokens))
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, bytes, &(s.get()->*buffer)));
-  const std::vector<std::int32_t> zeros(s->swiglu_counters.bytes() / sizeof(std::int32_t), 0);
-  FP8LM_RETURN_IF_ERROR(b.upload(s->swiglu_counters.as<void>(), zeros.data(), s->swiglu_counters.bytes()));
+  for (BackendBuffer* counters : {&s->swiglu_counters, &s->norm_counter}) {
+    const std::vector<std::int32_t> zeros(counters->bytes() / sizeof(std::int32_t), 0);
+    FP8LM_RETURN_IF_ERROR(b.upload(counters->as<void>(), zeros.data(), counters->bytes()));
+  }
   m->scratch_ = std::move(s);
   FP8LM_RETURN_IF_ERROR(b.synchronize());
   *out = std::move(m);
@@ -330,11 +334,12 @@ void Qwen3Model::truncate(int length) {
 // chain), and the closing residual add of a layer (the dense MLP's add, or the MoE combine) also
 // computes the next layer's input norm; a dense layer is then 9 launches: qkv GEMM, qk_norm_rope,
 // attention (+1 to merge key splits; it also quantizes the o projection's input), o GEMM,
-// add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (one
-// token) 7: the attention op does qk_norm_rope itself, the gate_up GEMM silu_mul_quantize (sm_90). A MoE layer 11 (decode 10): the same up to
-// the second norm, then router, route+plan (+ the gathered quantize of the experts' input: in the
-// same launch at decode on the GPU, a separate one for larger calls), grouped gate_up,
-// silu_mul_quantize, grouped down, combine+norm+quantize.
+// add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (up
+// to 16 tokens) 5: the attention op does qk_norm_rope (one token), the gate_up GEMM
+// silu_mul_quantize and the o and down GEMMs the add + norm after them (one launch each on sm_90).
+// A MoE layer 11 (decode 9): the same up to the second norm, then router, route+plan (+ the
+// gathered quantize of the experts' input: in the same launch at decode on the GPU, a separate one
+// for larger calls), grouped gate_up, silu_mul_quantize, grouped down, combine+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -357,23 +362,37 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows) {
     return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
   };
-  // y = down(silu(gate(in)) * up(in)) for `rows` rows whose input is quantized in q8 (dense MLP).
-  // Decode: gate_up and the activation in one op (one launch on sm_90), its output in act_q8.
-  auto swiglu = [&](const DeviceLinear& gate_up, const DeviceLinear& down, bf16* y, int rows) {
+  // The GEMM `g`, then `norm` adding its output into the residual stream: one op at decode (one
+  // launch on sm_90, where the GEMM's last CTA runs the norm).
+  auto gemm_then_norm = [&](const Fp8GemmArgs& g, const RmsNormQuantizeArgs& norm) {
+    if (n <= kGateUpSwigluMaxRows) return b.gemm_add_norm({g, norm, s.norm_counter.as<int>()});
+    FP8LM_RETURN_IF_ERROR(b.gemm(g));
+    return b.rmsnorm_quantize(norm);
+  };
+  // x += down(silu(gate(in)) * up(in)) for the n rows whose input is quantized in q8 (dense MLP),
+  // then next_norm of x quantized into q8 (the last layer: the add alone). Decode: gate_up and the
+  // activation in one op (one launch on sm_90), the activation in act_q8, apart from q8.
+  auto swiglu = [&](const DeviceLinear& gate_up, const DeviceLinear& down, const bf16* next_norm) {
     bf16* mlp = s.mlp.as<bf16>();
-    if (rows <= kGateUpSwigluMaxRows) {
-      fp8_e4m3* act = s.act_q8.as<fp8_e4m3>();
-      float* act_scales = s.act_scales.as<float>();
-      const GateUpSwigluArgs fused{
-          {q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), mlp, rows, gate_up.n, gate_up.k},
-          {mlp, act, act_scales, rows, down.k},
-          s.swiglu_counters.as<int>()};
-      FP8LM_RETURN_IF_ERROR(b.gate_up_swiglu(fused));
-      return b.gemm({act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(), y, rows, down.n, down.k});
+    fp8_e4m3* act = q8;
+    float* act_scales = q8s;
+    if (n <= kGateUpSwigluMaxRows) {
+      act = s.act_q8.as<fp8_e4m3>(), act_scales = s.act_scales.as<float>();
+      FP8LM_RETURN_IF_ERROR(b.gate_up_swiglu(
+          {{q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), mlp, n, gate_up.n, gate_up.k},
+           {mlp, act, act_scales, n, down.k},
+           s.swiglu_counters.as<int>()}));
+    } else {
+      FP8LM_RETURN_IF_ERROR(gemm(gate_up, mlp, n));
+      FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, n, down.k}));
     }
-    FP8LM_RETURN_IF_ERROR(gemm(gate_up, mlp, rows));
-    FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, rows, down.k}));
-    return gemm(down, y, rows);
+    const Fp8GemmArgs down_gemm{act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(), out, n, down.n,
+                                down.k};
+    if (next_norm == nullptr) {
+      FP8LM_RETURN_IF_ERROR(b.gemm(down_gemm));
+      return b.add({x, out, static_cast<std::size_t>(n) * hidden});
+    }
+    return gemm_then_norm(down_gemm, {x, out, next_norm, nullptr, q8, q8s, n, hidden, eps});
   };
   // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x;
   // with next_norm, the next layer's input norm of x quantized into q8 too (fused into the combine).
@@ -436,27 +455,23 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     attn.q8 = q8, attn.q8_scales = q8s;  // the o projection's input, quantized by the attention kernels
     if (n == 1) attn.rope = &rope;
     FP8LM_RETURN_IF_ERROR(b.attention(attn));
-    FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
-    // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
-    // the MoE router (whose experts quantize their gathered rows).
+    // o projection, x += its output, then the MLP's input norm: quantized for the dense gate_up,
+    // bf16 for the MoE router (whose experts quantize their gathered rows).
     const bool moe = c.is_moe_layer(static_cast<int>(i));
-    FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
-                                              moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
+    FP8LM_RETURN_IF_ERROR(gemm_then_norm(
+        {q8, q8s, l.o.weight.as<fp8_e4m3>(), l.o.scales.as<float>(), out, n, l.o.n, l.o.k},
+        {x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr, moe ? nullptr : q8, moe ? nullptr : q8s, n,
+         hidden, eps}));
     const bf16* next_norm = i + 1 < layers_.size() ? layers_[i + 1].input_layernorm.as<bf16>() : nullptr;
     if (moe) {
       FP8LM_RETURN_IF_ERROR(sparse_mlp(l, next_norm));  // adds into x itself (and norms it for the next layer)
       input_normed = next_norm != nullptr;
       continue;
     }
-    FP8LM_RETURN_IF_ERROR(swiglu(l.gate_up, l.down, out, n));
     // x += MLP output, then (fused) the next layer's input norm; the final norm runs on the rows
     // whose logits are wanted only.
-    if (next_norm != nullptr) {
-      FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, next_norm, nullptr, q8, q8s, n, hidden, eps}));
-      input_normed = true;
-    } else {
-      FP8LM_RETURN_IF_ERROR(b.add({x, out, static_cast<std::size_t>(n) * hidden}));
-    }
+    FP8LM_RETURN_IF_ERROR(swiglu(l.gate_up, l.down, next_norm));
+    input_normed = next_norm != nullptr;
   }
   return Status::Ok();
 }

@@ -1,3 +1,5 @@
+// GEMMs fused with the elementwise op after them (decode: one launch instead of two).
+//
 // The dense MLP's gate_up GEMM and its SiLU·up + quantize as one op: gemm.h's product into `out`
 // ([gate | up] rows), then silu_mul_quantize (layer_ops.h) of those rows, bit for bit the two ops.
 // On an sm_90 GPU, for up to kGateUpSwigluMaxRows rows, with `counters`, one launch: the decode
@@ -27,7 +29,26 @@ struct GateUpSwigluArgs {
   int* counters = nullptr;
 };
 
-// The counters one call needs (one per 128-channel group of the activation).
+// A GEMM whose output is added to the residual stream, then the next norm: gemm.h's product into
+// `out`, then rmsnorm_quantize with residual = out (x = bf16(x + out), normed, quantized), bit for
+// bit the two ops. On an sm_90 GPU, for up to kGateUpSwigluMaxRows rows, with `counter`, one
+// launch: the decode GEMM's CTA that stores its share of the output last (counted through
+// `counter`) runs the norm for every row. norm.q8 may be the GEMM's own input (it is written only
+// after every CTA has read its input).
+struct GemmAddNormArgs {
+  Fp8GemmArgs gemm;          // out: [m, dim] bf16, the residual delta
+  RmsNormQuantizeArgs norm;  // norm.residual == gemm.out, norm.rows == gemm.m, norm.dim == gemm.n
+  int* counter = nullptr;    // GPU, optional: one int in device memory, zero; each call leaves it zero
+};
+
+Status validate(const GemmAddNormArgs& args);
+Status gemm_add_norm(const GemmAddNormArgs& args, cudaStream_t stream);
+namespace cpu {
+// Twin: cpu::gemm_fp8_blockwise then cpu::rmsnorm_quantize.
+Status gemm_add_norm(const GemmAddNormArgs& args);
+}  // namespace cpu
+
+// The counters one gate_up_swiglu call needs (one per 128-channel group of the activation).
 inline std::size_t gate_up_swiglu_counters(int inter) { return static_cast<std::size_t>(ceil_div(inter, kQuantGroup)); }
 
 // Checks both halves and that the second reads what the first writes; the GPU op and the twin call it.

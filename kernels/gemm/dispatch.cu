@@ -96,6 +96,25 @@ Status gate_up_swiglu(const GateUpSwigluArgs& a, cudaStream_t stream) {
   return silu_mul_quantize(a.act, stream);
 }
 
+Status gemm_add_norm(const GemmAddNormArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.gemm.m == 0) return Status::Ok();
+  DeviceInfo device;
+  FP8LM_RETURN_IF_ERROR(current_device(&device));
+  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
+  const RmsNormQuantizeArgs& r = a.norm;
+  auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  const bool fused = a.counter != nullptr && config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 &&
+                     a.gemm.m <= kGateUpSwigluMaxRows && r.dim % 16 == 0 && aligned(r.x) && aligned(r.residual) &&
+                     aligned(r.weight) && aligned(r.out) && aligned(r.q8) && aligned(r.scales);
+  if (fused)
+    return sm90::launch_sm90_gemm_add_norm(a.gemm, {r.x, r.weight, r.out, r.q8, r.scales, r.eps, a.counter}, config,
+                                           device, stream);
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream));
+  return rmsnorm_quantize(a.norm, stream);
+}
+
 Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, cudaStream_t stream, const GemmConfig* force) {
   FP8LM_RETURN_IF_ERROR(validate(args));
   if (args.total_rows == 0) return Status::Ok();

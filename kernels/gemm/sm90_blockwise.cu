@@ -81,6 +81,7 @@
 #include "common/ptx.cuh"
 #include "common/wgmma.cuh"
 #include "elementwise/silu_mul_quantize_group.cuh"
+#include "norm/norm_quantize_row.cuh"
 #include "gemm/grouped_slots.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
@@ -544,7 +545,7 @@ __global__ void __launch_bounds__(kWarpgroup)
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                        int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
-                       int num_experts, int t_tiles, const SwigluEpilogue swiglu) {
+                       int num_experts, int t_tiles, const SwigluEpilogue swiglu, const NormEpilogue norm) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -719,6 +720,30 @@ __global__ void __launch_bounds__(kWarpgroup)
           if (lane == 0) swiglu.scales[static_cast<size_t>(t) * groups + group] = scale;
         }
       }
+    } else if (norm.x != nullptr) {
+      // The add + norm epilogue (NormEpilogue): every CTA of the grid counts itself in after its
+      // stores (so also after every read of its input, which norm.q8 may overwrite); the last one
+      // adds the output rows into x, norms and quantizes them with rmsnorm_quantize's row code.
+      __shared__ int last_cta;
+      __threadfence();
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        last_cta = atomicAdd(norm.counter, 1) + 1 == static_cast<int>(gridDim.x * gridDim.y * gridDim.z);
+        if (last_cta) *norm.counter = 0;
+      }
+      __syncthreads();
+      if (last_cta) {
+        __threadfence();
+        NormQuantizeRow<true> row;
+        row.preload(norm.weight, n);
+        const int groups = (n + kQuantGroup - 1) / kQuantGroup;
+        for (int t = 0; t < m; ++t) {
+          const size_t at = static_cast<size_t>(t) * n;
+          row.run(norm.x + at, reinterpret_cast<const bf16*>(out) + at, norm.h != nullptr ? norm.h + at : nullptr,
+                  norm.q8 != nullptr ? reinterpret_cast<std::uint32_t*>(norm.q8) + at / 4 : nullptr,
+                  norm.scales != nullptr ? norm.scales + static_cast<size_t>(t) * groups : nullptr, norm.eps);
+        }
+      }
     }
   }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
@@ -801,6 +826,7 @@ struct Problem {
   int group_rows;               // the most rows one group (expert) has (dense: m)
   int groups;                   // the most groups with rows (dense: 1)
   SwigluEpilogue swiglu{};      // dense decode only (launch_sm90_gate_up_swiglu)
+  NormEpilogue norm{};          // dense decode only (launch_sm90_gemm_add_norm)
 
   static Problem dense(const Fp8GemmArgs& g) {
     return {g.a, g.a_scales, g.b, g.b_scales, g.out, g.m, g.n, g.k, nullptr, 1, g.m, 1};
@@ -947,7 +973,8 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
                                                        S::smem_bytes(stages), split, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles, a.swiglu);
+                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles, a.swiglu,
+                                           a.norm);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
@@ -1025,6 +1052,19 @@ Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue&
   if (args.m == 0) return Status::Ok();
   Problem p = Problem::dense(args);
   p.swiglu = epilogue;
+  return launch_problem<false>(p, config, device, stream);
+}
+
+Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& epilogue, const GemmConfig& config,
+                                 const DeviceInfo& device, cudaStream_t stream) {
+  if (config.kernel != GemmKernel::kSm90Decode || config.block_m != 16 || args.m > 16 || args.n % 16 != 0 ||
+      epilogue.x == nullptr || epilogue.weight == nullptr || epilogue.counter == nullptr ||
+      (epilogue.q8 == nullptr) != (epilogue.scales == nullptr))
+    return Status::Error("sm90 add + norm epilogue: needs the 16-token decode configuration, m <= 16, n % 16 == 0, "
+                         "x, weight and counter, and q8 with scales");
+  if (args.m == 0) return Status::Ok();
+  Problem p = Problem::dense(args);
+  p.norm = epilogue;
   return launch_problem<false>(p, config, device, stream);
 }
 

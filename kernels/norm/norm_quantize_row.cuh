@@ -10,6 +10,8 @@
 // over the warps, lane l normalizing elements 4l..4l+3 of a group (rmsnorm's per-element
 // arithmetic) and quantize_group_warp quantizing it; with the add, each warp stores x = bf16(x +
 // residual) for its own groups only after every warp has read the old x (__syncthreads).
+// The residual is read through L2 (ld.global.cg): the decode GEMM's epilogue runs this on a
+// GEMM output that other CTAs of the same kernel wrote.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -66,7 +68,7 @@ struct NormQuantizeRow {
       for (int b = 0; b < kBatch; ++b)
         if (v0 + 32 * b < vectors) {
           xs[b] = xv[v0 + 32 * b];
-          if constexpr (kAdd) ys[b] = rv[v0 + 32 * b];
+          if constexpr (kAdd) ys[b] = __ldcg(rv + v0 + 32 * b);
         }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b)
@@ -95,7 +97,7 @@ struct NormQuantizeRow {
         vec::unpack4(*reinterpret_cast<const uint2*>(x + col), h);
         if constexpr (kAdd) {
           float y[kQuantValuesPerLane];
-          vec::unpack4(*reinterpret_cast<const uint2*>(residual + col), y);
+          vec::unpack4(__ldcg(reinterpret_cast<const uint2*>(residual + col)), y);
 #pragma unroll
           for (int i = 0; i < kQuantValuesPerLane; ++i) h[i] = vec::round_bf16(__fadd_rn(h[i], y[i]));
           *reinterpret_cast<uint2*>(x + col) = vec::pack4(h);

@@ -193,5 +193,76 @@ TEST(GateUpSwigluGpu, OneOpEqualsGemmThenSiluMulQuantize) {
   EXPECT_NE(st.message().find("must not be the GEMM's input"), std::string::npos) << st.message();
 }
 
+// gemm_add_norm (fp8lm/mlp_ops.h): the one-launch form (the decode kernel's last CTA runs the
+// norm, up to 16 rows) leaves the GEMM output, x, the normed copy and the codes and scales bit for
+// bit as gemm_fp8_blockwise then rmsnorm_quantize, on the Qwen3 dense o and down shapes, twice on
+// the same counter, with the codes written over the GEMM's own input (as the engine's o projection
+// does) and, as in MoE layers, the bf16 normed rows instead of codes; 17 rows take two launches.
+TEST(GemmAddNormGpu, OneOpEqualsGemmThenRmsNormQuantize) {
+  for (const auto& [hidden, k] : {std::pair{1024, 2048}, std::pair{1024, 3072}, std::pair{2560, 4096},
+                                  std::pair{4096, 12288}, std::pair{5120, 8192}, std::pair{5120, 25600}})
+    for (int m : {1, 3, 16, 17})
+      for (const bool moe : {false, true}) {
+        const std::string what = "hidden " + std::to_string(hidden) + " k " + std::to_string(k) + " m " +
+                                 std::to_string(m) + (moe ? " bf16 normed rows" : " codes over the input");
+        Rng rng(hidden * 7 + k + m);
+        const HostGemmProblem p = random_gemm_problem(m, hidden, k, rng);
+        const int groups = ceil_div(hidden, kQuantGroup);
+        std::vector<bf16> x0(static_cast<std::size_t>(m) * hidden), weight(hidden);
+        for (bf16& v : x0) v = float_to_bf16(static_cast<float>(rng.normal()));
+        for (bf16& v : weight) v = float_to_bf16(static_cast<float>(0.5 + 0.5 * rng.uniform()));
+        DeviceBuffer<fp8_e4m3> b(p.b);
+        DeviceBuffer<float> sb(p.b_scales);
+        DeviceBuffer<bf16> d_weight(weight);
+        // Two launches.
+        DeviceBuffer<fp8_e4m3> a_ref(p.a);
+        DeviceBuffer<float> sa_ref(p.a_scales);
+        DeviceBuffer<bf16> want_out(static_cast<std::size_t>(m) * hidden), want_x(x0), want_h(x0.size());
+        DeviceBuffer<fp8_e4m3> want_q8(x0.size());
+        DeviceBuffer<float> want_scales(static_cast<std::size_t>(m) * groups);
+        ASSERT_TRUE(gemm_fp8_blockwise({a_ref.get(), sa_ref.get(), b.get(), sb.get(), want_out.get(), m, hidden, k}, nullptr)
+                        .ok());
+        ASSERT_TRUE(rmsnorm_quantize({want_x.get(), want_out.get(), d_weight.get(), moe ? want_h.get() : nullptr,
+                                      moe ? nullptr : want_q8.get(), moe ? nullptr : want_scales.get(), m, hidden, 1e-6f},
+                                     nullptr)
+                        .ok());
+        DeviceBuffer<int> counter(std::vector<int>{0});
+        for (int call = 0; call < 2; ++call) {
+          // The codes go over the GEMM's input, as in the engine: A needs room for m x hidden codes.
+          std::vector<fp8_e4m3> a_host = p.a;
+          a_host.resize(std::max(a_host.size(), x0.size()));
+          std::vector<float> sa_host = p.a_scales;
+          sa_host.resize(std::max(sa_host.size(), static_cast<std::size_t>(m) * groups));
+          DeviceBuffer<fp8_e4m3> a(a_host);
+          DeviceBuffer<float> sa(sa_host);
+          DeviceBuffer<bf16> out(static_cast<std::size_t>(m) * hidden), x(x0), h(x0.size());
+          out.fill_bytes(0xFF), h.fill_bytes(0xFF);
+          const GemmAddNormArgs args{{a.get(), sa.get(), b.get(), sb.get(), out.get(), m, hidden, k},
+                                     {x.get(), out.get(), d_weight.get(), moe ? h.get() : nullptr,
+                                      moe ? nullptr : a.get(), moe ? nullptr : sa.get(), m, hidden, 1e-6f},
+                                     counter.get()};
+          ASSERT_TRUE(gemm_add_norm(args, nullptr).ok()) << what;
+          ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+          const std::string label = what + " call " + std::to_string(call);
+          auto same_bf16 = [&](const DeviceBuffer<bf16>& got, const DeviceBuffer<bf16>& want, const char* name) {
+            const std::vector<bf16> g = got.download(), w = want.download();
+            for (std::size_t i = 0; i < w.size(); ++i) ASSERT_EQ(g[i].bits, w[i].bits) << label << " " << name << " " << i;
+          };
+          same_bf16(out, want_out, "out");
+          same_bf16(x, want_x, "x");
+          if (moe) {
+            same_bf16(h, want_h, "normed rows");
+          } else {
+            const std::vector<fp8_e4m3> got = a.download(), want = want_q8.download();
+            for (std::size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i].bits, want[i].bits) << label << " code " << i;
+            std::vector<float> got_scales = sa.download();
+            got_scales.resize(static_cast<std::size_t>(m) * groups);
+            EXPECT_EQ(got_scales, want_scales.download()) << label;
+          }
+          EXPECT_EQ(counter.download(), std::vector<int>{0}) << label;
+        }
+      }
+}
+
 }  // namespace
 }  // namespace fp8lm
