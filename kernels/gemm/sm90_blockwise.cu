@@ -100,6 +100,10 @@ inline constexpr int kMaxCluster = 8;      // portable cluster size limit
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K regs
 inline constexpr int kSm90MaxSmemPerCta = 227 * 1024;  // opt-in dynamic shared memory limit of sm_90
+// The decode kernel's epilogue after its stores (sm90_blockwise.h: SwigluEpilogue, NormEpilogue).
+inline constexpr int kNoEpilogue = 0;
+inline constexpr int kSwigluEpilogue = 1;
+inline constexpr int kNormEpilogue = 2;
 inline constexpr long long kMaxGridY = 65535;          // grid y and z limit
 
 // ------------------------------------------------------------------------------------------------
@@ -539,7 +543,7 @@ struct DecodeShape {
 // GROUPED: m is total_rows, map_w covers the stacked [num_experts * n, k] weights, and grid y is
 // (slot of an expert with rows) x (t_tiles token tiles per expert); dense: offsets, num_experts
 // and t_tiles are unused.
-template <int MT, bool GROUPED>
+template <int MT, bool GROUPED, int EPILOGUE>
 __global__ void __launch_bounds__(kWarpgroup)
     sm90_decode_kernel(const __grid_constant__ CUtensorMap map_w,
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
@@ -695,8 +699,8 @@ __global__ void __launch_bounds__(kWarpgroup)
     // No CTA may exit while another still reads its shared memory.
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
   }
-  if constexpr (!GROUPED) {
-    if (swiglu.q8 != nullptr) {
+  if constexpr (EPILOGUE == kSwigluEpilogue) {
+    {
       // The gate_up epilogue (SwigluEpilogue): this CTA's stores, fenced, then its count; the
       // group's last producer reads the group's gate and up columns through L2 and quantizes them.
       __shared__ int last;
@@ -720,7 +724,9 @@ __global__ void __launch_bounds__(kWarpgroup)
           if (lane == 0) swiglu.scales[static_cast<size_t>(t) * groups + group] = scale;
         }
       }
-    } else if (norm.x != nullptr) {
+    }
+  } else if constexpr (EPILOGUE == kNormEpilogue) {
+    {
       // The add + norm epilogue (NormEpilogue): every CTA of the grid counts itself in after its
       // stores (so also after every read of its input, which norm.q8 may overwrite); the last one
       // adds the output rows into x, norms and quantizes them with rmsnorm_quantize's row code.
@@ -918,13 +924,13 @@ int decode_max_stages() {
   return value;
 }
 
-template <int MT, bool GROUPED>
+template <int MT, bool GROUPED, int EPILOGUE = kNoEpilogue>
 Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
   using S = DecodeShape<MT>;
   CUtensorMap map_w, map_x;
   FP8LM_RETURN_IF_ERROR(make_map(&map_w, a.b, a.num_experts * a.n, a.k, kDecodeRows, "B"));
   FP8LM_RETURN_IF_ERROR(make_map(&map_x, a.a, a.m, a.k, MT, "A"));
-  auto kernel = sm90_decode_kernel<MT, GROUPED>;
+  auto kernel = sm90_decode_kernel<MT, GROUPED, EPILOGUE>;
   // Per process (one device assumed): opt in to the largest ring, and count resident CTAs per SM
   // for every ring size.
   static int per_sm[S::kMaxStages + 1] = {};
@@ -1005,7 +1011,14 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     const long long tiles = static_cast<long long>((p.n + kDecodeRows - 1) / kDecodeRows) * p.m_blocks_bound(bm);
     const int split = config.split_k > 0 ? config.split_k : decode_split(tiles, p.k, device);
     // stages = the ring's capacity; run_decode picks the depth per shape.
-    if (bm == 16 && st == DecodeShape<16>::kMaxStages) return run_decode<16, GROUPED>(p, split, device, stream);
+    if (bm == 16 && st == DecodeShape<16>::kMaxStages) {
+      if constexpr (!GROUPED) {  // the epilogues: dense, up to 16 tokens (their own instantiations:
+                                 // the norm's row code would cost every decode GEMM registers)
+        if (p.swiglu.q8 != nullptr) return run_decode<16, false, kSwigluEpilogue>(p, split, device, stream);
+        if (p.norm.x != nullptr) return run_decode<16, false, kNormEpilogue>(p, split, device, stream);
+      }
+      return run_decode<16, GROUPED>(p, split, device, stream);
+    }
     if (bm == 32 && st == DecodeShape<32>::kMaxStages) return run_decode<32, GROUPED>(p, split, device, stream);
     if (bm == 64 && st == DecodeShape<64>::kMaxStages) return run_decode<64, GROUPED>(p, split, device, stream);
   }
