@@ -22,7 +22,9 @@ run_one_batch() {
   local label=$1 preset=$2 log=$3 start rc
   shift 3
   start=$(date +%s)
-  build/fp8lm bench one-batch --preset "$preset" --load-format dummy --out "$out" "$@" >"$log" 2>&1
+  # A hung run (a kernel that never finishes) must not take the whole device call with it.
+  timeout "${FP8LM_RUN_TIMEOUT:-300}" build/fp8lm bench one-batch --preset "$preset" --load-format dummy --out "$out" \
+    "$@" >"$log" 2>&1
   rc=$?
   echo "$label (rc $rc, $(( $(date +%s) - start )) s):"
   grep -E "speed of light|error|fp8lm bench" "$log" | sed 's/^/  /'

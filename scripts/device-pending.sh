@@ -35,6 +35,7 @@ if [ "$bench" = 1 ]; then
     run_one_batch "$preset" "$preset" "$out/one-batch-$preset.log" --input-len 1,6144 --output-len 128 \
       --tag "out128-$FP8LM_SOURCE_REVISION"
   done
+  scripts/device-ab.sh fusion 128 1,6144 FP8LM_DECODE_FUSION=0 default -- "${presets[@]}"
   scripts/device-ab.sh p-split 128 30720 FP8LM_FLASH_P_SPLIT=0 default -- qwen3-8b qwen3-32b
   # The GEMV where it wins alone (<= 9 MB: 0.6B's four GEMMs, 1.7B's qkv and o), in a step.
   scripts/device-ab.sh gemv 128 1 FP8LM_GEMV_MAX_MB=0 FP8LM_GEMV_MAX_MB=9 -- qwen3-0.6b qwen3-1.7b

@@ -23,6 +23,7 @@
 #include "attention/flash_attention.h"
 #include "common/bf16_vec.cuh"
 #include "common/fp8_convert.cuh"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "common/quant_group.cuh"
 #include "fp8lm/cuda_status.h"
@@ -136,6 +137,12 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.rope != nullptr && a.q_heads / a.kv_heads > flash::kBlockM)
     return Status::Error("attention: the fused qk_norm_rope (rope) supports at most " + std::to_string(flash::kBlockM) +
                          " q heads per kv head; this call has " + std::to_string(a.q_heads / a.kv_heads));
+  if (a.rope != nullptr && !decode_fusion_enabled()) {  // the A/B knob: qk_norm_rope, then plain attention
+    FP8LM_RETURN_IF_ERROR(qk_norm_rope(*a.rope, stream));
+    AttentionArgs plain = a;
+    plain.rope = nullptr;
+    return attention(plain, stream);
+  }
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
   FP8LM_RETURN_IF_ERROR(flash::attention(a, splits, stream));

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "common/knobs.h"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/gemm.h"
 #include "fp8lm/grouped_gemm.h"
@@ -87,7 +88,8 @@ Status gate_up_swiglu(const GateUpSwigluArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(current_device(&device));
   FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
   const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
-  const bool fused = a.counters != nullptr && config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 &&
+  const bool fused = decode_fusion_enabled() && a.counters != nullptr && config.kernel == GemmKernel::kSm90Decode &&
+                     config.block_m == 16 &&
                      a.gemm.m <= kGateUpSwigluMaxRows && a.act.inter % kQuantGroup == 0 &&
                      reinterpret_cast<std::uintptr_t>(a.act.q8) % 16 == 0 &&
                      reinterpret_cast<std::uintptr_t>(a.act.scales) % 16 == 0;
@@ -105,7 +107,8 @@ Status gemm_add_norm(const GemmAddNormArgs& a, cudaStream_t stream) {
   const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
   const RmsNormQuantizeArgs& r = a.norm;
   auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-  const bool fused = a.counter != nullptr && config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 &&
+  const bool fused = decode_fusion_enabled() && a.counter != nullptr && config.kernel == GemmKernel::kSm90Decode &&
+                     config.block_m == 16 &&
                      a.gemm.m <= kGateUpSwigluMaxRows && r.dim % 16 == 0 && aligned(r.x) && aligned(r.residual) &&
                      aligned(r.weight) && aligned(r.out) && aligned(r.q8) && aligned(r.scales);
   if (fused)

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "norm/norm_quantize_row.cuh"
 #include "fp8lm/cuda_status.h"
@@ -354,6 +355,12 @@ Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(route, plan));
   if (route.n == 0) return Status::Ok();
+  if (plan.gather_q8 != nullptr && !decode_fusion_enabled()) {  // the A/B knob: the quantize on its own
+    MoePlanArgs without = plan;
+    without.gather_q8 = nullptr;
+    FP8LM_RETURN_IF_ERROR(moe_route_plan(route, without, stream));
+    return quantize_per_token_group(plan.gathered(), stream);
+  }
   if (route.n > kFusedRoutePlanMaxTokens) {
     FP8LM_RETURN_IF_ERROR(moe_route(route, stream));
     return moe_plan(plan, stream);
