@@ -204,6 +204,12 @@ Status gate_up_swiglu(const GateUpSwigluArgs& a) {
   return silu_mul_quantize(a.act);
 }
 
+Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_grouped(a.gemm));
+  return silu_mul_quantize(a.act);
+}
+
 Status gemm_add_norm(const GemmAddNormArgs& a) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm));

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "arg_checks.h"
+#include "fp8lm/grouped_gemm.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/mlp_ops.h"
 
@@ -164,6 +165,18 @@ Status validate(const GateUpSwigluArgs& a) {
       need(a.act.gate_up == a.gemm.out && a.act.n == a.gemm.m && 2 * static_cast<long long>(a.act.inter) == a.gemm.n,
            fn, "the activation must read the GEMM's output: act.gate_up == gemm.out, act.n == gemm.m, "
                "2 * act.inter == gemm.n"));
+  return need(static_cast<const void*>(a.act.q8) != a.gemm.a && static_cast<const void*>(a.act.scales) != a.gemm.a_scales,
+              fn, "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
+}
+
+Status validate(const GroupedGateUpSwigluArgs& a) {
+  constexpr const char* fn = "grouped_gate_up_swiglu";
+  FP8LM_RETURN_IF_ERROR(validate(a.gemm));
+  FP8LM_RETURN_IF_ERROR(validate(a.act));
+  FP8LM_RETURN_IF_ERROR(need(a.act.gate_up == a.gemm.out && a.act.n == a.gemm.total_rows &&
+                                 2 * static_cast<long long>(a.act.inter) == a.gemm.n,
+                             fn, "the activation must read the GEMM's output: act.gate_up == gemm.out, act.n == "
+                                 "gemm.total_rows, 2 * act.inter == gemm.n"));
   return need(static_cast<const void*>(a.act.q8) != a.gemm.a && static_cast<const void*>(a.act.scales) != a.gemm.a_scales,
               fn, "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
 }

@@ -22,7 +22,7 @@ fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --targ
   || { scripts/device-pack.sh; exit 1; }
 start=$(date +%s)
 timeout 300 build/tests/fp8lm_gpu_tests \
-  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:GemmAddNorm*:Edges/*:*GroupedGemmGpu*' \
+  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:GemmAddNorm*:GroupedGateUpSwiglu*:Edges/*:*GroupedGemmGpu*' \
   >"$out/gpu-tests-pending.log" 2>&1
 rc=$?
 tail -3 "$out/gpu-tests-pending.log"

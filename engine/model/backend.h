@@ -78,6 +78,7 @@ class Backend {
   virtual Status silu_mul_quantize(const SiluMulQuantizeArgs& args) = 0;
   // The gate_up GEMM and silu_mul_quantize of its output (fp8lm/mlp_ops.h; one launch at decode on sm_90).
   virtual Status gate_up_swiglu(const GateUpSwigluArgs& args) = 0;
+  virtual Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args) = 0;
   // A GEMM, then rmsnorm_quantize adding its output into the residual stream (fp8lm/mlp_ops.h).
   virtual Status gemm_add_norm(const GemmAddNormArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;

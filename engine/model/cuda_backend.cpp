@@ -95,6 +95,9 @@ class CudaBackend final : public Backend {
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
   Status gate_up_swiglu(const GateUpSwigluArgs& a) override { return fp8lm::gate_up_swiglu(a, stream_); }
   Status gemm_add_norm(const GemmAddNormArgs& a) override { return fp8lm::gemm_add_norm(a, stream_); }
+  Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a) override {
+    return fp8lm::grouped_gate_up_swiglu(a, stream_);
+  }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return fp8lm::moe_route_plan(route, plan, stream_);

@@ -139,6 +139,12 @@ int kv_pages(int max_context) { return ceil_div(max_context, kKvPageSize); }
 // not max_batch_tokens x vocab (1.2 GB).
 constexpr int kLogitsRows = 64;
 
+// Rows of the decode activation buffers (act_q8): kGateUpSwigluMaxRows tokens, each top_k expert
+// rows in MoE models.
+std::size_t swiglu_act_rows(const Qwen3Config& c) {
+  return static_cast<std::size_t>(kGateUpSwigluMaxRows) * (c.is_moe() ? std::max(c.num_experts_per_tok, 1) : 1);
+}
+
 // Bytes of the GEMM-input scratch (q8, q8_scales) and of the gate_up output (mlp) for T tokens:
 // T rows of the widest input, or in MoE models T * top_k expert rows, since every expert's rows
 // go through one grouped GEMM at once.
@@ -175,9 +181,12 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
       {&S::q8_scales, mlp.q8_scales},
       {&S::qkv, t * c.qkv_width() * b16},
       {&S::mlp, mlp.mlp},
-      {&S::act_q8, kGateUpSwigluMaxRows * widest_mlp(c)},
-      {&S::act_scales, kGateUpSwigluMaxRows * gate_up_swiglu_counters(static_cast<int>(widest_mlp(c))) * sizeof(float)},
-      {&S::swiglu_counters, gate_up_swiglu_counters(static_cast<int>(widest_mlp(c))) * i32},
+      {&S::act_q8, swiglu_act_rows(c) * widest_mlp(c)},
+      {&S::act_scales, swiglu_act_rows(c) * gate_up_swiglu_counters(widest_mlp(c)) * sizeof(float)},
+      {&S::swiglu_counters, std::max(gate_up_swiglu_counters(widest_mlp(c)),
+                                     c.is_moe() ? grouped_gate_up_swiglu_counters(c.num_experts, c.moe_intermediate_size)
+                                                : std::size_t{0}) *
+                                i32},
       {&S::norm_counter, i32},
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
@@ -337,9 +346,10 @@ void Qwen3Model::truncate(int length) {
 // add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (up
 // to 16 tokens) 5: the attention op does qk_norm_rope (one token), the gate_up GEMM
 // silu_mul_quantize and the o and down GEMMs the add + norm after them (one launch each on sm_90).
-// A MoE layer 11 (decode 9): the same up to the second norm, then router, route+plan (+ the
+// A MoE layer 11 (decode 8): the same up to the second norm, then router, route+plan (+ the
 // gathered quantize of the experts' input: in the same launch at decode on the GPU, a separate one
-// for larger calls), grouped gate_up, silu_mul_quantize, grouped down, combine+norm+quantize.
+// for larger calls), grouped gate_up, silu_mul_quantize (at decode in the gate_up's launch),
+// grouped down, combine+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -421,9 +431,24 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       return b.grouped_gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs, experts,
                              lin.n, lin.k, n});
     };
-    FP8LM_RETURN_IF_ERROR(grouped(l.experts_gate_up, mlp));
-    FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
-    FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));
+    // gate_up and the activation: one op at decode (one launch on sm_90), the activation in act_q8.
+    const DeviceLinear& gate_up = l.experts_gate_up;
+    if (n <= kGateUpSwigluMaxRows) {
+      fp8_e4m3* act = s.act_q8.as<fp8_e4m3>();
+      float* act_scales = s.act_scales.as<float>();
+      FP8LM_RETURN_IF_ERROR(b.grouped_gate_up_swiglu(
+          {{q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), offsets, mlp, pairs, experts, gate_up.n,
+            gate_up.k, n},
+           {mlp, act, act_scales, pairs, c.moe_intermediate_size},
+           s.swiglu_counters.as<int>()}));
+      const DeviceLinear& down = l.experts_down;
+      FP8LM_RETURN_IF_ERROR(b.grouped_gemm({act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(),
+                                            offsets, expert_out, pairs, experts, down.n, down.k, n}));
+    } else {
+      FP8LM_RETURN_IF_ERROR(grouped(gate_up, mlp));
+      FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
+      FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));
+    }
     MoeCombineArgs combine{x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
                            hidden, pairs};
     if (next_norm != nullptr) combine.norm_weight = next_norm, combine.q8 = q8, combine.q8_scales = q8s, combine.eps = eps;

@@ -12,6 +12,7 @@
 #include <cstddef>
 
 #include "fp8lm/gemm.h"
+#include "fp8lm/grouped_gemm.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/status.h"
 
@@ -28,6 +29,26 @@ struct GateUpSwigluArgs {
   // call; each call leaves them zero. Calls sharing them must not run concurrently.
   int* counters = nullptr;
 };
+
+// The MoE form: every expert's gate_up in one grouped GEMM (grouped_gemm.h), then
+// silu_mul_quantize of all its rows. One launch on an sm_90 GPU with `counters` when no expert has
+// more than kGateUpSwigluMaxRows rows (decode): a counter set per expert slot.
+struct GroupedGateUpSwigluArgs {
+  Fp8GroupedGemmArgs gemm;  // out: [total_rows, 2 * inter]
+  // act.gate_up == gemm.out, act.n == gemm.total_rows, 2 * act.inter == gemm.n; act.q8 and
+  // act.scales must not be the GEMM's input.
+  SiluMulQuantizeArgs act;
+  int* counters = nullptr;  // GPU, optional: grouped_gate_up_swiglu_counters(...) ints, zero; left zero
+};
+inline std::size_t grouped_gate_up_swiglu_counters(int num_experts, int inter) {
+  return static_cast<std::size_t>(num_experts) * ceil_div(inter, kQuantGroup);
+}
+Status validate(const GroupedGateUpSwigluArgs& args);
+Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args, cudaStream_t stream);
+namespace cpu {
+// Twin: cpu::gemm_fp8_grouped then cpu::silu_mul_quantize.
+Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args);
+}  // namespace cpu
 
 // A GEMM whose output is added to the residual stream, then the next norm: gemm.h's product into
 // `out`, then rmsnorm_quantize with residual = out (x = bf16(x + out), normed, quantized), bit for

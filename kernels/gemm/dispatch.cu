@@ -1,4 +1,5 @@
 // The public GEMM entry point: validate, check the GPU, pick (or take) a configuration, launch.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -95,6 +96,25 @@ Status gate_up_swiglu(const GateUpSwigluArgs& a, cudaStream_t stream) {
                      reinterpret_cast<std::uintptr_t>(a.act.scales) % 16 == 0;
   if (fused) return sm90::launch_sm90_gate_up_swiglu(a.gemm, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
   FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream));
+  return silu_mul_quantize(a.act, stream);
+}
+
+Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (a.gemm.total_rows == 0) return Status::Ok();
+  DeviceInfo device;
+  FP8LM_RETURN_IF_ERROR(current_device(&device));
+  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  const Fp8GroupedGemmArgs& g = a.gemm;
+  const GemmConfig config =
+      pick_grouped_gemm_config(g.total_rows, g.max_rows_per_expert, g.num_experts, g.n, g.k, device);
+  const bool fused = decode_fusion_enabled() && a.counters != nullptr && config.kernel == GemmKernel::kSm90Decode &&
+                     config.block_m == 16 && std::min(g.max_rows_per_expert, g.total_rows) <= kGateUpSwigluMaxRows &&
+                     a.act.inter % kQuantGroup == 0 && reinterpret_cast<std::uintptr_t>(a.act.q8) % 16 == 0 &&
+                     reinterpret_cast<std::uintptr_t>(a.act.scales) % 16 == 0;
+  if (fused)
+    return sm90::launch_sm90_grouped_gate_up_swiglu(g, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_grouped(g, stream));
   return silu_mul_quantize(a.act, stream);
 }
 

@@ -709,8 +709,10 @@ __global__ void __launch_bounds__(kWarpgroup)
       __threadfence();
       __syncthreads();
       if (threadIdx.x == 0) {
-        last = atomicAdd(&swiglu.counters[group], 1) + 1 == 4 * split;
-        if (last) swiglu.counters[group] = 0;  // every producer has counted: ready for the next call
+        // Grouped: a counter set per (expert slot, token tile) = grid y (dense: y = 0).
+        int* counter = swiglu.counters + static_cast<size_t>(blockIdx.y) * groups + group;
+        last = atomicAdd(counter, 1) + 1 == 4 * split;
+        if (last) *counter = 0;  // every producer has counted: ready for the next call
       }
       __syncthreads();
       if (last) {
@@ -1012,9 +1014,10 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     const int split = config.split_k > 0 ? config.split_k : decode_split(tiles, p.k, device);
     // stages = the ring's capacity; run_decode picks the depth per shape.
     if (bm == 16 && st == DecodeShape<16>::kMaxStages) {
-      if constexpr (!GROUPED) {  // the epilogues: dense, up to 16 tokens (their own instantiations:
-                                 // the norm's row code would cost every decode GEMM registers)
-        if (p.swiglu.q8 != nullptr) return run_decode<16, false, kSwigluEpilogue>(p, split, device, stream);
+      // The epilogues, up to 16 tokens (per expert), in their own instantiations (the norm's row
+      // code would cost every decode GEMM registers); the add + norm is dense only.
+      if (p.swiglu.q8 != nullptr) return run_decode<16, GROUPED, kSwigluEpilogue>(p, split, device, stream);
+      if constexpr (!GROUPED) {
         if (p.norm.x != nullptr) return run_decode<16, false, kNormEpilogue>(p, split, device, stream);
       }
       return run_decode<16, GROUPED>(p, split, device, stream);
@@ -1079,6 +1082,19 @@ Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& ep
   Problem p = Problem::dense(args);
   p.norm = epilogue;
   return launch_problem<false>(p, config, device, stream);
+}
+
+Status launch_sm90_grouped_gate_up_swiglu(const Fp8GroupedGemmArgs& args, const SwigluEpilogue& epilogue,
+                                          const GemmConfig& config, const DeviceInfo& device, cudaStream_t stream) {
+  if (config.kernel != GemmKernel::kSm90Decode || config.block_m != 16 ||
+      std::min(args.max_rows_per_expert, args.total_rows) > 16 ||
+      args.n % 256 != 0 || epilogue.q8 == nullptr || epilogue.scales == nullptr || epilogue.counters == nullptr)
+    return Status::Error("sm90 grouped gate_up epilogue: needs the 16-token decode configuration, at most 16 rows per "
+                         "expert, n % 256 == 0 and q8, scales and counters");
+  if (args.total_rows == 0) return Status::Ok();
+  Problem p = Problem::grouped(args);
+  p.swiglu = epilogue;
+  return launch_problem<true>(p, config, device, stream);
 }
 
 Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,

@@ -19,7 +19,7 @@ namespace fp8lm::sm90 {
 struct SwigluEpilogue {
   fp8_e4m3* q8 = nullptr;  // [m, n / 2]
   float* scales = nullptr;  // [m, n / 256]
-  int* counters = nullptr;  // [n / 256], zero
+  int* counters = nullptr;  // [n / 256] (grouped: per grid row y, an expert slot), zero
 };
 
 // The decode kernel's optional epilogue for a residual delta (fp8lm/mlp_ops.h, gemm_add_norm): x
@@ -48,6 +48,10 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
 // n a multiple of 256 (else an error, nothing launched).
 Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue& epilogue, const GemmConfig& config,
                                   const DeviceInfo& device, cudaStream_t stream);
+// The grouped form (MoE decode: every expert's gate_up), at most 16 rows per expert; counters
+// [min(num_experts, total_rows) * n / 256].
+Status launch_sm90_grouped_gate_up_swiglu(const Fp8GroupedGemmArgs& args, const SwigluEpilogue& epilogue,
+                                          const GemmConfig& config, const DeviceInfo& device, cudaStream_t stream);
 // The same with the add + norm epilogue: the 16-token decode configuration, m <= 16, n % 16 == 0.
 Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& epilogue, const GemmConfig& config,
                                  const DeviceInfo& device, cudaStream_t stream);

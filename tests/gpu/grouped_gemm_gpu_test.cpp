@@ -15,10 +15,13 @@
 
 #include <algorithm>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/grouped_gemm.h"
+#include "fp8lm/layer_ops.h"
+#include "fp8lm/mlp_ops.h"
 #include "fp8lm/oracle_check.h"
 #include "fp8lm/qwen3_models.h"
 #include "fp8lm/random.h"
@@ -148,6 +151,61 @@ INSTANTIATE_TEST_SUITE_P(Experts, GroupedGemmGpu, ::testing::ValuesIn(cases()), 
   std::replace_if(s.begin(), s.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
   return s;
 });
+
+// grouped_gate_up_swiglu (fp8lm/mlp_ops.h): the one-launch form (decode kernel with the per-group
+// epilogue, counters per expert slot) leaves the grouped GEMM's output and the activation codes
+// and scales bit for bit as gemm_fp8_grouped then silu_mul_quantize, for the MoE gate_up shapes at
+// decode and a 16-token batch (up to 16 rows per expert), twice on the same counters; the prefill
+// routing (more rows per expert) takes the two launches.
+TEST(GroupedGateUpSwigluGpu, OneOpEqualsGroupedGemmThenSiluMulQuantize) {
+  for (const auto& [inter, hidden, experts] :
+       {std::tuple{768, 2048, 128}, std::tuple{1536, 4096, 128}, std::tuple{256, 256, 8}}) {
+    Rng rng(inter + hidden + experts);
+    HostGroupedGemmProblem p = random_grouped_weights(experts, 2 * inter, hidden, rng);
+    const DeviceBuffer<fp8_e4m3> b(p.b);
+    const DeviceBuffer<float> sb(p.b_scales);
+    const int top_k = std::min(kTopK, experts);
+    for (const auto& [name, tokens] : {std::pair{"decode", 1}, std::pair{"small_batch", 16}, std::pair{"prefill", 300}}) {
+      set_random_rows(p, random_topk_counts(tokens, experts, top_k, rng), rng);
+      const std::string what = std::string(name) + " inter " + std::to_string(inter) + " experts " +
+                                std::to_string(experts);
+      const DeviceBuffer<fp8_e4m3> a(p.a);
+      const DeviceBuffer<float> sa(p.a_scales);
+      const DeviceBuffer<std::int32_t> offsets(p.offsets);
+      const int rows = p.total_rows, groups = ceil_div(inter, kQuantGroup);
+      const std::size_t out_count = static_cast<std::size_t>(rows) * 2 * inter;
+      const Fp8GroupedGemmArgs gemm_ref{a.get(), sa.get(), b.get(), sb.get(), offsets.get(), nullptr, rows, experts,
+                                        2 * inter, hidden, p.max_rows_per_expert};
+      DeviceBuffer<bf16> want_out(out_count);
+      DeviceBuffer<fp8_e4m3> want_q8(static_cast<std::size_t>(rows) * inter);
+      DeviceBuffer<float> want_scales(static_cast<std::size_t>(rows) * groups);
+      Fp8GroupedGemmArgs g = gemm_ref;
+      g.out = want_out.get();
+      ASSERT_TRUE(gemm_fp8_grouped(g, nullptr).ok()) << what;
+      ASSERT_TRUE(silu_mul_quantize({want_out.get(), want_q8.get(), want_scales.get(), rows, inter}, nullptr).ok());
+      DeviceBuffer<int> counters(std::vector<int>(grouped_gate_up_swiglu_counters(experts, inter), 0));
+      for (int call = 0; call < 2; ++call) {
+        DeviceBuffer<bf16> out(out_count);
+        DeviceBuffer<fp8_e4m3> q8(static_cast<std::size_t>(rows) * inter);
+        DeviceBuffer<float> scales(static_cast<std::size_t>(rows) * groups);
+        out.fill_bytes(0xFF), q8.fill_bytes(0xFF), scales.fill_bytes(0xFF);
+        g = gemm_ref;
+        g.out = out.get();
+        ASSERT_TRUE(grouped_gate_up_swiglu({g, {out.get(), q8.get(), scales.get(), rows, inter}, counters.get()}, nullptr)
+                        .ok())
+            << what;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+        const std::string label = what + " call " + std::to_string(call);
+        const std::vector<bf16> got_out = out.download(), ref_out = want_out.download();
+        for (std::size_t i = 0; i < out_count; ++i) ASSERT_EQ(got_out[i].bits, ref_out[i].bits) << label << " out " << i;
+        const std::vector<fp8_e4m3> got_q8 = q8.download(), ref_q8 = want_q8.download();
+        for (std::size_t i = 0; i < ref_q8.size(); ++i) ASSERT_EQ(got_q8[i].bits, ref_q8[i].bits) << label << " code " << i;
+        EXPECT_EQ(scales.download(), want_scales.download()) << label;
+        EXPECT_EQ(counters.download(), std::vector<int>(grouped_gate_up_swiglu_counters(experts, inter), 0)) << label;
+      }
+    }
+  }
+}
 
 // Poisoned output stays poisoned when the arguments are bad: nothing is launched.
 TEST(GroupedGemmGpuArgs, RejectsBadArgumentsWithoutLaunching) {
