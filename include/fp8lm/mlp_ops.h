@@ -1,10 +1,10 @@
-// GEMMs fused with the elementwise op after them (decode: one launch instead of two).
-//
-// The dense MLP's gate_up GEMM and its SiLU·up + quantize as one op: gemm.h's product into `out`
-// ([gate | up] rows), then silu_mul_quantize (layer_ops.h) of those rows, bit for bit the two ops.
-// On an sm_90 GPU, for up to kGateUpSwigluMaxRows rows, with `counters`, one launch: the decode
-// GEMM's CTAs that finish a 128-channel group's gate and up columns last quantize that group
-// (kernels/gemm/sm90_blockwise.cu); otherwise the two launches.
+// GEMMs fused with the elementwise op after them: at decode one launch instead of two, bit for bit
+// the two ops (each op's CPU twin runs them one after the other). On an sm_90 GPU, for up to
+// kGateUpSwigluMaxRows rows (per expert) and with the op's counters, the decode GEMM's CTAs count
+// themselves in once their share of the output is stored, and the last one of what the elementwise
+// op needs runs it (kernels/gemm/sm90_blockwise.cu); otherwise, and with FP8LM_DECODE_FUSION=0, the
+// two launches. Counters live in device memory, start at zero and are left at zero by every call;
+// calls sharing them must not run concurrently.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -20,67 +20,50 @@ namespace fp8lm {
 
 inline constexpr int kGateUpSwigluMaxRows = 16;
 
+// The dense MLP's gate_up GEMM, then silu_mul_quantize (layer_ops.h) of its output rows: the last
+// of the CTAs that store a 128-channel group's gate and up columns quantizes that group.
 struct GateUpSwigluArgs {
-  Fp8GemmArgs gemm;         // out: [m, 2 * inter] bf16, the gate then the up columns of each row
+  Fp8GemmArgs gemm;  // out: [m, 2 * inter] bf16, the gate then the up columns of each row
   // act.gate_up == gemm.out, act.n == gemm.m, 2 * act.inter == gemm.n; act.q8 and act.scales must
   // not be the GEMM's input (on the GPU the first groups are written while other CTAs still read it).
   SiluMulQuantizeArgs act;
-  // GPU, optional: gate_up_swiglu_counters(act.inter) ints in device memory, zero before the first
-  // call; each call leaves them zero. Calls sharing them must not run concurrently.
-  int* counters = nullptr;
+  int* counters = nullptr;  // GPU, optional: gate_up_swiglu_counters(act.inter) ints
 };
+inline std::size_t gate_up_swiglu_counters(int inter) { return static_cast<std::size_t>(ceil_div(inter, kQuantGroup)); }
+Status validate(const GateUpSwigluArgs& args);
+Status gate_up_swiglu(const GateUpSwigluArgs& args, cudaStream_t stream);
 
 // The MoE form: every expert's gate_up in one grouped GEMM (grouped_gemm.h), then
-// silu_mul_quantize of all its rows. One launch on an sm_90 GPU with `counters` when no expert has
-// more than kGateUpSwigluMaxRows rows (decode): a counter set per expert slot.
+// silu_mul_quantize of all its rows; a counter set per expert slot.
 struct GroupedGateUpSwigluArgs {
   Fp8GroupedGemmArgs gemm;  // out: [total_rows, 2 * inter]
   // act.gate_up == gemm.out, act.n == gemm.total_rows, 2 * act.inter == gemm.n; act.q8 and
   // act.scales must not be the GEMM's input.
   SiluMulQuantizeArgs act;
-  int* counters = nullptr;  // GPU, optional: grouped_gate_up_swiglu_counters(...) ints, zero; left zero
+  int* counters = nullptr;  // GPU, optional: grouped_gate_up_swiglu_counters(num_experts, inter) ints
 };
 inline std::size_t grouped_gate_up_swiglu_counters(int num_experts, int inter) {
   return static_cast<std::size_t>(num_experts) * ceil_div(inter, kQuantGroup);
 }
 Status validate(const GroupedGateUpSwigluArgs& args);
 Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args, cudaStream_t stream);
-namespace cpu {
-// Twin: cpu::gemm_fp8_grouped then cpu::silu_mul_quantize.
-Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args);
-}  // namespace cpu
 
-// A GEMM whose output is added to the residual stream, then the next norm: gemm.h's product into
-// `out`, then rmsnorm_quantize with residual = out (x = bf16(x + out), normed, quantized), bit for
-// bit the two ops. On an sm_90 GPU, for up to kGateUpSwigluMaxRows rows, with `counter`, one
-// launch: the decode GEMM's CTA that stores its share of the output last (counted through
-// `counter`) runs the norm for every row. norm.q8 may be the GEMM's own input (it is written only
-// after every CTA has read its input).
+// A GEMM whose output is added to the residual stream, then the next norm: rmsnorm_quantize with
+// residual = the GEMM's output (x = bf16(x + out), normed, quantized); the grid's last CTA runs the
+// norm for every row. norm.q8 may be the GEMM's own input (written after every CTA has read it).
 struct GemmAddNormArgs {
   Fp8GemmArgs gemm;          // out: [m, dim] bf16, the residual delta
   RmsNormQuantizeArgs norm;  // norm.residual == gemm.out, norm.rows == gemm.m, norm.dim == gemm.n
-  int* counter = nullptr;    // GPU, optional: one int in device memory, zero; each call leaves it zero
+  int* counter = nullptr;    // GPU, optional: one int
 };
-
 Status validate(const GemmAddNormArgs& args);
 Status gemm_add_norm(const GemmAddNormArgs& args, cudaStream_t stream);
-namespace cpu {
-// Twin: cpu::gemm_fp8_blockwise then cpu::rmsnorm_quantize.
-Status gemm_add_norm(const GemmAddNormArgs& args);
-}  // namespace cpu
-
-// The counters one gate_up_swiglu call needs (one per 128-channel group of the activation).
-inline std::size_t gate_up_swiglu_counters(int inter) { return static_cast<std::size_t>(ceil_div(inter, kQuantGroup)); }
-
-// Checks both halves and that the second reads what the first writes; the GPU op and the twin call it.
-Status validate(const GateUpSwigluArgs& args);
-
-// GPU: validates, then enqueues on `stream`.
-Status gate_up_swiglu(const GateUpSwigluArgs& args, cudaStream_t stream);
 
 namespace cpu {
-// Twin: cpu::gemm_fp8_blockwise then cpu::silu_mul_quantize.
+// Twins: the GEMM twin (cpu::gemm_fp8_blockwise / gemm_fp8_grouped), then the elementwise twin.
 Status gate_up_swiglu(const GateUpSwigluArgs& args);
+Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args);
+Status gemm_add_norm(const GemmAddNormArgs& args);
 }  // namespace cpu
 
 }  // namespace fp8lm
