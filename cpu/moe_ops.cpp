@@ -61,6 +61,15 @@ Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan) {
               "the plan must read the experts and weights the routing writes");
 }
 
+Status validate(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan) {
+  constexpr const char* fn = "moe_router_route_plan";
+  FP8LM_RETURN_IF_ERROR(validate(router));
+  FP8LM_RETURN_IF_ERROR(validate(route, plan));
+  return need(router.logits == route.logits && router.n == route.n && router.vocab == route.num_experts, fn,
+              "the routing must read the router's logits: router.logits == route.logits, router.n == route.n, "
+              "router.vocab == route.num_experts");
+}
+
 Status validate(const MoeCombineArgs& a) {
   constexpr const char* fn = "moe_combine";
   FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));
@@ -132,6 +141,12 @@ Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) {
   FP8LM_RETURN_IF_ERROR(validate(route, plan));
   FP8LM_RETURN_IF_ERROR(moe_route(route));
   return moe_plan(plan);
+}
+
+Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan) {
+  FP8LM_RETURN_IF_ERROR(validate(router, route, plan));
+  FP8LM_RETURN_IF_ERROR(lm_head(router));
+  return moe_route_plan(route, plan);
 }
 
 Status moe_plan(const MoePlanArgs& a) {

@@ -83,6 +83,9 @@ class Backend {
   virtual Status gemm_add_norm(const GemmAddNormArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
+  // The router's logits then moe_route_plan (fp8lm/moe_ops.h; one launch at decode on the GPU).
+  virtual Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
+                                       int* counter) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };
 

@@ -99,6 +99,10 @@ class CudaBackend final : public Backend {
     return fp8lm::grouped_gate_up_swiglu(a, stream_);
   }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
+  Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
+                               int* counter) override {
+    return fp8lm::moe_router_route_plan(router, route, plan, counter, stream_);
+  }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return fp8lm::moe_route_plan(route, plan, stream_);
   }

@@ -102,6 +102,7 @@ struct Qwen3Model::Scratch {
   BackendBuffer act_scales;
   BackendBuffer swiglu_counters;
   BackendBuffer norm_counter;  // gemm_add_norm's (one int, zero)
+  BackendBuffer router_counter;  // MoE: moe_router_route_plan's (one int, zero)
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
@@ -188,6 +189,7 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
                                                 : std::size_t{0}) *
                                 i32},
       {&S::norm_counter, i32},
+      {&S::router_counter, i32},
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
       {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
@@ -291,7 +293,7 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   auto s = std::make_unique<Scratch>();
   for (const auto& [buffer, bytes] : scratch_layout(c, opt.max_batch_tokens))
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, bytes, &(s.get()->*buffer)));
-  for (BackendBuffer* counters : {&s->swiglu_counters, &s->norm_counter}) {
+  for (BackendBuffer* counters : {&s->swiglu_counters, &s->norm_counter, &s->router_counter}) {
     const std::vector<std::int32_t> zeros(counters->bytes() / sizeof(std::int32_t), 0);
     FP8LM_RETURN_IF_ERROR(b.upload(counters->as<void>(), zeros.data(), counters->bytes()));
   }
@@ -346,10 +348,10 @@ void Qwen3Model::truncate(int length) {
 // add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (up
 // to 16 tokens) 5: the attention op does qk_norm_rope (one token), the gate_up GEMM
 // silu_mul_quantize and the o and down GEMMs the add + norm after them (one launch each on sm_90).
-// A MoE layer 11 (decode 8): the same up to the second norm, then router, route+plan (+ the
-// gathered quantize of the experts' input: in the same launch at decode on the GPU, a separate one
-// for larger calls), grouped gate_up, silu_mul_quantize (at decode in the gate_up's launch),
-// grouped down, combine+norm+quantize.
+// A MoE layer 11 (decode 7): the same up to the second norm, then router, route+plan (+ the
+// gathered quantize of the experts' input; at decode on the GPU router, route, plan and quantize
+// are one launch), grouped gate_up, silu_mul_quantize (at decode in the gate_up's launch), grouped
+// down, combine+norm+quantize.
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -409,20 +411,20 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   auto sparse_mlp = [&](const Layer& l, const bf16* next_norm) {
     const int experts = c.num_experts, top_k = c.num_experts_per_tok, pairs = n * top_k;
     // The router is a bf16 Linear: fp32 GEMM (the lm_head op), rounded to bf16 inside moe_route.
-    FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
-    // Routing, then which rows each expert runs, planned on the backend (one launch at decode):
-    // nothing in a layer waits for the host, so the decode graph records MoE layers too.
-    // The plan also quantizes the normed rows h into expert order for the experts' GEMMs
-    // (quantize works row by row, so all rows at once equal expert by expert; on the GPU inside the
-    // plan's launch at decode).
+    // Then routing and which rows each expert runs, planned on the backend (with the router, one
+    // launch at decode): nothing in a layer waits for the host, so the decode graph records MoE
+    // layers too. The plan also quantizes the normed rows h into expert order for the experts'
+    // GEMMs (quantize works row by row, so all rows at once equal expert by expert).
     std::int32_t* offsets = s.expert_offsets.as<std::int32_t>();
     MoePlanArgs plan{s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets,
                      s.gather_rows.as<std::int32_t>(), s.combine_slots.as<std::int32_t>(),
                      s.combine_weights.as<bf16>(), n, top_k, experts};
     plan.gather_in = h, plan.gather_q8 = q8, plan.gather_scales = q8s, plan.hidden = hidden;
-    FP8LM_RETURN_IF_ERROR(b.moe_route_plan({s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(),
-                                            s.routed_weights.as<bf16>(), n, experts, top_k, c.norm_topk_prob},
-                                           plan));
+    FP8LM_RETURN_IF_ERROR(b.moe_router_route_plan(
+        {h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts},
+        {s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), n, experts,
+         top_k, c.norm_topk_prob},
+        plan, s.router_counter.as<int>()));
     bf16* expert_out = s.expert_out.as<bf16>();
     bf16* mlp = s.mlp.as<bf16>();
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's

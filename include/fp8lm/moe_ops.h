@@ -123,12 +123,21 @@ Status validate(const MoeCombineArgs& args);
 // moe_route_plan: each valid, and the plan reads what the routing writes (same n, top_k,
 // num_experts, experts and weights).
 Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan);
+// moe_router_route_plan: the router's lm_head writes the logits the routing reads (same n, vocab =
+// num_experts), and the above.
+Status validate(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan);
 
 // GPU launchers: validate, then enqueue on `stream`.
 Status moe_route(const MoeRouteArgs& args, cudaStream_t stream);
 Status moe_plan(const MoePlanArgs& args, cudaStream_t stream);
 // moe_route then moe_plan; for up to 64 tokens in one launch (the decode step's MoE layers).
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream);
+// The router's logits (lm_head, layer_ops.h), then moe_route_plan: for up to
+// kRouterRoutePlanMaxTokens tokens, with `counter` (one int in device memory, zero; left zero),
+// one launch (the router rows on several CTAs, the last one routes and plans); else the two ops.
+inline constexpr int kRouterRoutePlanMaxTokens = 8;
+Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
+                             int* counter, cudaStream_t stream);
 Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
 
 // CPU twins: bit for bit what the launchers compute. combine also checks every row index;
@@ -137,6 +146,7 @@ namespace cpu {
 Status moe_route(const MoeRouteArgs& args);
 Status moe_plan(const MoePlanArgs& args);
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan);
+Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan);
 Status moe_combine(const MoeCombineArgs& args);
 }  // namespace cpu
 

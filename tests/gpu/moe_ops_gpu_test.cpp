@@ -13,6 +13,7 @@
 
 #include "fp8lm/cpu.h"
 #include "fp8lm/device_buffer.h"
+#include "fp8lm/layer_ops.h"
 #include "fp8lm/moe_ops.h"
 #include "fp8lm/quant.h"
 #include "fp8lm/random.h"
@@ -153,6 +154,74 @@ TEST(MoeOpsGpu, RoutePlanBitExact) {
           EXPECT_EQ(d_q8_scales.download(), q8_scales) << "gathered scales " << what;
         }
       }
+}
+
+// The router's logits and the routing plan in one op (moe_router_route_plan: one launch up to 8
+// tokens, the router rows over several CTAs and the last one routing): the logits, routing, plan
+// and gathered codes bit for bit as lm_head then moe_route_plan on the GPU, twice on one counter;
+// 9 tokens take the two ops.
+TEST(MoeOpsGpu, RouterRoutePlanEqualsLmHeadThenRoutePlan) {
+  Rng rng(23);
+  for (const auto& [experts, top_k, hidden] : {std::tuple{128, 8, 2048}, std::tuple{128, 8, 4096}, std::tuple{8, 2, 256}})
+    for (int n : {1, 2, 8, 9}) {
+      const std::string what = std::to_string(experts) + " experts top-" + std::to_string(top_k) + " hidden " +
+                               std::to_string(hidden) + ", n " + std::to_string(n);
+      const std::size_t pairs = static_cast<std::size_t>(n) * top_k;
+      const int groups = ceil_div(hidden, kQuantGroup);
+      const DeviceBuffer<bf16> h(random_bf16(static_cast<std::size_t>(n) * hidden, rng));
+      std::vector<bf16> w = random_bf16(static_cast<std::size_t>(experts) * hidden, rng);
+      for (bf16& v : w) v = float_to_bf16(bf16_to_float(v) * 0.05f);  // logits of a few units
+      const DeviceBuffer<bf16> router(w);
+      struct Outputs {
+        DeviceBuffer<float> logits;
+        DeviceBuffer<std::int32_t> chosen, offsets, rows, slots;
+        DeviceBuffer<bf16> weights, combine_weights;
+        DeviceBuffer<fp8_e4m3> q8;
+        DeviceBuffer<float> scales;
+      };
+      auto make = [&] {
+        Outputs o{DeviceBuffer<float>(static_cast<std::size_t>(n) * experts), DeviceBuffer<std::int32_t>(pairs),
+                  DeviceBuffer<std::int32_t>(experts + 1), DeviceBuffer<std::int32_t>(pairs),
+                  DeviceBuffer<std::int32_t>(pairs), DeviceBuffer<bf16>(pairs), DeviceBuffer<bf16>(pairs),
+                  DeviceBuffer<fp8_e4m3>(pairs * hidden), DeviceBuffer<float>(pairs * groups)};
+        o.logits.fill_bytes(0xFF), o.chosen.fill_bytes(0xFF), o.offsets.fill_bytes(0xFF), o.rows.fill_bytes(0xFF);
+        o.slots.fill_bytes(0xFF), o.weights.fill_bytes(0xFF), o.combine_weights.fill_bytes(0xFF);
+        o.q8.fill_bytes(0xFF), o.scales.fill_bytes(0xFF);
+        return o;
+      };
+      auto args = [&](Outputs& o) {
+        MoePlanArgs plan{o.chosen.get(), o.weights.get(), o.offsets.get(), o.rows.get(), o.slots.get(),
+                         o.combine_weights.get(), n, top_k, experts};
+        plan.gather_in = h.get(), plan.gather_q8 = o.q8.get(), plan.gather_scales = o.scales.get(), plan.hidden = hidden;
+        return std::tuple{LmHeadArgs{h.get(), router.get(), o.logits.get(), n, hidden, experts},
+                          MoeRouteArgs{o.logits.get(), o.chosen.get(), o.weights.get(), n, experts, top_k, true}, plan};
+      };
+      Outputs want = make();
+      {
+        auto [lm, route, plan] = args(want);
+        ASSERT_TRUE(lm_head(lm, nullptr).ok()) << what;
+        ASSERT_TRUE(moe_route_plan(route, plan, nullptr).ok()) << what;
+      }
+      DeviceBuffer<int> counter(std::vector<int>{0});
+      for (int call = 0; call < 2; ++call) {
+        Outputs got = make();
+        auto [lm, route, plan] = args(got);
+        ASSERT_TRUE(moe_router_route_plan(lm, route, plan, counter.get(), nullptr).ok()) << what;
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
+        const std::string label = what + " call " + std::to_string(call);
+        EXPECT_EQ(got.logits.download(), want.logits.download()) << label;
+        EXPECT_EQ(got.chosen.download(), want.chosen.download()) << label;
+        expect_bits_equal(got.weights.download(), want.weights.download(), "routing weights " + label);
+        EXPECT_EQ(got.offsets.download(), want.offsets.download()) << label;
+        EXPECT_EQ(got.rows.download(), want.rows.download()) << label;
+        EXPECT_EQ(got.slots.download(), want.slots.download()) << label;
+        expect_bits_equal(got.combine_weights.download(), want.combine_weights.download(), "combine weights " + label);
+        const std::vector<fp8_e4m3> gq = got.q8.download(), wq = want.q8.download();
+        ASSERT_EQ(std::memcmp(gq.data(), wq.data(), gq.size()), 0) << "gathered codes " << label;
+        EXPECT_EQ(got.scales.download(), want.scales.download()) << label;
+        EXPECT_EQ(counter.download(), std::vector<int>{0}) << label;
+      }
+    }
 }
 
 // What the kernel cannot report: a token routed out of range or twice gets -1 slots (NaN in
