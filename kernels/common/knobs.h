@@ -25,7 +25,8 @@ inline int env_int(const char* name, int lo, int hi, int fallback) {
 
 // Whether the decode fusions run fused (FP8LM_DECODE_FUSION, default 1; 0: each op asked to fuse
 // runs its parts as separate launches, same bits: an A/B knob and a way to isolate a failure).
-// Covers AttentionArgs::rope, MoePlanArgs::gather_*, gate_up_swiglu and gemm_add_norm.
+// Covers AttentionArgs::rope, moe_router_route_plan, MoePlanArgs::gather_*, gate_up_swiglu (dense
+// and grouped) and gemm_add_norm.
 inline bool decode_fusion_enabled() {
   static const bool value = env_int("FP8LM_DECODE_FUSION", 0, 1, 1) == 1;
   return value;
