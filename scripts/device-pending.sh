@@ -1,52 +1,42 @@
 #!/usr/bin/env bash
 # On the GPU machine, one call that validates the branch `gpu-pending` (changes written without a
-# GPU) and measures it: build; the GPU tests of what it touches; with --bench, the measurements
-# that decide its defaults, on the same build; packs $OUT. Set FP8LM_SOURCE_REVISION first (the
+# GPU) and measures it: build; the GPU tests of what it touches; with --bench, `bench one-batch`
+# A/Bs of its knobs on the same build; packs $OUT. ~8 min. Set FP8LM_SOURCE_REVISION first (the
 # copy there has no .git).
 #   scripts/device-pending.sh [--bench]
-# Now: the GEMV for decode GEMMs of up to 8 tokens (gemv.cu, weights straight into mma fragments)
-# and its size threshold
-# FP8LM_GEMV_MAX_MB: GEMM and grouped GEMM tests at small m, `bench gemm --all-configs` (GEMV
-# against the tensor-core decode kernel per shape), grouped bench with the GEMV off and on, and
-# one-batch A/B of the threshold.
+# Now: the decode fusions (FP8LM_DECODE_FUSION: qk_norm_rope inside the attention kernel, the
+# gate_up GEMMs with the SiLU-up quantize, the o and down GEMMs with the residual add + next norm,
+# the MoE plan with the gathered quantize), FP8LM_FLASH_P_SPLIT (the wgmma prefill attention with
+# P in bf16), the GEMV's ragged-k fix (Edges tests) and the GEMV in a decode step where it wins alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
 bench=0
 [ "${1:-}" = --bench ] && bench=1
+presets=(qwen3-0.6b qwen3-8b qwen3-32b qwen3-30b-a3b)
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
 start=$(date +%s)
-timeout 300 build/tests/fp8lm_gpu_tests \
-  --gtest_filter='*GemmGpu*_m1:*GemmGpu*_m2:*GemmGpu*_m3:*GemmGpu*_m7:*GemmGpu*_m16:Edges/*:*GroupedGemmGpu*:*DecodeGraph*:*MoeModel*' \
+timeout 240 build/tests/fp8lm_gpu_tests \
+  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:GemmAddNorm*:GroupedGateUpSwiglu*:Edges/*:*GroupedGemmGpu*' \
   >"$out/gpu-tests-pending.log" 2>&1
 rc=$?
 tail -3 "$out/gpu-tests-pending.log"
 grep -E "^\[  FAILED|Failure" -A4 "$out/gpu-tests-pending.log" | head -40
+grep -E "flash prefill" "$out/gpu-tests-pending.log"
 echo "gpu tests: rc=$rc, $(( $(date +%s) - start )) s"
 if [ "$bench" = 1 ]; then
-  [ "$rc" = 0 ] || export FP8LM_GEMV_MAX_MB=0  # a failing GEMV stays out of the timings
-  build/fp8lm bench gemm --models qwen3-0.6b,qwen3-1.7b,qwen3-4b,qwen3-8b,qwen3-32b --m 1,8 --all-configs \
-    --tag gemv-mma --out "$out" >"$out/bench-gemm.log" 2>&1
-  echo "bench gemm: rc=$?"
-  python3 - "$out" <<'PY'
-import glob, json, sys
-for f in glob.glob(sys.argv[1] + "/gemm-*-gemv-mma.json"):
-    for c in json.load(open(f))["cells"]:
-        cfg = c["ours"].get("configs_us", {})
-        g, d = cfg.get("gemv_m8n16s2"), cfg.get("sm90dec_m16n64s8")
-        if isinstance(g, float) and isinstance(d, float):
-            print(f'{c["model"]:12} {c["layer"]:8} m={c["m"]:<2} {c["bytes"]/1e6:7.1f} MB  gemv {g:6.1f} us  '
-                  f'decode {d:6.1f} us  floor {c["floor_us"]:5.1f}')
-PY
-  for mb in 0 1024; do
-    FP8LM_GEMV_MAX_MB=$mb build/fp8lm bench gemm --grouped --models qwen3-30b-a3b --m 1 --tag "gemv-mma-max-mb-$mb" \
-      --out "$out" >"$out/bench-grouped-$mb.log" 2>&1
-    echo "grouped bench, FP8LM_GEMV_MAX_MB=$mb: rc=$?"; grep -E "decode|^\|.*\| 1 \|" "$out/bench-grouped-$mb.log" | head -6
-  done
-  scripts/device-ab.sh gemv-mma 128 1 FP8LM_GEMV_MAX_MB=0 default FP8LM_GEMV_MAX_MB=64 FP8LM_GEMV_MAX_MB=1024 -- \
-    qwen3-0.6b qwen3-1.7b qwen3-8b qwen3-30b-a3b
+  export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
+  if [ "$rc" != 0 ]; then
+    echo "GPU tests failed: the A/Bs run with FP8LM_DECODE_FUSION=0"
+    export FP8LM_DECODE_FUSION=0
+  fi
+  # Every change of the branch has its knob, so one build measures them all (no baseline tree).
+  scripts/device-ab.sh fusion 128 1,6144 FP8LM_DECODE_FUSION=0 default -- "${presets[@]}"
+  scripts/device-ab.sh p-split 128 30720 FP8LM_FLASH_P_SPLIT=0 default -- qwen3-8b qwen3-32b
+  # The GEMV where it wins alone (<= 9 MB: 0.6B's four GEMMs, 1.7B's qkv and o), in a step.
+  scripts/device-ab.sh gemv 128 1 FP8LM_GEMV_MAX_MB=0 FP8LM_GEMV_MAX_MB=9 -- qwen3-0.6b qwen3-1.7b
 fi
 scripts/device-pack.sh
 exit "$rc"

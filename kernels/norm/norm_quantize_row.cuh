@@ -14,7 +14,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 #include "common/bf16_vec.cuh"
