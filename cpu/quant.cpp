@@ -43,10 +43,10 @@ Status quantize_per_token_group(const QuantizeArgs& args) {
   const int groups = ceil_div(args.k, kQuantGroup);
   if (args.rows != nullptr)
     for (int r = 0; r < args.m; ++r)
-      FP8LM_RETURN_IF_ERROR(arg_checks::need(args.rows[r] >= 0 && args.rows[r] < args.in_rows,
-                                             "quantize_per_token_group",
-                                             "rows[" + arg_checks::str(r) + "] = " + arg_checks::str(args.rows[r]) +
-                                                 " is outside [0, " + arg_checks::str(args.in_rows) + ")"));
+      if (args.rows[r] < 0 || args.rows[r] >= args.in_rows)  // the message only when it fails (a row per pair)
+        return arg_checks::need(false, "quantize_per_token_group",
+                                "rows[" + arg_checks::str(r) + "] = " + arg_checks::str(args.rows[r]) +
+                                    " is outside [0, " + arg_checks::str(args.in_rows) + ")");
   std::vector<float> row(args.k);
   for (int r = 0; r < args.m; ++r) {
     const bf16* in = args.in + static_cast<std::size_t>(args.rows != nullptr ? args.rows[r] : r) * args.k;

@@ -83,13 +83,15 @@ Status validate_grouped_offsets(const Fp8GroupedGemmArgs& args, const std::int32
   constexpr const char* fn = "gemm_fp8_grouped";
   FP8LM_RETURN_IF_ERROR(need(offsets[0] == 0, fn, "offsets[0] = " + str(offsets[0]) + " must be 0"));
   for (int e = 0; e < args.num_experts; ++e) {
+    // The messages are built only when a check fails: this runs per expert on every call.
     const long long rows = static_cast<long long>(offsets[e + 1]) - offsets[e];
-    FP8LM_RETURN_IF_ERROR(need(rows >= 0, fn,
-                               "offsets decrease at expert " + str(e) + " (" + str(offsets[e]) + " -> " +
-                                   str(offsets[e + 1]) + ")"));
-    FP8LM_RETURN_IF_ERROR(need(rows <= args.max_rows_per_expert, fn,
-                               "expert " + str(e) + " has " + str(rows) + " rows, more than max_rows_per_expert = " +
-                                   str(args.max_rows_per_expert)));
+    if (rows < 0)
+      return need(false, fn,
+                  "offsets decrease at expert " + str(e) + " (" + str(offsets[e]) + " -> " + str(offsets[e + 1]) + ")");
+    if (rows > args.max_rows_per_expert)
+      return need(false, fn,
+                  "expert " + str(e) + " has " + str(rows) + " rows, more than max_rows_per_expert = " +
+                      str(args.max_rows_per_expert));
   }
   return need(offsets[args.num_experts] == args.total_rows, fn,
               "offsets[num_experts] = " + str(offsets[args.num_experts]) + " must equal total_rows = " +

@@ -41,7 +41,8 @@ enum class GemmKernel {
   kSm89Mma,    // mma.sync m16n8k32 e4m3 + cp.async pipeline (native on sm_89, emulated on sm_90)
   kSm90Wgmma,  // sm_90a: TMA + wgmma, warp-specialized, persistent (large M)
   kSm90Decode, // sm_90a: swap-AB wgmma (weights as the 64-row side), split-K over a cluster (small M)
-  kGemv,       // sm_89+: weights loaded straight into mma.sync fragments, split-K in the CTA (m <= 8)
+  kGemv,       // sm_89+: weights loaded straight into mma.sync fragments, split-K in the CTA (m <= 16;
+               // the heuristic picks it up to 8, when FP8LM_GEMV_MAX_MB allows)
 };
 
 // One compiled tile configuration of a GEMM kernel.

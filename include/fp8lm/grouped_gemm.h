@@ -58,6 +58,15 @@ FP8LM_HOST_DEVICE int clamped_offset(const std::int32_t* offsets, int e, int tot
   return v < total_rows ? v : total_rows;
 }
 
+// Expert e's rows [begin, end) of the grouped problem, from the clamped offsets (end >= begin).
+struct ExpertRows {
+  int begin, end;
+};
+FP8LM_HOST_DEVICE ExpertRows expert_rows(const std::int32_t* offsets, int e, int total_rows) {
+  const int begin = clamped_offset(offsets, e, total_rows), end = clamped_offset(offsets, e + 1, total_rows);
+  return {begin, end > begin ? end : begin};
+}
+
 // Expert e's dense GEMM on rows [row_begin, row_end) of the grouped problem (the stacked layout's
 // arithmetic, in one place for the CPU twin, the sm_89 kernel, tests and benchmarks).
 FP8LM_HOST_DEVICE Fp8GemmArgs grouped_expert_args(const Fp8GroupedGemmArgs& g, int e, int row_begin, int row_end) {

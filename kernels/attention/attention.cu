@@ -22,7 +22,6 @@
 
 #include "attention/flash_attention.h"
 #include "common/bf16_vec.cuh"
-#include "common/fp8_convert.cuh"
 #include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "common/quant_group.cuh"

@@ -62,6 +62,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -70,7 +71,6 @@
 #include "attention/flash_attention.h"
 #include "attention/flash_common.cuh"
 #include "attention/qk_norm_rope.cuh"
-#include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"

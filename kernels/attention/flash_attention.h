@@ -1,5 +1,6 @@
-// The tensor-core attention kernel (flash_attention.cu) and the key split it shares with the merge
-// kernel in attention.cu; internal to the kernel layer: attention() in attention.cu calls it.
+// The tensor-core attention kernels (mma.sync: flash_attention.cu; wgmma, prefill on sm_90a:
+// flash_sm90.cu) and the key split they share with the merge kernel in attention.cu; internal to
+// the kernel layer: attention() in attention.cu calls them.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -59,12 +60,13 @@ Status flash_wave_ctas(int* ctas);
 // Runs the wgmma kernel where use_wgmma_attention() says so, else the mma.sync kernel.
 Status attention(const AttentionArgs& args, int max_splits, cudaStream_t stream);
 
-// The mma.sync kernel (this file; sm_89 and sm_90a), whatever the call.
+// The mma.sync kernel (flash_attention.cu; sm_89 and sm_90a), whatever the call.
 Status attention_mma(const AttentionArgs& args, int max_splits, cudaStream_t stream);
 
 // The wgmma kernel (flash_sm90.cu) for prefill-sized calls without a key split on sm_90: at least
-// this many stacked (query, head) rows (n * q_heads / kv_heads), so that its 128-row CTAs fill the
-// card. FP8LM_FLASH_WGMMA=0 in the environment turns it off (A/B timing).
+// this many stacked (query, head) rows (n * q_heads / kv_heads): 8 of its 128-row CTAs per kv head,
+// a guess at where it starts to pay (not measured; smaller calls keep the mma.sync kernel, which
+// also splits keys). FP8LM_FLASH_WGMMA=0 in the environment turns it off (A/B timing).
 inline constexpr int kWgmmaAttentionMinRows = 1024;
 bool use_wgmma_attention(const AttentionArgs& args, int max_splits);
 // Whether the wgmma kernel splits P into bf16 hi + lo (flash_attention.cu, PRECISION): yes unless

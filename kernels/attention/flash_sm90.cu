@@ -16,7 +16,7 @@
 // overlap: the tensor cores work while the CUDA cores exponentiate), which needs three K/V stages:
 // tile t (P V), t + 1 (S), t + 2 (cp.async in flight). The two warpgroups share the tiles.
 //
-// Shared memory (1024-byte aligned): Q [128 rows] and two stages of K and V [64 keys], each a
+// Shared memory (1024-byte aligned): Q [128 rows] and three stages of K and V [64 keys], each a
 // row-major tile of 128 bf16 per row stored as two halves (d 0-63, d 64-127) of 128-byte rows,
 // 128B-swizzled: chunk c (16 bytes) of row r at r * 128 + ((c ^ (r % 8)) * 16) in its half. That
 // is the canonical K-major layout of wgmma for Q and K (8-row groups 1024 bytes apart; a k16 step
@@ -30,8 +30,9 @@
 // doubles P V; FP8LM_FLASH_P_SPLIT=0 drops P_lo, an A/B knob for that cost). Measured on an H200
 // (AttentionFlashGpuLong.Prefill30kTimed, 30720 tokens, 32/8 heads): 25.0 ms, 310 TFLOP/s of
 // attention FLOPs (~465 of tensor work with the split) against 36.1 ms for the mma.sync kernel
-// (bench/results/gpu-tests-2026-11-28-nvidia-h200-flash-wgmma-pipelined-3e20486.log).
-// FP8LM_FLASH_WGMMA=0 turns the kernel off (A/B timing).
+// (bench/results/gpu-tests-2026-11-28-nvidia-h200-flash-wgmma-pipelined-3e20486.log). The GPU
+// tests run every prefill-sized case through it and, via flash::attention_mma, through the
+// mma.sync kernel; FP8LM_FLASH_WGMMA=0 turns it off (A/B timing).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -186,7 +187,7 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
   } else {
     ptx::cp_async_wait<0>();
   }
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // cp.async writes -> wgmma reads
+  sm90::fence_proxy_async_smem();  // cp.async writes -> wgmma reads
   __syncthreads();
   float s[kScoreFrags][4], s_next[kScoreFrags][4];
   issue_qk(s, 0);
@@ -201,7 +202,7 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
     const bool next = tile + 1 < tiles;
     if (next) {
       ptx::cp_async_wait<0>();
-      asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+      sm90::fence_proxy_async_smem();
       __syncthreads();
       if (tile + 2 < tiles) load_kv((tile + 2) % kStages90, (tile + 2) * kBlockN);
       issue_qk(s_next, (tile + 1) % kStages90);
@@ -255,10 +256,13 @@ bool use_wgmma_attention(const AttentionArgs& a, int max_splits) {
   if (max_splits > 1 || a.rope != nullptr ||
       static_cast<long long>(a.n) * (a.q_heads / a.kv_heads) < kWgmmaAttentionMinRows)
     return false;
-  static const bool enabled = env_int("FP8LM_FLASH_WGMMA", 0, 1, 1) == 1;
-  if (!enabled) return false;
-  DeviceInfo device;
-  return current_device(&device).ok() && device.sm_version() == 90;
+  // Read once (one device model per process, as the launchers' set-up assumes): current_device()
+  // copies a DeviceInfo under a mutex, too much for every attention call.
+  static const bool enabled = env_int("FP8LM_FLASH_WGMMA", 0, 1, 1) == 1 && [] {
+    DeviceInfo device;
+    return current_device(&device).ok() && device.sm_version() == 90;
+  }();
+  return enabled;
 }
 
 bool flash_p_split() {

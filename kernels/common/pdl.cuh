@@ -9,7 +9,7 @@
 //
 // Every kernel of the engine calls pdl_wait() first, or after work that reads only weights and
 // constants (the dense decode GEMM's first weight loads, qk_norm_rope's RoPE table and norm
-// weights, rmsnorm_quantize's and the lm_head row kernel's weights), and then
+// weights, rmsnorm_quantize's, moe_combine's and the lm_head row kernel's weights), and then
 // pdl_launch_dependents(). Launched without the attribute (a CPU-side
 // launch on sm_89, FP8LM_PDL=0) both are no-ops. The chain stays correct through kernels that do
 // not take part (cuBLASLt's): a kernel after one of them waits for its completion as usual.

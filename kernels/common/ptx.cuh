@@ -48,6 +48,16 @@ __device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], const v
                : "r"(smem_addr(smem)));
 }
 
+// 16 bytes from global memory through the non-coherent path without allocating in L1: data read
+// once (streamed weights), never written by the kernel.
+__device__ __forceinline__ uint4 ld_global_nc_no_allocate(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
 // D = A(16x16, row) * B(16x8, col) + D, bf16 inputs, fp32 accumulators (SASS HMMA.16816.F32.BF16).
 // Lane l = 4 g + i holds a = {A[g][2i..], A[g+8][2i..], A[g][2i+8..], A[g+8][2i+8..]},
 // b = {B[2i..][g], B[2i+8..][g]} (pairs of consecutive k, the lower k in the low half) and

@@ -32,6 +32,11 @@ __device__ __forceinline__ uint64_t sw128_mn_desc(const void* p, uint32_t mn_blo
   return ((a & 0x3FFFFu) >> 4) | (uint64_t{(mn_block_bytes >> 4) & 0x3FFFu} << 16) |
          (uint64_t{kSwizzleAlign >> 4} << 32) | (uint64_t{1} << 62);
 }
+// Orders this thread's generic-proxy writes to shared memory (st.shared, cp.async) before later
+// async-proxy reads of it (wgmma operands, TMA stores); a barrier then publishes them to the CTA.
+__device__ __forceinline__ void fence_proxy_async_smem() {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
 // The first kSwizzleAlign boundary in the dynamic shared memory (which is only 16-byte aligned);
 // the kernels reserve kSwizzleAlign extra bytes for it.
 __device__ __forceinline__ uint8_t* swizzle_aligned(uint8_t* smem_raw) {

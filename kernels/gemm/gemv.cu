@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <string>
 
+#include "common/fp8_convert.cuh"
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"
@@ -48,22 +49,12 @@ constexpr int kTokens = 8;             // tokens per CTA: the mma N (grid y cove
 constexpr int kWarps = 8;              // split-K inside the CTA
 constexpr int kThreads = kWarps * 32;
 constexpr int kInFlight = 2;           // k-blocks a lane has loaded ahead of its arithmetic
-constexpr long long kMaxGridY = 65535;
-
-// Two e4m3 codes (the low 16 bits of `w` >> shift) -> an fp16x2 word, exactly.
-__device__ __forceinline__ std::uint32_t fp8x2_to_f16x2(std::uint32_t w) {
-  const __half2_raw h = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(w & 0xffffu), __NV_E4M3);
-  return static_cast<std::uint32_t>(h.x) | (static_cast<std::uint32_t>(h.y) << 16);
-}
+// Grid y = expert slots x token tiles: validate() bounds the experts, kMaxRows the tiles.
+static_assert(static_cast<long long>(kMaxGroupedExperts) * ((kMaxRows + kTokens - 1) / kTokens) <= 65535,
+              "grid y must stay within its limit");
 
 // Weights: read once, not worth keeping in L1.
-__device__ __forceinline__ uint4 load_weights(const fp8_e4m3* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+__device__ __forceinline__ uint4 load_weights(const fp8_e4m3* p) { return ptx::ld_global_nc_no_allocate(p); }
 
 __device__ __forceinline__ std::uint32_t word(const uint4& v, int j) {
   return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
@@ -82,8 +73,8 @@ __device__ bool find_work(const Fp8GroupedGemmArgs& g, int t_tiles, Work* w) {
   if constexpr (GROUPED) {
     e = nth_expert_with_rows<kThreads>(g.offsets, g.num_experts, g.total_rows, blockIdx.y / t_tiles);
     if (e < 0) return false;
-    begin = clamped_offset(g.offsets, e, g.total_rows);
-    end = max(begin, clamped_offset(g.offsets, e + 1, g.total_rows));
+    const ExpertRows r = expert_rows(g.offsets, e, g.total_rows);
+    begin = r.begin, end = r.end;
   }
   const Fp8GemmArgs p = grouped_expert_args(g, e, begin, end);
   w->b = p.b;
@@ -204,12 +195,7 @@ Status launch_kernel(const Fp8GroupedGemmArgs& g, int rows_bound, int slots, cud
                          "; it takes at most " + std::to_string(kMaxRows) + " (a tensor-core configuration takes more)");
   }
   const int t_tiles = ceil_div(rows_bound, kTokens);
-  const long long y = static_cast<long long>(slots) * t_tiles;
-  if (y > kMaxGridY) {
-    return Status::Error("gemv: " + std::to_string(slots) + " experts x " + std::to_string(t_tiles) +
-                         " token tiles; one launch takes " + std::to_string(kMaxGridY));
-  }
-  const dim3 grid(static_cast<unsigned>(ceil_div(g.n, kRows)), static_cast<unsigned>(y));
+  const dim3 grid(static_cast<unsigned>(ceil_div(g.n, kRows)), static_cast<unsigned>(slots * t_tiles));
   return cuda_status(launch_pdl(gemv_kernel<GROUPED>, grid, dim3(kThreads), 0, stream, g, t_tiles),
                      GROUPED ? "gemv grouped launch" : "gemv launch");
 }

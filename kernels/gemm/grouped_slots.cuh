@@ -22,8 +22,8 @@ __device__ int nth_expert_with_rows(const std::int32_t* offsets, int num_experts
     const int e = base + threadIdx.x;
     bool has_rows = false;
     if (e < num_experts) {
-      const int begin = clamped_offset(offsets, e, total_rows);
-      has_rows = clamped_offset(offsets, e + 1, total_rows) > begin;
+      const ExpertRows r = expert_rows(offsets, e, total_rows);
+      has_rows = r.end > r.begin;
     }
     const unsigned ballot = __ballot_sync(~0u, has_rows);
     if (lane == 0) warp_counts[warp] = __popc(ballot);

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "common/knobs.h"
+#include "gemm/gemv.h"
 
 namespace fp8lm {
 
@@ -40,16 +41,15 @@ GemmConfig pick_sm90_big_tile(MBlocks m_blocks, int n, int sms) {
 
 int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? device.sm_count : 132; }
 
-// Up to 8 tokens (one mma N) and this many MB of weights (grouped: of the experts that can have
-// rows), the GEMV (gemv.cu) instead of the TMA + wgmma decode kernel: its fixed cost is lower (no
-// cluster, no TMA set-up), which decides the small GEMMs. FP8LM_GEMV_MAX_MB (0 = never) is an
-// A/B knob, read once.
-constexpr int kGemvMaxTokens = 8;
+// Up to one CTA's tokens (8, the mma N) and FP8LM_GEMV_MAX_MB MB of weights (grouped: of the
+// experts that can have rows), the GEMV (gemv.cu) instead of the TMA + wgmma decode kernel. Off
+// by default (0): alone it is faster on small GEMMs, but not in a decode step
+// (kernels/gemm/NOTES-sm90.md, "GEMV for decode"). An A/B knob, read once.
+const GemmConfig& gemv_config() { return gemv::configs().front(); }
 bool gemv_fits(int rows, double weight_bytes) {
   static const int max_mb = env_int("FP8LM_GEMV_MAX_MB", 0, 1 << 20, 0);
-  return rows <= kGemvMaxTokens && weight_bytes <= max_mb * 1e6;
+  return rows <= gemv_config().block_m && weight_bytes <= max_mb * 1e6;
 }
-const GemmConfig& gemv_config() { return find_config(GemmKernel::kGemv, 8, 16); }
 
 // The swap-AB decode kernel with the smallest token tile (16, 32 or 64) that covers `rows` <= 64.
 GemmConfig sm90_decode_config(int rows) {
@@ -83,7 +83,8 @@ GemmConfig pick_gemm_config(int m, int n, int k, const DeviceInfo& device) {
   return find_config(GemmKernel::kSm89Mma, 128, 128);
 }
 
-// Grouped (MoE): the kernel is picked by the most rows one expert can have. Up to 64 the
+// Grouped (MoE): the kernel is picked by the most rows one expert can have. The GEMV where
+// gemv_fits (off by default); up to 64 the
 // swap-AB decode kernel with the smallest token tile that covers them (decode: one token's top-k
 // experts have one row each; the weights of the experts with rows are the whole cost). Beyond
 // that, the large-M tile by the same cost model as dense, over grouped_row_blocks_bound (which

@@ -204,9 +204,8 @@ __global__ void __launch_bounds__(WARPS_M * WARPS_N * 32)
   pdl_wait();
   pdl_launch_dependents();
   const int e = blockIdx.y;
-  const int begin = clamped_offset(g.offsets, e, g.total_rows);
-  const int end = max(begin, clamped_offset(g.offsets, e + 1, g.total_rows));
-  const Fp8GemmArgs p = grouped_expert_args(g, e, begin, end);
+  const ExpertRows r = expert_rows(g.offsets, e, g.total_rows);
+  const Fp8GemmArgs p = grouped_expert_args(g, e, r.begin, r.end);
   if (static_cast<int>(blockIdx.x) >= ceil_div(p.m, BM) * ceil_div(p.n, BN)) return;  // also: no rows
   gemm_tile<BM, BN, WARPS_M, WARPS_N, STAGES>(p, blockIdx.x);
 }

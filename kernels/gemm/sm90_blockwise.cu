@@ -226,10 +226,9 @@ __device__ void scan_expert_tiles(const std::int32_t* offsets, int num_experts, 
     const int e = base + lane;
     int tiles = 0;
     if (e < num_experts) {
-      const int begin = clamped_offset(offsets, e, total_rows);
-      const int end = max(begin, clamped_offset(offsets, e + 1, total_rows));
-      rows[e] = begin;
-      tiles = (end - begin + BM - 1) / BM * n_blocks;
+      const ExpertRows r = expert_rows(offsets, e, total_rows);
+      rows[e] = r.begin;
+      tiles = (r.end - r.begin + BM - 1) / BM * n_blocks;
     }
 #pragma unroll
     for (int d = 1; d < 32; d *= 2) {
@@ -575,9 +574,9 @@ __global__ void __launch_bounds__(kWarpgroup)
     pdl_launch_dependents();
     expert = nth_expert_with_rows<kWarpgroup>(offsets, num_experts, m, blockIdx.y / t_tiles);
     if (expert < 0) return;
-    const int begin = clamped_offset(offsets, expert, m);
-    row_end = max(begin, clamped_offset(offsets, expert + 1, m));
-    t0 = begin + (blockIdx.y % t_tiles) * MT;
+    const ExpertRows r = expert_rows(offsets, expert, m);
+    row_end = r.end;
+    t0 = r.begin + (blockIdx.y % t_tiles) * MT;
     if (t0 >= row_end) return;
   }
   const int w_row = expert * n + n0;  // first row of the tile in the (stacked) weight map
@@ -963,7 +962,7 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
     return Status::Error("sm90 decode: " + std::to_string(y_tiles) + " token tiles x " + std::to_string(n_tiles) +
                          " weight tiles: more than " + std::to_string(kMaxGridY) + " in one launch");
   }
-  // The deepest ring up to kDefaultStages (decode_max_stages; and no deeper than the k-blocks a CTA streams) that
+  // The deepest ring up to decode_max_stages() (default kDefaultStages; and no deeper than the k-blocks a CTA streams) that
   // keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
   // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
   const long long ctas = static_cast<long long>(split) * n_tiles * y_tiles;

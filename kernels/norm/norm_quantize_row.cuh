@@ -16,7 +16,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 #include "common/bf16_vec.cuh"

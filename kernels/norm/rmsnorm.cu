@@ -12,7 +12,6 @@
 
 #include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
-#include "common/quant_group.cuh"
 #include "norm/norm_quantize_row.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
