@@ -1058,42 +1058,45 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
   return launch_problem<false>(Problem::dense(args), config, device, stream);
 }
 
-Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue& epilogue, const GemmConfig& config,
-                                  const DeviceInfo& device, cudaStream_t stream) {
-  if (config.kernel != GemmKernel::kSm90Decode || config.block_m != 16 || args.m > 16 || args.n % 256 != 0 ||
-      epilogue.q8 == nullptr || epilogue.scales == nullptr || epilogue.counters == nullptr)
-    return Status::Error("sm90 gate_up epilogue: needs the 16-token decode configuration, m <= 16, n % 256 == 0 and "
-                         "q8, scales and counters");
-  if (args.m == 0) return Status::Ok();
-  Problem p = Problem::dense(args);
-  p.swiglu = epilogue;
-  return launch_problem<false>(p, config, device, stream);
+namespace {
+// The epilogues run on their 16-token decode kernel instantiations: at most 16 rows (per expert).
+bool epilogue_fits(const GemmConfig& config, const Problem& p) {
+  return config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 && p.group_rows <= 16;
 }
 
-Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& epilogue, const GemmConfig& config,
-                                 const DeviceInfo& device, cudaStream_t stream) {
-  if (config.kernel != GemmKernel::kSm90Decode || config.block_m != 16 || args.m > 16 || args.n % 16 != 0 ||
-      epilogue.x == nullptr || epilogue.weight == nullptr || epilogue.counter == nullptr ||
-      (epilogue.q8 == nullptr) != (epilogue.scales == nullptr))
-    return Status::Error("sm90 add + norm epilogue: needs the 16-token decode configuration, m <= 16, n % 16 == 0, "
-                         "x, weight and counter, and q8 with scales");
-  if (args.m == 0) return Status::Ok();
-  Problem p = Problem::dense(args);
-  p.norm = epilogue;
-  return launch_problem<false>(p, config, device, stream);
+template <bool GROUPED>
+Status launch_gate_up_swiglu(Problem p, const SwigluEpilogue& epilogue, const GemmConfig& config,
+                             const DeviceInfo& device, cudaStream_t stream) {
+  if (!epilogue_fits(config, p) || p.n % 256 != 0 || epilogue.q8 == nullptr || epilogue.scales == nullptr ||
+      epilogue.counters == nullptr)
+    return Status::Error("sm90 gate_up epilogue: needs the 16-token decode configuration, at most 16 rows (per "
+                         "expert), n % 256 == 0 and q8, scales and counters");
+  if (p.m == 0) return Status::Ok();
+  p.swiglu = epilogue;
+  return launch_problem<GROUPED>(p, config, device, stream);
+}
+}  // namespace
+
+Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue& epilogue, const GemmConfig& config,
+                                  const DeviceInfo& device, cudaStream_t stream) {
+  return launch_gate_up_swiglu<false>(Problem::dense(args), epilogue, config, device, stream);
 }
 
 Status launch_sm90_grouped_gate_up_swiglu(const Fp8GroupedGemmArgs& args, const SwigluEpilogue& epilogue,
                                           const GemmConfig& config, const DeviceInfo& device, cudaStream_t stream) {
-  if (config.kernel != GemmKernel::kSm90Decode || config.block_m != 16 ||
-      std::min(args.max_rows_per_expert, args.total_rows) > 16 ||
-      args.n % 256 != 0 || epilogue.q8 == nullptr || epilogue.scales == nullptr || epilogue.counters == nullptr)
-    return Status::Error("sm90 grouped gate_up epilogue: needs the 16-token decode configuration, at most 16 rows per "
-                         "expert, n % 256 == 0 and q8, scales and counters");
-  if (args.total_rows == 0) return Status::Ok();
-  Problem p = Problem::grouped(args);
-  p.swiglu = epilogue;
-  return launch_problem<true>(p, config, device, stream);
+  return launch_gate_up_swiglu<true>(Problem::grouped(args), epilogue, config, device, stream);
+}
+
+Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& epilogue, const GemmConfig& config,
+                                 const DeviceInfo& device, cudaStream_t stream) {
+  Problem p = Problem::dense(args);
+  if (!epilogue_fits(config, p) || args.n % 16 != 0 || epilogue.x == nullptr || epilogue.weight == nullptr ||
+      epilogue.counter == nullptr || (epilogue.q8 == nullptr) != (epilogue.scales == nullptr))
+    return Status::Error("sm90 add + norm epilogue: needs the 16-token decode configuration, m <= 16, n % 16 == 0, "
+                         "x, weight and counter, and q8 with scales");
+  if (args.m == 0) return Status::Ok();
+  p.norm = epilogue;
+  return launch_problem<false>(p, config, device, stream);
 }
 
 Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,
