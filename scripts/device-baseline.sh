@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU machine: builds a baseline source tree (made here with
-#   git archive REV -- . ':!bench/results' ':!tests/data' | tar x -C build-base
+#   mkdir -p build-base && git archive REV -- . ':!bench/results' ':!tests/data' | tar x -C build-base
 # and carried as build-base/) and runs `fp8lm bench one-batch` with it, so that a change is timed
 # against its baseline on the same machine in the same device call. Results are tagged
 # "baseline-<REV>" and go to $OUT with the others.
@@ -17,7 +17,7 @@ cd build-base
 ln -sfn "$root/.deps" .deps
 mkdir -p .cache && ln -sfn "$root/.cache/tokenizer" .cache/tokenizer
 export FP8LM_SOURCE_REVISION=$rev  # read at build time (cmake/source_revision.cmake)
-fp8lm_build baseline- -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm || exit 1
+fp8lm_build baseline- "$SM90A_ONLY" --target fp8lm || exit 1
 for preset in "$@"; do
   run_one_batch "baseline $preset" "$preset" "$out/baseline-$preset.log" --input-len "$inputs" \
     --output-len "$output_len" --tag "baseline-$rev"

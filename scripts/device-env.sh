@@ -15,6 +15,28 @@ out="${OUT:-$PWD/device-out}"
 mkdir -p "$out"
 models=${FP8LM_MODELS_DIR:-/tmp/fp8lm-models}
 
+# CMake arguments for a build with only the sm_90a code (the GPU machines are Hopper; half the
+# compile time of the default sm_89 + sm_90a).
+SM90A_ONLY=-DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a
+
+# The GPU machine's card into $out/gpu.txt (and the console).
+log_gpu() { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"; }
+
+# build/tests/fp8lm_gpu_tests on gtest FILTER, bounded by TIMEOUT seconds (default 600), output in
+# $out/LOG; prints the summary, the failures and the time; returns the tests' exit code (124 when
+# the timeout hit).
+#   run_gpu_tests LOG FILTER [TIMEOUT]
+run_gpu_tests() {
+  local log=$1 filter=$2 limit=${3:-600} start rc
+  start=$(date +%s)
+  timeout "$limit" build/tests/fp8lm_gpu_tests --gtest_filter="$filter" >"$out/$log" 2>&1
+  rc=$?
+  tail -3 "$out/$log"
+  grep -E "^\[  FAILED|Failure" -A4 "$out/$log" | head -40
+  echo "gpu tests: rc=$rc, $(( $(date +%s) - start )) s"
+  return "$rc"
+}
+
 # `fp8lm bench one-batch` on dummy weights of PRESET, its output in LOG; prints LABEL, the exit code
 # and the seconds taken, then the summary lines (speed of light, errors).
 #   run_one_batch LABEL PRESET LOG [bench one-batch arguments...]

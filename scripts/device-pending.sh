@@ -14,18 +14,13 @@ source scripts/device-env.sh  # sets $out
 bench=0
 [ "${1:-}" = --bench ] && bench=1
 presets=(qwen3-0.6b qwen3-8b qwen3-32b qwen3-30b-a3b)
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm fp8lm_gpu_tests \
+log_gpu
+fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
-start=$(date +%s)
-timeout 240 build/tests/fp8lm_gpu_tests \
-  --gtest_filter='Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:GemmAddNorm*:GroupedGateUpSwiglu*:Edges/*:*GroupedGemmGpu*' \
-  >"$out/gpu-tests-pending.log" 2>&1
+run_gpu_tests gpu-tests-pending.log \
+  'Attention*:LayerOps*:QkNormRope*:DecodeGraph*:MoeModel*:MoeOps*:GateUpSwiglu*:GemmAddNorm*:GroupedGateUpSwiglu*:Edges/*:*GroupedGemmGpu*' 240
 rc=$?
-tail -3 "$out/gpu-tests-pending.log"
-grep -E "^\[  FAILED|Failure" -A4 "$out/gpu-tests-pending.log" | head -40
 grep -E "flash prefill" "$out/gpu-tests-pending.log"
-echo "gpu tests: rc=$rc, $(( $(date +%s) - start )) s"
 if [ "$bench" = 1 ]; then
   export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
   if [ "$rc" != 0 ]; then

@@ -16,17 +16,13 @@ for arg in "$@"; do
     *) echo "unknown argument $arg"; exit 2 ;;
   esac
 done
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-fp8lm_build "" -DFP8LM_CUDA_GENCODE=-gencode=arch=compute_90a,code=sm_90a --target fp8lm fp8lm_gpu_tests \
+log_gpu
+fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
 cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "Function" \
   | grep -oE "Function [^ ]+|REG:[0-9]+|STACK:[0-9]+|SHARED:[0-9]+|LOCAL:[0-9]+" | paste - - - - - > "$out/resources.txt"
-start=$(date +%s)
-build/tests/fp8lm_gpu_tests --gtest_filter="$filter" >"$out/gpu-tests.log" 2>&1
+run_gpu_tests gpu-tests.log "$filter"
 rc=$?
-tail -3 "$out/gpu-tests.log"
-grep -E "^\[  FAILED|Failure" -A4 "$out/gpu-tests.log" | head -40
-echo "gpu tests: rc=$rc, $(( $(date +%s) - start )) s"
 if [ "$bench" = 1 ] && [ "$rc" = 0 ]; then
   scripts/device-one-batch.sh 128 | grep -E "rc|input (1|30720):"
 fi

@@ -35,6 +35,8 @@ def main():
         if phases:
             us = float(r["Metric Value"].replace(",", "")) * UNITS[r["Metric Unit"]]
             phases[-1].append((name, r.get("Grid Size", ""), us))
+    if len(phases) < steps:
+        sys.exit(f"profile-summary: {len(phases)} embeddings in {path}, fewer than the {steps} decode steps asked for")
     chunks = len(phases) - steps
     print(f"# Nsight Compute, kernels one at a time at the GPU's own clocks: {gpu}")
 
@@ -43,7 +45,7 @@ def main():
         for name, _, us in launches:
             t, c = per_name.get(name, (0.0, 0))
             per_name[name] = (t + us, c + 1)
-        total = sum(us for _, _, us in launches)
+        total = sum(us for _, _, us in launches) or 1.0  # an empty phase prints no rows
         print(f"== {label}: {len(launches)} kernels, {total:.1f} us of GPU time")
         for name, (t, c) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[:14]:
             print(f"  {t:10.1f} us {100 * t / total:5.1f}%  x{c:<5d} {name[:110]}")
@@ -57,4 +59,5 @@ def main():
         for name, grid, us in phases[chunks][:FIRST_LAUNCHES]:
             print(f"  {us:8.1f} us  grid {grid:<14s} {name[:90]}")
 
-main()
+if __name__ == "__main__":
+    main()
