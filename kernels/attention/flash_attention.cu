@@ -82,37 +82,22 @@ namespace {
 constexpr int kThreads = kWarps * 32;
 constexpr int kStages = 2;                         // cp.async double buffering
 constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(bf16));  // a row of K, V or Q
-constexpr int kChunks = kRowBytes / 16;            // 16-byte chunks per row
 constexpr int kTileBytes = kBlockN * kRowBytes;    // one K or V tile
 constexpr int kSmemBytes = kStages * 2 * kTileBytes;
-constexpr int kDSteps = kHeadDim / 16;             // k16 steps of Q K^T
-constexpr int kKeySteps = kBlockN / 16;            // k16 steps of P V
 constexpr int kMinCtasPerSm = 2;                   // 2 x 4 warps; 3 would spill (see above)
 
 static_assert(kBlockM * kRowBytes <= kTileBytes, "the Q tile must fit in the K buffer it borrows");
-static_assert(kChunks % 8 == 0, "the swizzle permutes chunks within groups of 8 (one bank sweep of 128 bytes)");
-static_assert((kBlockN * kChunks) % kThreads == 0 && (kBlockM * kChunks) % kThreads == 0,
-              "each thread copies the same number of 16-byte chunks per tile");
+static_assert(kChunksPerRow % 8 == 0, "the swizzle permutes chunks within groups of 8 (one bank sweep of 128 bytes)");
 static_assert(kBlockN % 16 == 0 && kHeadDim % 16 == 0, "ldmatrix.x4 loads pairs of n8 fragments");
 static_assert(kStages == 2, "the main loop's prefetch and wait counts are written for double buffering");
 static_assert(kKvPageMultiple % kBlockN == 0, "a key tile must not straddle two KV pages (one table lookup per tile)");
 
 __device__ __forceinline__ int swizzle(int row, int chunk) { return row * kRowBytes + ((chunk ^ (row & 7)) << 4); }
 
-// Keys first_key .. first_key + kBlockN - 1 (first_key < key_end, a multiple of kBlockN: the
-// tile lies in one page) of one kv head into a tile; keys >= key_end are zero-filled (and not read).
+// A K or V tile of this kernel's layout (load_kv_rows).
 __device__ __forceinline__ void load_kv_tile(std::uint8_t* tile, const bf16* head_base, std::size_t row_stride,
                                              const Params& p, int first_key, int key_end) {
-  const std::size_t first_row = paged_row(p.block_table, p.page_size, first_key);
-#pragma unroll
-  for (int it = 0; it < kBlockN * kChunks / kThreads; ++it) {
-    const int i = it * kThreads + threadIdx.x;  // a warp copies two whole 256-byte rows
-    const int r = i / kChunks, c = i % kChunks;
-    const int key = first_key + r;
-    const bool valid = key < key_end;
-    const bf16* src = head_base + (valid ? (first_row + r) * row_stride : 0) + c * 8;
-    ptx::cp_async_16(tile + swizzle(r, c), src, valid);
-  }
+  load_kv_rows<kThreads>(tile, head_base, row_stride, p, first_key, key_end, swizzle);
 }
 
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm) flash_attention_kernel(const Params p) {
@@ -313,11 +298,7 @@ Status attention_mma(const AttentionArgs& a, int max_splits, cudaStream_t stream
   if (max_splits > 1 && a.workspace == nullptr)
     return Status::Error("flash attention: key splits need the workspace");
   FP8LM_RETURN_IF_ERROR(setup(nullptr));
-  const int group = a.q_heads / a.kv_heads;
-  Params p{a.qkv,   a.k_cache,   a.v_cache,       a.block_table,
-           a.page_size, a.out,     a.n,             a.start_pos,
-           a.start_pos_ptr, max_splits > 1 ? a.workspace : nullptr, a.q8, a.q8_scales,
-           a.q_heads, a.kv_heads,  group,           a.scale * kLog2e};
+  Params p = make_params(a, max_splits > 1 ? a.workspace : nullptr);
   if (a.rope != nullptr) {
     p.q_norm = a.rope->q_norm, p.k_norm = a.rope->k_norm;
     p.k_cache_out = a.rope->k_cache, p.v_cache_out = a.rope->v_cache;

@@ -57,12 +57,22 @@ struct Params {
   bool p_split = true;
 };
 
+inline constexpr int kChunksPerRow = kHeadDim * static_cast<int>(sizeof(bf16)) / 16;  // of a q, k or v row
+inline constexpr int kDSteps = kHeadDim / 16;   // k16 steps of Q K^T
+inline constexpr int kKeySteps = kBlockN / 16;  // k16 steps of P V over a key tile
+
+// The launch parameters of a call (the kernels' extra fields keep their defaults).
+inline Params make_params(const AttentionArgs& a, float* partials) {
+  return Params{a.qkv,       a.k_cache,   a.v_cache,     a.block_table,      a.page_size, a.out,
+                a.n,         a.start_pos, a.start_pos_ptr, partials,         a.q8,        a.q8_scales,
+                a.q_heads,   a.kv_heads,  a.q_heads / a.kv_heads, a.scale * kLog2e};
+}
+
 // The CTA's kRows stacked q rows from row0 (row r: query (row0 + r) / G, q head kv_head * G +
 // (row0 + r) % G) into shared memory by cp.async, 16-byte chunk c of row r at tile + offset(r, c)
 // (each kernel's own layout); rows past n * G are zero-filled.
 template <int kRows, int kThreads, typename Offset>
 __device__ __forceinline__ void load_q_rows(std::uint8_t* tile, const Params& p, int kv_head, int row0, Offset offset) {
-  constexpr int kChunksPerRow = kHeadDim * static_cast<int>(sizeof(bf16)) / 16;
   static_assert((kRows * kChunksPerRow) % kThreads == 0, "each thread copies the same number of chunks");
   const std::size_t qkv_row = static_cast<std::size_t>(p.q_heads + 2 * p.kv_heads) * kHeadDim;
   const int rows = p.n * p.group;
@@ -74,6 +84,24 @@ __device__ __forceinline__ void load_q_rows(std::uint8_t* tile, const Params& p,
     const bool valid = row < rows;
     const int t = row / p.group, h = kv_head * p.group + row % p.group;
     const bf16* src = p.qkv + (valid ? t * qkv_row + static_cast<std::size_t>(h) * kHeadDim : 0) + c * 8;
+    ptx::cp_async_16(tile + offset(r, c), src, valid);
+  }
+}
+
+// Keys first_key .. first_key + kBlockN - 1 (first_key < key_end, a multiple of kBlockN: the tile
+// lies in one page) of one kv head (its rows at head_base + cache row * row_stride) into a tile by
+// cp.async, chunk c of key r at tile + offset(r, c); keys >= key_end are zero-filled (and not read).
+template <int kThreads, typename Offset>
+__device__ __forceinline__ void load_kv_rows(std::uint8_t* tile, const bf16* head_base, std::size_t row_stride,
+                                             const Params& p, int first_key, int key_end, Offset offset) {
+  static_assert((kBlockN * kChunksPerRow) % kThreads == 0, "each thread copies the same number of chunks");
+  const std::size_t first_row = paged_row(p.block_table, p.page_size, first_key);
+#pragma unroll
+  for (int it = 0; it < kBlockN * kChunksPerRow / kThreads; ++it) {
+    const int i = it * kThreads + threadIdx.x;
+    const int r = i / kChunksPerRow, c = i % kChunksPerRow;
+    const bool valid = first_key + r < key_end;
+    const bf16* src = head_base + (valid ? (first_row + r) * row_stride : 0) + c * 8;
     ptx::cp_async_16(tile + offset(r, c), src, valid);
   }
 }

@@ -59,16 +59,14 @@ inline constexpr int kWgRows = 64;                          // rows per warpgrou
 inline constexpr int kBlockM90 = kWarpgroups * kWgRows;     // rows per CTA
 inline constexpr int kThreads90 = kWarpgroups * 128;
 inline constexpr int kHalfRowBytes = 128;                   // 64 bf16 of d
-inline constexpr int kChunks = 2 * kHalfRowBytes / 16;      // 16-byte chunks per row of 128 bf16
 inline constexpr int kQBytes = kBlockM90 * 2 * kHalfRowBytes;
 inline constexpr int kKvBytes = kBlockN * 2 * kHalfRowBytes;
 inline constexpr int kStages90 = 3;  // K/V tiles t (P V), t + 1 (S), t + 2 (loading)
 inline constexpr int kSmemBytes90 = kQBytes + kStages90 * 2 * kKvBytes + sm90::kSwizzleAlign;
-inline constexpr int kKeySteps90 = kBlockN / 16;
 
 static_assert(kBlockN == 64, "S is one m64n64 wgmma per k16 step");
 static_assert(kKvPageMultiple % kBlockN == 0, "a key tile must not straddle two KV pages (one table lookup per tile)");
-static_assert((kBlockM90 * kChunks) % kThreads90 == 0 && (kBlockN * kChunks) % kThreads90 == 0,
+static_assert((kBlockM90 * kChunksPerRow) % kThreads90 == 0 && (kBlockN * kChunksPerRow) % kThreads90 == 0,
               "each thread copies the same number of 16-byte chunks per tile");
 
 // Byte offset of chunk c (0..15) of row r in a tile of `rows` rows (see the top of the file).
@@ -144,16 +142,10 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
   // K and V tile of keys first_key .. + kBlockN - 1 (one page); keys >= key_end zero-filled.
   const std::size_t cache_row = static_cast<std::size_t>(p.kv_heads) * kHeadDim;
   const auto load_kv = [&](int stage, int first_key) {
-    const std::size_t first_row = paged_row(p.block_table, p.page_size, first_key);
-#pragma unroll
-    for (int it = 0; it < kBlockN * kChunks / kThreads90; ++it) {
-      const int i = it * kThreads90 + threadIdx.x;
-      const int r = i / kChunks, c = i % kChunks;
-      const bool valid = first_key + r < key_end;
-      const std::size_t at = (valid ? (first_row + r) * cache_row : 0) + static_cast<std::size_t>(kv_head) * kHeadDim + c * 8;
-      ptx::cp_async_16(k_tile(stage) + tile_offset(kBlockN, r, c), p.k_cache + at, valid);
-      ptx::cp_async_16(v_tile(stage) + tile_offset(kBlockN, r, c), p.v_cache + at, valid);
-    }
+    const auto offset = [](int r, int c) { return tile_offset(kBlockN, r, c); };
+    const std::size_t head = static_cast<std::size_t>(kv_head) * kHeadDim;
+    load_kv_rows<kThreads90>(k_tile(stage), p.k_cache + head, cache_row, p, first_key, key_end, offset);
+    load_kv_rows<kThreads90>(v_tile(stage), p.v_cache + head, cache_row, p, first_key, key_end, offset);
     ptx::cp_async_commit();
   };
   load_kv(0, 0);
@@ -173,7 +165,7 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
   const auto issue_qk = [&](float (&s)[kScoreFrags][4], int stage) {
     sm90::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kHeadDim / 16; ++kk) {
+    for (int kk = 0; kk < kDSteps; ++kk) {
       const int half = kk / 4, at = (kk % 4) * 32;
       wgmma_qk(s, sm90::sw128_desc(q_rows + half * kBlockM90 * kHalfRowBytes + at),
                sm90::sw128_desc(k_tile(stage) + half * kBlockN * kHalfRowBytes + at), kk > 0 ? 1 : 0);
@@ -214,12 +206,12 @@ __global__ void __launch_bounds__(kThreads90, 1) flash_sm90_kernel(const Params 
 
     // O += P_hi V + P_lo V over the tile's keys in 4 k16 steps: step kk is keys 16 kk.., rows
     // 16 kk .. of the V tile (2048 bytes further per step; the second 64 d one half further).
-    std::uint32_t p_hi[kKeySteps90][4], p_lo[kKeySteps90][4];
+    std::uint32_t p_hi[kKeySteps][4], p_lo[kKeySteps][4];
 #pragma unroll
-    for (int kk = 0; kk < kKeySteps90; ++kk) p_fragments(s, kk, p_hi[kk], p_lo[kk]);
+    for (int kk = 0; kk < kKeySteps; ++kk) p_fragments(s, kk, p_hi[kk], p_lo[kk]);
     sm90::wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kKeySteps90; ++kk) {
+    for (int kk = 0; kk < kKeySteps; ++kk) {
       const std::uint64_t desc_v = sm90::sw128_mn_desc(v_tile(stage) + kk * 16 * kHalfRowBytes, kBlockN * kHalfRowBytes);
       wgmma_pv(o, p_hi[kk], desc_v);
       if (p.p_split) wgmma_pv(o, p_lo[kk], desc_v);
@@ -273,9 +265,7 @@ bool flash_p_split() {
 Status attention_sm90(const AttentionArgs& a, cudaStream_t stream, bool p_split) {
   if (a.n == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(setup90());
-  Params p{a.qkv,      a.k_cache, a.v_cache, a.block_table, a.page_size, a.out,
-           a.n,        a.start_pos, a.start_pos_ptr, nullptr, a.q8,     a.q8_scales,
-           a.q_heads,  a.kv_heads, a.q_heads / a.kv_heads, a.scale * kLog2e};
+  Params p = make_params(a, nullptr);
   p.p_split = p_split;
   const int rows = a.n * (a.q_heads / a.kv_heads);
   const dim3 grid(a.kv_heads, (rows + kBlockM90 - 1) / kBlockM90, 1);

@@ -49,7 +49,6 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
-__device__ __forceinline__ void wgmma_wait_all() { wgmma_wait<0>(); }
 // Keeps the compiler from moving accumulator reads/writes across wgmma issue/wait.
 template <int R>
 __device__ __forceinline__ void fence_regs(float (&d)[R]) {

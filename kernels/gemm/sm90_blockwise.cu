@@ -646,7 +646,7 @@ __global__ void __launch_bounds__(kWarpgroup)
                      sw128_desc(smem_x + s * S::kXBytes + kk * kWgmmaK), kk > 0 ? 1 : 0);
     }
     wgmma_commit();
-    wgmma_wait_all();
+    wgmma_wait<0>();
     fence_regs(part);
     // Every warp's share of the wgmma has read slot s: refill it with k-block i + stages.
     named_barrier_sync(1, kWarpgroup);
