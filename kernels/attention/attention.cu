@@ -136,7 +136,7 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.rope != nullptr && a.q_heads / a.kv_heads > flash::kBlockM)
     return Status::Error("attention: the fused qk_norm_rope (rope) supports at most " + std::to_string(flash::kBlockM) +
                          " q heads per kv head; this call has " + std::to_string(a.q_heads / a.kv_heads));
-  if (a.rope != nullptr && !decode_fusion_enabled()) {  // the A/B knob: qk_norm_rope, then plain attention
+  if (a.rope != nullptr && !decode_fusion_enabled(DecodeFusion::kRope)) {  // the A/B knob: qk_norm_rope, then plain attention
     FP8LM_RETURN_IF_ERROR(qk_norm_rope(*a.rope, stream));
     AttentionArgs plain = a;
     plain.rope = nullptr;

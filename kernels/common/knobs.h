@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
+#include <string_view>
 
 namespace fp8lm {
 
@@ -23,13 +25,42 @@ inline int env_int(const char* name, int lo, int hi, int fallback) {
   return static_cast<int>(v);
 }
 
-// Whether the decode fusions run fused (FP8LM_DECODE_FUSION, default 1; 0: each op asked to fuse
-// runs its parts as separate launches, same bits: an A/B knob and a way to isolate a failure).
-// Covers AttentionArgs::rope, moe_router_route_plan, MoePlanArgs::gather_*, gate_up_swiglu (dense
-// and grouped) and gemm_add_norm.
-inline bool decode_fusion_enabled() {
-  static const bool value = env_int("FP8LM_DECODE_FUSION", 0, 1, 1) == 1;
-  return value;
+// The decode fusions (FP8LM_DECODE_FUSION): each op asked to fuse runs fused when its fusion is
+// on, else as its separate launches with the same bits (an A/B knob, and a way to isolate a
+// failure or a slowdown to one fusion).
+enum class DecodeFusion : unsigned {
+  kRope = 1,    // AttentionArgs::rope: qk_norm_rope inside the decode attention kernel
+  kRouter = 2,  // moe_router_route_plan and MoePlanArgs::gather_*: router + plan + gathered quantize
+  kSwiglu = 4,  // gate_up_swiglu (dense and grouped): the SiLU·up quantize in the GEMM's epilogue
+  kNorm = 8,    // gemm_add_norm: the residual add + next norm in the o / down GEMM's last CTA
+};
+
+// The set FP8LM_DECODE_FUSION names: "1" (default) or "all", "0" or "none", or a comma list of
+// rope, router, swiglu, norm. An unknown name turns every fusion off (an A/B must not silently
+// measure the default).
+inline unsigned decode_fusions_from(const char* text) {
+  constexpr unsigned kAll = 15;
+  if (text == nullptr || *text == '\0') return kAll;
+  const std::string_view all(text);
+  if (all == "1" || all == "all") return kAll;
+  if (all == "0" || all == "none") return 0;
+  unsigned set = 0;
+  for (std::size_t at = 0; at <= all.size();) {
+    const std::size_t end = std::min(all.find(',', at), all.size());
+    const std::string_view name = all.substr(at, end - at);
+    if (name == "rope") set |= static_cast<unsigned>(DecodeFusion::kRope);
+    else if (name == "router") set |= static_cast<unsigned>(DecodeFusion::kRouter);
+    else if (name == "swiglu") set |= static_cast<unsigned>(DecodeFusion::kSwiglu);
+    else if (name == "norm") set |= static_cast<unsigned>(DecodeFusion::kNorm);
+    else return 0;
+    at = end + 1;
+  }
+  return set;
+}
+
+inline bool decode_fusion_enabled(DecodeFusion which) {
+  static const unsigned set = decode_fusions_from(std::getenv("FP8LM_DECODE_FUSION"));
+  return (set & static_cast<unsigned>(which)) != 0;
 }
 
 }  // namespace fp8lm

@@ -88,10 +88,10 @@ Status fp8_device(DeviceInfo* device) {
   FP8LM_RETURN_IF_ERROR(current_device(device));
   return check_fp8_support(*device);
 }
-// Whether a fused op (fp8lm/mlp_ops.h) runs as one launch: the decode fusions on, its counters
+// Whether a fused op (fp8lm/mlp_ops.h) runs as one launch: its decode fusion on, its counters
 // given, the GEMM on the 16-token decode configuration for at most kGateUpSwigluMaxRows rows.
-bool fuses(const GemmConfig& config, int rows, const void* counters) {
-  return decode_fusion_enabled() && counters != nullptr && config.kernel == GemmKernel::kSm90Decode &&
+bool fuses(DecodeFusion which, const GemmConfig& config, int rows, const void* counters) {
+  return decode_fusion_enabled(which) && counters != nullptr && config.kernel == GemmKernel::kSm90Decode &&
          config.block_m == 16 && rows <= kGateUpSwigluMaxRows;
 }
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
@@ -103,7 +103,7 @@ Status gate_up_swiglu(const GateUpSwigluArgs& a, cudaStream_t stream) {
   DeviceInfo device;
   FP8LM_RETURN_IF_ERROR(fp8_device(&device));
   const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
-  if (fuses(config, a.gemm.m, a.counters) && a.act.inter % kQuantGroup == 0 && aligned16(a.act.q8) &&
+  if (fuses(DecodeFusion::kSwiglu, config, a.gemm.m, a.counters) && a.act.inter % kQuantGroup == 0 && aligned16(a.act.q8) &&
       aligned16(a.act.scales))
     return sm90::launch_sm90_gate_up_swiglu(a.gemm, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
   FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream));
@@ -118,7 +118,7 @@ Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a, cudaStream_t str
   const Fp8GroupedGemmArgs& g = a.gemm;
   const GemmConfig config =
       pick_grouped_gemm_config(g.total_rows, g.max_rows_per_expert, g.num_experts, g.n, g.k, device);
-  if (fuses(config, std::min(g.max_rows_per_expert, g.total_rows), a.counters) && a.act.inter % kQuantGroup == 0 &&
+  if (fuses(DecodeFusion::kSwiglu, config, std::min(g.max_rows_per_expert, g.total_rows), a.counters) && a.act.inter % kQuantGroup == 0 &&
       aligned16(a.act.q8) && aligned16(a.act.scales))
     return sm90::launch_sm90_grouped_gate_up_swiglu(g, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
   FP8LM_RETURN_IF_ERROR(gemm_fp8_grouped(g, stream));
@@ -132,7 +132,7 @@ Status gemm_add_norm(const GemmAddNormArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(fp8_device(&device));
   const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
   const RmsNormQuantizeArgs& r = a.norm;
-  if (fuses(config, a.gemm.m, a.counter) && r.dim % 16 == 0 && aligned16(r.x) && aligned16(r.residual) &&
+  if (fuses(DecodeFusion::kNorm, config, a.gemm.m, a.counter) && r.dim % 16 == 0 && aligned16(r.x) && aligned16(r.residual) &&
       aligned16(r.weight) && aligned16(r.out) && aligned16(r.q8) && aligned16(r.scales))
     return sm90::launch_sm90_gemm_add_norm(a.gemm, {r.x, r.weight, r.out, r.q8, r.scales, r.eps, a.counter}, config,
                                            device, stream);

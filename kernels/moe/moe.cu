@@ -410,7 +410,7 @@ Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(route, plan));
   if (route.n == 0) return Status::Ok();
-  if (plan.gather_q8 != nullptr && !decode_fusion_enabled()) {  // the A/B knob: the quantize on its own
+  if (plan.gather_q8 != nullptr && !decode_fusion_enabled(DecodeFusion::kRouter)) {  // the A/B knob: the quantize on its own
     MoePlanArgs without = plan;
     without.gather_q8 = nullptr;
     FP8LM_RETURN_IF_ERROR(moe_route_plan(route, without, stream));
@@ -434,7 +434,7 @@ Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route
                              int* counter, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(router, route, plan));
   if (route.n == 0) return Status::Ok();
-  const bool fused = decode_fusion_enabled() && counter != nullptr && route.n <= kRouterRoutePlanMaxTokens &&
+  const bool fused = decode_fusion_enabled(DecodeFusion::kRouter) && counter != nullptr && route.n <= kRouterRoutePlanMaxTokens &&
                      router.hidden % 8 == 0 && vec::aligned16(router.x) && vec::aligned16(router.weight) &&
                      (plan.gather_q8 == nullptr ||
                       (plan.hidden % 16 == 0 && vec::aligned16(plan.gather_in) && vec::aligned16(plan.gather_q8)));
