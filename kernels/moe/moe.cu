@@ -221,14 +221,21 @@ __device__ void gather_quantize_block(const GatherQuantize& gq, const std::int32
       const int item = base + b * kWarps;
       in_row[b] = item < items ? gather_rows[item / groups] : 0;
     }
+    float v[kBatch][kQuantValuesPerLane];  // every item's loads before the first shuffle
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int item = base + b * kWarps;
+      const int col = (item % groups) * kQuantGroup + lane * kQuantValuesPerLane;
+      input_group_values(gq.in, gq.hidden, in_row[b], in_row[b] >= 0 && in_row[b] < in_rows, col,
+                         item < items && col < gq.hidden, v[b]);
+    }
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       const int item = base + b * kWarps;
       if (item >= items) break;  // warp-uniform
       const int row = item / groups, col = (item % groups) * kQuantGroup + lane * kQuantValuesPerLane;
-      const bool active = col < gq.hidden, in_range = in_row[b] >= 0 && in_row[b] < in_rows;
-      const float scale = quantize_input_group(gq.in, gq.hidden, in_row[b], in_range, col, active,
-                                               gq.q8 + (static_cast<std::size_t>(row) * gq.hidden + col) / 4);
+      const float scale = quantize_group_warp(v[b], col < gq.hidden,
+                                              gq.q8 + (static_cast<std::size_t>(row) * gq.hidden + col) / 4);
       if (lane == 0) gq.scales[static_cast<std::size_t>(row) * groups + item % groups] = scale;
     }
   }

@@ -8,8 +8,9 @@
 // rmsnorm's bits; a lane's loads go in batches of kBatch vectors before they are summed (a
 // 4096-wide row: 2 memory round trips instead of 16). Pass 2 splits the row's 128-element groups
 // over the warps, lane l normalizing elements 4l..4l+3 of a group (rmsnorm's per-element
-// arithmetic) and quantize_group_warp quantizing it; with the add, each warp stores x = bf16(x +
-// residual) for its own groups only after every warp has read the old x (__syncthreads).
+// arithmetic) and quantize_group_warp quantizing it, the loads of kBatch groups issued together;
+// with the add, each warp stores x = bf16(x + residual) for its own groups only after every warp
+// has read the old x (__syncthreads).
 // The residual is read through L2 (ld.global.cg): the decode GEMM's epilogue runs this on a
 // GEMM output that other CTAs of the same kernel wrote.
 #pragma once
@@ -25,16 +26,18 @@
 
 namespace fp8lm {
 
-template <bool kAdd>
+// kBatch: the loads in flight per lane, in pass 1 (vectors of x and, with the add, residual) and
+// in pass 2 (groups: x, residual and weights); registers grow with it, so a kernel that runs the
+// row in a corner (the decode GEMM's last CTA) takes a smaller one. preload() fetches the weights
+// of pass 2's first batch.
+template <bool kAdd, int kBatch = 8>
 struct NormQuantizeRow {
   static constexpr int kMaxRowWarps = 8;
-  static constexpr int kVec = 8;            // bf16 per 16-byte load
-  static constexpr int kBatch = 8;          // pass 1's loads in flight per lane (x and, with the add, residual)
-  static constexpr int kPreloadGroups = 8;  // groups per warp whose weights preload() fetches (8 warps: 8192 wide)
+  static constexpr int kVec = 8;  // bf16 per 16-byte load
 
   const bf16* weight;
   int dim;
-  uint2 preloaded[kPreloadGroups];
+  uint2 preloaded[kBatch];
 
   __device__ __forceinline__ int lane() const { return threadIdx.x % 32; }
   __device__ __forceinline__ int warp() const { return threadIdx.x / 32; }
@@ -49,7 +52,7 @@ struct NormQuantizeRow {
   __device__ __forceinline__ void preload(const bf16* weight_, int dim_) {
     weight = weight_, dim = dim_;
 #pragma unroll
-    for (int i = 0; i < kPreloadGroups; ++i)
+    for (int i = 0; i < kBatch; ++i)
       if (warp() + i * warps() < groups()) preloaded[i] = weight_at(warp() + i * warps());
   }
 
@@ -87,38 +90,49 @@ struct NormQuantizeRow {
     const float r = math::rms_rsqrt(vec::warp_butterfly_sum(partial), dim, eps);
     __syncthreads();  // every warp has read the row before any stores to x (the sum; or out, if it is x)
 
-    // Group g with the lane's 4 weights w4: normalize, store x (with the add) and out, quantize.
-    auto normalize_group = [&](int g, uint2 w4) {
-      const int col = g * kQuantGroup + lane_ * kQuantValuesPerLane;
-      const bool active = col < dim;  // dim % 16 == 0: a lane's 4 values are all in or all out
-      float h[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
-      if (active) {
-        vec::unpack4(*reinterpret_cast<const uint2*>(x + col), h);
-        if constexpr (kAdd) {
-          float y[kQuantValuesPerLane];
-          vec::unpack4(__ldcg(reinterpret_cast<const uint2*>(residual + col)), y);
+    // Pass 2: the warp's groups g = warp + i * warps, kBatch at a time, lane l on elements 4l..4l+3
+    // of each: every load of a batch first (x, residual, and the weights past the preloaded first
+    // batch: one round trip of memory latency per batch, not per group), then normalize, store x
+    // (with the add) and out, quantize.
+    for (int i0 = 0; i0 * warps_ + warp_ < groups_; i0 += kBatch) {
+      uint2 xs[kBatch], ys[kBatch], ws[kBatch];
 #pragma unroll
-          for (int i = 0; i < kQuantValuesPerLane; ++i) h[i] = vec::round_bf16(__fadd_rn(h[i], y[i]));
-          *reinterpret_cast<uint2*>(x + col) = vec::pack4(h);
+      for (int b = 0; b < kBatch; ++b) {
+        const int g = (i0 + b) * warps_ + warp_, col = g * kQuantGroup + lane_ * kQuantValuesPerLane;
+        if (g < groups_ && col < dim) {  // dim % 16 == 0: a lane's 4 values are all in or all out
+          xs[b] = *reinterpret_cast<const uint2*>(x + col);
+          if constexpr (kAdd) ys[b] = __ldcg(reinterpret_cast<const uint2*>(residual + col));
+          ws[b] = i0 == 0 ? preloaded[b] : weight_at(g);
         }
-        float w[kQuantValuesPerLane];
-        vec::unpack4(w4, w);
-#pragma unroll
-        for (int i = 0; i < kQuantValuesPerLane; ++i)
-          h[i] = vec::round_bf16(__fmul_rn(w[i], vec::round_bf16(__fmul_rn(h[i], r))));
-        if (out != nullptr) *reinterpret_cast<uint2*>(out + col) = vec::pack4(h);
       }
-      if (q8 != nullptr) {
-        const float scale = quantize_group_warp(h, active, q8 + col / 4);
-        if (lane_ == 0) scales[g] = scale;
-      }
-    };
-    // Every lane runs its warp's groups (quantize_group_warp shuffles): the preloaded ones
-    // (unrolled, so their weights stay in registers), then any beyond them.
 #pragma unroll
-    for (int i = 0; i < kPreloadGroups; ++i)
-      if (warp_ + i * warps_ < groups_) normalize_group(warp_ + i * warps_, preloaded[i]);
-    for (int g = warp_ + kPreloadGroups * warps_; g < groups_; g += warps_) normalize_group(g, weight_at(g));
+      for (int b = 0; b < kBatch; ++b) {
+        const int g = (i0 + b) * warps_ + warp_, col = g * kQuantGroup + lane_ * kQuantValuesPerLane;
+        if (g >= groups_) break;  // warp-uniform
+        const bool active = col < dim;
+        float h[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
+        if (active) {
+          vec::unpack4(xs[b], h);
+          if constexpr (kAdd) {
+            float y[kQuantValuesPerLane];
+            vec::unpack4(ys[b], y);
+#pragma unroll
+            for (int i = 0; i < kQuantValuesPerLane; ++i) h[i] = vec::round_bf16(__fadd_rn(h[i], y[i]));
+            *reinterpret_cast<uint2*>(x + col) = vec::pack4(h);
+          }
+          float w[kQuantValuesPerLane];
+          vec::unpack4(ws[b], w);
+#pragma unroll
+          for (int i = 0; i < kQuantValuesPerLane; ++i)
+            h[i] = vec::round_bf16(__fmul_rn(w[i], vec::round_bf16(__fmul_rn(h[i], r))));
+          if (out != nullptr) *reinterpret_cast<uint2*>(out + col) = vec::pack4(h);
+        }
+        if (q8 != nullptr) {
+          const float scale = quantize_group_warp(h, active, q8 + col / 4);
+          if (lane_ == 0) scales[g] = scale;
+        }
+      }
+    }
   }
 };
 
