@@ -210,12 +210,6 @@ Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a) {
   return silu_mul_quantize(a.act);
 }
 
-Status gemm_add_norm(const GemmAddNormArgs& a) {
-  FP8LM_RETURN_IF_ERROR(validate(a));
-  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm));
-  return rmsnorm_quantize(a.norm);
-}
-
 Status silu_mul_quantize(const SiluMulQuantizeArgs& a) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   const int groups = ceil_div(a.inter, kQuantGroup);

@@ -181,15 +181,6 @@ Status validate(const GroupedGateUpSwigluArgs& a) {
               fn, "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
 }
 
-Status validate(const GemmAddNormArgs& a) {
-  constexpr const char* fn = "gemm_add_norm";
-  FP8LM_RETURN_IF_ERROR(validate(a.gemm));
-  FP8LM_RETURN_IF_ERROR(validate(a.norm));
-  return need(a.norm.residual == a.gemm.out && a.norm.rows == a.gemm.m && a.norm.dim == a.gemm.n, fn,
-              "the norm must add the GEMM's output: norm.residual == gemm.out, norm.rows == gemm.m, "
-              "norm.dim == gemm.n");
-}
-
 Status validate(const LmHeadArgs& a) {
   constexpr const char* fn = "lm_head";
   FP8LM_RETURN_IF_ERROR(non_negative(a.n, fn, "n"));

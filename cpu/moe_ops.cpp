@@ -6,7 +6,6 @@
 #include <string>
 
 #include "arg_checks.h"
-#include "fp8lm/cpu.h"
 #include "fp8lm/moe_math.h"
 #include "fp8lm/moe_ops.h"
 
@@ -45,10 +44,7 @@ Status validate(const MoePlanArgs& a) {
   FP8LM_RETURN_IF_ERROR(not_null(a.offsets, fn, "offsets"));
   FP8LM_RETURN_IF_ERROR(not_null(a.gather_rows, fn, "gather_rows"));
   FP8LM_RETURN_IF_ERROR(not_null(a.combine_slots, fn, "combine_slots"));
-  FP8LM_RETURN_IF_ERROR(not_null(a.combine_weights, fn, "combine_weights"));
-  if (a.gather_q8 == nullptr) return Status::Ok();
-  FP8LM_RETURN_IF_ERROR(not_null(a.gather_in, fn, "gather_in (with gather_q8)"));
-  return validate(a.gathered());
+  return not_null(a.combine_weights, fn, "combine_weights");
 }
 
 Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan) {
@@ -59,15 +55,6 @@ Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan) {
                              fn, "the routing and the plan disagree on n, top_k or num_experts"));
   return need(route.experts == plan.experts && route.weights == plan.weights, fn,
               "the plan must read the experts and weights the routing writes");
-}
-
-Status validate(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan) {
-  constexpr const char* fn = "moe_router_route_plan";
-  FP8LM_RETURN_IF_ERROR(validate(router));
-  FP8LM_RETURN_IF_ERROR(validate(route, plan));
-  return need(router.logits == route.logits && router.n == route.n && router.vocab == route.num_experts, fn,
-              "the routing must read the router's logits: router.logits == route.logits, router.n == route.n, "
-              "router.vocab == route.num_experts");
 }
 
 Status validate(const MoeCombineArgs& a) {
@@ -143,12 +130,6 @@ Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) {
   return moe_plan(plan);
 }
 
-Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan) {
-  FP8LM_RETURN_IF_ERROR(validate(router, route, plan));
-  FP8LM_RETURN_IF_ERROR(lm_head(router));
-  return moe_route_plan(route, plan);
-}
-
 Status moe_plan(const MoePlanArgs& a) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   if (a.n == 0) return Status::Ok();
@@ -158,7 +139,7 @@ Status moe_plan(const MoePlanArgs& a) {
   std::copy(plan.gather_rows.begin(), plan.gather_rows.end(), a.gather_rows);
   std::copy(plan.combine_slots.begin(), plan.combine_slots.end(), a.combine_slots);
   std::copy(plan.combine_weights.begin(), plan.combine_weights.end(), a.combine_weights);
-  return a.gather_q8 == nullptr ? Status::Ok() : quantize_per_token_group(a.gathered());
+  return Status::Ok();
 }
 
 Status moe_combine(const MoeCombineArgs& a) {

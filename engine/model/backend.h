@@ -79,13 +79,8 @@ class Backend {
   // The gate_up GEMM and silu_mul_quantize of its output (fp8lm/mlp_ops.h; one launch at decode on sm_90).
   virtual Status gate_up_swiglu(const GateUpSwigluArgs& args) = 0;
   virtual Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args) = 0;
-  // A GEMM, then rmsnorm_quantize adding its output into the residual stream (fp8lm/mlp_ops.h).
-  virtual Status gemm_add_norm(const GemmAddNormArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
-  // The router's logits then moe_route_plan (fp8lm/moe_ops.h; one launch at decode on the GPU).
-  virtual Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
-                                       int* counter) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
 };
 

@@ -57,13 +57,8 @@ class CpuBackend final : public Backend {
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return cpu::rmsnorm_quantize(a); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return cpu::silu_mul_quantize(a); }
   Status gate_up_swiglu(const GateUpSwigluArgs& a) override { return cpu::gate_up_swiglu(a); }
-  Status gemm_add_norm(const GemmAddNormArgs& a) override { return cpu::gemm_add_norm(a); }
   Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a) override { return cpu::grouped_gate_up_swiglu(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
-  Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
-                               int*) override {
-    return cpu::moe_router_route_plan(router, route, plan);
-  }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return cpu::moe_route_plan(route, plan);
   }

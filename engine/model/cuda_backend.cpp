@@ -94,15 +94,10 @@ class CudaBackend final : public Backend {
   Status rmsnorm_quantize(const RmsNormQuantizeArgs& a) override { return fp8lm::rmsnorm_quantize(a, stream_); }
   Status silu_mul_quantize(const SiluMulQuantizeArgs& a) override { return fp8lm::silu_mul_quantize(a, stream_); }
   Status gate_up_swiglu(const GateUpSwigluArgs& a) override { return fp8lm::gate_up_swiglu(a, stream_); }
-  Status gemm_add_norm(const GemmAddNormArgs& a) override { return fp8lm::gemm_add_norm(a, stream_); }
   Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a) override {
     return fp8lm::grouped_gate_up_swiglu(a, stream_);
   }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
-  Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
-                               int* counter) override {
-    return fp8lm::moe_router_route_plan(router, route, plan, counter, stream_);
-  }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return fp8lm::moe_route_plan(route, plan, stream_);
   }

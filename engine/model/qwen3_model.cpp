@@ -101,8 +101,6 @@ struct Qwen3Model::Scratch {
   BackendBuffer act_q8;
   BackendBuffer act_scales;
   BackendBuffer swiglu_counters;
-  BackendBuffer norm_counter;  // gemm_add_norm's (one int, zero)
-  BackendBuffer router_counter;  // MoE: moe_router_route_plan's (one int, zero)
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
@@ -188,8 +186,6 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
                                      c.is_moe() ? grouped_gate_up_swiglu_counters(c.num_experts, c.moe_intermediate_size)
                                                 : std::size_t{0}) *
                                 i32},
-      {&S::norm_counter, i32},
-      {&S::router_counter, i32},
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
       {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
@@ -293,9 +289,9 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   auto s = std::make_unique<Scratch>();
   for (const auto& [buffer, bytes] : scratch_layout(c, opt.max_batch_tokens))
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, bytes, &(s.get()->*buffer)));
-  for (BackendBuffer* counters : {&s->swiglu_counters, &s->norm_counter, &s->router_counter}) {
-    const std::vector<std::int32_t> zeros(counters->bytes() / sizeof(std::int32_t), 0);
-    FP8LM_RETURN_IF_ERROR(b.upload(counters->as<void>(), zeros.data(), counters->bytes()));
+  {
+    const std::vector<std::int32_t> zeros(s->swiglu_counters.bytes() / sizeof(std::int32_t), 0);
+    FP8LM_RETURN_IF_ERROR(b.upload(s->swiglu_counters.as<void>(), zeros.data(), s->swiglu_counters.bytes()));
   }
   m->scratch_ = std::move(s);
   FP8LM_RETURN_IF_ERROR(b.synchronize());
@@ -346,12 +342,12 @@ void Qwen3Model::truncate(int length) {
 // computes the next layer's input norm; a dense layer is then 9 launches: qkv GEMM, qk_norm_rope,
 // attention (+1 to merge key splits; it also quantizes the o projection's input), o GEMM,
 // add+norm+quantize, gate_up GEMM, silu_mul_quantize, down GEMM, add+norm+quantize; at decode (up
-// to 16 tokens) 5: the attention op does qk_norm_rope (one token), the gate_up GEMM
-// silu_mul_quantize and the o and down GEMMs the add + norm after them (one launch each on sm_90).
-// A MoE layer 11 (decode 7): the same up to the second norm, then router, route+plan (+ the
-// gathered quantize of the experts' input; at decode on the GPU router, route, plan and quantize
-// are one launch), grouped gate_up, silu_mul_quantize (at decode in the gate_up's launch), grouped
-// down, combine+norm+quantize.
+// to 16 tokens) 7: the attention op does qk_norm_rope (one token) and the gate_up GEMM
+// silu_mul_quantize (one launch each on sm_90). A MoE layer 12 (decode 10): the same up to the
+// second norm, then router, route+plan, gathered quantize, grouped gate_up, silu_mul_quantize (at
+// decode in the gate_up's launch), grouped down, combine+norm+quantize. (The o and down GEMMs with
+// the add + norm in their last CTA, and router + route + plan + quantize in one launch, were
+// measured slower on an H200 and removed: docs/engine.md, "Decode fusions".)
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -374,13 +370,6 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows) {
     return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
   };
-  // The GEMM `g`, then `norm` adding its output into the residual stream: one op at decode (one
-  // launch on sm_90, where the GEMM's last CTA runs the norm).
-  auto gemm_then_norm = [&](const Fp8GemmArgs& g, const RmsNormQuantizeArgs& norm) {
-    if (n <= kGateUpSwigluMaxRows) return b.gemm_add_norm({g, norm, s.norm_counter.as<int>()});
-    FP8LM_RETURN_IF_ERROR(b.gemm(g));
-    return b.rmsnorm_quantize(norm);
-  };
   // x += down(silu(gate(in)) * up(in)) for the n rows whose input is quantized in q8 (dense MLP),
   // then next_norm of x quantized into q8 (the last layer: the add alone). Decode: gate_up and the
   // activation in one op (one launch on sm_90), the activation in act_q8, apart from q8.
@@ -398,33 +387,25 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       FP8LM_RETURN_IF_ERROR(gemm(gate_up, mlp, n));
       FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, n, down.k}));
     }
-    const Fp8GemmArgs down_gemm{act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(), out, n, down.n,
-                                down.k};
-    if (next_norm == nullptr) {
-      FP8LM_RETURN_IF_ERROR(b.gemm(down_gemm));
-      return b.add({x, out, static_cast<std::size_t>(n) * hidden});
-    }
-    return gemm_then_norm(down_gemm, {x, out, next_norm, nullptr, q8, q8s, n, hidden, eps});
+    FP8LM_RETURN_IF_ERROR(
+        b.gemm({act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(), out, n, down.n, down.k}));
+    if (next_norm == nullptr) return b.add({x, out, static_cast<std::size_t>(n) * hidden});
+    return b.rmsnorm_quantize({x, out, next_norm, nullptr, q8, q8s, n, hidden, eps});
   };
   // The sparse block on the normed input h (transformers' Qwen3MoeSparseMoeBlock), added to x;
   // with next_norm, the next layer's input norm of x quantized into q8 too (fused into the combine).
   auto sparse_mlp = [&](const Layer& l, const bf16* next_norm) {
     const int experts = c.num_experts, top_k = c.num_experts_per_tok, pairs = n * top_k;
     // The router is a bf16 Linear: fp32 GEMM (the lm_head op), rounded to bf16 inside moe_route.
-    // Then routing and which rows each expert runs, planned on the backend (with the router, one
-    // launch at decode): nothing in a layer waits for the host, so the decode graph records MoE
-    // layers too. The plan also quantizes the normed rows h into expert order for the experts'
-    // GEMMs (quantize works row by row, so all rows at once equal expert by expert).
+    FP8LM_RETURN_IF_ERROR(b.lm_head({h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts}));
+    // Routing, then which rows each expert runs, planned on the backend (one launch at decode):
+    // nothing in a layer waits for the host, so the decode graph records MoE layers too.
     std::int32_t* offsets = s.expert_offsets.as<std::int32_t>();
-    MoePlanArgs plan{s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets,
-                     s.gather_rows.as<std::int32_t>(), s.combine_slots.as<std::int32_t>(),
-                     s.combine_weights.as<bf16>(), n, top_k, experts};
-    plan.gather_in = h, plan.gather_q8 = q8, plan.gather_scales = q8s, plan.hidden = hidden;
-    FP8LM_RETURN_IF_ERROR(b.moe_router_route_plan(
-        {h, l.router.as<bf16>(), s.router_logits.as<float>(), n, hidden, experts},
+    FP8LM_RETURN_IF_ERROR(b.moe_route_plan(
         {s.router_logits.as<float>(), s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), n, experts,
          top_k, c.norm_topk_prob},
-        plan, s.router_counter.as<int>()));
+        {s.routed_experts.as<std::int32_t>(), s.routed_weights.as<bf16>(), offsets, s.gather_rows.as<std::int32_t>(),
+         s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k, experts}));
     bf16* expert_out = s.expert_out.as<bf16>();
     bf16* mlp = s.mlp.as<bf16>();
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's
@@ -433,6 +414,9 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       return b.grouped_gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs, experts,
                              lin.n, lin.k, n});
     };
+    // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert;
+    // the quantize gathers the normed rows into expert order (moe_plan's gather_rows) as it reads.
+    FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, pairs, hidden, s.gather_rows.as<std::int32_t>(), n}));
     // gate_up and the activation: one op at decode (one launch on sm_90), the activation in act_q8.
     const DeviceLinear& gate_up = l.experts_gate_up;
     if (n <= kGateUpSwigluMaxRows) {
@@ -482,13 +466,12 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     attn.q8 = q8, attn.q8_scales = q8s;  // the o projection's input, quantized by the attention kernels
     if (n == 1) attn.rope = &rope;
     FP8LM_RETURN_IF_ERROR(b.attention(attn));
-    // o projection, x += its output, then the MLP's input norm: quantized for the dense gate_up,
-    // bf16 for the MoE router (whose experts quantize their gathered rows).
+    FP8LM_RETURN_IF_ERROR(gemm(l.o, out, n));
+    // x += attention output, then the MLP's input norm: quantized for the dense gate_up, bf16 for
+    // the MoE router (whose experts quantize their gathered rows).
     const bool moe = c.is_moe_layer(static_cast<int>(i));
-    FP8LM_RETURN_IF_ERROR(gemm_then_norm(
-        {q8, q8s, l.o.weight.as<fp8_e4m3>(), l.o.scales.as<float>(), out, n, l.o.n, l.o.k},
-        {x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr, moe ? nullptr : q8, moe ? nullptr : q8s, n,
-         hidden, eps}));
+    FP8LM_RETURN_IF_ERROR(b.rmsnorm_quantize({x, out, l.post_attention_layernorm.as<bf16>(), moe ? h : nullptr,
+                                              moe ? nullptr : q8, moe ? nullptr : q8s, n, hidden, eps}));
     const bf16* next_norm = i + 1 < layers_.size() ? layers_[i + 1].input_layernorm.as<bf16>() : nullptr;
     if (moe) {
       FP8LM_RETURN_IF_ERROR(sparse_mlp(l, next_norm));  // adds into x itself (and norms it for the next layer)

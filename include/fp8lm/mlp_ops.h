@@ -1,9 +1,9 @@
-// GEMMs fused with the elementwise op after them: at decode one launch instead of two, bit for bit
-// the two ops (each op's CPU twin runs them one after the other). On an sm_90 GPU, for up to
+// The gate_up GEMM fused with the activation after it: at decode one launch instead of two, bit for
+// bit the two ops (the CPU twin runs them one after the other). On an sm_90 GPU, for up to
 // kGateUpSwigluMaxRows rows (per expert) and with the op's counters, the decode GEMM's CTAs count
-// themselves in once their share of the output is stored, and the last one of what the elementwise
-// op needs runs it (kernels/gemm/sm90_blockwise.cu); otherwise, and with FP8LM_DECODE_FUSION=0, the
-// two launches. Counters live in device memory, start at zero and are left at zero by every call;
+// themselves in once their share of the output is stored, and the last one of what a 128-channel
+// group needs quantizes it (kernels/gemm/sm90_blockwise.cu); otherwise, and without "swiglu" in
+// FP8LM_DECODE_FUSION, the two launches. Counters live in device memory, start at zero and are left at zero by every call;
 // calls sharing them must not run concurrently.
 #pragma once
 
@@ -48,22 +48,10 @@ inline std::size_t grouped_gate_up_swiglu_counters(int num_experts, int inter) {
 Status validate(const GroupedGateUpSwigluArgs& args);
 Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args, cudaStream_t stream);
 
-// A GEMM whose output is added to the residual stream, then the next norm: rmsnorm_quantize with
-// residual = the GEMM's output (x = bf16(x + out), normed, quantized); the grid's last CTA runs the
-// norm for every row. norm.q8 may be the GEMM's own input (written after every CTA has read it).
-struct GemmAddNormArgs {
-  Fp8GemmArgs gemm;          // out: [m, dim] bf16, the residual delta
-  RmsNormQuantizeArgs norm;  // norm.residual == gemm.out, norm.rows == gemm.m, norm.dim == gemm.n
-  int* counter = nullptr;    // GPU, optional: one int
-};
-Status validate(const GemmAddNormArgs& args);
-Status gemm_add_norm(const GemmAddNormArgs& args, cudaStream_t stream);
-
 namespace cpu {
 // Twins: the GEMM twin (cpu::gemm_fp8_blockwise / gemm_fp8_grouped), then the elementwise twin.
 Status gate_up_swiglu(const GateUpSwigluArgs& args);
 Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args);
-Status gemm_add_norm(const GemmAddNormArgs& args);
 }  // namespace cpu
 
 }  // namespace fp8lm

@@ -25,7 +25,6 @@
 #include "fp8lm/layer_ops.h"
 
 #include "fp8lm/numerics.h"
-#include "fp8lm/quant.h"
 #include "fp8lm/status.h"
 
 namespace fp8lm {
@@ -104,16 +103,6 @@ struct MoePlanArgs {
   int n;
   int top_k;
   int num_experts;
-  // Optional: the experts' input, quantized and gathered into expert order right after the plan,
-  // exactly quantize_per_token_group(gathered()) (on the GPU inside the plan's launch for calls of
-  // up to 64 tokens: one launch less per MoE layer at decode). gather_in: the n normed rows.
-  const bf16* gather_in = nullptr;  // [n, hidden]
-  fp8_e4m3* gather_q8 = nullptr;    // [n * top_k, hidden]
-  float* gather_scales = nullptr;   // [n * top_k, ceil(hidden / 128)]
-  int hidden = 0;
-
-  // The gathered quantize as quantize_per_token_group's arguments (meaningful with gather_q8 set).
-  QuantizeArgs gathered() const { return {gather_in, gather_q8, gather_scales, n * top_k, hidden, gather_rows, n}; }
 };
 
 // Checks shared by each launcher and its twin; n == 0 (count == 0) is a valid no-op.
@@ -123,21 +112,12 @@ Status validate(const MoeCombineArgs& args);
 // moe_route_plan: each valid, and the plan reads what the routing writes (same n, top_k,
 // num_experts, experts and weights).
 Status validate(const MoeRouteArgs& route, const MoePlanArgs& plan);
-// moe_router_route_plan: the router's lm_head writes the logits the routing reads (same n, vocab =
-// num_experts), and the above.
-Status validate(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan);
 
 // GPU launchers: validate, then enqueue on `stream`.
 Status moe_route(const MoeRouteArgs& args, cudaStream_t stream);
 Status moe_plan(const MoePlanArgs& args, cudaStream_t stream);
 // moe_route then moe_plan; for up to 64 tokens in one launch (the decode step's MoE layers).
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream);
-// The router's logits (lm_head, layer_ops.h), then moe_route_plan: for up to
-// kRouterRoutePlanMaxTokens tokens, with `counter` (one int in device memory, zero; left zero),
-// one launch (the router rows on several CTAs, the last one routes and plans); else the two ops.
-inline constexpr int kRouterRoutePlanMaxTokens = 8;
-Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
-                             int* counter, cudaStream_t stream);
 Status moe_combine(const MoeCombineArgs& args, cudaStream_t stream);
 
 // CPU twins: bit for bit what the launchers compute. combine also checks every row index;
@@ -146,7 +126,6 @@ namespace cpu {
 Status moe_route(const MoeRouteArgs& args);
 Status moe_plan(const MoePlanArgs& args);
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan);
-Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan);
 Status moe_combine(const MoeCombineArgs& args);
 }  // namespace cpu
 

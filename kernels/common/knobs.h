@@ -30,16 +30,14 @@ inline int env_int(const char* name, int lo, int hi, int fallback) {
 // failure or a slowdown to one fusion).
 enum class DecodeFusion : unsigned {
   kRope = 1,    // AttentionArgs::rope: qk_norm_rope inside the decode attention kernel
-  kRouter = 2,  // moe_router_route_plan and MoePlanArgs::gather_*: router + plan + gathered quantize
-  kSwiglu = 4,  // gate_up_swiglu (dense and grouped): the SiLU·up quantize in the GEMM's epilogue
-  kNorm = 8,    // gemm_add_norm: the residual add + next norm in the o / down GEMM's last CTA
+  kSwiglu = 2,  // gate_up_swiglu (dense and grouped): the SiLU·up quantize in the GEMM's epilogue
 };
 
 // The set FP8LM_DECODE_FUSION names: "1" (default) or "all", "0" or "none", or a comma list of
-// rope, router, swiglu, norm. An unknown name turns every fusion off (an A/B must not silently
-// measure the default).
+// rope, swiglu. An unknown name turns every fusion off (an A/B must not silently measure the
+// default).
 inline unsigned decode_fusions_from(const char* text) {
-  constexpr unsigned kAll = 15;
+  constexpr unsigned kAll = 3;
   if (text == nullptr || *text == '\0') return kAll;
   const std::string_view all(text);
   if (all == "1" || all == "all") return kAll;
@@ -49,9 +47,7 @@ inline unsigned decode_fusions_from(const char* text) {
     const std::size_t end = std::min(all.find(',', at), all.size());
     const std::string_view name = all.substr(at, end - at);
     if (name == "rope") set |= static_cast<unsigned>(DecodeFusion::kRope);
-    else if (name == "router") set |= static_cast<unsigned>(DecodeFusion::kRouter);
     else if (name == "swiglu") set |= static_cast<unsigned>(DecodeFusion::kSwiglu);
-    else if (name == "norm") set |= static_cast<unsigned>(DecodeFusion::kNorm);
     else return 0;
     at = end + 1;
   }

@@ -4,10 +4,8 @@
 // codes = rn_satfinite(v / scale) with IEEE division.
 #pragma once
 
-#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <cstddef>
 #include <cstdint>
 
 #include "common/fp8_convert.cuh"
@@ -34,31 +32,6 @@ __device__ __forceinline__ float quantize_group_warp(const float (&v)[kQuantValu
     *codes = lo | (hi << 16);
   }
   return scale;
-}
-
-// The lane's 4 values of one group of quantize_per_token_group (QuantizeArgs semantics, gather
-// included): input row in_row of `in` ([*, k] bf16) at channel col, NaN when !in_range (a gather
-// index the kernel cannot report), zeros when !active. Apart from the quantize, so a caller can
-// issue the loads of several groups before their shuffles.
-__device__ __forceinline__ void input_group_values(const __nv_bfloat16* in, int k, int in_row, bool in_range, int col,
-                                                   bool active, float (&v)[kQuantValuesPerLane]) {
-  v[0] = v[1] = v[2] = v[3] = 0.f;
-  if (active && !in_range) {
-    for (float& x : v) x = __uint_as_float(0x7fc00000u);
-  } else if (active) {
-    const uint2 raw = *reinterpret_cast<const uint2*>(in + static_cast<std::size_t>(in_row) * k + col);
-    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-    v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
-  }
-}
-
-// One group of quantize_per_token_group quantized into *codes; returns the scale. All 32 lanes call it.
-__device__ __forceinline__ float quantize_input_group(const __nv_bfloat16* in, int k, int in_row, bool in_range, int col,
-                                                      bool active, std::uint32_t* codes) {
-  float v[kQuantValuesPerLane];
-  input_group_values(in, k, in_row, in_range, col, active, v);
-  return quantize_group_warp(v, active, codes);
 }
 
 // The "one warp per (row, 128-channel group)" layout of quantize_per_token_group and

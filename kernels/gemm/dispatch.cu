@@ -125,21 +125,6 @@ Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a, cudaStream_t str
   return silu_mul_quantize(a.act, stream);
 }
 
-Status gemm_add_norm(const GemmAddNormArgs& a, cudaStream_t stream) {
-  FP8LM_RETURN_IF_ERROR(validate(a));
-  if (a.gemm.m == 0) return Status::Ok();
-  DeviceInfo device;
-  FP8LM_RETURN_IF_ERROR(fp8_device(&device));
-  const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
-  const RmsNormQuantizeArgs& r = a.norm;
-  if (fuses(DecodeFusion::kNorm, config, a.gemm.m, a.counter) && r.dim % 16 == 0 && aligned16(r.x) && aligned16(r.residual) &&
-      aligned16(r.weight) && aligned16(r.out) && aligned16(r.q8) && aligned16(r.scales))
-    return sm90::launch_sm90_gemm_add_norm(a.gemm, {r.x, r.weight, r.out, r.q8, r.scales, r.eps, a.counter}, config,
-                                           device, stream);
-  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream));
-  return rmsnorm_quantize(a.norm, stream);
-}
-
 Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, cudaStream_t stream, const GemmConfig* force) {
   FP8LM_RETURN_IF_ERROR(validate(args));
   if (args.total_rows == 0) return Status::Ok();

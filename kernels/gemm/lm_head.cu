@@ -4,7 +4,7 @@
 //    weight row: such a product is all latency (0.5 MB), cuBLASLt's kernel took 6.1 us there on an
 //    H200 (bench/results/profile-2026-11-28-nvidia-h200-qwen3-30b-a3b-input1-before-decode-latency.txt:
 //    294 us over 48 layers) and does not take part in programmatic dependent launch, so the kernel after it could not
-//    start early. Each lane loads its first LmHeadRow::kPreload weight vectors before pdl_wait (weights are
+//    start early. Each lane loads its first kRowPreload weight vectors before pdl_wait (weights are
 //    no kernel's output), so at decode they arrive while the previous kernel runs.
 //  - Everything else (the vocabulary projection: 0.3-1.6 GB of weights) goes through cuBLASLt, at
 //    the copy bandwidth. One cuBLASLt handle + workspace per device and one plan per shape, created
@@ -25,7 +25,6 @@
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_ops.h"
 #include "gemm/cublaslt.h"
-#include "gemm/lm_head_rows.cuh"
 
 namespace fp8lm {
 
@@ -34,16 +33,43 @@ namespace {
 constexpr int kRowWarps = 4;
 constexpr int kRowMaxTokens = 8;
 constexpr std::size_t kRowKernelMaxBytes = std::size_t{8} << 20;
+constexpr int kRowPreload = 8;  // 16-byte weight vectors per lane: a 2048-wide row entirely
+constexpr int kVec = 8;         // bf16 per 16-byte vector
 
 __global__ void __launch_bounds__(kRowWarps * 32)
     lm_head_rows_kernel(const bf16* x, const bf16* __restrict__ weight, float* logits, int n, int hidden, int vocab) {
-  const int row = blockIdx.x * kRowWarps + threadIdx.x / 32;
-  LmHeadRow r;
-  r.preload(weight, row, hidden, vocab);
+  const int row = blockIdx.x * kRowWarps + threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int vectors = hidden / kVec;
+  const uint4* wr = reinterpret_cast<const uint4*>(weight + static_cast<std::size_t>(min(row, vocab - 1)) * hidden);
+  uint4 w_pre[kRowPreload];
+#pragma unroll
+  for (int i = 0; i < kRowPreload; ++i)
+    if (lane + 32 * i < vectors) w_pre[i] = __ldg(wr + lane + 32 * i);
   pdl_wait();
   pdl_launch_dependents();
   if (row >= vocab) return;
-  r.run(x, logits, row, n, hidden, vocab);
+  for (int t = 0; t < n; ++t) {
+    const uint4* xr = reinterpret_cast<const uint4*>(x + static_cast<std::size_t>(t) * hidden);
+    float acc = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kRowPreload; ++i)
+      if (lane + 32 * i < vectors) {
+        float a[kVec], b[kVec];
+        vec::unpack8(xr[lane + 32 * i], a);
+        vec::unpack8(w_pre[i], b);
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) acc = fmaf(a[k], b[k], acc);
+      }
+    for (int v = lane + 32 * kRowPreload; v < vectors; v += 32) {
+      float a[kVec], b[kVec];
+      vec::unpack8(xr[v], a);
+      vec::unpack8(__ldg(wr + v), b);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) acc = fmaf(a[k], b[k], acc);
+    }
+    acc = vec::warp_butterfly_sum(acc);
+    if (lane == 0) logits[static_cast<std::size_t>(t) * vocab + row] = acc;
+  }
 }
 
 struct LmHeadPlans {

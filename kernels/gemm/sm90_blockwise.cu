@@ -81,7 +81,6 @@
 #include "common/ptx.cuh"
 #include "common/wgmma.cuh"
 #include "elementwise/silu_mul_quantize_group.cuh"
-#include "norm/norm_quantize_row.cuh"
 #include "gemm/grouped_slots.cuh"
 #include "gemm/sm90_wgmma_ops.cuh"
 
@@ -100,10 +99,9 @@ inline constexpr int kMaxCluster = 8;      // portable cluster size limit
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K regs
 inline constexpr int kSm90MaxSmemPerCta = 227 * 1024;  // opt-in dynamic shared memory limit of sm_90
-// The decode kernel's epilogue after its stores (sm90_blockwise.h: SwigluEpilogue, NormEpilogue).
+// The decode kernel's epilogue after its stores (sm90_blockwise.h: SwigluEpilogue).
 inline constexpr int kNoEpilogue = 0;
 inline constexpr int kSwigluEpilogue = 1;
-inline constexpr int kNormEpilogue = 2;
 inline constexpr long long kMaxGridY = 65535;          // grid y and z limit
 
 // ------------------------------------------------------------------------------------------------
@@ -537,27 +535,18 @@ struct DecodeShape {
   static constexpr int smem_bytes(int stages) { return stages * kStageBytes + kMaxStages * 8 + kSwizzleAlign; }
 };
 
-// The add + norm epilogue's row code (NormQuantizeRow with its default batch of 8) took the kernel
-// from 39 to 168 registers: 3 CTAs of 128 threads then fill an SM's register file, so no CTA of
-// the next kernel can be resident early (programmatic dependent launch) and prefetch its weights.
-// Measured on an H200: that fusion made 8B decode 3.65 -> 4.07 ms. Now a batch of 4 (more round
-// trips in the last CTA's row) and a cap of 96 registers (ptxas: 24 bytes of spills), so the
-// GEMM's 3 CTAs per SM leave room for 2 of the next kernel's.
-inline constexpr int kNormEpilogueMinCtasPerSm = 5;
-inline constexpr int kNormEpilogueBatch = 4;
-
 // grid = (split, token tiles of MT, n tiles of 64); clusters of (split, 1, 1). Token tiles vary
 // before weight tiles, so the CTAs that read one weight tile run together and share it in L2.
 // GROUPED: m is total_rows, map_w covers the stacked [num_experts * n, k] weights, and grid y is
 // (slot of an expert with rows) x (t_tiles token tiles per expert); dense: offsets, num_experts
 // and t_tiles are unused.
 template <int MT, bool GROUPED, int EPILOGUE>
-__global__ void __launch_bounds__(kWarpgroup, EPILOGUE == kNormEpilogue ? kNormEpilogueMinCtasPerSm : 1)
+__global__ void __launch_bounds__(kWarpgroup)
     sm90_decode_kernel(const __grid_constant__ CUtensorMap map_w,
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                        int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
-                       int num_experts, int t_tiles, const SwigluEpilogue swiglu, const NormEpilogue norm) {
+                       int num_experts, int t_tiles, const SwigluEpilogue swiglu) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -735,32 +724,6 @@ __global__ void __launch_bounds__(kWarpgroup, EPILOGUE == kNormEpilogue ? kNormE
         }
       }
     }
-  } else if constexpr (EPILOGUE == kNormEpilogue) {
-    {
-      // The add + norm epilogue (NormEpilogue): every CTA of the grid counts itself in after its
-      // stores (so also after every read of its input, which norm.q8 may overwrite); the last one
-      // adds the output rows into x, norms and quantizes them with rmsnorm_quantize's row code.
-      __shared__ int last_cta;
-      __threadfence();
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        last_cta = atomicAdd(norm.counter, 1) + 1 == static_cast<int>(gridDim.x * gridDim.y * gridDim.z);
-        if (last_cta) *norm.counter = 0;
-      }
-      __syncthreads();
-      if (last_cta) {
-        __threadfence();
-        NormQuantizeRow<true, kNormEpilogueBatch> row;
-        row.preload(norm.weight, n);
-        const int groups = (n + kQuantGroup - 1) / kQuantGroup;
-        for (int t = 0; t < m; ++t) {
-          const size_t at = static_cast<size_t>(t) * n;
-          row.run(norm.x + at, reinterpret_cast<const bf16*>(out) + at, norm.h != nullptr ? norm.h + at : nullptr,
-                  norm.q8 != nullptr ? reinterpret_cast<std::uint32_t*>(norm.q8) + at / 4 : nullptr,
-                  norm.scales != nullptr ? norm.scales + static_cast<size_t>(t) * groups : nullptr, norm.eps);
-        }
-      }
-    }
   }
 #endif  // __CUDA_ARCH_FEAT_SM90_ALL
 }
@@ -841,8 +804,7 @@ struct Problem {
   int num_experts;              // dense: 1 (the weight map has num_experts * n rows)
   int group_rows;               // the most rows one group (expert) has (dense: m)
   int groups;                   // the most groups with rows (dense: 1)
-  SwigluEpilogue swiglu{};      // dense decode only (launch_sm90_gate_up_swiglu)
-  NormEpilogue norm{};          // dense decode only (launch_sm90_gemm_add_norm)
+  SwigluEpilogue swiglu{};      // decode only (launch_sm90_gate_up_swiglu, its grouped form)
 
   static Problem dense(const Fp8GemmArgs& g) {
     return {g.a, g.a_scales, g.b, g.b_scales, g.out, g.m, g.n, g.k, nullptr, 1, g.m, 1};
@@ -989,8 +951,7 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
                                                        S::smem_bytes(stages), split, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles, a.swiglu,
-                                           a.norm);
+                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles, a.swiglu);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
@@ -1022,12 +983,8 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     const int split = config.split_k > 0 ? config.split_k : decode_split(tiles, p.k, device);
     // stages = the ring's capacity; run_decode picks the depth per shape.
     if (bm == 16 && st == DecodeShape<16>::kMaxStages) {
-      // The epilogues, up to 16 tokens (per expert), in their own instantiations (the norm's row
-      // code would cost every decode GEMM registers); the add + norm is dense only.
+      // The gate_up epilogue, up to 16 tokens (per expert), in its own instantiation.
       if (p.swiglu.q8 != nullptr) return run_decode<16, GROUPED, kSwigluEpilogue>(p, split, device, stream);
-      if constexpr (!GROUPED) {
-        if (p.norm.x != nullptr) return run_decode<16, false, kNormEpilogue>(p, split, device, stream);
-      }
       return run_decode<16, GROUPED>(p, split, device, stream);
     }
     if (bm == 32 && st == DecodeShape<32>::kMaxStages) return run_decode<32, GROUPED>(p, split, device, stream);
@@ -1094,18 +1051,6 @@ Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue&
 Status launch_sm90_grouped_gate_up_swiglu(const Fp8GroupedGemmArgs& args, const SwigluEpilogue& epilogue,
                                           const GemmConfig& config, const DeviceInfo& device, cudaStream_t stream) {
   return launch_gate_up_swiglu<true>(Problem::grouped(args), epilogue, config, device, stream);
-}
-
-Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& epilogue, const GemmConfig& config,
-                                 const DeviceInfo& device, cudaStream_t stream) {
-  Problem p = Problem::dense(args);
-  if (!epilogue_fits(config, p) || args.n % 16 != 0 || epilogue.x == nullptr || epilogue.weight == nullptr ||
-      epilogue.counter == nullptr || (epilogue.q8 == nullptr) != (epilogue.scales == nullptr))
-    return Status::Error("sm90 add + norm epilogue: needs the 16-token decode configuration, m <= 16, n % 16 == 0, "
-                         "x, weight and counter, and q8 with scales");
-  if (args.m == 0) return Status::Ok();
-  p.norm = epilogue;
-  return launch_problem<false>(p, config, device, stream);
 }
 
 Status launch_sm90_grouped(const Fp8GroupedGemmArgs& args, const GemmConfig& config, const DeviceInfo& device,

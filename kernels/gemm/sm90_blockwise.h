@@ -22,19 +22,6 @@ struct SwigluEpilogue {
   int* counters = nullptr;  // [n / 256] (grouped: per grid row y, an expert slot), zero
 };
 
-// The decode kernel's optional epilogue for a residual delta (fp8lm/mlp_ops.h, gemm_add_norm): x
-// set = after storing its share of the output each CTA counts itself in; the last one runs
-// rmsnorm_quantize({x, out, weight, h, q8, scales, m, n, eps}) on every row; counter left at zero.
-struct NormEpilogue {
-  bf16* x = nullptr;  // [m, n]
-  const bf16* weight = nullptr;
-  bf16* h = nullptr;  // optional
-  fp8_e4m3* q8 = nullptr;  // optional, with scales
-  float* scales = nullptr;
-  float eps = 0.0f;
-  int* counter = nullptr;  // one int, zero
-};
-
 // Every compiled sm90 configuration (kSm90Wgmma tiles, kSm90Decode token tiles).
 std::span<const GemmConfig> configs();
 
@@ -52,9 +39,6 @@ Status launch_sm90_gate_up_swiglu(const Fp8GemmArgs& args, const SwigluEpilogue&
 // [min(num_experts, total_rows) * n / 256].
 Status launch_sm90_grouped_gate_up_swiglu(const Fp8GroupedGemmArgs& args, const SwigluEpilogue& epilogue,
                                           const GemmConfig& config, const DeviceInfo& device, cudaStream_t stream);
-// The same with the add + norm epilogue: the 16-token decode configuration, m <= 16, n % 16 == 0.
-Status launch_sm90_gemm_add_norm(const Fp8GemmArgs& args, const NormEpilogue& epilogue, const GemmConfig& config,
-                                 const DeviceInfo& device, cudaStream_t stream);
 
 // The grouped (MoE) form of the same kernels and production configurations (GROUPED in
 // sm90_blockwise.cu; the FP8LM_SM90_EXPERIMENTS ones are dense only):

@@ -4,8 +4,7 @@
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
-//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer), and the
-//    experts' gathered input quantize after them when asked (MoePlanArgs::gather_q8: one more);
+//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer);
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order
 //    (the token's slots and weights staged in shared memory, the expert rows loaded in batches);
 //    optionally followed by the next layer's input norm of the row (rmsnorm_quantize's code).
@@ -15,13 +14,11 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
-#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "norm/norm_quantize_row.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/moe_math.h"
 #include "fp8lm/moe_ops.h"
-#include "gemm/lm_head_rows.cuh"
 
 namespace fp8lm {
 
@@ -46,8 +43,7 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
 #pragma unroll
   for (int i = 0; i < kMaxRouteSlots; ++i) {
     const int e = lane + i * 32;
-    // Through L2: in moe_router_route_plan the logits come from other CTAs of the same kernel.
-    p[i] = e < num_experts ? vec::round_bf16(__ldcg(row + e)) : 0.0f;
+    p[i] = e < num_experts ? vec::round_bf16(row[e]) : 0.0f;
     if (e < num_experts) max_logit = fmaxf(max_logit, p[i]), any_number |= p[i] == p[i];
   }
   // fmaxf skips NaN, as the serial fmaxf chain does; all NaN gives NaN there, -inf here: fix up.
@@ -199,110 +195,20 @@ constexpr int kFusedMaxPairs = kFusedRoutePlanMaxTokens * kMaxPlanTopK;
 // Decode-sized calls: route (a warp per token, 32 warps) and plan in one CTA, one launch less. The
 // routing and the pairs' rows stay in shared memory (the plan reads them back several times: each
 // trip through global memory is a round trip of latency at decode); the routing is copied out.
-// MoePlanArgs::gather_*: the experts' input quantized in the plan's launch, warp w taking the
-// (row, group) items w, w + 32, ... in batches whose loads are all issued first (decode: 8 rows x
-// 16 groups, 4 per warp: one round trip of memory latency, not four).
-struct GatherQuantize {
-  const __nv_bfloat16* in;  // nullptr: none
-  std::uint32_t* q8;
-  float* scales;
-  int hidden;
-};
-
-__device__ void gather_quantize_block(const GatherQuantize& gq, const std::int32_t* gather_rows, int rows, int in_rows) {
-  constexpr int kWarps = kPlanThreads / 32, kBatch = 4;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int groups = ceil_div(gq.hidden, kQuantGroup);
-  const int items = rows * groups;
-  for (int base = warp; base < items; base += kWarps * kBatch) {
-    int in_row[kBatch];
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int item = base + b * kWarps;
-      in_row[b] = item < items ? gather_rows[item / groups] : 0;
-    }
-    float v[kBatch][kQuantValuesPerLane];  // every item's loads before the first shuffle
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int item = base + b * kWarps;
-      const int col = (item % groups) * kQuantGroup + lane * kQuantValuesPerLane;
-      input_group_values(gq.in, gq.hidden, in_row[b], in_row[b] >= 0 && in_row[b] < in_rows, col,
-                         item < items && col < gq.hidden, v[b]);
-    }
-#pragma unroll
-    for (int b = 0; b < kBatch; ++b) {
-      const int item = base + b * kWarps;
-      if (item >= items) break;  // warp-uniform
-      const int row = item / groups, col = (item % groups) * kQuantGroup + lane * kQuantValuesPerLane;
-      const float scale = quantize_group_warp(v[b], col < gq.hidden,
-                                              gq.q8 + (static_cast<std::size_t>(row) * gq.hidden + col) / 4);
-      if (lane == 0) gq.scales[static_cast<std::size_t>(row) * groups + item % groups] = scale;
-    }
-  }
-}
-
-// The routing, plan and (gq) gathered quantize of a decode-sized call on one CTA of kPlanThreads.
-struct RoutePlan {
-  const float* logits;
-  std::int32_t* experts;
-  bf16* weights;
-  bool norm_topk_prob;
-  std::int32_t* offsets;
-  std::int32_t* gather_rows;
-  std::int32_t* combine_slots;
-  bf16* combine_weights;
-  int n, top_k, num_experts;
-};
-
-__device__ void route_plan_block(const RoutePlan& r, const GatherQuantize& gq) {
+__global__ void __launch_bounds__(kPlanThreads)
+    route_plan_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts, bf16* __restrict__ weights,
+                      bool norm_topk_prob, std::int32_t* __restrict__ offsets, std::int32_t* __restrict__ gather_rows,
+                      std::int32_t* __restrict__ combine_slots, bf16* __restrict__ combine_weights, int n, int top_k,
+                      int num_experts) {
   __shared__ std::int32_t experts_s[kFusedMaxPairs], rows_s[kFusedMaxPairs];
   __shared__ bf16 weights_s[kFusedMaxPairs];
-  const float* logits = r.logits;
-  std::int32_t *experts = r.experts, *offsets = r.offsets, *gather_rows = r.gather_rows,
-               *combine_slots = r.combine_slots;
-  bf16 *weights = r.weights, *combine_weights = r.combine_weights;
-  const int n = r.n, top_k = r.top_k, num_experts = r.num_experts;
-  const bool norm_topk_prob = r.norm_topk_prob;
+  pdl_wait();
+  pdl_launch_dependents();
   for (int t = threadIdx.x / 32; t < n; t += kPlanThreads / 32)
     route_token_warp(logits, experts_s, weights_s, t, num_experts, top_k, norm_topk_prob);
   __syncthreads();
   for (int p = threadIdx.x; p < n * top_k; p += kPlanThreads) experts[p] = experts_s[p], weights[p] = weights_s[p];
   plan_block(experts_s, weights_s, offsets, gather_rows, rows_s, combine_slots, combine_weights, n, top_k, num_experts);
-  if (gq.in != nullptr) {
-    __syncthreads();  // gather_rows, written above by this CTA
-    gather_quantize_block(gq, gather_rows, n * top_k, n);
-  }
-}
-
-__global__ void __launch_bounds__(kPlanThreads) route_plan_kernel(const RoutePlan r, const GatherQuantize gq) {
-  pdl_wait();
-  pdl_launch_dependents();
-  route_plan_block(r, gq);
-}
-
-// moe_router_route_plan: warp w of CTA b computes the router logits of expert 32 b + w (the
-// lm_head row code, weights loaded before pdl_wait); every CTA counts itself in after its stores,
-// and the last one runs route_plan_block on the logits (read through L2).
-__global__ void __launch_bounds__(kPlanThreads)
-    router_route_plan_kernel(const bf16* __restrict__ x, const bf16* __restrict__ router, int hidden,
-                             int* __restrict__ counter, const RoutePlan r, const GatherQuantize gq) {
-  const int row = blockIdx.x * (kPlanThreads / 32) + threadIdx.x / 32;
-  LmHeadRow w;
-  w.preload(router, row, hidden, r.num_experts);
-  pdl_wait();
-  pdl_launch_dependents();
-  w.run(x, const_cast<float*>(r.logits), row, r.n, hidden, r.num_experts);
-  __shared__ int last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(counter, 1) + 1 == static_cast<int>(gridDim.x);
-    if (last) *counter = 0;  // every CTA has counted: ready for the next call
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  route_plan_block(r, gq);
 }
 
 // Expert rows loaded before they are summed (in order): kCombineBatch 16-byte vectors in flight
@@ -382,15 +288,6 @@ Status plan_limits(const MoePlanArgs& a) {
   return at_most(a.top_k, kMaxPlanTopK, "moe_plan: top_k");
 }
 
-RoutePlan route_plan_of(const MoeRouteArgs& route, const MoePlanArgs& plan) {
-  return {route.logits,       route.experts,    route.weights, route.norm_topk_prob, plan.offsets, plan.gather_rows,
-          plan.combine_slots, plan.combine_weights, plan.n,      plan.top_k,           plan.num_experts};
-}
-GatherQuantize gather_quantize_of(const MoePlanArgs& plan) {
-  return {reinterpret_cast<const __nv_bfloat16*>(plan.gather_q8 != nullptr ? plan.gather_in : nullptr),
-          reinterpret_cast<std::uint32_t*>(plan.gather_q8), plan.gather_scales, plan.hidden};
-}
-
 }  // namespace
 
 Status moe_route(const MoeRouteArgs& a, cudaStream_t stream) {
@@ -406,55 +303,24 @@ Status moe_plan(const MoePlanArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   if (a.n == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(plan_limits(a));
-  FP8LM_RETURN_IF_ERROR(
-      cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
-                             a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
-                  "moe_plan launch"));
-  // Many rows: the gathered quantize on the whole card, not on the plan's one CTA.
-  return a.gather_q8 == nullptr ? Status::Ok() : quantize_per_token_group(a.gathered(), stream);
+  return cuda_status(launch_pdl(plan_kernel, 1, kPlanThreads, 0, stream, a.experts, a.weights, a.offsets, a.gather_rows,
+                                a.combine_slots, a.combine_weights, a.n, a.top_k, a.num_experts),
+                     "moe_plan launch");
 }
 
 Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(route, plan));
   if (route.n == 0) return Status::Ok();
-  if (plan.gather_q8 != nullptr && !decode_fusion_enabled(DecodeFusion::kRouter)) {  // the A/B knob: the quantize on its own
-    MoePlanArgs without = plan;
-    without.gather_q8 = nullptr;
-    FP8LM_RETURN_IF_ERROR(moe_route_plan(route, without, stream));
-    return quantize_per_token_group(plan.gathered(), stream);
-  }
   if (route.n > kFusedRoutePlanMaxTokens) {
     FP8LM_RETURN_IF_ERROR(moe_route(route, stream));
     return moe_plan(plan, stream);
   }
   FP8LM_RETURN_IF_ERROR(route_limits(route));
   FP8LM_RETURN_IF_ERROR(plan_limits(plan));
-  if (plan.gather_q8 != nullptr && (plan.hidden % 16 != 0 || !vec::aligned16(plan.gather_in) ||
-                                    !vec::aligned16(plan.gather_q8)))
-    return Status::Error("moe_route_plan: the gathered quantize needs hidden % 16 == 0 and 16-byte aligned rows");
-  return cuda_status(launch_pdl(route_plan_kernel, 1, kPlanThreads, 0, stream, route_plan_of(route, plan),
-                                gather_quantize_of(plan)),
+  return cuda_status(launch_pdl(route_plan_kernel, 1, kPlanThreads, 0, stream, route.logits, route.experts,
+                                route.weights, route.norm_topk_prob, plan.offsets, plan.gather_rows,
+                                plan.combine_slots, plan.combine_weights, plan.n, plan.top_k, plan.num_experts),
                      "moe_route_plan launch");
-}
-
-Status moe_router_route_plan(const LmHeadArgs& router, const MoeRouteArgs& route, const MoePlanArgs& plan,
-                             int* counter, cudaStream_t stream) {
-  FP8LM_RETURN_IF_ERROR(validate(router, route, plan));
-  if (route.n == 0) return Status::Ok();
-  const bool fused = decode_fusion_enabled(DecodeFusion::kRouter) && counter != nullptr && route.n <= kRouterRoutePlanMaxTokens &&
-                     router.hidden % 8 == 0 && vec::aligned16(router.x) && vec::aligned16(router.weight) &&
-                     (plan.gather_q8 == nullptr ||
-                      (plan.hidden % 16 == 0 && vec::aligned16(plan.gather_in) && vec::aligned16(plan.gather_q8)));
-  if (!fused) {
-    FP8LM_RETURN_IF_ERROR(lm_head(router, stream));
-    return moe_route_plan(route, plan, stream);
-  }
-  FP8LM_RETURN_IF_ERROR(route_limits(route));
-  FP8LM_RETURN_IF_ERROR(plan_limits(plan));
-  return cuda_status(launch_pdl(router_route_plan_kernel, ceil_div(route.num_experts, kPlanThreads / 32), kPlanThreads,
-                                0, stream, router.x, router.weight, router.hidden, counter,
-                                route_plan_of(route, plan), gather_quantize_of(plan)),
-                     "moe_router_route_plan launch");
 }
 
 Status moe_combine(const MoeCombineArgs& a, cudaStream_t stream) {

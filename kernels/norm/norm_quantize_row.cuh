@@ -11,8 +11,6 @@
 // arithmetic) and quantize_group_warp quantizing it, the loads of kBatch groups issued together;
 // with the add, each warp stores x = bf16(x + residual) for its own groups only after every warp
 // has read the old x (__syncthreads).
-// The residual is read through L2 (ld.global.cg): the decode GEMM's epilogue runs this on a
-// GEMM output that other CTAs of the same kernel wrote.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -26,14 +24,12 @@
 
 namespace fp8lm {
 
-// kBatch: the loads in flight per lane, in pass 1 (vectors of x and, with the add, residual) and
-// in pass 2 (groups: x, residual and weights); registers grow with it, so a kernel that runs the
-// row in a corner (the decode GEMM's last CTA) takes a smaller one. preload() fetches the weights
-// of pass 2's first batch.
-template <bool kAdd, int kBatch = 8>
+// preload() fetches the weights of pass 2's first batch.
+template <bool kAdd>
 struct NormQuantizeRow {
   static constexpr int kMaxRowWarps = 8;
-  static constexpr int kVec = 8;  // bf16 per 16-byte load
+  static constexpr int kVec = 8;    // bf16 per 16-byte load
+  static constexpr int kBatch = 8;  // loads in flight per lane: pass 1's vectors, pass 2's groups
 
   const bf16* weight;
   int dim;
@@ -70,7 +66,7 @@ struct NormQuantizeRow {
       for (int b = 0; b < kBatch; ++b)
         if (v0 + 32 * b < vectors) {
           xs[b] = xv[v0 + 32 * b];
-          if constexpr (kAdd) ys[b] = __ldcg(rv + v0 + 32 * b);
+          if constexpr (kAdd) ys[b] = rv[v0 + 32 * b];
         }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b)
@@ -101,7 +97,7 @@ struct NormQuantizeRow {
         const int g = (i0 + b) * warps_ + warp_, col = g * kQuantGroup + lane_ * kQuantValuesPerLane;
         if (g < groups_ && col < dim) {  // dim % 16 == 0: a lane's 4 values are all in or all out
           xs[b] = *reinterpret_cast<const uint2*>(x + col);
-          if constexpr (kAdd) ys[b] = __ldcg(reinterpret_cast<const uint2*>(residual + col));
+          if constexpr (kAdd) ys[b] = *reinterpret_cast<const uint2*>(residual + col);
           ws[b] = i0 == 0 ? preloaded[b] : weight_at(g);
         }
       }

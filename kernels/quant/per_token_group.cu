@@ -30,7 +30,17 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   const std::size_t offset = static_cast<std::size_t>(at.row) * k + at.col;
   const int in_row = rows != nullptr ? rows[at.row] : at.row;
   const bool in_range = rows == nullptr || (in_row >= 0 && in_row < in_rows);
-  const float scale = quantize_input_group(in, k, in_row, in_range, at.col, at.active, out + offset / 4);
+
+  float v[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
+  if (at.active && !in_range) {
+    for (float& x : v) x = __uint_as_float(0x7fc00000u);
+  } else if (at.active) {
+    const uint2 raw = *reinterpret_cast<const uint2*>(in + static_cast<std::size_t>(in_row) * k + at.col);
+    const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+    const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+    v[0] = lo.x, v[1] = lo.y, v[2] = hi.x, v[3] = hi.y;
+  }
+  const float scale = quantize_group_warp(v, at.active, out + offset / 4);
   if (at.lane == 0) scales[static_cast<std::size_t>(at.row) * at.groups + at.group] = scale;
 }
 

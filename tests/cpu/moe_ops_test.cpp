@@ -7,7 +7,6 @@
 #include <string>
 #include <vector>
 
-#include "fp8lm/cpu.h"
 #include "fp8lm/moe_ops.h"
 #include "fp8lm/random.h"
 
@@ -210,36 +209,6 @@ TEST(MoeRoutePlan, EqualsRouteThenPlanAndChecksTheyShareBuffers) {
   fewer.n = 1;
   s = cpu::moe_route_plan(route, fewer);
   EXPECT_NE(s.message().find("disagree on n, top_k or num_experts"), std::string::npos) << s.message();
-}
-
-// With gather_q8, the plan also writes the experts' input: quantize_per_token_group of the normed
-// rows in expert order (gather_rows), bit for bit; a gathered quantize without its input is refused.
-TEST(MoePlan, GatheredQuantizeEqualsQuantizeThroughGatherRows) {
-  Rng rng(5);
-  const int n = 3, top_k = 2, experts = 4, hidden = 272, groups = ceil_div(hidden, kQuantGroup);
-  const std::vector<std::int32_t> chosen = {2, 0, 1, 2, 3, 0};
-  const std::vector<bf16> weights = to_bf16({0.5f, 0.5f, 0.25f, 0.75f, 0.5f, 0.5f});
-  std::vector<bf16> h(static_cast<std::size_t>(n) * hidden);
-  for (bf16& v : h) v = float_to_bf16(static_cast<float>(rng.normal()));
-  std::vector<std::int32_t> offsets(experts + 1), rows(n * top_k), slots(n * top_k);
-  std::vector<bf16> w(n * top_k);
-  std::vector<fp8_e4m3> q8(static_cast<std::size_t>(n) * top_k * hidden);
-  std::vector<float> scales(static_cast<std::size_t>(n) * top_k * groups);
-  MoePlanArgs plan{chosen.data(), weights.data(), offsets.data(), rows.data(), slots.data(), w.data(), n, top_k, experts};
-  plan.gather_in = h.data(), plan.gather_q8 = q8.data(), plan.gather_scales = scales.data(), plan.hidden = hidden;
-  ASSERT_TRUE(cpu::moe_plan(plan).ok());
-  std::vector<fp8_e4m3> want_q8(q8.size());
-  std::vector<float> want_scales(scales.size());
-  ASSERT_TRUE(
-      cpu::quantize_per_token_group({h.data(), want_q8.data(), want_scales.data(), n * top_k, hidden, rows.data(), n})
-          .ok());
-  for (std::size_t i = 0; i < q8.size(); ++i) ASSERT_EQ(q8[i].bits, want_q8[i].bits) << "code " << i;
-  EXPECT_EQ(scales, want_scales);
-  EXPECT_EQ(rows, (std::vector<std::int32_t>{0, 2, 1, 0, 1, 2}));  // expert order, tokens within
-
-  plan.gather_in = nullptr;
-  const Status s = cpu::moe_plan(plan);
-  EXPECT_NE(s.message().find("gather_in"), std::string::npos) << s.message();
 }
 
 TEST(MoeCombine, RoundsLikeIndexAddThenTheResidualAdd) {
