@@ -4,10 +4,9 @@
 # A/Bs of its knobs on the same build; packs $OUT. ~8 min. Set FP8LM_SOURCE_REVISION first (the
 # copy there has no .git).
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
-# Now: the fusions measured slower removed (norm epilogue, router + plan + gathered quantize), the
-# GEMV on by default up to 9 MB: every GPU test but the GEMM configuration sweep, then the input-1
-# ITL of every preset at the new defaults, the GEMV on 30B-A3B (its o projection, 8 MB, now takes
-# it) and the two kept fusions once more on 8B and 30B-A3B.
+# Now: the flash tests' bounds for P in bf16 (the third launch of AttentionFlashGpu.MatchesTwin
+# failed them on 49 shapes: the bounds of split P applied to bf16 P), and the two kept fusions
+# against none on the same build (the last call's A/Bs ran with them off after that failure).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -20,7 +19,7 @@ fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
 rc=0
 if [ "$tests" = 1 ]; then
-  run_gpu_tests gpu-tests-pending.log '-*GemmGpu.EveryConfigMatchesOracle*' 360
+  run_gpu_tests gpu-tests-pending.log '*AttentionFlashGpu*' 120
   rc=$?
   grep -E "flash prefill" "$out/gpu-tests-pending.log"
 fi
@@ -30,9 +29,7 @@ if [ "$bench" = 1 ]; then
     echo "GPU tests failed: the A/Bs run with FP8LM_DECODE_FUSION=0"
     export FP8LM_DECODE_FUSION=0
   fi
-  scripts/device-ab.sh defaults 128 1 default -- qwen3-0.6b qwen3-1.7b qwen3-4b qwen3-8b qwen3-14b qwen3-32b
-  scripts/device-ab.sh moe 128 1 default FP8LM_GEMV_MAX_MB=0 FP8LM_DECODE_FUSION=none -- qwen3-30b-a3b
-  scripts/device-ab.sh kept-fusions 128 1 FP8LM_DECODE_FUSION=none default -- qwen3-8b
+  scripts/device-ab.sh fusions 128 1 FP8LM_DECODE_FUSION=none default -- qwen3-8b qwen3-0.6b qwen3-30b-a3b
 fi
 scripts/device-pack.sh
 exit "$rc"
