@@ -19,7 +19,7 @@ fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
 rc=0
 if [ "$tests" = 1 ]; then
-  run_gpu_tests gpu-tests-pending.log '*AttentionFlashGpu*' 120
+  run_gpu_tests gpu-tests-pending.log '*AttentionFlashGpu*' 90
   rc=$?
   grep -E "flash prefill" "$out/gpu-tests-pending.log"
 fi
@@ -29,7 +29,7 @@ if [ "$bench" = 1 ]; then
     echo "GPU tests failed: the A/Bs run with FP8LM_DECODE_FUSION=0"
     export FP8LM_DECODE_FUSION=0
   fi
-  scripts/device-ab.sh fusions 128 1 FP8LM_DECODE_FUSION=none default -- qwen3-8b qwen3-0.6b qwen3-30b-a3b
+  scripts/device-ab.sh fusions 128 1 FP8LM_DECODE_FUSION=none default -- qwen3-8b qwen3-0.6b
 fi
 scripts/device-pack.sh
 exit "$rc"
