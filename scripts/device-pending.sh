@@ -25,10 +25,8 @@ if [ "$tests" = 1 ]; then
 fi
 if [ "$bench" = 1 ]; then
   export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
-  if [ "$rc" != 0 ]; then
-    echo "GPU tests failed: the A/Bs run with FP8LM_DECODE_FUSION=0"
-    export FP8LM_DECODE_FUSION=0
-  fi
+  # The A/Bs run at the defaults even when a test failed (a failed bound is not a hang; hangs
+  # cost FP8LM_RUN_TIMEOUT): exporting a knob here voided two A/Bs of this script's "default".
   scripts/device-ab.sh fusions 128 1 FP8LM_DECODE_FUSION=none default -- qwen3-8b qwen3-0.6b
 fi
 scripts/device-pack.sh
