@@ -157,28 +157,28 @@ Status validate(const SiluMulQuantizeArgs& a) {
   return not_null(a.scales, fn, "scales");
 }
 
+namespace {
+// Shared by the dense and grouped forms: the activation reads the GEMM's output (rows = the GEMM's
+// m or total_rows, named by rows_name) and writes apart from the GEMM's input.
+template <class Gemm>
+Status validate_gate_up_swiglu(const Gemm& gemm, int rows, const char* rows_name, const SiluMulQuantizeArgs& act,
+                               const char* fn) {
+  FP8LM_RETURN_IF_ERROR(validate(gemm));
+  FP8LM_RETURN_IF_ERROR(validate(act));
+  FP8LM_RETURN_IF_ERROR(need(act.gate_up == gemm.out && act.n == rows && 2 * static_cast<long long>(act.inter) == gemm.n,
+                             fn, std::string("the activation must read the GEMM's output: act.gate_up == gemm.out, ") +
+                                     "act.n == gemm." + rows_name + ", 2 * act.inter == gemm.n"));
+  return need(static_cast<const void*>(act.q8) != gemm.a && static_cast<const void*>(act.scales) != gemm.a_scales, fn,
+              "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
+}
+}  // namespace
+
 Status validate(const GateUpSwigluArgs& a) {
-  constexpr const char* fn = "gate_up_swiglu";
-  FP8LM_RETURN_IF_ERROR(validate(a.gemm));
-  FP8LM_RETURN_IF_ERROR(validate(a.act));
-  FP8LM_RETURN_IF_ERROR(
-      need(a.act.gate_up == a.gemm.out && a.act.n == a.gemm.m && 2 * static_cast<long long>(a.act.inter) == a.gemm.n,
-           fn, "the activation must read the GEMM's output: act.gate_up == gemm.out, act.n == gemm.m, "
-               "2 * act.inter == gemm.n"));
-  return need(static_cast<const void*>(a.act.q8) != a.gemm.a && static_cast<const void*>(a.act.scales) != a.gemm.a_scales,
-              fn, "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
+  return validate_gate_up_swiglu(a.gemm, a.gemm.m, "m", a.act, "gate_up_swiglu");
 }
 
 Status validate(const GroupedGateUpSwigluArgs& a) {
-  constexpr const char* fn = "grouped_gate_up_swiglu";
-  FP8LM_RETURN_IF_ERROR(validate(a.gemm));
-  FP8LM_RETURN_IF_ERROR(validate(a.act));
-  FP8LM_RETURN_IF_ERROR(need(a.act.gate_up == a.gemm.out && a.act.n == a.gemm.total_rows &&
-                                 2 * static_cast<long long>(a.act.inter) == a.gemm.n,
-                             fn, "the activation must read the GEMM's output: act.gate_up == gemm.out, act.n == "
-                                 "gemm.total_rows, 2 * act.inter == gemm.n"));
-  return need(static_cast<const void*>(a.act.q8) != a.gemm.a && static_cast<const void*>(a.act.scales) != a.gemm.a_scales,
-              fn, "act.q8 and act.scales must not be the GEMM's input (gemm.a, gemm.a_scales)");
+  return validate_gate_up_swiglu(a.gemm, a.gemm.total_rows, "total_rows", a.act, "grouped_gate_up_swiglu");
 }
 
 Status validate(const LmHeadArgs& a) {
