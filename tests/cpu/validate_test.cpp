@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fp8lm/cpu.h"
+#include "fp8lm/mlp_ops.h"
 
 namespace fp8lm {
 namespace {
@@ -53,6 +54,31 @@ TEST(GemmValidate, CpuTwinWritesNothingOnError) {
   for (auto& v : buf.out) v = bf16{0x1234};
   EXPECT_FALSE(cpu::gemm_fp8_blockwise({buf.a, buf.sa, buf.b, buf.sb, buf.out, 2, 3, 24}).ok());
   for (auto& v : buf.out) ASSERT_EQ(v.bits, 0x1234);
+}
+
+// gate_up_swiglu (fp8lm/mlp_ops.h), dense and grouped: the activation must read the GEMM's output
+// and must not write over its input (the GPU writes the first groups while other CTAs still read).
+TEST(GateUpSwigluValidate, NamesTheBrokenLink) {
+  alignas(16) static fp8_e4m3 a[4 * 256], b[512 * 256], act_q8[4 * 256];
+  alignas(16) static float sa[64], sb[64], act_scales[64];
+  alignas(16) static bf16 out[4 * 512], other[4 * 512];
+  std::int32_t offsets[3] = {0, 2, 4};
+  const Fp8GemmArgs gemm{a, sa, b, sb, out, 4, 512, 256};
+  const Fp8GroupedGemmArgs grouped{a, sa, b, sb, offsets, out, 4, 2, 256, 256, 2};
+  auto error = [](const Status& s) { return s.ok() ? std::string() : s.message(); };
+  EXPECT_EQ(error(validate(GateUpSwigluArgs{gemm, {out, act_q8, act_scales, 4, 256}})), "");
+  EXPECT_NE(error(validate(GateUpSwigluArgs{gemm, {other, act_q8, act_scales, 4, 256}})).find("act.n == gemm.m"),
+            std::string::npos);
+  EXPECT_NE(error(validate(GateUpSwigluArgs{gemm, {out, act_q8, act_scales, 3, 256}})).find("gate_up_swiglu"),
+            std::string::npos);
+  EXPECT_NE(error(validate(GateUpSwigluArgs{gemm, {out, a, act_scales, 4, 256}})).find("must not be the GEMM's input"),
+            std::string::npos);
+  EXPECT_EQ(error(validate(GroupedGateUpSwigluArgs{grouped, {out, act_q8, act_scales, 4, 128}})), "");
+  EXPECT_NE(error(validate(GroupedGateUpSwigluArgs{grouped, {out, act_q8, act_scales, 4, 64}}))
+                .find("act.n == gemm.total_rows, 2 * act.inter == gemm.n"),
+            std::string::npos);
+  EXPECT_NE(error(validate(GroupedGateUpSwigluArgs{grouped, {out, act_q8, sa, 4, 128}})).find("grouped_gate_up_swiglu"),
+            std::string::npos);
 }
 
 }  // namespace
