@@ -3,8 +3,8 @@
 // kGateUpSwigluMaxRows rows (per expert) and with the op's counters, the decode GEMM's CTAs count
 // themselves in once their share of the output is stored, and the last one of what a 128-channel
 // group needs quantizes it (kernels/gemm/sm90_blockwise.cu); otherwise, and without "swiglu" in
-// FP8LM_DECODE_FUSION, the two launches. Counters live in device memory, start at zero and are left at zero by every call;
-// calls sharing them must not run concurrently.
+// FP8LM_DECODE_FUSION, the two launches. Counters live in device memory, start at zero and are
+// left at zero by every call; calls sharing them must not run concurrently.
 #pragma once
 
 #include <cuda_runtime_api.h>
