@@ -404,6 +404,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"decode_graph", model.uses_decode_graph()},  // single-token forwards replay a CUDA graph
               {"programmatic_dependent_launch", pdl},
               {"environment", knobs},
+              {"decode_fusions", decode_fusion_names(decode_fusions())},  // as run (FP8LM_DECODE_FUSION parsed)
               {"method", method},
               {"output_len", opt.output_len},
               {"copy_gbps", ceilings ? json(ceilings->copy_gbps) : json(nullptr)},
@@ -424,11 +425,12 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string stem = fmt::format("{}/one-batch-{}-{}-{}{}", opt.out_dir, date, file_safe(card),
                                        file_safe(target.model_name), opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
   std::ostringstream md;
-  md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.{}{}\n\n", target.model_name, card,
+  md << fmt::format("# fp8lm bench one-batch — {} — {} — {}\n\nSource: `{}`. {}.{}{}{}\n\n", target.model_name, card,
                     date, FP8LM_GIT_DESCRIBE, target.description,
                     target.gpu.empty() ? ""
                     : pdl ? " Kernels launched with programmatic dependent launch."
                           : " Kernels launched without programmatic dependent launch (FP8LM_PDL=0 or no sm_90).",
+                    target.gpu.empty() ? "" : " Decode fusions: " + decode_fusion_names(decode_fusions()) + ".",
                     knobs_md.empty() ? "" : " Set in the environment:" + knobs_md)
      << (ceilings ? fmt::format("Ceilings measured in this run: copy {:.0f} GB/s (bytes read + written), FP8 peak "
                                 "{:.0f} TFLOP/s (cuBLASLt tensorwise FP8, {}x{}x{}).\n\n",

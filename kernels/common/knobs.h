@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstdlib>
+#include <string>
 #include <string_view>
+#include <utility>
 
 namespace fp8lm {
 
@@ -54,9 +56,23 @@ inline unsigned decode_fusions_from(const char* text) {
   return set;
 }
 
-inline bool decode_fusion_enabled(DecodeFusion which) {
+// The set this process runs with (FP8LM_DECODE_FUSION, read once).
+inline unsigned decode_fusions() {
   static const unsigned set = decode_fusions_from(std::getenv("FP8LM_DECODE_FUSION"));
-  return (set & static_cast<unsigned>(which)) != 0;
+  return set;
+}
+
+inline bool decode_fusion_enabled(DecodeFusion which) {
+  return (decode_fusions() & static_cast<unsigned>(which)) != 0;
+}
+
+// The set as FP8LM_DECODE_FUSION would name it ("rope,swiglu", "none"): what a result records, so
+// a misspelt knob shows as what it did.
+inline std::string decode_fusion_names(unsigned set) {
+  std::string names;
+  for (const auto& [bit, name] : {std::pair{DecodeFusion::kRope, "rope"}, std::pair{DecodeFusion::kSwiglu, "swiglu"}})
+    if (set & static_cast<unsigned>(bit)) names += (names.empty() ? "" : ",") + std::string(name);
+  return names.empty() ? "none" : names;
 }
 
 }  // namespace fp8lm

@@ -26,5 +26,12 @@ TEST(Knobs, DecodeFusionSets) {
   EXPECT_EQ(decode_fusions_from("2"), 0u);
 }
 
+TEST(Knobs, DecodeFusionNamesRoundTrip) {
+  for (const char* text : {"none", "rope", "swiglu", "rope,swiglu"})
+    EXPECT_EQ(decode_fusion_names(decode_fusions_from(text)), text);
+  EXPECT_EQ(decode_fusion_names(decode_fusions_from("swiglu,rope")), "rope,swiglu");
+  EXPECT_EQ(decode_fusion_names(decode_fusions_from("rop")), "none") << "a misspelt name shows as none";
+}
+
 }  // namespace
 }  // namespace fp8lm
