@@ -12,31 +12,27 @@
 namespace fp8lm {
 
 using arg_checks::need;
+using arg_checks::not_null;
+using arg_checks::positive;
 using arg_checks::str;
 
 namespace {
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
-
+// The kernels read these operands in 16-byte vectors.
 Status check_pointer(const void* p, const char* fn, const char* name) {
-  if (p == nullptr) return Status::Error(std::string(fn) + ": " + name + " is a null pointer");
-  if (!aligned16(p))
-    return Status::Error(std::string(fn) + ": " + name + " is not 16-byte aligned");
-  return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(not_null(p, fn, name));
+  return need(reinterpret_cast<std::uintptr_t>(p) % 16 == 0, fn, std::string(name) + " is not 16-byte aligned");
 }
 
 Status check_k(const char* fn, int k) {
-  if (k <= 0) return Status::Error(std::string(fn) + ": k = " + std::to_string(k) + " must be >= 1");
-  if (k % 16 != 0)
-    return Status::Error(std::string(fn) + ": k = " + std::to_string(k) +
-                         " must be a multiple of 16 (rows are read in 16-byte vectors)");
-  return Status::Ok();
+  FP8LM_RETURN_IF_ERROR(positive(k, fn, "k"));
+  return need(k % 16 == 0, fn, "k = " + str(k) + " must be a multiple of 16 (rows are read in 16-byte vectors)");
 }
 }  // namespace
 
 Status validate_gemm_inputs(const Fp8GemmArgs& args) {
   constexpr const char* fn = "gemm_fp8_blockwise";
-  if (args.m < 0) return Status::Error(std::string(fn) + ": m = " + std::to_string(args.m) + " is negative");
-  if (args.n <= 0) return Status::Error(std::string(fn) + ": n = " + std::to_string(args.n) + " must be >= 1");
+  FP8LM_RETURN_IF_ERROR(need(args.m >= 0, fn, "m = " + str(args.m) + " is negative"));
+  FP8LM_RETURN_IF_ERROR(positive(args.n, fn, "n"));
   FP8LM_RETURN_IF_ERROR(check_k(fn, args.k));
   if (args.m == 0) return Status::Ok();  // nothing to compute; pointers may be empty
   FP8LM_RETURN_IF_ERROR(check_pointer(args.a, fn, "a (activations [m, k])"));
@@ -58,7 +54,7 @@ Status validate(const Fp8GroupedGemmArgs& args) {
                              "num_experts = " + str(args.num_experts) + " must be in [1, " + str(kMaxGroupedExperts) +
                                  "]"));
   FP8LM_RETURN_IF_ERROR(need(args.total_rows >= 0, fn, "total_rows = " + str(args.total_rows) + " is negative"));
-  FP8LM_RETURN_IF_ERROR(need(args.n > 0, fn, "n = " + str(args.n) + " must be >= 1"));
+  FP8LM_RETURN_IF_ERROR(positive(args.n, fn, "n"));
   // The kernels address the stacked weights' rows (expert * n + row) with 32-bit ints.
   const long long stacked_rows = static_cast<long long>(args.num_experts) * args.n;
   FP8LM_RETURN_IF_ERROR(need(stacked_rows <= std::numeric_limits<std::int32_t>::max(), fn,
@@ -74,7 +70,7 @@ Status validate(const Fp8GroupedGemmArgs& args) {
   FP8LM_RETURN_IF_ERROR(
       check_pointer(args.b_scales, fn, "b_scales ([num_experts * ceil(n/128), ceil(k/128)])"));
   FP8LM_RETURN_IF_ERROR(check_pointer(args.out, fn, "out ([total_rows, n] bf16)"));
-  FP8LM_RETURN_IF_ERROR(need(args.offsets != nullptr, fn, "offsets ([num_experts + 1] int32) is a null pointer"));
+  FP8LM_RETURN_IF_ERROR(not_null(args.offsets, fn, "offsets ([num_experts + 1] int32)"));
   return need(reinterpret_cast<std::uintptr_t>(args.offsets) % alignof(std::int32_t) == 0, fn,
               "offsets is not 4-byte aligned");
 }
@@ -100,7 +96,7 @@ Status validate_grouped_offsets(const Fp8GroupedGemmArgs& args, const std::int32
 
 Status validate(const QuantizeArgs& args) {
   constexpr const char* fn = "quantize_per_token_group";
-  if (args.m < 0) return Status::Error(std::string(fn) + ": m = " + std::to_string(args.m) + " is negative");
+  FP8LM_RETURN_IF_ERROR(need(args.m >= 0, fn, "m = " + str(args.m) + " is negative"));
   FP8LM_RETURN_IF_ERROR(check_k(fn, args.k));
   if (args.m == 0) return Status::Ok();
   FP8LM_RETURN_IF_ERROR(check_pointer(args.in, fn, "in ([m, k] bf16)"));
