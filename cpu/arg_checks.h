@@ -1,5 +1,6 @@
-// The building blocks of the ops' argument checks (validate.cpp, layer_ops_validate.cpp, moe_ops.cpp): each
-// returns Ok or an error "fn: what", naming the op, the argument and what was expected.
+// The building blocks of the ops' argument checks (validate.cpp, layer_ops_validate.cpp,
+// moe_ops.cpp): each returns Ok or an error "fn: what", naming the op, the argument and what was
+// expected.
 #pragma once
 
 #include <string>
