@@ -390,8 +390,9 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string date = utc_date();
   // The kernels' A/B knobs (environment variables), recorded when set so a result names them.
   json knobs = json::object();
-  for (const char* name : kKnobNames)
-    if (const char* v = std::getenv(name)) knobs[name] = v;
+  for (const IntKnob& knob : kIntKnobs)
+    if (const char* v = std::getenv(knob.name)) knobs[knob.name] = knob_record(knob, v);
+  if (const char* v = std::getenv(kDecodeFusionKnob)) knobs[kDecodeFusionKnob] = v;  // decode_fusions: what ran
   std::string knobs_md;
   for (const auto& [name, value] : knobs.items()) knobs_md += fmt::format(" {}={}.", name, value.get<std::string>());
   json doc = {{"benchmark", "one-batch"},

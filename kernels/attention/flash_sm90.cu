@@ -250,7 +250,7 @@ bool use_wgmma_attention(const AttentionArgs& a, int max_splits) {
     return false;
   // Read once (one device model per process, as the launchers' set-up assumes): current_device()
   // copies a DeviceInfo under a mutex, too much for every attention call.
-  static const bool enabled = env_int("FP8LM_FLASH_WGMMA", 0, 1, 1) == 1 && [] {
+  static const bool enabled = knob_value(kFlashWgmmaKnob) == 1 && [] {
     DeviceInfo device;
     return current_device(&device).ok() && device.sm_version() == 90;
   }();
@@ -258,7 +258,7 @@ bool use_wgmma_attention(const AttentionArgs& a, int max_splits) {
 }
 
 bool flash_p_split() {
-  static const bool value = env_int("FP8LM_FLASH_P_SPLIT", 0, 1, 1) == 1;
+  static const bool value = knob_value(kFlashPSplitKnob) == 1;
   return value;
 }
 

@@ -1,10 +1,11 @@
 // The kernels' A/B knobs: environment variables that change a launcher's choice without a rebuild
-// (README, "End to end"), each read once per process by the code that uses it. kKnobNames lists
-// them all, so that benchmark results can record the ones that are set.
+// (README, "End to end"), each read once per process by the code that uses it. The integer knobs
+// are described once here (name, range, default), so that the code reading one and a benchmark
+// recording it agree on what a setting did; FP8LM_DECODE_FUSION (a list) is below them.
 #pragma once
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -12,19 +13,49 @@
 
 namespace fp8lm {
 
-inline constexpr const char* kKnobNames[] = {"FP8LM_PDL", "FP8LM_DECODE_MAX_STAGES", "FP8LM_DECODE_CTAS_PER_SM",
-                                             "FP8LM_FLASH_WGMMA", "FP8LM_FLASH_P_SPLIT",
-                                             "FP8LM_GEMV_MAX_MB", "FP8LM_DECODE_FUSION"};
+// An integer knob: a value in [lo, hi] from the environment, else `fallback` (also when the text
+// is not an integer or is out of range: a bad setting runs the default, and a result says so).
+struct IntKnob {
+  const char* name;
+  int lo, hi, fallback;
+};
+inline constexpr IntKnob kPdlKnob{"FP8LM_PDL", 0, 1, 1};                           // programmatic dependent launch
+inline constexpr IntKnob kDecodeMaxStagesKnob{"FP8LM_DECODE_MAX_STAGES", 2, 8, 4};  // sm90 decode ring depth
+inline constexpr IntKnob kDecodeCtasPerSmKnob{"FP8LM_DECODE_CTAS_PER_SM", 1, 8, 3};  // sm90 decode split-K aim
+inline constexpr IntKnob kFlashWgmmaKnob{"FP8LM_FLASH_WGMMA", 0, 1, 1};            // wgmma prefill attention
+inline constexpr IntKnob kFlashPSplitKnob{"FP8LM_FLASH_P_SPLIT", 0, 1, 1};         // its P as bf16 hi + lo
+inline constexpr IntKnob kGemvMaxMbKnob{"FP8LM_GEMV_MAX_MB", 0, 1 << 20, 9};        // GEMV up to N MB of weights
+inline constexpr IntKnob kIntKnobs[] = {kPdlKnob,        kDecodeMaxStagesKnob, kDecodeCtasPerSmKnob,
+                                        kFlashWgmmaKnob, kFlashPSplitKnob,     kGemvMaxMbKnob};
+inline constexpr const char* kDecodeFusionKnob = "FP8LM_DECODE_FUSION";
 
-// The integer in environment variable `name` when it is one and lies in [lo, hi], else fallback.
-inline int env_int(const char* name, int lo, int hi, int fallback) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
+// Whether `text` sets `knob`: an integer in [lo, hi] (its value in *value).
+inline bool knob_parse(const IntKnob& knob, const char* text, int* value) {
+  if (text == nullptr || *text == '\0') return false;
   char* end = nullptr;
   errno = 0;
   const long v = std::strtol(text, &end, 10);
-  if (errno != 0 || *end != '\0' || v < lo || v > hi) return fallback;
-  return static_cast<int>(v);
+  if (errno != 0 || *end != '\0' || v < knob.lo || v > knob.hi) return false;
+  *value = static_cast<int>(v);
+  return true;
+}
+
+// The value `text` (the environment's, or nullptr when unset) gives `knob`.
+inline int knob_value_from(const IntKnob& knob, const char* text) {
+  int value = knob.fallback;
+  return knob_parse(knob, text, &value) ? value : knob.fallback;
+}
+
+// The value of `knob` in this process's environment (callers cache it: read once).
+inline int knob_value(const IntKnob& knob) { return knob_value_from(knob, std::getenv(knob.name)); }
+
+// What a result records for a knob set to `text`: the text, and when it does not set the knob,
+// the value that ran instead ("64 (not an integer in [1, 8]: 3 used)").
+inline std::string knob_record(const IntKnob& knob, const char* text) {
+  int value = 0;
+  if (knob_parse(knob, text, &value)) return text;
+  return std::string(text) + " (not an integer in [" + std::to_string(knob.lo) + ", " + std::to_string(knob.hi) +
+         "]: " + std::to_string(knob.fallback) + " used)";
 }
 
 // The decode fusions (FP8LM_DECODE_FUSION): each op asked to fuse runs fused when its fusion is
@@ -58,7 +89,7 @@ inline unsigned decode_fusions_from(const char* text) {
 
 // The set this process runs with (FP8LM_DECODE_FUSION, read once).
 inline unsigned decode_fusions() {
-  static const unsigned set = decode_fusions_from(std::getenv("FP8LM_DECODE_FUSION"));
+  static const unsigned set = decode_fusions_from(std::getenv(kDecodeFusionKnob));
   return set;
 }
 

@@ -7,7 +7,7 @@
 namespace fp8lm {
 
 bool pdl_enabled() {
-  static const bool disabled = env_int("FP8LM_PDL", 0, 1, 1) == 0;
+  static const bool disabled = knob_value(kPdlKnob) == 0;
   if (disabled) return false;
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) return false;

@@ -48,7 +48,7 @@ int sm_count_or_h100(const DeviceInfo& device) { return device.sm_count > 0 ? de
 // "GEMV for decode"). An A/B knob, read once.
 const GemmConfig& gemv_config() { return gemv::configs().front(); }
 bool gemv_fits(int rows, double weight_bytes) {
-  static const int max_mb = env_int("FP8LM_GEMV_MAX_MB", 0, 1 << 20, 9);
+  static const int max_mb = knob_value(kGemvMaxMbKnob);
   return rows <= gemv_config().block_m && weight_bytes <= max_mb * 1e6;
 }
 

@@ -874,7 +874,7 @@ Status run_big(const Problem& a, const DeviceInfo& dev, cudaStream_t stream) {
 // per-CTA start-up more often than they gain.
 // FP8LM_DECODE_CTAS_PER_SM (1-8) in the environment replaces the 3 (an A/B knob).
 int decode_split(long long tiles, int k, const DeviceInfo& device) {
-  static const int kDecodeCtasPerSm = env_int("FP8LM_DECODE_CTAS_PER_SM", 1, 8, 3);
+  static const int kDecodeCtasPerSm = knob_value(kDecodeCtasPerSmKnob);
   const int num_kb = (k + kBlockK - 1) / kBlockK;
   const long long target = static_cast<long long>(kDecodeCtasPerSm) * std::max(device.sm_count, 1);
   int split = 1;
@@ -890,9 +890,12 @@ static_assert(DecodeShape<16>::kMaxStages == DecodeShape<64>::kMaxStages &&
                   DecodeShape<16>::kDefaultStages == DecodeShape<64>::kDefaultStages &&
                   DecodeShape<16>::kMinStages == DecodeShape<64>::kMinStages,
               "one ring-depth knob for every token tile");
+static_assert(kDecodeMaxStagesKnob.lo == DecodeShape<16>::kMinStages &&
+                  kDecodeMaxStagesKnob.hi == DecodeShape<16>::kMaxStages &&
+                  kDecodeMaxStagesKnob.fallback == DecodeShape<16>::kDefaultStages,
+              "FP8LM_DECODE_MAX_STAGES's range and default are the ring's (knobs.h)");
 int decode_max_stages() {
-  using S = DecodeShape<16>;
-  static const int value = env_int("FP8LM_DECODE_MAX_STAGES", S::kMinStages, S::kMaxStages, S::kDefaultStages);
+  static const int value = knob_value(kDecodeMaxStagesKnob);
   return value;
 }
 
