@@ -17,6 +17,7 @@
 #include "fp8lm/layer_math.h"
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/random.h"
+#include "bit_compare.h"
 #include "paged_cache.h"
 
 namespace fp8lm {
@@ -349,12 +350,7 @@ TEST(LmHeadCpu, MatchesDoubleDotProducts) {
 
 // ---- fused ops: bit for bit the unfused chains ----
 
-template <typename T>
-void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (std::size_t i = 0; i < want.size(); ++i)
-    ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(T)), 0) << what << " differs at element " << i;
-}
+using testing::expect_same_bits;
 
 // Rows of very different magnitudes (residual streams), with an all-zero 128-group in row 1.
 std::vector<bf16> residual_rows(int rows, int dim, Rng& rng) {

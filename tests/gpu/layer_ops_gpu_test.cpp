@@ -44,6 +44,7 @@
 #include "fp8lm/layer_ops.h"
 #include "fp8lm/qwen3_models.h"
 #include "fp8lm/random.h"
+#include "bit_compare.h"
 #include "paged_cache.h"
 
 namespace fp8lm {
@@ -64,12 +65,7 @@ std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale = 1.0) {
   return v;
 }
 
-void expect_bits_equal(const std::vector<bf16>& got, const std::vector<bf16>& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size());
-  for (std::size_t i = 0; i < want.size(); ++i)
-    ASSERT_EQ(got[i].bits, want[i].bits) << what << " differs at element " << i << ": got " << f(got[i]) << ", want "
-                                         << f(want[i]);
-}
+using testing::expect_same_bits;
 
 DeviceBuffer<bf16> poisoned(std::size_t count) {
   DeviceBuffer<bf16> b(count);
@@ -93,7 +89,7 @@ TEST(LayerOpsGpu, EmbedBitExactAndNaNRowForBadId) {
     ASSERT_TRUE(embed({d_tokens.get(), d_table.get(), d_out.get(), n, vocab, hidden}, nullptr).ok());
     std::vector<bf16> want(static_cast<std::size_t>(n) * hidden);
     ASSERT_TRUE(cpu::embed({tokens.data(), table.data(), want.data(), n, vocab, hidden}).ok());
-    expect_bits_equal(d_out.download(), want, "embed hidden " + std::to_string(hidden));
+    expect_same_bits(d_out.download(), want, "embed hidden " + std::to_string(hidden));
 
     tokens[5] = vocab;  // out of range: the kernel writes a NaN row instead of reading past the table
     d_tokens.upload(tokens);
@@ -126,12 +122,12 @@ TEST_P(RmsNormGpu, BitExactWithTwin) {
   ASSERT_TRUE(rmsnorm({d_x.get(), d_w.get(), d_out.get(), rows, dim, stride, dim, kEps}, nullptr).ok());
   std::vector<bf16> want(static_cast<std::size_t>(rows) * dim);
   ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), want.data(), rows, dim, stride, dim, kEps}).ok());
-  expect_bits_equal(d_out.download(), want, "rmsnorm");
+  expect_same_bits(d_out.download(), want, "rmsnorm");
 
   // In place on the strided buffer: the normalized rows, the gaps untouched.
   ASSERT_TRUE(rmsnorm({d_x.get(), d_w.get(), d_x.get(), rows, dim, stride, stride, kEps}, nullptr).ok());
   ASSERT_TRUE(cpu::rmsnorm({x.data(), w.data(), x.data(), rows, dim, stride, stride, kEps}).ok());
-  expect_bits_equal(d_x.download(), x, "rmsnorm in place");
+  expect_same_bits(d_x.download(), x, "rmsnorm in place");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, RmsNormGpu,
@@ -178,9 +174,9 @@ TEST_P(QkNormRopeGpu, BitExactWithTwin) {
   ASSERT_TRUE(cpu::qk_norm_rope({qkv.data(), q_norm.data(), k_norm.data(), k_pool.data(), v_pool.data(), table.data(),
                                  kPage, n, start, capacity, qh, kvh, kHd, kEps, kTheta})
                   .ok());
-  expect_bits_equal(d_qkv.download(), qkv, "qkv");
-  expect_bits_equal(d_k.download(), k_pool, "k pool");
-  expect_bits_equal(d_v.download(), v_pool, "v pool");
+  expect_same_bits(d_qkv.download(), qkv, "qkv");
+  expect_same_bits(d_k.download(), k_pool, "k pool");
+  expect_same_bits(d_v.download(), v_pool, "v pool");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -492,7 +488,7 @@ TEST(LayerOpsGpu, SiluMulBitExact) {
       ASSERT_TRUE(silu_mul({d_gu.get(), d_out.get(), n, inter}, nullptr).ok());
       std::vector<bf16> want(static_cast<std::size_t>(n) * inter);
       ASSERT_TRUE(cpu::silu_mul({gu.data(), want.data(), n, inter}).ok());
-      expect_bits_equal(d_out.download(), want, "silu_mul inter " + std::to_string(inter) + " n " + std::to_string(n));
+      expect_same_bits(d_out.download(), want, "silu_mul inter " + std::to_string(inter) + " n " + std::to_string(n));
     }
 }
 
@@ -505,7 +501,7 @@ TEST(LayerOpsGpu, AddBitExact) {
     DeviceBuffer<bf16> d_x(x), d_y(y);
     ASSERT_TRUE(add({d_x.get(), d_y.get(), count}, nullptr).ok());
     ASSERT_TRUE(cpu::add({x.data(), y.data(), count}).ok());
-    expect_bits_equal(d_x.download(), x, "add count " + std::to_string(count));
+    expect_same_bits(d_x.download(), x, "add count " + std::to_string(count));
   }
 }
 
@@ -554,13 +550,6 @@ TEST(LayerOpsGpu, LmHeadMatchesTwin) {
 }
 
 // ---- fused ops ----
-
-template <typename T>
-void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  for (std::size_t i = 0; i < want.size(); ++i)
-    ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(T)), 0) << what << " differs at element " << i;
-}
 
 struct FusedNormCase {
   int rows, dim;

@@ -15,6 +15,7 @@
 #include "fp8lm/moe_ops.h"
 #include "fp8lm/quant.h"
 #include "fp8lm/random.h"
+#include "bit_compare.h"
 
 namespace fp8lm {
 namespace {
@@ -25,11 +26,7 @@ std::vector<bf16> random_bf16(std::size_t count, Rng& rng) {
   return v;
 }
 
-void expect_bits_equal(const std::vector<bf16>& got, const std::vector<bf16>& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size());
-  for (std::size_t i = 0; i < want.size(); ++i)
-    ASSERT_EQ(got[i].bits, want[i].bits) << what << " differs at element " << i;
-}
+using testing::expect_same_bits;
 
 // Qwen3-30B-A3B routing (128 experts, top-8) and tiny-moe's (8, top-2), with and without
 // renormalisation, on decode and prefill-sized n.
@@ -52,7 +49,7 @@ TEST(MoeOpsGpu, RouteBitExact) {
         const std::string what = std::to_string(experts) + " experts top-" + std::to_string(top_k) + " n " +
                                  std::to_string(n) + (norm ? " norm" : "");
         EXPECT_EQ(d_experts.download(), want_experts) << what;
-        expect_bits_equal(d_weights.download(), want_weights, what);
+        expect_same_bits(d_weights.download(), want_weights, what);
       }
 }
 
@@ -90,7 +87,7 @@ TEST(MoeOpsGpu, PlanBitExact) {
       EXPECT_EQ(d_offsets.download(), offsets) << what;
       EXPECT_EQ(d_rows.download(), rows) << what;
       EXPECT_EQ(d_slots.download(), slots) << what;
-      expect_bits_equal(d_combine_weights.download(), combine_weights, what);
+      expect_same_bits(d_combine_weights.download(), combine_weights, what);
     }
 }
 
@@ -125,11 +122,11 @@ TEST(MoeOpsGpu, RoutePlanBitExact) {
                       .ok())
           << what;
       EXPECT_EQ(d_chosen.download(), chosen) << what;
-      expect_bits_equal(d_weights.download(), weights, "routing weights " + what);
+      expect_same_bits(d_weights.download(), weights, "routing weights " + what);
       EXPECT_EQ(d_offsets.download(), offsets) << what;
       EXPECT_EQ(d_rows.download(), rows) << what;
       EXPECT_EQ(d_slots.download(), slots) << what;
-      expect_bits_equal(d_combine_weights.download(), combine_weights, "combine weights " + what);
+      expect_same_bits(d_combine_weights.download(), combine_weights, "combine weights " + what);
     }
 }
 
@@ -219,7 +216,7 @@ TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
                       .ok());
       ASSERT_TRUE(
           moe_combine({d_x.get(), d_out.get(), d_slots.get(), d_w.get(), n, top_k, hidden, pairs}, nullptr).ok());
-      expect_bits_equal(d_x.download(), x, "combine " + what);
+      expect_same_bits(d_x.download(), x, "combine " + what);
 
       // With the next layer's norm fused: x as above, q8 and scales as rmsnorm_quantize's twin.
       const std::vector<bf16> x0 = random_bf16(static_cast<std::size_t>(n) * hidden, rng);
@@ -241,7 +238,7 @@ TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
       gpu_args.norm_weight = d_norm_w.get(), gpu_args.q8 = d_norm_q8.get(), gpu_args.q8_scales = d_norm_scales.get();
       gpu_args.eps = 1e-6f;
       ASSERT_TRUE(moe_combine(gpu_args, nullptr).ok()) << what;
-      expect_bits_equal(d_xn.download(), xn, "combine + norm, x, " + what);
+      expect_same_bits(d_xn.download(), xn, "combine + norm, x, " + what);
       const std::vector<fp8_e4m3> got_norm_q8 = d_norm_q8.download();
       for (std::size_t i = 0; i < norm_q8.size(); ++i)
         ASSERT_EQ(got_norm_q8[i].bits, norm_q8[i].bits) << "combine + norm " << what << ", code " << i;
