@@ -52,9 +52,10 @@
 // gives P ~16 significant bits, below fp32 accumulation noise at the bf16 output. Cost: P.V is half
 // of the FLOPs, so the mma work is 1.5x that of plain bf16 P. Measured on the wgmma kernel (H200,
 // FP8LM_FLASH_P_SPLIT=0 against the default, one build): 30720 tokens 26.1 -> 22.1 ms without the
-// split; 30720-token prefill of 8B and 32B 7% faster end to end
-// (bench/results/one-batch-2026-11-28-nvidia-h200-qwen3-*-ab-p-split-*). Kept: the agreement
-// with the reference was measured with the split.
+// split (bench/results/gpu-tests-2026-11-28-nvidia-h200-gpu-pending-fusions-9c32f43.log); the
+// 30720-token prefill of 8B 1.56 -> 1.41 s, of 32B 5.92 -> 5.36 s
+// (bench/results/one-batch-2026-11-28-nvidia-h200-qwen3-*-ab-p-split-*-9c32f43.md). Kept: the
+// agreement with the reference was measured with the split.
 //
 // Work (the prediction the timing test checks): FLOPs = 2 (QK^T) x 2 (P.V) x 128 x q_heads x
 // sum over queries of their keys (start_pos + t + 1); causal prefill: ~ 2 * n^2 * 128 * q_heads,
