@@ -65,23 +65,32 @@ enum class DecodeFusion : unsigned {
   kRope = 1,    // AttentionArgs::rope: qk_norm_rope inside the decode attention kernel
   kSwiglu = 2,  // gate_up_swiglu (dense and grouped): the SiLU·up quantize in the GEMM's epilogue
 };
+// Each fusion's name in FP8LM_DECODE_FUSION, in the order a recorded set lists them.
+inline constexpr std::pair<DecodeFusion, std::string_view> kDecodeFusionNames[] = {
+    {DecodeFusion::kRope, "rope"}, {DecodeFusion::kSwiglu, "swiglu"}};
+inline constexpr unsigned kAllDecodeFusions = [] {
+  unsigned all = 0;
+  for (const auto& [bit, name] : kDecodeFusionNames) all |= static_cast<unsigned>(bit);
+  return all;
+}();
 
 // The set FP8LM_DECODE_FUSION names: "1" (default) or "all", "0" or "none", or a comma list of
 // rope, swiglu. An unknown name turns every fusion off (an A/B must not silently measure the
 // default).
 inline unsigned decode_fusions_from(const char* text) {
-  constexpr unsigned kAll = 3;
-  if (text == nullptr || *text == '\0') return kAll;
+  if (text == nullptr || *text == '\0') return kAllDecodeFusions;
   const std::string_view all(text);
-  if (all == "1" || all == "all") return kAll;
+  if (all == "1" || all == "all") return kAllDecodeFusions;
   if (all == "0" || all == "none") return 0;
   unsigned set = 0;
   for (std::size_t at = 0; at <= all.size();) {
     const std::size_t end = std::min(all.find(',', at), all.size());
     const std::string_view name = all.substr(at, end - at);
-    if (name == "rope") set |= static_cast<unsigned>(DecodeFusion::kRope);
-    else if (name == "swiglu") set |= static_cast<unsigned>(DecodeFusion::kSwiglu);
-    else return 0;
+    unsigned bit = 0;
+    for (const auto& [fusion, fusion_name] : kDecodeFusionNames)
+      if (name == fusion_name) bit = static_cast<unsigned>(fusion);
+    if (bit == 0) return 0;
+    set |= bit;
     at = end + 1;
   }
   return set;
@@ -101,8 +110,8 @@ inline bool decode_fusion_enabled(DecodeFusion which) {
 // a misspelt knob shows as what it did.
 inline std::string decode_fusion_names(unsigned set) {
   std::string names;
-  for (const auto& [bit, name] : {std::pair{DecodeFusion::kRope, "rope"}, std::pair{DecodeFusion::kSwiglu, "swiglu"}})
-    if (set & static_cast<unsigned>(bit)) names += (names.empty() ? "" : ",") + std::string(name);
+  for (const auto& [bit, name] : kDecodeFusionNames)
+    if (set & static_cast<unsigned>(bit)) names.append(names.empty() ? "" : ",").append(name);
   return names.empty() ? "none" : names;
 }
 

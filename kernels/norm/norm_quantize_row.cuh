@@ -52,6 +52,13 @@ struct NormQuantizeRow {
       if (warp() + i * warps() < groups()) preloaded[i] = weight_at(warp() + i * warps());
   }
 
+  // e = bf16(e + y): the residual add, rounded as rmsnorm_quantize's (and its twin's) add.
+  template <int N>
+  static __device__ __forceinline__ void add_residual(float (&e)[N], const float (&y)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i) e[i] = vec::round_bf16(__fadd_rn(e[i], y[i]));
+  }
+
   // x, residual (kAdd), out (optional), q8 (optional, 4 codes per word) and scales: this row's.
   // Not __restrict__: pass 2 stores to x what pass 1 read.
   __device__ __forceinline__ void run(bf16* x, const bf16* residual, bf16* out, std::uint32_t* q8, float* scales,
@@ -76,8 +83,7 @@ struct NormQuantizeRow {
           if constexpr (kAdd) {
             float y[kVec];
             vec::unpack8(ys[b], y);
-#pragma unroll
-            for (int i = 0; i < kVec; ++i) e[i] = vec::round_bf16(__fadd_rn(e[i], y[i]));
+            add_residual(e, y);
           }
 #pragma unroll
           for (int i = 0; i < kVec; ++i) partial = __fadd_rn(partial, __fmul_rn(e[i], e[i]));
@@ -112,8 +118,7 @@ struct NormQuantizeRow {
           if constexpr (kAdd) {
             float y[kQuantValuesPerLane];
             vec::unpack4(ys[b], y);
-#pragma unroll
-            for (int i = 0; i < kQuantValuesPerLane; ++i) h[i] = vec::round_bf16(__fadd_rn(h[i], y[i]));
+            add_residual(h, y);
             *reinterpret_cast<uint2*>(x + col) = vec::pack4(h);
           }
           float w[kQuantValuesPerLane];
