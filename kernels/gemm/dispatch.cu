@@ -1,9 +1,9 @@
 // The public GEMM entry point: validate, check the GPU, pick (or take) a configuration, launch.
 #include <algorithm>
-#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "common/bf16_vec.cuh"
 #include "common/knobs.h"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/gemm.h"
@@ -63,12 +63,28 @@ std::span<const GemmConfig> gemm_configs() {
   return all;
 }
 
+namespace {
+// The current device, refused unless it runs FP8.
+Status fp8_device(DeviceInfo* device) {
+  FP8LM_RETURN_IF_ERROR(current_device(device));
+  return check_fp8_support(*device);
+}
+
+// Whether gate_up_swiglu (fp8lm/mlp_ops.h) runs as one launch: the swiglu fusion on, its counters
+// given, the GEMM on the 16-token decode configuration for at most kGateUpSwigluMaxRows rows (per
+// expert), and an activation the epilogue can write (whole 128-channel groups, 16-byte aligned).
+bool swiglu_fuses(const GemmConfig& config, int rows, const int* counters, const SiluMulQuantizeArgs& act) {
+  return decode_fusion_enabled(DecodeFusion::kSwiglu) && counters != nullptr &&
+         config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 && rows <= kGateUpSwigluMaxRows &&
+         act.inter % kQuantGroup == 0 && vec::aligned16(act.q8) && vec::aligned16(act.scales);
+}
+}  // namespace
+
 Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream, const GemmConfig* force) {
   FP8LM_RETURN_IF_ERROR(validate(args));
   if (args.m == 0) return Status::Ok();
   DeviceInfo device;
-  FP8LM_RETURN_IF_ERROR(current_device(&device));
-  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  FP8LM_RETURN_IF_ERROR(fp8_device(&device));
   const GemmConfig config = force ? *force : pick_gemm_config(args.m, args.n, args.k, device);
   switch (config.kernel) {
     case GemmKernel::kSm89Mma:
@@ -82,31 +98,15 @@ Status gemm_fp8_blockwise(const Fp8GemmArgs& args, cudaStream_t stream, const Ge
   return Status::Error("gemm_fp8_blockwise: unknown kernel in configuration " + config.name());
 }
 
-namespace {
-// The current device, refused unless it runs FP8.
-Status fp8_device(DeviceInfo* device) {
-  FP8LM_RETURN_IF_ERROR(current_device(device));
-  return check_fp8_support(*device);
-}
-// Whether a fused op (fp8lm/mlp_ops.h) runs as one launch: its decode fusion on, its counters
-// given, the GEMM on the 16-token decode configuration for at most kGateUpSwigluMaxRows rows.
-bool fuses(DecodeFusion which, const GemmConfig& config, int rows, const void* counters) {
-  return decode_fusion_enabled(which) && counters != nullptr && config.kernel == GemmKernel::kSm90Decode &&
-         config.block_m == 16 && rows <= kGateUpSwigluMaxRows;
-}
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
-}  // namespace
-
 Status gate_up_swiglu(const GateUpSwigluArgs& a, cudaStream_t stream) {
   FP8LM_RETURN_IF_ERROR(validate(a));
   if (a.gemm.m == 0) return Status::Ok();
   DeviceInfo device;
   FP8LM_RETURN_IF_ERROR(fp8_device(&device));
   const GemmConfig config = pick_gemm_config(a.gemm.m, a.gemm.n, a.gemm.k, device);
-  if (fuses(DecodeFusion::kSwiglu, config, a.gemm.m, a.counters) && a.act.inter % kQuantGroup == 0 && aligned16(a.act.q8) &&
-      aligned16(a.act.scales))
+  if (swiglu_fuses(config, a.gemm.m, a.counters, a.act))
     return sm90::launch_sm90_gate_up_swiglu(a.gemm, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
-  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream));
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_blockwise(a.gemm, stream, &config));
   return silu_mul_quantize(a.act, stream);
 }
 
@@ -118,10 +118,9 @@ Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a, cudaStream_t str
   const Fp8GroupedGemmArgs& g = a.gemm;
   const GemmConfig config =
       pick_grouped_gemm_config(g.total_rows, g.max_rows_per_expert, g.num_experts, g.n, g.k, device);
-  if (fuses(DecodeFusion::kSwiglu, config, std::min(g.max_rows_per_expert, g.total_rows), a.counters) && a.act.inter % kQuantGroup == 0 &&
-      aligned16(a.act.q8) && aligned16(a.act.scales))
+  if (swiglu_fuses(config, std::min(g.max_rows_per_expert, g.total_rows), a.counters, a.act))
     return sm90::launch_sm90_grouped_gate_up_swiglu(g, {a.act.q8, a.act.scales, a.counters}, config, device, stream);
-  FP8LM_RETURN_IF_ERROR(gemm_fp8_grouped(g, stream));
+  FP8LM_RETURN_IF_ERROR(gemm_fp8_grouped(g, stream, &config));
   return silu_mul_quantize(a.act, stream);
 }
 
@@ -129,8 +128,7 @@ Status gemm_fp8_grouped(const Fp8GroupedGemmArgs& args, cudaStream_t stream, con
   FP8LM_RETURN_IF_ERROR(validate(args));
   if (args.total_rows == 0) return Status::Ok();
   DeviceInfo device;
-  FP8LM_RETURN_IF_ERROR(current_device(&device));
-  FP8LM_RETURN_IF_ERROR(check_fp8_support(device));
+  FP8LM_RETURN_IF_ERROR(fp8_device(&device));
   const GemmConfig config =
       force ? *force
             : pick_grouped_gemm_config(args.total_rows, args.max_rows_per_expert, args.num_experts, args.n, args.k, device);
