@@ -99,9 +99,6 @@ inline constexpr int kMaxCluster = 8;      // portable cluster size limit
 inline constexpr int kProducerRegs = 40;
 inline constexpr int kConsumerRegs = 232;  // 2 consumer warpgroups: 2*128*232 + 128*40 <= 64K regs
 inline constexpr int kSm90MaxSmemPerCta = 227 * 1024;  // opt-in dynamic shared memory limit of sm_90
-// The decode kernel's epilogue after its stores (sm90_blockwise.h: SwigluEpilogue).
-inline constexpr int kNoEpilogue = 0;
-inline constexpr int kSwigluEpilogue = 1;
 inline constexpr long long kMaxGridY = 65535;          // grid y and z limit
 
 // ------------------------------------------------------------------------------------------------
@@ -540,7 +537,8 @@ struct DecodeShape {
 // GROUPED: m is total_rows, map_w covers the stacked [num_experts * n, k] weights, and grid y is
 // (slot of an expert with rows) x (t_tiles token tiles per expert); dense: offsets, num_experts
 // and t_tiles are unused.
-template <int MT, bool GROUPED, int EPILOGUE>
+// SWIGLU: after its stores, the gate_up epilogue (sm90_blockwise.h: SwigluEpilogue).
+template <int MT, bool GROUPED, bool SWIGLU>
 __global__ void __launch_bounds__(kWarpgroup)
     sm90_decode_kernel(const __grid_constant__ CUtensorMap map_w,
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
@@ -696,32 +694,30 @@ __global__ void __launch_bounds__(kWarpgroup)
     // No CTA may exit while another still reads its shared memory.
     asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
   }
-  if constexpr (EPILOGUE == kSwigluEpilogue) {
-    {
-      // The gate_up epilogue (SwigluEpilogue): this CTA's stores, fenced, then its count; the
-      // group's last producer reads the group's gate and up columns through L2 and quantizes them.
-      __shared__ int last;
-      const int inter = n / 2, groups = inter / kQuantGroup;
-      const int group = (n0 % inter) / kQuantGroup;  // n0: a multiple of 64; inter: of 128
+  if constexpr (SWIGLU) {
+    // The gate_up epilogue (SwigluEpilogue): this CTA's stores, fenced, then its count; the
+    // group's last producer reads the group's gate and up columns through L2 and quantizes them.
+    __shared__ int last;
+    const int inter = n / 2, groups = inter / kQuantGroup;
+    const int group = (n0 % inter) / kQuantGroup;  // n0: a multiple of 64; inter: of 128
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      // Grouped: a counter set per (expert slot, token tile) = grid y (dense: y = 0).
+      int* counter = swiglu.counters + static_cast<size_t>(blockIdx.y) * groups + group;
+      last = atomicAdd(counter, 1) + 1 == 4 * split;
+      if (last) *counter = 0;  // every producer has counted: ready for the next call
+    }
+    __syncthreads();
+    if (last) {
       __threadfence();
-      __syncthreads();
-      if (threadIdx.x == 0) {
-        // Grouped: a counter set per (expert slot, token tile) = grid y (dense: y = 0).
-        int* counter = swiglu.counters + static_cast<size_t>(blockIdx.y) * groups + group;
-        last = atomicAdd(counter, 1) + 1 == 4 * split;
-        if (last) *counter = 0;  // every producer has counted: ready for the next call
-      }
-      __syncthreads();
-      if (last) {
-        __threadfence();
-        const int col = group * kQuantGroup + lane * kQuantValuesPerLane;
-        for (int t = t0 + warp; t < min(row_end, t0 + MT); t += kWarpgroup / 32) {
-          const float scale = silu_mul_quantize_group(reinterpret_cast<const bf16*>(out) + static_cast<size_t>(t) * n,
-                                                      inter, col, col < inter,
-                                                      reinterpret_cast<std::uint32_t*>(swiglu.q8) +
-                                                          (static_cast<size_t>(t) * inter + col) / 4);
-          if (lane == 0) swiglu.scales[static_cast<size_t>(t) * groups + group] = scale;
-        }
+      const int col = group * kQuantGroup + lane * kQuantValuesPerLane;
+      for (int t = t0 + warp; t < min(row_end, t0 + MT); t += kWarpgroup / 32) {
+        const float scale = silu_mul_quantize_group(reinterpret_cast<const bf16*>(out) + static_cast<size_t>(t) * n,
+                                                    inter, col, col < inter,
+                                                    reinterpret_cast<std::uint32_t*>(swiglu.q8) +
+                                                        (static_cast<size_t>(t) * inter + col) / 4);
+        if (lane == 0) swiglu.scales[static_cast<size_t>(t) * groups + group] = scale;
       }
     }
   }
@@ -885,7 +881,8 @@ int decode_split(long long tiles, int k, const DeviceInfo& device) {
 // The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES
 // (kMinStages..kMaxStages; an A/B knob). In a decode step the ring's first `stages` weight loads
 // are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the kernel
-// before it runs; in isolation (run 5, H200, NOTES-sm90.md) 8 stages took 14.8 µs on 4096x4096 m=1.
+// before it runs; in isolation (run 5, H200, NOTES-sm90.md) 8 stages took 14.8 µs on 4096x4096
+// m=1.
 static_assert(DecodeShape<16>::kMaxStages == DecodeShape<64>::kMaxStages &&
                   DecodeShape<16>::kDefaultStages == DecodeShape<64>::kDefaultStages &&
                   DecodeShape<16>::kMinStages == DecodeShape<64>::kMinStages,
@@ -899,13 +896,13 @@ int decode_max_stages() {
   return value;
 }
 
-template <int MT, bool GROUPED, int EPILOGUE = kNoEpilogue>
+template <int MT, bool GROUPED, bool SWIGLU = false>
 Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
   using S = DecodeShape<MT>;
   CUtensorMap map_w, map_x;
   FP8LM_RETURN_IF_ERROR(make_map(&map_w, a.b, a.num_experts * a.n, a.k, kDecodeRows, "B"));
   FP8LM_RETURN_IF_ERROR(make_map(&map_x, a.a, a.m, a.k, MT, "A"));
-  auto kernel = sm90_decode_kernel<MT, GROUPED, EPILOGUE>;
+  auto kernel = sm90_decode_kernel<MT, GROUPED, SWIGLU>;
   // Per process (one device assumed): opt in to the largest ring, and count resident CTAs per SM
   // for every ring size.
   static int per_sm[S::kMaxStages + 1] = {};
@@ -936,8 +933,8 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
     return Status::Error("sm90 decode: " + std::to_string(y_tiles) + " token tiles x " + std::to_string(n_tiles) +
                          " weight tiles: more than " + std::to_string(kMaxGridY) + " in one launch");
   }
-  // The deepest ring up to decode_max_stages() (default kDefaultStages; and no deeper than the k-blocks a CTA streams) that
-  // keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
+  // The deepest ring up to decode_max_stages() (default kDefaultStages; and no deeper than the
+  // k-blocks a CTA streams) that keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
   // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
   const long long ctas = static_cast<long long>(split) * n_tiles * y_tiles;
   int stages = S::kMinStages;
@@ -987,7 +984,7 @@ Status launch_problem(const Problem& p, const GemmConfig& config, const DeviceIn
     // stages = the ring's capacity; run_decode picks the depth per shape.
     if (bm == 16 && st == DecodeShape<16>::kMaxStages) {
       // The gate_up epilogue, up to 16 tokens (per expert), in its own instantiation.
-      if (p.swiglu.q8 != nullptr) return run_decode<16, GROUPED, kSwigluEpilogue>(p, split, device, stream);
+      if (p.swiglu.q8 != nullptr) return run_decode<16, GROUPED, true>(p, split, device, stream);
       return run_decode<16, GROUPED>(p, split, device, stream);
     }
     if (bm == 32 && st == DecodeShape<32>::kMaxStages) return run_decode<32, GROUPED>(p, split, device, stream);
@@ -1028,15 +1025,12 @@ Status launch_sm90_blockwise(const Fp8GemmArgs& args, const GemmConfig& config,
 }
 
 namespace {
-// The epilogues run on their 16-token decode kernel instantiations: at most 16 rows (per expert).
-bool epilogue_fits(const GemmConfig& config, const Problem& p) {
-  return config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 && p.group_rows <= 16;
-}
-
+// The epilogue runs on the 16-token decode kernel's own instantiation: at most 16 rows (per expert).
 template <bool GROUPED>
 Status launch_gate_up_swiglu(Problem p, const SwigluEpilogue& epilogue, const GemmConfig& config,
                              const DeviceInfo& device, cudaStream_t stream) {
-  if (!epilogue_fits(config, p) || p.n % 256 != 0 || epilogue.q8 == nullptr || epilogue.scales == nullptr ||
+  const bool fits = config.kernel == GemmKernel::kSm90Decode && config.block_m == 16 && p.group_rows <= 16;
+  if (!fits || p.n % 256 != 0 || epilogue.q8 == nullptr || epilogue.scales == nullptr ||
       epilogue.counters == nullptr)
     return Status::Error("sm90 gate_up epilogue: needs the 16-token decode configuration, at most 16 rows (per "
                          "expert), n % 256 == 0 and q8, scales and counters");

@@ -12,10 +12,10 @@
 
 namespace fp8lm::sm90 {
 
-// The decode kernel's optional epilogue for the dense MLP's gate_up (fp8lm/mlp_ops.h): q8 set =
-// after storing its share of the tile, each CTA counts itself into its 128-channel group's counter,
-// and the last of the group's producers (its two gate and two up 64-row tiles, every cluster rank)
-// writes silu_mul_quantize of that group; the counter is left at zero.
+// The decode kernel's optional epilogue for the MLP's gate_up, dense or grouped (fp8lm/mlp_ops.h):
+// with q8 set, after storing its share of the tile, each CTA counts itself into its 128-channel
+// group's counter, and the last of the group's producers (its two gate and two up 64-row tiles,
+// every cluster rank) writes silu_mul_quantize of that group; the counter is left at zero.
 struct SwigluEpilogue {
   fp8_e4m3* q8 = nullptr;  // [m, n / 2]
   float* scales = nullptr;  // [m, n / 256]
