@@ -169,8 +169,8 @@ struct AttentionArgs {
   // same token (rope's qkv, caches, block table, page size, positions and heads must be this
   // call's). qkv then holds the raw projections; the token's k and v go into the caches as
   // qk_norm_rope writes them, and the attention reads q and k as it would after qk_norm_rope. The
-  // GPU does it inside the attention kernel (one launch less per decode layer) and leaves qkv's q
-  // and k raw; the CPU twin calls qk_norm_rope, which rewrites them.
+  // GPU does it inside the attention kernel where it can (one launch less per decode layer; qkv's
+  // q and k stay raw), else, like the CPU twin, calls qk_norm_rope first, which rewrites them.
   const QkNormRopeArgs* rope = nullptr;
 };
 

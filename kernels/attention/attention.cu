@@ -129,18 +129,19 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   if (a.page_size % kKvPageMultiple != 0)
     return Status::Error("attention: page_size = " + std::to_string(a.page_size) + " must be a multiple of " +
                          std::to_string(kKvPageMultiple) + " on the GPU (the flash kernel's key tile)");
-  if (a.rope != nullptr && (!vec::aligned16(a.rope->q_norm) || !vec::aligned16(a.rope->k_norm)))
-    return Status::Error("attention: rope's q_norm and k_norm must be 16-byte aligned");
-  // With rope, one CTA per (kv head, split) must own the token's q heads: it alone writes and reads
-  // the new cache row (every Qwen3 model has at most 16 q heads per kv head).
-  if (a.rope != nullptr && a.q_heads / a.kv_heads > flash::kBlockM)
-    return Status::Error("attention: the fused qk_norm_rope (rope) supports at most " + std::to_string(flash::kBlockM) +
-                         " q heads per kv head; this call has " + std::to_string(a.q_heads / a.kv_heads));
-  if (a.rope != nullptr && !decode_fusion_enabled(DecodeFusion::kRope)) {  // the A/B knob: qk_norm_rope, then plain attention
-    FP8LM_RETURN_IF_ERROR(qk_norm_rope(*a.rope, stream));
-    AttentionArgs plain = a;
-    plain.rope = nullptr;
-    return attention(plain, stream);
+  if (a.rope != nullptr) {
+    // The flash kernel applies rope itself when the fusion is on (FP8LM_DECODE_FUSION), its norm
+    // weights are 16-byte aligned and one CTA per (kv head, split) owns the token's q heads (it
+    // alone writes and reads the new cache row; every Qwen3 model has at most 16 per kv head).
+    // Otherwise the op runs as qk_norm_rope, then plain attention: the same bits.
+    const bool fused = decode_fusion_enabled(DecodeFusion::kRope) && vec::aligned16(a.rope->q_norm) &&
+                       vec::aligned16(a.rope->k_norm) && a.q_heads / a.kv_heads <= flash::kBlockM;
+    if (!fused) {
+      FP8LM_RETURN_IF_ERROR(qk_norm_rope(*a.rope, stream));
+      AttentionArgs plain = a;
+      plain.rope = nullptr;
+      return attention(plain, stream);
+    }
   }
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
