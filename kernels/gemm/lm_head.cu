@@ -2,9 +2,9 @@
 // fp32 accumulation. It also computes the MoE router's logits (128 x 2048 weights per layer).
 //  - Small products (a few tokens, weights up to kRowKernelMaxBytes: the router) run a warp per
 //    weight row: such a product is all latency (0.5 MB), cuBLASLt's kernel took 6.1 us there on an
-//    H200 (bench/results/profile-2026-11-28-nvidia-h200-qwen3-30b-a3b-input1-before-decode-latency.txt:
-//    294 us over 48 layers) and does not take part in programmatic dependent launch, so the kernel after it could not
-//    start early. Each lane loads its first kRowPreload weight vectors before pdl_wait (weights are
+//    H200 (294 us over 48 layers in bench/results/
+//    profile-2026-11-28-nvidia-h200-qwen3-30b-a3b-input1-before-decode-latency.txt) and does not
+//    take part in programmatic dependent launch, so the kernel after it could not start early. Each lane loads its first kRowPreload weight vectors before pdl_wait (weights are
 //    no kernel's output), so at decode they arrive while the previous kernel runs.
 //  - Everything else (the vocabulary projection: 0.3-1.6 GB of weights) goes through cuBLASLt, at
 //    the copy bandwidth. One cuBLASLt handle + workspace per device and one plan per shape, created
