@@ -367,8 +367,11 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   const std::int32_t* block_table = sequence_->device_table();
 
   // y[rows, lin.n] = q8[rows, lin.k] . lin^T, the input already quantized.
-  auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows) {
-    return b.gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), y, rows, lin.n, lin.k});
+  // y = lin(input) for `rows` rows whose input is quantized in in_q8 / in_scales (default: q8).
+  auto gemm = [&](const DeviceLinear& lin, bf16* y, int rows, const fp8_e4m3* in_q8 = nullptr,
+                  const float* in_scales = nullptr) {
+    return b.gemm({in_q8 ? in_q8 : q8, in_scales ? in_scales : q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(),
+                   y, rows, lin.n, lin.k});
   };
   // x += down(silu(gate(in)) * up(in)) for the n rows whose input is quantized in q8 (dense MLP),
   // then next_norm of x quantized into q8 (the last layer: the add alone). Decode: gate_up and the
@@ -387,8 +390,7 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       FP8LM_RETURN_IF_ERROR(gemm(gate_up, mlp, n));
       FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, n, down.k}));
     }
-    FP8LM_RETURN_IF_ERROR(
-        b.gemm({act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(), out, n, down.n, down.k}));
+    FP8LM_RETURN_IF_ERROR(gemm(down, out, n, act, act_scales));
     if (next_norm == nullptr) return b.add({x, out, static_cast<std::size_t>(n) * hidden});
     return b.rmsnorm_quantize({x, out, next_norm, nullptr, q8, q8s, n, hidden, eps});
   };
@@ -410,31 +412,29 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     bf16* mlp = s.mlp.as<bf16>();
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's
     // rows without looking at the routing.
-    auto grouped = [&](const DeviceLinear& lin, bf16* y) {
-      return b.grouped_gemm({q8, q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs, experts,
-                             lin.n, lin.k, n});
+    auto grouped = [&](const DeviceLinear& lin, bf16* y, const fp8_e4m3* in_q8, const float* in_scales) {
+      return b.grouped_gemm({in_q8, in_scales, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs,
+                             experts, lin.n, lin.k, n});
     };
     // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert;
     // the quantize gathers the normed rows into expert order (moe_plan's gather_rows) as it reads.
     FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, pairs, hidden, s.gather_rows.as<std::int32_t>(), n}));
     // gate_up and the activation: one op at decode (one launch on sm_90), the activation in act_q8.
     const DeviceLinear& gate_up = l.experts_gate_up;
+    fp8_e4m3* act = q8;
+    float* act_scales = q8s;
     if (n <= kGateUpSwigluMaxRows) {
-      fp8_e4m3* act = s.act_q8.as<fp8_e4m3>();
-      float* act_scales = s.act_scales.as<float>();
+      act = s.act_q8.as<fp8_e4m3>(), act_scales = s.act_scales.as<float>();
       FP8LM_RETURN_IF_ERROR(b.grouped_gate_up_swiglu(
           {{q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), offsets, mlp, pairs, experts, gate_up.n,
             gate_up.k, n},
            {mlp, act, act_scales, pairs, c.moe_intermediate_size},
            s.swiglu_counters.as<int>()}));
-      const DeviceLinear& down = l.experts_down;
-      FP8LM_RETURN_IF_ERROR(b.grouped_gemm({act, act_scales, down.weight.as<fp8_e4m3>(), down.scales.as<float>(),
-                                            offsets, expert_out, pairs, experts, down.n, down.k, n}));
     } else {
-      FP8LM_RETURN_IF_ERROR(grouped(gate_up, mlp));
+      FP8LM_RETURN_IF_ERROR(grouped(gate_up, mlp, q8, q8s));
       FP8LM_RETURN_IF_ERROR(b.silu_mul_quantize({mlp, q8, q8s, pairs, c.moe_intermediate_size}));
-      FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out));
     }
+    FP8LM_RETURN_IF_ERROR(grouped(l.experts_down, expert_out, act, act_scales));
     MoeCombineArgs combine{x, expert_out, s.combine_slots.as<std::int32_t>(), s.combine_weights.as<bf16>(), n, top_k,
                            hidden, pairs};
     if (next_norm != nullptr) combine.norm_weight = next_norm, combine.q8 = q8, combine.q8_scales = q8s, combine.eps = eps;
