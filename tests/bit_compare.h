@@ -1,5 +1,5 @@
 // Bit-for-bit comparison of two result vectors for the tests of fused and twin ops (CPU and GPU):
-// stops at the first differing element and names it (bf16 elements with their values).
+// stops at the first differing element and names it (bf16 and float elements with their values).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -22,6 +22,8 @@ void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want, con
     if constexpr (std::is_same_v<T, bf16>) {
       FAIL() << what << " differs at element " << i << ": got " << bf16_to_float(got[i]) << ", want "
              << bf16_to_float(want[i]);
+    } else if constexpr (std::is_floating_point_v<T>) {
+      FAIL() << what << " differs at element " << i << ": got " << got[i] << ", want " << want[i];
     } else {
       FAIL() << what << " differs at element " << i;
     }

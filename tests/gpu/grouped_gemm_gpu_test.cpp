@@ -25,6 +25,7 @@
 #include "fp8lm/oracle_check.h"
 #include "fp8lm/qwen3_models.h"
 #include "fp8lm/random.h"
+#include "bit_compare.h"
 #include "grouped_oracle.h"
 
 namespace fp8lm {
@@ -196,10 +197,8 @@ TEST(GroupedGateUpSwigluGpu, OneOpEqualsGroupedGemmThenSiluMulQuantize) {
             << what;
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << what;
         const std::string label = what + " call " + std::to_string(call);
-        const std::vector<bf16> got_out = out.download(), ref_out = want_out.download();
-        for (std::size_t i = 0; i < out_count; ++i) ASSERT_EQ(got_out[i].bits, ref_out[i].bits) << label << " out " << i;
-        const std::vector<fp8_e4m3> got_q8 = q8.download(), ref_q8 = want_q8.download();
-        for (std::size_t i = 0; i < ref_q8.size(); ++i) ASSERT_EQ(got_q8[i].bits, ref_q8[i].bits) << label << " code " << i;
+        testing::expect_same_bits(out.download(), want_out.download(), label + " out");
+        testing::expect_same_bits(q8.download(), want_q8.download(), label + " codes");
         EXPECT_EQ(scales.download(), want_scales.download()) << label;
         EXPECT_EQ(counters.download(), std::vector<int>(grouped_gate_up_swiglu_counters(experts, inter), 0)) << label;
       }

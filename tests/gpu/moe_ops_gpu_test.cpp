@@ -6,7 +6,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -199,13 +198,8 @@ TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
       ASSERT_TRUE(quantize_per_token_group({d_h.get(), d_q8.get(), d_scales.get(), pairs, hidden, d_rows.get(), n},
                                            nullptr)
                       .ok());
-      const std::vector<fp8_e4m3> got_q8 = d_q8.download();
-      for (std::size_t i = 0; i < want_q8.size(); ++i)
-        ASSERT_EQ(got_q8[i].bits, want_q8[i].bits) << "gathered quantize " << what << ", code " << i;
-      const std::vector<float> got_scales = d_scales.download();
-      for (std::size_t i = 0; i < scale_count; ++i)
-        ASSERT_EQ(std::memcmp(&got_scales[i], &want_scales[i], sizeof(float)), 0)
-            << "gathered quantize " << what << ", scale " << i << ": " << got_scales[i] << " vs " << want_scales[i];
+      expect_same_bits(d_q8.download(), want_q8, "gathered quantize, codes, " + what);
+      expect_same_bits(d_scales.download(), want_scales, "gathered quantize, scales, " + what);
 
       const std::vector<bf16> expert_out = random_bf16(static_cast<std::size_t>(pairs) * hidden, rng);
       std::vector<bf16> x = random_bf16(static_cast<std::size_t>(n) * hidden, rng);
@@ -239,13 +233,8 @@ TEST(MoeOpsGpu, GatheredQuantizeAndCombineBitExact) {
       gpu_args.eps = 1e-6f;
       ASSERT_TRUE(moe_combine(gpu_args, nullptr).ok()) << what;
       expect_same_bits(d_xn.download(), xn, "combine + norm, x, " + what);
-      const std::vector<fp8_e4m3> got_norm_q8 = d_norm_q8.download();
-      for (std::size_t i = 0; i < norm_q8.size(); ++i)
-        ASSERT_EQ(got_norm_q8[i].bits, norm_q8[i].bits) << "combine + norm " << what << ", code " << i;
-      const std::vector<float> got_norm_scales = d_norm_scales.download();
-      for (std::size_t i = 0; i < norm_scales.size(); ++i)
-        ASSERT_EQ(std::memcmp(&got_norm_scales[i], &norm_scales[i], sizeof(float)), 0)
-            << "combine + norm " << what << ", scale " << i << ": " << got_norm_scales[i] << " vs " << norm_scales[i];
+      expect_same_bits(d_norm_q8.download(), norm_q8, "combine + norm, codes, " + what);
+      expect_same_bits(d_norm_scales.download(), norm_scales, "combine + norm, scales, " + what);
     }
 }
 
