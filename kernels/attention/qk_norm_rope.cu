@@ -11,8 +11,8 @@
 
 #include <string>
 
-#include "common/bf16_vec.cuh"
 #include "attention/qk_norm_rope.cuh"
+#include "common/bf16_vec.cuh"
 #include "common/pdl.cuh"
 #include "fp8lm/cuda_status.h"
 #include "fp8lm/layer_math.h"
