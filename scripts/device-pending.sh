@@ -4,9 +4,10 @@
 # A/Bs of its knobs on the same build; packs $OUT. ~8 min. Set FP8LM_SOURCE_REVISION first (the
 # copy there has no .git).
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
-# Now: the flash tests' bounds for P in bf16 (the third launch of AttentionFlashGpu.MatchesTwin
-# failed them on 49 shapes: the bounds of split P applied to bf16 P), and the two kept fusions
-# against none on the same build (the last call's A/Bs ran with them off after that failure).
+# Now: the persistent decode kernel (kernels/decode/decode_layers.cu): its tests against the twin,
+# the decode graph and model tests that run it, the GEMV's ragged cases (its k-block now shared);
+# then decode at input 1 with it (default) against the layered path (FP8LM_DECODE_LAYERS=0) and
+# without its L2 prefetch.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -17,17 +18,19 @@ done
 log_gpu
 fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
+cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "decode_layers_kernel" | head -4
+cuobjdump -sass -fun decode_layers_kernel build/fp8lm 2>/dev/null >"$out/decode-layers-sass.txt"
+echo "SASS of decode_layers_kernel: $(grep -c HMMA "$out/decode-layers-sass.txt") HMMA, $(grep -c CCTL "$out/decode-layers-sass.txt") CCTL, $(grep -c 'LDG.*STRONG.GPU\|LD.*ACQUIRE\|LDG.E.STRONG' "$out/decode-layers-sass.txt") acquire loads"
 rc=0
 if [ "$tests" = 1 ]; then
-  run_gpu_tests gpu-tests-pending.log '*AttentionFlashGpu*' 240  # 90 s ran half of it
+  run_gpu_tests gpu-tests-pending.log '*DecodeLayers*:*DecodeGraph*:Edges/GemmGpu*:*MoeModel*:*GateUpSwiglu*' 240
   rc=$?
-  grep -E "flash prefill" "$out/gpu-tests-pending.log"
+  grep -E "decode_layers|model step" "$out/gpu-tests-pending.log" | head -40
 fi
-if [ "$bench" = 1 ]; then
+if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
   export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
-  # The A/Bs run at the defaults even when a test failed (a failed bound is not a hang; hangs
-  # cost FP8LM_RUN_TIMEOUT): exporting a knob here voided two A/Bs of this script's "default".
-  scripts/device-ab.sh fusions 128 1 FP8LM_DECODE_FUSION=none default -- qwen3-8b qwen3-0.6b
+  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default FP8LM_DECODE_LAYERS_PREFETCH=0 -- qwen3-0.6b qwen3-8b
+  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default -- qwen3-32b
 fi
 scripts/device-pack.sh
 exit "$rc"

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "fp8lm/decode_layers.h"
 #include "fp8lm/gemm.h"
 #include "fp8lm/grouped_gemm.h"
 #include "fp8lm/mlp_ops.h"
@@ -82,6 +83,13 @@ class Backend {
   virtual Status lm_head(const LmHeadArgs& args) = 0;
   virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
+  // Every layer of a dense model for one token (fp8lm/decode_layers.h; one persistent kernel on a
+  // GPU); decode_layers_runs says whether a model of these sizes takes it here (FP8LM_DECODE_LAYERS
+  // and the sizes the op supports), else the model runs its layers op by op.
+  virtual bool decode_layers_runs(int hidden, int inter, int q_heads, int kv_heads, int head_dim) const {
+    return decode_layers_enabled() && decode_layers_supported(hidden, inter, q_heads, kv_heads, head_dim);
+  }
+  virtual Status decode_layers(const DecodeLayersArgs& args) = 0;
 };
 
 // Memory of one backend (or page-locked host memory it allocated), released with the object.

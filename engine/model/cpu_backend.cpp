@@ -63,6 +63,7 @@ class CpuBackend final : public Backend {
     return cpu::moe_route_plan(route, plan);
   }
   Status moe_combine(const MoeCombineArgs& a) override { return cpu::moe_combine(a); }
+  Status decode_layers(const DecodeLayersArgs& a) override { return cpu::decode_layers(a); }
 };
 
 }  // namespace

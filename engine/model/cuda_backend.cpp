@@ -102,6 +102,7 @@ class CudaBackend final : public Backend {
     return fp8lm::moe_route_plan(route, plan, stream_);
   }
   Status moe_combine(const MoeCombineArgs& a) override { return fp8lm::moe_combine(a, stream_); }
+  Status decode_layers(const DecodeLayersArgs& a) override { return fp8lm::decode_layers(a, stream_); }
 
  private:
   DeviceInfo device_;

@@ -104,6 +104,7 @@ struct Qwen3Model::Scratch {
   BackendBuffer out;          // bf16 [T, hidden]: a GEMM output before the residual add
   BackendBuffer logits;       // fp32 [kLogitsRows, vocab]: lm_head output, downloaded piece by piece
   BackendBuffer attention_workspace;  // lets decode attention split long contexts over the SMs
+  BackendBuffer decode_workspace;     // dense models: decode_layers' (GPU)
   // MoE models only (K = num_experts_per_tok; rows sorted by expert, see fp8lm/moe_ops.h).
   BackendBuffer router_logits;    // fp32 [T, num_experts]
   BackendBuffer routed_experts;   // int32 [T, K]
@@ -189,6 +190,9 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
       {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
+      {&S::decode_workspace, c.is_moe() ? 0
+                                        : decode_layers_workspace_bytes(c.hidden_size, c.intermediate_size,
+                                                                        c.num_attention_heads, c.num_key_value_heads)},
   };
   if (c.is_moe()) {
     const std::size_t pairs = t * c.num_experts_per_tok;
@@ -294,6 +298,19 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
     FP8LM_RETURN_IF_ERROR(b.upload(s->swiglu_counters.as<void>(), zeros.data(), s->swiglu_counters.bytes()));
   }
   m->scratch_ = std::move(s);
+  if (opt.decode_layers && !c.is_moe() &&
+      b.decode_layers_runs(c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim)) {
+    std::vector<DecodeLayerWeights> table;
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+      const Layer& l = m->layers_[i];
+      auto weight = [](const DeviceLinear& lin) { return Fp8Weight{lin.weight.as<fp8_e4m3>(), lin.scales.as<float>()}; };
+      table.push_back({l.input_layernorm.as<bf16>(), l.post_attention_layernorm.as<bf16>(), l.q_norm.as<bf16>(),
+                       l.k_norm.as<bf16>(), weight(l.qkv), weight(l.o), weight(l.gate_up), weight(l.down),
+                       m->kv_cache_->k(i), m->kv_cache_->v(i)});
+    }
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::from_host(b, table.data(), table.size() * sizeof(DecodeLayerWeights),
+                                                   &m->decode_layer_table_));
+  }
   FP8LM_RETURN_IF_ERROR(b.synchronize());
   *out = std::move(m);
   return Status::Ok();
@@ -347,7 +364,9 @@ void Qwen3Model::truncate(int length) {
 // second norm, then router, route+plan, gathered quantize, grouped gate_up, silu_mul_quantize (at
 // decode in the gate_up's launch), grouped down, combine+norm+quantize. (The o and down GEMMs with
 // the add + norm in their last CTA, and router + route + plan + quantize in one launch, were
-// measured slower on an H200 and removed: docs/engine.md, "Decode fusions".)
+// measured slower on an H200 and removed: docs/engine.md, "Decode fusions".) One token of a dense
+// model (uses_decode_layers()) runs every layer as one op instead: the same ops' semantics in one
+// persistent kernel on a GPU (fp8lm/decode_layers.h).
 Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos, const int* start_pos_ptr) {
   const Qwen3Config& c = config_;
   Backend& b = backend_;
@@ -442,6 +461,14 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
   };
 
   FP8LM_RETURN_IF_ERROR(b.embed({ids, embed_tokens_.as<bf16>(), x, n, c.vocab_size, hidden}));
+  if (n == 1 && uses_decode_layers()) {
+    DecodeLayersArgs step{decode_layer_table_.as<DecodeLayerWeights>(), c.num_hidden_layers, x, hidden,
+                          c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim, eps,
+                          static_cast<float>(c.rope_theta), 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+                          block_table, kKvPageSize, cache_capacity, start_pos, start_pos_ptr};
+    step.workspace = s.decode_workspace.as<void>(), step.workspace_bytes = s.decode_workspace.bytes();
+    return b.decode_layers(step);
+  }
   bool input_normed = false;  // q8 already holds this layer's quantized input norm (fused above)
   for (std::size_t i = 0; i < layers_.size(); ++i) {
     const Layer& l = layers_[i];

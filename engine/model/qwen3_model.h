@@ -22,6 +22,11 @@ struct ModelOptions {
   // Single-token forwards (decode) replay a CUDA graph on backends that have them
   // (same bits as running the ops one by one); false: always run the ops one by one.
   bool cuda_graphs = true;
+  // Single-token forwards of dense models run every layer as one op (Backend::decode_layers: one
+  // persistent kernel on a GPU) where the backend runs it (FP8LM_DECODE_LAYERS, the model's sizes);
+  // false: layer by layer. Both compute the same ops (not the same bits on a GPU: attention and
+  // the GEMMs sum in other orders).
+  bool decode_layers = true;
 };
 
 // Bytes the model needs on its backend: weights, KV cache (pages for max_context tokens, rounded up to
@@ -50,6 +55,9 @@ class Qwen3Model {
   // Whether single-token forwards replay a CUDA graph: ModelOptions::cuda_graphs and a backend
   // with graphs (dense and MoE models alike: MoE layers plan their experts on the backend).
   bool uses_decode_graph() const { return use_decode_graph_; }
+  // Whether single-token forwards run every layer as one op (Backend::decode_layers: the
+  // persistent decode kernel on a GPU): dense models of the sizes it supports, FP8LM_DECODE_LAYERS.
+  bool uses_decode_layers() const { return decode_layer_table_.bytes() > 0; }
 
   int length() const { return length_; }
   int max_context() const { return max_context_; }
@@ -94,6 +102,7 @@ class Qwen3Model {
   int length_ = 0;
   BackendBuffer embed_tokens_, norm_, lm_head_;  // lm_head_ empty when tied
   std::vector<Layer> layers_;
+  BackendBuffer decode_layer_table_;  // DecodeLayerWeights per layer, when uses_decode_layers()
   std::unique_ptr<KvCache> kv_cache_;
   std::unique_ptr<KvSequence> sequence_;  // after kv_cache_: released first, returning its pages
   std::unique_ptr<Scratch> scratch_;

@@ -15,8 +15,9 @@
 // come, each 4-byte group j of a chunk is fed to one m16n8k16 mma as the lane's own fragment
 // elements: A {row g, row g + 8} x k {2t, 2t + 1} <- bytes 0-1, k {2t + 8, 2t + 9} <- bytes 2-3,
 // B (token g) the same bytes of the activation chunk; the weight and activation bytes of every k
-// meet in the same product. FP8 -> fp16 is exact (cvt.rn.f16x2.e4m3x2), products of fp16 are exact
-// in the fp32 accumulators, so each k-block's partial is an fp32 sum as in gemm.h, promoted with
+// meet in the same product (gemv_kblock.cuh, shared with the persistent decode kernel). FP8 ->
+// fp16 is exact (cvt.rn.f16x2.e4m3x2), products of fp16 are exact in the fp32 accumulators, so
+// each k-block's partial is an fp32 sum as in gemm.h, promoted with
 // a_scale[token, kb] * b_scale[rows / 128, kb] (the 16 rows share a 128-row scale block).
 // The first version converted to fp32 and used FMAs: instruction-bound, ~2x slower per token
 // added (bench/results/gemm-2026-11-28-nvidia-h200-gemv.md); here 8 tokens cost as much as one.
@@ -37,14 +38,13 @@
 #include "common/pdl.cuh"
 #include "common/ptx.cuh"
 #include "fp8lm/cuda_status.h"
+#include "gemm/gemv_kblock.cuh"
 #include "gemm/grouped_slots.cuh"
 
 namespace fp8lm::gemv {
 
 namespace {
 
-constexpr int kBlockK = kQuantGroup;  // 128: one scale group per k-block
-constexpr int kRows = 16;              // weight rows per CTA: the mma M
 constexpr int kTokens = 8;             // tokens per CTA: the mma N (grid y covers more)
 constexpr int kWarps = 8;              // split-K inside the CTA
 constexpr int kThreads = kWarps * 32;
@@ -52,13 +52,6 @@ constexpr int kInFlight = 2;           // k-blocks a lane has loaded ahead of it
 // Grid y = expert slots x token tiles: validate() bounds the experts, kMaxRows the tiles.
 static_assert(static_cast<long long>(kMaxGroupedExperts) * ((kMaxRows + kTokens - 1) / kTokens) <= 65535,
               "grid y must stay within its limit");
-
-// Weights: read once, not worth keeping in L1.
-__device__ __forceinline__ uint4 load_weights(const fp8_e4m3* p) { return ptx::ld_global_nc_no_allocate(p); }
-
-__device__ __forceinline__ std::uint32_t word(const uint4& v, int j) {
-  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
 
 struct Work {
   const fp8_e4m3* b;       // this expert's [n, k] weights
@@ -83,11 +76,6 @@ __device__ bool find_work(const Fp8GroupedGemmArgs& g, int t_tiles, Work* w) {
   w->row_end = min(end, w->row_begin + kTokens);
   return w->row_begin < w->row_end;
 }
-
-// One k-block of one lane: chunks t and t + 4 of rows g and g + 8.
-struct WeightChunks {
-  uint4 v[2][2];  // [row g / g + 8][chunk t / t + 4]
-};
 
 template <bool GROUPED>
 __global__ void __launch_bounds__(kThreads) gemv_kernel(const Fp8GroupedGemmArgs g, int t_tiles) {
@@ -150,20 +138,14 @@ __global__ void __launch_bounds__(kThreads) gemv_kernel(const Fp8GroupedGemmArgs
       if (kb >= num_kb) break;
       const WeightChunks cur = wv[i];
       load_kb(kb + kInFlight * kWarps, wv[i]);  // the next round's, before this one's arithmetic
+      // Chunks past k are zeros (weights: load_kb), never skipped: mma.sync needs the whole warp.
+      uint4 xv[2];
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+        xv[c] = token_ok && chunk_ok(kb, c) ? *reinterpret_cast<const uint4*>(x_row + kb * kBlockK + c * 64)
+                                            : make_uint4(0, 0, 0, 0);
       float acc[4] = {};
-#pragma unroll
-      for (int c = 0; c < 2; ++c) {
-        // Chunks past k are zeros (weights: load_kb), never skipped: mma.sync needs the whole warp.
-        const uint4 xv = token_ok && chunk_ok(kb, c) ? *reinterpret_cast<const uint4*>(x_row + kb * kBlockK + c * 64)
-                                                     : make_uint4(0, 0, 0, 0);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const std::uint32_t w0 = word(cur.v[0][c], j), w1 = word(cur.v[1][c], j), x = word(xv, j);
-          const std::uint32_t a[4] = {fp8x2_to_f16x2(w0), fp8x2_to_f16x2(w1), fp8x2_to_f16x2(w0 >> 16),
-                                      fp8x2_to_f16x2(w1 >> 16)};
-          ptx::mma_f16_16816(acc, a, fp8x2_to_f16x2(x), fp8x2_to_f16x2(x >> 16));
-        }
-      }
+      kblock_mma(cur, xv, acc);
       const float b_scale = b_scales[kb];
       const float s0 = a_scales[0][kb] * b_scale, s1 = a_scales[1][kb] * b_scale;
       sum[0] = fmaf(acc[0], s0, sum[0]);

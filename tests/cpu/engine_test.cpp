@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/checkpoint/dummy_weights.h"
+#include "fp8lm/decode_layers.h"
 #include "engine/checkpoint/qwen3_presets.h"
 #include "engine/generation/generator.h"
 #include "engine/model/qwen3_model.h"
@@ -78,7 +79,10 @@ TEST_P(TinyModel, ChunkedAndIncrementalForwardsMatchOneForward) {
   ASSERT_TRUE(chunked->forward(ids, true, &chunked_all).ok());
   EXPECT_EQ(chunked_all, all);
 
+  // One token at a time: the dense preset's layers run as one op (cpu::decode_layers, the twin
+  // of the GPU's persistent decode kernel), which must give the layered path's bits.
   auto incremental = make_model(256, 64);
+  EXPECT_EQ(incremental->uses_decode_layers(), GetParam() == "tiny" && decode_layers_enabled());
   std::vector<float> last;
   for (std::size_t i = 0; i < ids.size(); ++i) {
     ASSERT_TRUE(incremental->forward(std::span<const std::int32_t>(&ids[i], 1), false, &last).ok());

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fp8lm/cpu.h"
+#include "fp8lm/decode_layers.h"
 #include "fp8lm/mlp_ops.h"
 
 namespace fp8lm {
@@ -79,6 +80,41 @@ TEST(GateUpSwigluValidate, NamesTheBrokenLink) {
             std::string::npos);
   EXPECT_NE(error(validate(GroupedGateUpSwigluArgs{grouped, {out, act_q8, sa, 4, 128}})).find("grouped_gate_up_swiglu"),
             std::string::npos);
+}
+
+// decode_layers: each bad size or position named; the twin changes nothing then; the sizes the GPU
+// op runs (every Qwen3 dense model) and those it refuses.
+TEST(DecodeLayersValidate, NamesTheBadArgument) {
+  DecodeLayerWeights layer{};
+  bf16 x[256] = {};
+  const std::int32_t table[1] = {0};
+  const DecodeLayersArgs good{&layer, 1, x, 256, 768, 4, 2, 128, 1e-6f, 1e6f, 0.088f, table, 64, 64, 63};
+  auto error = [](const DecodeLayersArgs& a) {
+    const Status s = validate(a);
+    return s.ok() ? std::string() : s.message();
+  };
+  EXPECT_EQ(error(good), "");
+  DecodeLayersArgs a = good;
+  a.pos = 64;
+  EXPECT_NE(error(a).find("pos = 64 must be below cache_capacity = 64"), std::string::npos) << error(a);
+  a = good, a.hidden = 250;
+  EXPECT_NE(error(a).find("multiples of 16"), std::string::npos) << error(a);
+  a = good, a.q_heads = 5;
+  EXPECT_NE(error(a).find("q_heads = 5 must be a multiple of kv_heads = 2"), std::string::npos) << error(a);
+  a = good, a.head_dim = 64;
+  EXPECT_NE(error(a).find("head_dim = 64 must be 128"), std::string::npos) << error(a);
+  a = good, a.layers = nullptr;
+  EXPECT_NE(error(a).find("layers is a null pointer"), std::string::npos) << error(a);
+  a = good, a.pos = 70;
+  EXPECT_FALSE(cpu::decode_layers(a).ok());
+  for (const bf16 v : x) EXPECT_EQ(v.bits, 0);  // nothing written
+  // Qwen3 0.6B .. 32B: 16/8, 32/8, 40/8, 64/8 heads; not 9 q heads per kv head or head_dim 64.
+  EXPECT_TRUE(decode_layers_supported(1024, 3072, 16, 8, 128));
+  EXPECT_TRUE(decode_layers_supported(5120, 17408, 40, 8, 128));
+  EXPECT_TRUE(decode_layers_supported(5120, 25600, 64, 8, 128));
+  EXPECT_FALSE(decode_layers_supported(5120, 25600, 72, 8, 128));
+  EXPECT_FALSE(decode_layers_supported(1024, 3072, 16, 8, 64));
+  EXPECT_FALSE(decode_layers_supported(1000, 3072, 16, 8, 128));
 }
 
 }  // namespace

@@ -1,0 +1,676 @@
+// Every layer of a dense Qwen3 model for one token in one persistent kernel (fp8lm/decode_layers.h).
+//
+// Why: at batch 1 a decode step is a weight stream (8B: 193 MB per layer, 46 us at 4.2 TB/s), but
+// the layered path spends ~93 us per 8B layer and 0.6B's step is 6.7x its floor: each of a layer's
+// 7-9 kernels pays its own latency chain after it waits for the previous one (first loads, block
+// reductions, grid completion), and fusing kernels pairwise did not remove that (docs/engine.md,
+// "Decode fusions"). Here the grid stays resident (a cooperative launch: all CTAs co-resident)
+// and a layer is five phases separated by grid barriers:
+//   1. every CTA: rmsnorm + quantize of x into its own shared memory (no barrier for the norm);
+//      the qkv GEMV tiles; 2. attention over (kv head, key chunk) items, the last chunk of a head
+//      merging the head's chunks and quantizing its output; 3. the o GEMV, each output row added
+//      into x by the CTA that computes it; 4. every CTA: the MLP input norm, then the gate_up GEMV
+//      in (gate tile, up tile) pairs with SiLU(gate)·up in the epilogue; 5. every CTA: the
+//      activation quantized into shared memory, the down GEMV added into x.
+// The weight stream does not stop at the barriers: each CTA knows the order of every weight tile it
+// will read in the whole step, and while computing one tile it prefetches the first k-blocks of
+// its next (same phase, the next phase or the next layer) into L2, and inside a tile the warps
+// prefetch `prefetch_kb` k-blocks ahead of what they compute. The GEMV tile is the GEMV kernel's
+// (gemv_kblock.cuh: 16 weight rows, 8 warps splitting k, the same order of sums), so each GEMM is
+// bit for bit the GEMV kernel's for one token.
+#include "fp8lm/decode_layers.h"
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "attention/qk_norm_rope.cuh"
+#include "common/bf16_vec.cuh"
+#include "common/knobs.h"
+#include "common/quant_group.cuh"
+#include "elementwise/silu_mul_quantize_group.cuh"
+#include "fp8lm/cuda_status.h"
+#include "fp8lm/device.h"
+#include "fp8lm/layer_ops.h"
+#include "gemm/gemv_kblock.cuh"
+#include "norm/norm_quantize_row.cuh"
+
+namespace fp8lm {
+
+namespace {
+
+using gemv::kBlockK;
+using gemv::kRows;
+
+constexpr int kWarps = 8;  // NormQuantizeRow's most; the GEMV tile's k split
+constexpr int kThreads = kWarps * 32;
+constexpr int kInFlight = 2;  // k-blocks a lane has loaded ahead (the GEMV kernel's)
+constexpr int kHeadDim = 128;
+constexpr int kMaxGroup = kDecodeLayersMaxGroup;
+constexpr int kKeyBlock = kThreads;  // keys scored at once: one per thread
+constexpr int kMaxChunks = 64;       // key chunks per kv head (items of the attention phase)
+constexpr float kLog2e = 1.4426950408889634f;
+static_assert(NormQuantizeRow<false>::kMaxRowWarps >= kWarps, "the norm runs on the CTA's warps");
+
+// The workspace: barrier and merge counters, then the activations that cross CTAs.
+constexpr std::size_t kCounterBytes = 256;
+constexpr int kMergeCounter0 = 32;  // uint32 index of kv head 0's merge counter (the barrier's is 0)
+constexpr int kMaxKvHeads = kDecodeLayersMaxKvHeads;
+static_assert(kMergeCounter0 + kMaxKvHeads <= static_cast<int>(kCounterBytes / 4), "a merge counter per kv head");
+std::size_t align256(std::size_t v) { return (v + 255) / 256 * 256; }
+
+struct Workspace {
+  unsigned* counters;
+  bf16* qkv;           // [qkv_width]: the qkv GEMV's output
+  fp8_e4m3* attn_q8;   // [q_width]: attention's output, quantized (one group per head)
+  float* attn_scales;  // [q_heads]
+  bf16* act;           // [inter]: SiLU(gate)·up
+  float* partials;     // [q_heads, kMaxChunks, 130]: per key chunk, normalized output, max, sum
+};
+
+Workspace carve(void* base, int hidden, int inter, int q_heads, int kv_heads, std::size_t* bytes) {
+  (void)hidden;
+  char* p = static_cast<char*>(base);
+  std::size_t at = 0;
+  Workspace w{};
+  auto take = [&](std::size_t n) {
+    char* q = p == nullptr ? nullptr : p + at;
+    at = align256(at + n);
+    return q;
+  };
+  w.counters = reinterpret_cast<unsigned*>(take(kCounterBytes));
+  w.qkv = reinterpret_cast<bf16*>(take(static_cast<std::size_t>(q_heads + 2 * kv_heads) * kHeadDim * sizeof(bf16)));
+  w.attn_q8 = reinterpret_cast<fp8_e4m3*>(take(static_cast<std::size_t>(q_heads) * kHeadDim));
+  w.attn_scales = reinterpret_cast<float*>(take(static_cast<std::size_t>(q_heads) * sizeof(float)));
+  w.act = reinterpret_cast<bf16*>(take(static_cast<std::size_t>(inter) * sizeof(bf16)));
+  w.partials = reinterpret_cast<float*>(
+      take(static_cast<std::size_t>(q_heads) * kMaxChunks * kAttentionPartialFloats * sizeof(float)));
+  if (bytes != nullptr) *bytes = at;
+  return w;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared memory: the GEMV's view (the quantized activation and the tile's per-warp sums) and the
+// attention's, over the same bytes; the RoPE table of the step's position apart.
+
+struct AttentionSmem {
+  float q[kMaxGroup][kHeadDim];  // the group's q heads after norm and RoPE (bf16 values)
+  float k_new[kHeadDim];         // the token's key after norm and RoPE, and its value
+  float v_new[kHeadDim];
+  uint2 k_row[32], v_row[32];    // the same as the cache rows (bf16)
+  float p[kMaxGroup][kKeyBlock];  // scores, then probabilities, of a block of keys
+  float pv[2][kMaxGroup][kHeadDim];  // P.V of the two key halves of a block
+  float out[kMaxGroup][kHeadDim];    // merged head outputs (bf16 values)
+  float m[kMaxGroup], l[kMaxGroup], factor[kMaxGroup];
+  float w[kMaxGroup][kMaxChunks];    // merge weights
+  int last;                          // this CTA merges the head
+};
+
+__host__ __device__ constexpr std::size_t align16(std::size_t v) { return (v + 15) / 16 * 16; }
+
+// The GEMV view for inputs of up to kmax channels: a8 [kmax] codes, scales [kmax / 128], sums
+// [2 tiles][kWarps][kRows].
+struct GemvSmem {
+  fp8_e4m3* a8;
+  float* scales;
+  float* sums;
+  __device__ GemvSmem(char* base, int kmax) {
+    a8 = reinterpret_cast<fp8_e4m3*>(base);
+    scales = reinterpret_cast<float*>(base + align16(kmax));
+    sums = scales + align16(ceil_div(kmax, kQuantGroup) * sizeof(float)) / sizeof(float);
+  }
+  static std::size_t bytes(int kmax) {
+    return align16(kmax) + align16(ceil_div(kmax, kQuantGroup) * sizeof(float)) + 2 * kWarps * kRows * sizeof(float);
+  }
+};
+
+int widest_input(const DecodeLayersArgs& a) { return std::max({a.hidden, a.q_heads * kHeadDim, a.inter}); }
+std::size_t smem_bytes(const DecodeLayersArgs& a) {
+  return std::max(sizeof(AttentionSmem), GemvSmem::bytes(widest_input(a)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Grid barrier: every CTA arrives once per barrier on one counter (zeroed before the launch); a
+// CTA leaves barrier i when the counter reaches i * gridDim.x. The fences make everything written
+// before the barrier (by any CTA) visible to every read after it.
+__device__ __forceinline__ unsigned load_acquire(const unsigned* p) {
+  unsigned v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+struct GridBarrier {
+  unsigned* counter;
+  unsigned target = 0;
+  __device__ void sync() {
+    target += gridDim.x;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      __threadfence();
+      atomicAdd(counter, 1u);
+      while (load_acquire(counter) < target) {
+      }
+      __threadfence();
+    }
+    __syncthreads();
+  }
+};
+
+__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// ---------------------------------------------------------------------------------------------
+// The weight stream. A GEMV phase's items are tiles of 16 output rows (gate_up: the gate tile and
+// the up tile of the same 16 channels); item i runs on CTA i % gridDim.x.
+enum Phase { kQkv, kO, kGateUp, kDown, kPhases };
+
+struct Tile {
+  const fp8_e4m3* w;
+  const float* scales;
+  int n, k, row0;
+};
+
+struct Dims {
+  int hidden, inter, q_width, kv_width, group, q_heads, kv_heads;
+};
+
+__device__ int phase_items(const Dims& d, int phase) {
+  switch (phase) {
+    case kQkv: return ceil_div(d.q_width + 2 * d.kv_width, kRows);
+    case kGateUp: return d.inter / kRows;
+    default: return ceil_div(d.hidden, kRows);  // kO, kDown
+  }
+}
+
+// The item's tiles (returns how many: 1, or 2 for gate_up).
+__device__ int item_tiles(const DecodeLayerWeights& L, const Dims& d, int phase, int item, Tile (&t)[2]) {
+  const int row0 = item * kRows;
+  switch (phase) {
+    case kQkv: t[0] = {L.qkv.weight, L.qkv.scales, d.q_width + 2 * d.kv_width, d.hidden, row0}; return 1;
+    case kO: t[0] = {L.o.weight, L.o.scales, d.hidden, d.q_width, row0}; return 1;
+    case kGateUp:
+      t[0] = {L.gate_up.weight, L.gate_up.scales, 2 * d.inter, d.hidden, row0};
+      t[1] = {L.gate_up.weight, L.gate_up.scales, 2 * d.inter, d.hidden, d.inter + row0};
+      return 2;
+    default: t[0] = {L.down.weight, L.down.scales, d.hidden, d.inter, row0}; return 1;
+  }
+}
+
+// A place in this CTA's stream of items.
+struct StreamPos {
+  int layer, phase, item;
+};
+
+// From `p` (item possibly past its phase's last) to the CTA's next item that exists; false past
+// the last layer.
+__device__ bool settle(const Dims& d, int layers, StreamPos* p) {
+  while (p->item >= phase_items(d, p->phase)) {
+    if (++p->phase == kPhases) {
+      p->phase = 0;
+      if (++p->layer == layers) return false;
+    }
+    p->item = static_cast<int>(blockIdx.x);
+  }
+  return true;
+}
+
+// The first `kbs` k-blocks of each tile of the item at `p` into L2 (the warps take turns).
+__device__ void prefetch_item(const DecodeLayerWeights* layers, const Dims& d, const StreamPos& p, int kbs) {
+  Tile t[2];
+  const int count = item_tiles(layers[p.layer], d, p.phase, p.item, t);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int end = min(kbs, ceil_div(t[i].k, kBlockK)), row = t[i].row0 + lane;
+    if (i >= count || lane >= kRows || row >= t[i].n) continue;
+    for (int kb = warp; kb < end; kb += kWarps)
+      prefetch_l2(t[i].w + static_cast<std::size_t>(row) * t[i].k + kb * kBlockK);
+  }
+}
+
+// This warp's share of one tile against the one-token activation in shared memory: the GEMV
+// kernel's loop for token 0 (gemv.cu), plus an L2 prefetch `prefetch_kb` k-blocks ahead. Writes
+// the warp's sums of rows row0 + r to sums[warp * kRows + r].
+__device__ void tile_sums(const Tile& t, const GemvSmem& s, float* sums, int prefetch_kb) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int gid = lane / 4, tig = lane % 4;
+  const int num_kb = ceil_div(t.k, kBlockK);
+  auto chunk_ok = [&](int kb, int c) { return kb < num_kb && kb * kBlockK + (tig + 4 * c) * 16 < t.k; };
+  const fp8_e4m3* w_rows[2];
+  bool row_ok[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = t.row0 + gid + 8 * r;
+    row_ok[r] = row < t.n;
+    w_rows[r] = t.w + static_cast<std::size_t>(row_ok[r] ? row : 0) * t.k + tig * 16;
+  }
+  auto load_kb = [&](int kb, gemv::WeightChunks& out) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+        out.v[r][c] = row_ok[r] && chunk_ok(kb, c) ? gemv::load_weights(w_rows[r] + kb * kBlockK + c * 64)
+                                                  : make_uint4(0, 0, 0, 0);
+  };
+  const bool prefetch_row = prefetch_kb > 0 && lane < kRows && t.row0 + lane < t.n;
+  const fp8_e4m3* prefetch_at = t.w + static_cast<std::size_t>(prefetch_row ? t.row0 + lane : 0) * t.k;
+  const float* b_scales = t.scales + static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb;
+
+  gemv::WeightChunks wv[kInFlight];
+#pragma unroll
+  for (int i = 0; i < kInFlight; ++i) load_kb(warp + i * kWarps, wv[i]);
+  float sum0 = 0.f, sum2 = 0.f;  // the accumulator's token-0 column: rows gid and gid + 8 (lanes tig == 0)
+  for (int kb0 = warp; kb0 < num_kb; kb0 += kInFlight * kWarps) {
+#pragma unroll
+    for (int i = 0; i < kInFlight; ++i) {
+      const int kb = kb0 + i * kWarps;
+      if (kb >= num_kb) break;
+      const gemv::WeightChunks cur = wv[i];
+      load_kb(kb + kInFlight * kWarps, wv[i]);
+      if (prefetch_row && kb + prefetch_kb < num_kb) prefetch_l2(prefetch_at + (kb + prefetch_kb) * kBlockK);
+      uint4 xv[2];
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+        xv[c] = gid == 0 && chunk_ok(kb, c) ? *reinterpret_cast<const uint4*>(s.a8 + kb * kBlockK + (tig + 4 * c) * 16)
+                                            : make_uint4(0, 0, 0, 0);
+      float acc[4] = {};
+      gemv::kblock_mma(cur, xv, acc);
+      const float scale = s.scales[kb] * b_scales[kb];
+      sum0 = fmaf(acc[0], scale, sum0);
+      sum2 = fmaf(acc[2], scale, sum2);
+    }
+  }
+  if (tig == 0) {
+    sums[warp * kRows + gid] = sum0;
+    sums[warp * kRows + gid + 8] = sum2;
+  }
+}
+
+// Row r's total over the warps, in the GEMV kernel's order.
+__device__ __forceinline__ float tile_total(const float* sums, int r) {
+  float total = 0.f;
+#pragma unroll
+  for (int v = 0; v < kWarps; ++v) total += sums[v * kRows + r];
+  return total;
+}
+
+__device__ __forceinline__ __nv_bfloat16* nv(bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
+
+// x[row] = bf16(x[row] + bf16(y)): the residual add of rmsnorm_quantize (NormQuantizeRow::add_residual).
+__device__ __forceinline__ void add_into(bf16* x, int row, float y) {
+  const float sum = __fadd_rn(__bfloat162float(nv(x)[row]), vec::round_bf16(y));
+  nv(x)[row] = __float2bfloat16_rn(sum);
+}
+
+struct Kernel {
+  const DecodeLayersArgs& a;
+  const Workspace& ws;
+  Dims d;
+  int pos, prefetch_kb;
+  char* smem;
+  const float* cos_s;
+  const float* sin_s;
+
+  // One GEMV phase of layer l on the activation in shared memory (GemvSmem).
+  __device__ void gemv_phase(int l, int phase) {
+    const DecodeLayerWeights& L = a.layers[l];
+    const GemvSmem s(smem, widest_input_dev());
+    const int items = phase_items(d, phase);
+    for (int item = blockIdx.x; item < items; item += gridDim.x) {
+      if (prefetch_kb > 0) {
+        StreamPos next{l, phase, item + static_cast<int>(gridDim.x)};
+        if (settle(d, a.num_layers, &next)) prefetch_item(a.layers, d, next, prefetch_kb);
+      }
+      Tile t[2];
+      const int count = item_tiles(L, d, phase, item, t);
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+        if (i < count) tile_sums(t[i], s, s.sums + i * kWarps * kRows, prefetch_kb);
+      __syncthreads();
+      const int r = threadIdx.x, row = t[0].row0 + r;
+      if (r < kRows && row < t[0].n) {
+        const float total = tile_total(s.sums, r);
+        if (phase == kQkv) {
+          nv(ws.qkv)[row] = __float2bfloat16_rn(total);
+        } else if (phase == kGateUp) {
+          const float gate = vec::round_bf16(total), up = vec::round_bf16(tile_total(s.sums + kWarps * kRows, r));
+          nv(ws.act)[row] = __float2bfloat16_rn(silu_mul_value(gate, up));
+        } else {
+          add_into(a.x, row, total);
+        }
+      }
+      __syncthreads();  // the sums are the next item's
+    }
+  }
+
+  __device__ int widest_input_dev() const { return max(max(d.hidden, d.q_width), d.inter); }
+
+  // rmsnorm(x, weight) quantized into the GEMV's activation (every CTA its own copy).
+  __device__ void norm_input(const bf16* weight) {
+    const GemvSmem s(smem, widest_input_dev());
+    NormQuantizeRow<false> norm;
+    norm.preload(weight, d.hidden);
+    norm.run(a.x, nullptr, nullptr, reinterpret_cast<std::uint32_t*>(s.a8), s.scales, a.eps);
+    __syncthreads();
+  }
+
+  // The attention output, quantized by the merge, into the GEMV's activation.
+  __device__ void load_attention_output() {
+    const GemvSmem s(smem, widest_input_dev());
+    for (int i = threadIdx.x; i < d.q_width / 16; i += kThreads)
+      reinterpret_cast<uint4*>(s.a8)[i] = __ldcg(reinterpret_cast<const uint4*>(ws.attn_q8) + i);
+    for (int i = threadIdx.x; i < d.q_heads; i += kThreads) s.scales[i] = __ldcg(ws.attn_scales + i);
+    __syncthreads();
+  }
+
+  // silu_mul_quantize's quantization of the activation (its values are already SiLU(gate)·up).
+  __device__ void quantize_activation() {
+    const GemvSmem s(smem, widest_input_dev());
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, groups = ceil_div(d.inter, kQuantGroup);
+    for (int g = warp; g < groups; g += kWarps) {
+      const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
+      const bool active = col < d.inter;
+      float v[kQuantValuesPerLane] = {0.f, 0.f, 0.f, 0.f};
+      if (active) vec::unpack4(__ldcg(reinterpret_cast<const uint2*>(ws.act + col)), v);
+      const float scale = quantize_group_warp(v, active, reinterpret_cast<std::uint32_t*>(s.a8) + col / 4);
+      if (lane == 0) s.scales[g] = scale;
+    }
+    __syncthreads();
+  }
+
+  // The attention phase of layer l: items (kv head, key chunk).
+  __device__ void attention_phase(int l) {
+    const DecodeLayerWeights& L = a.layers[l];
+    AttentionSmem& s = *reinterpret_cast<AttentionSmem*>(smem);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, G = d.group;
+    const int keys = pos + 1;
+    int chunks = min(min(ceil_div(keys, kKeyBlock), max(1, static_cast<int>(gridDim.x) / d.kv_heads)), kMaxChunks);
+    const int per_chunk = ceil_div(keys, chunks);
+    chunks = ceil_div(keys, per_chunk);
+    const float scale_log2 = a.scale * kLog2e;
+    for (int item = blockIdx.x; item < d.kv_heads * chunks; item += gridDim.x) {
+      const int h = item / chunks, chunk = item % chunks;
+      const int k0 = chunk * per_chunk, k1 = min(keys, k0 + per_chunk);
+      // The group's q heads and the kv head's key after norm and RoPE (qk_norm_rope's code), the value.
+      for (int r = warp; r < G + 2; r += kWarps) {
+        const bool is_q = r < G, is_k = r == G;
+        const int col = is_q ? (h * G + r) * kHeadDim : d.q_width + (is_k ? 0 : d.kv_width) + h * kHeadDim;
+        const uint2 raw = __ldcg(reinterpret_cast<const uint2*>(ws.qkv + col) + lane);
+        uint2 y = raw;
+        if (r <= G)
+          y = qk_rope::norm_rope(raw, __ldg(reinterpret_cast<const uint2*>(is_q ? L.q_norm : L.k_norm) + lane), cos_s,
+                                 sin_s, a.eps, lane);
+        float f[4];
+        vec::unpack4(y, f);
+        float* dst = is_q ? s.q[r] : is_k ? s.k_new : s.v_new;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dst[lane * 4 + i] = f[i];
+        if (!is_q) (is_k ? s.k_row : s.v_row)[lane] = y;
+      }
+      if (threadIdx.x < kMaxGroup) s.m[threadIdx.x] = -INFINITY, s.l[threadIdx.x] = 0.f;
+      __syncthreads();
+      // The chunk that holds the token writes its cache rows (no other item reads them this step).
+      if (k1 == keys && warp == 0) {
+        const std::size_t row = paged_row(a.block_table, a.page_size, pos) * d.kv_width + h * kHeadDim;
+        reinterpret_cast<uint2*>(L.k_cache + row)[lane] = s.k_row[lane];
+        reinterpret_cast<uint2*>(L.v_cache + row)[lane] = s.v_row[lane];
+      }
+      const int d_col = threadIdx.x % kHeadDim, half = threadIdx.x / kHeadDim;
+      float acc[kMaxGroup] = {};
+      for (int b0 = k0; b0 < k1; b0 += kKeyBlock) {
+        // Scores: thread j scores key b0 + j against every q head of the group.
+        {
+          const int key = b0 + threadIdx.x;
+          float sc[kMaxGroup] = {};
+          if (key < k1) {
+            if (key == pos) {
+#pragma unroll 1
+              for (int e = 0; e < kHeadDim; ++e)
+#pragma unroll
+                for (int g = 0; g < kMaxGroup; ++g)
+                  if (g < G) sc[g] = fmaf(s.q[g][e], s.k_new[e], sc[g]);
+            } else {
+              const uint4* kr = reinterpret_cast<const uint4*>(
+                  L.k_cache + paged_row(a.block_table, a.page_size, key) * d.kv_width + h * kHeadDim);
+              // The row's 16 vectors, 4 in flight at a time (a few registers: 2 CTAs per SM).
+#pragma unroll 1
+              for (int quarter = 0; quarter < 4; ++quarter) {
+                uint4 kv[4];
+#pragma unroll
+                for (int i = 0; i < 4; ++i) kv[i] = __ldg(kr + quarter * 4 + i);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                  float kf[8];
+                  vec::unpack8(kv[i], kf);
+                  const int e0 = (quarter * 4 + i) * 8;
+#pragma unroll
+                  for (int e = 0; e < 8; ++e)
+#pragma unroll
+                    for (int g = 0; g < kMaxGroup; ++g)
+                      if (g < G) sc[g] = fmaf(s.q[g][e0 + e], kf[e], sc[g]);
+                }
+              }
+            }
+          }
+#pragma unroll
+          for (int g = 0; g < kMaxGroup; ++g)
+            if (g < G) s.p[g][threadIdx.x] = key < k1 ? sc[g] * scale_log2 : -INFINITY;
+        }
+        __syncthreads();
+        // Online softmax per head (warp g): the block's max, the rescale of what came before.
+        for (int g = warp; g < G; g += kWarps) {
+          float mx = -INFINITY;
+          for (int j = lane; j < kKeyBlock; j += 32) mx = fmaxf(mx, s.p[g][j]);
+          mx = vec::warp_max(mx);
+          const float m_new = fmaxf(s.m[g], mx);
+          float sum = 0.f;
+          for (int j = lane; j < kKeyBlock; j += 32) {
+            const float p = exp2f(s.p[g][j] - m_new);
+            s.p[g][j] = p;
+            sum += p;
+          }
+#pragma unroll
+          for (int mask = 16; mask > 0; mask >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, mask);
+          if (lane == 0) {
+            const float f = exp2f(s.m[g] - m_new);  // 0 on the first block (m = -inf)
+            s.factor[g] = f;
+            s.l[g] = s.l[g] * f + sum;
+            s.m[g] = m_new;
+          }
+        }
+        __syncthreads();
+        // P.V: thread (d_col, half) over the block's keys half * 128 .. + 127.
+#pragma unroll
+        for (int g = 0; g < kMaxGroup; ++g)
+          if (g < G) acc[g] *= s.factor[g];
+        const int j0 = half * (kKeyBlock / 2), j_end = min(j0 + kKeyBlock / 2, k1 - b0);
+        for (int j = j0; j < j_end; j += 8) {
+          float v[8];
+#pragma unroll
+          for (int u = 0; u < 8; ++u) {
+            const int key = b0 + j + u;
+            v[u] = 0.f;
+            if (j + u < j_end)
+              v[u] = key == pos ? s.v_new[d_col]
+                                : __bfloat162float(nv(L.v_cache)[paged_row(a.block_table, a.page_size, key) * d.kv_width +
+                                                                 h * kHeadDim + d_col]);
+          }
+#pragma unroll
+          for (int u = 0; u < 8; ++u)
+            if (j + u < j_end)
+#pragma unroll
+              for (int g = 0; g < kMaxGroup; ++g)
+                if (g < G) acc[g] = fmaf(s.p[g][j + u], v[u], acc[g]);
+        }
+        __syncthreads();  // p is the next block's
+      }
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g)
+        if (g < G) s.pv[half][g][d_col] = acc[g];
+      __syncthreads();
+      // The chunk's output per q head: final (one chunk) or a partial for the merge.
+      for (int g = half; g < G; g += 2) {
+        const float o = (s.pv[0][g][d_col] + s.pv[1][g][d_col]) / s.l[g];
+        if (chunks == 1) {
+          s.out[g][d_col] = vec::round_bf16(o);
+        } else {
+          float* part = ws.partials + (static_cast<std::size_t>(h * G + g) * kMaxChunks + chunk) * kAttentionPartialFloats;
+          part[d_col] = o;
+          if (d_col == 0) part[kHeadDim] = s.m[g], part[kHeadDim + 1] = s.l[g];
+        }
+      }
+      if (chunks > 1) {
+        // The last chunk of the head to finish merges them all (the others' partials are visible
+        // to it through the counter's fences).
+        __syncthreads();
+        if (threadIdx.x == 0) {
+          __threadfence();
+          const unsigned done = atomicAdd(ws.counters + kMergeCounter0 + h, 1u);
+          s.last = done == static_cast<unsigned>(chunks - 1);
+          if (s.last) ws.counters[kMergeCounter0 + h] = 0;  // for the next layer (after its barriers)
+          __threadfence();
+        }
+        __syncthreads();
+        if (!s.last) continue;
+        const float* head_parts = ws.partials + static_cast<std::size_t>(h * G) * kMaxChunks * kAttentionPartialFloats;
+        if (threadIdx.x < G) {
+          const int g = threadIdx.x;
+          const float* pg = head_parts + static_cast<std::size_t>(g) * kMaxChunks * kAttentionPartialFloats;
+          float mx = -INFINITY;
+          for (int c = 0; c < chunks; ++c) mx = fmaxf(mx, __ldcg(pg + c * kAttentionPartialFloats + kHeadDim));
+          for (int c = 0; c < chunks; ++c) {
+            const float* pc = pg + c * kAttentionPartialFloats;
+            s.w[g][c] = __ldcg(pc + kHeadDim + 1) * exp2f(__ldcg(pc + kHeadDim) - mx);
+          }
+        }
+        __syncthreads();
+        for (int g = half; g < G; g += 2) {
+          const float* pg = head_parts + static_cast<std::size_t>(g) * kMaxChunks * kAttentionPartialFloats;
+          float num = 0.f, den = 0.f;
+          for (int c = 0; c < chunks; ++c) {
+            num += s.w[g][c] * __ldcg(pg + c * kAttentionPartialFloats + d_col);
+            den += s.w[g][c];
+          }
+          s.out[g][d_col] = vec::round_bf16(num / den);
+        }
+      }
+      __syncthreads();
+      // The head's 128 outputs are one 1x128 group of the o projection's input.
+      for (int g = warp; g < G; g += kWarps) {
+        const float v[kQuantValuesPerLane] = {s.out[g][4 * lane], s.out[g][4 * lane + 1], s.out[g][4 * lane + 2],
+                                              s.out[g][4 * lane + 3]};
+        const int head = h * G + g;
+        const float qs = quantize_group_warp(v, true, reinterpret_cast<std::uint32_t*>(ws.attn_q8 + head * kHeadDim) + lane);
+        if (lane == 0) ws.attn_scales[head] = qs;
+      }
+      __syncthreads();  // the shared memory is the next item's
+    }
+  }
+};
+
+// The RoPE table of the step's position (double-precision transcendentals: kept out of line, so
+// their registers do not count against the rest of the kernel).
+__device__ __noinline__ void rope_table(int pos, float theta, float* cos_s, float* sin_s) {
+  if (threadIdx.x < qk_rope::kHalf) qk_rope::table_entry(pos, threadIdx.x, theta, cos_s, sin_s);
+}
+
+__global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const DecodeLayersArgs a, const Workspace ws,
+                                                                 int prefetch_kb) {
+  extern __shared__ __align__(16) char smem[];
+  __shared__ float cos_s[qk_rope::kHalf], sin_s[qk_rope::kHalf];
+  const int pos = a.pos_ptr != nullptr ? *a.pos_ptr : a.pos;
+  const Dims d{a.hidden, a.inter, a.q_heads * kHeadDim, a.kv_heads * kHeadDim, a.q_heads / a.kv_heads, a.q_heads,
+               a.kv_heads};
+  rope_table(pos, a.rope_theta, cos_s, sin_s);
+  Kernel k{a, ws, d, pos, prefetch_kb, smem, cos_s, sin_s};
+  if (prefetch_kb > 0) {
+    StreamPos first{0, kQkv, static_cast<int>(blockIdx.x)};
+    if (settle(d, a.num_layers, &first)) prefetch_item(a.layers, d, first, prefetch_kb);
+  }
+  GridBarrier barrier{ws.counters};
+  for (int l = 0; l < a.num_layers; ++l) {
+    const DecodeLayerWeights& L = a.layers[l];
+    k.norm_input(L.input_layernorm);  // also orders the RoPE table before its first use
+    k.gemv_phase(l, kQkv);
+    barrier.sync();
+    k.attention_phase(l);
+    barrier.sync();
+    k.load_attention_output();
+    k.gemv_phase(l, kO);
+    barrier.sync();
+    k.norm_input(L.post_attention_layernorm);
+    k.gemv_phase(l, kGateUp);
+    barrier.sync();
+    k.quantize_activation();
+    k.gemv_phase(l, kDown);
+    if (l + 1 < a.num_layers) barrier.sync();  // the kernel's end orders the last layer's writes
+  }
+}
+
+// The launch's CTAs: one per SM, all resident. (The kernel takes ~230 registers, with the norm's
+// batched loads inlined next to the GEMV's; at 128, for two CTAs per SM, both spill.)
+Status grid_size(std::size_t smem, int* ctas) {
+  DeviceInfo dev;
+  FP8LM_RETURN_IF_ERROR(current_device(&dev));
+  if (smem > 48 * 1024)
+    FP8LM_RETURN_IF_ERROR(cuda_status(
+        cudaFuncSetAttribute(decode_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        "decode_layers: shared memory attribute"));
+  int per_sm = 0;
+  FP8LM_RETURN_IF_ERROR(cuda_status(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_layers_kernel, kThreads, smem),
+      "decode_layers: occupancy"));
+  if (per_sm < 1) return Status::Error("decode_layers: the kernel does not fit on an SM (" + std::to_string(smem) +
+                                       " bytes of shared memory)");
+  *ctas = dev.sm_count;
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::size_t decode_layers_workspace_bytes(int hidden, int inter, int q_heads, int kv_heads) {
+  std::size_t bytes = 0;
+  carve(nullptr, hidden, inter, q_heads, kv_heads, &bytes);
+  return bytes;
+}
+
+bool decode_layers_enabled() {
+  static const bool on = knob_value(kDecodeLayersKnob) != 0;
+  return on;
+}
+
+Status decode_layers(const DecodeLayersArgs& a, cudaStream_t stream) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  if (!decode_layers_supported(a.hidden, a.inter, a.q_heads, a.kv_heads, a.head_dim))
+    return Status::Error("decode_layers: the GPU op takes head_dim 128, at most " + std::to_string(kMaxGroup) +
+                         " q heads per kv head, at most " + std::to_string(kMaxKvHeads) +
+                         " kv heads, hidden and inter multiples of 16 (got head_dim " + std::to_string(a.head_dim) +
+                         ", " + std::to_string(a.q_heads) + " / " + std::to_string(a.kv_heads) + " heads, hidden " +
+                         std::to_string(a.hidden) + ", inter " + std::to_string(a.inter) + ")");
+  std::size_t need = 0;
+  const Workspace ws = carve(a.workspace, a.hidden, a.inter, a.q_heads, a.kv_heads, &need);
+  if (a.workspace == nullptr || a.workspace_bytes < need)
+    return Status::Error("decode_layers: the workspace has " + std::to_string(a.workspace_bytes) + " bytes, it needs " +
+                         std::to_string(need) + " (decode_layers_workspace_bytes)");
+  if (!vec::aligned16(a.x) || !vec::aligned16(a.workspace))
+    return Status::Error("decode_layers: x and the workspace must be 16-byte aligned");
+  const std::size_t smem = smem_bytes(a);
+  int ctas = 0;
+  FP8LM_RETURN_IF_ERROR(grid_size(smem, &ctas));
+  static const int prefetch_kb = knob_value(kDecodeLayersPrefetchKnob);
+  FP8LM_RETURN_IF_ERROR(cuda_status(cudaMemsetAsync(ws.counters, 0, kCounterBytes, stream), "decode_layers: counters"));
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeCooperative;  // the grid barriers need every CTA resident
+  attr.val.cooperative = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, prefetch_kb), "decode_layers launch");
+}
+
+}  // namespace fp8lm
