@@ -7,7 +7,7 @@
 # Now: the persistent decode kernel (kernels/decode/decode_layers.cu): its tests against the twin,
 # the decode graph and model tests that run it, the GEMV's ragged cases (its k-block now shared);
 # then decode at input 1 with it (default) against the layered path (FP8LM_DECODE_LAYERS=0) and
-# without its L2 prefetch.
+# with rings of 4 and 12 stages.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -19,8 +19,10 @@ log_gpu
 fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
 cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "decode_layers_kernel" | head -4
-cuobjdump -sass -fun decode_layers_kernel build/fp8lm 2>/dev/null >"$out/decode-layers-sass.txt"
-echo "SASS of decode_layers_kernel: $(grep -c HMMA "$out/decode-layers-sass.txt") HMMA, $(grep -c CCTL "$out/decode-layers-sass.txt") CCTL, $(grep -c 'LDG.*STRONG.GPU\|LD.*ACQUIRE\|LDG.E.STRONG' "$out/decode-layers-sass.txt") acquire loads"
+cuobjdump -sass build/fp8lm 2>/dev/null | awk '/Function : .*decode_layers_kernel/ {p = 1; print; next} /Function : / {p = 0} p' \
+  >"$out/decode-layers-sass.txt"
+echo "SASS of decode_layers_kernel: $(wc -l <"$out/decode-layers-sass.txt") lines, $(grep -c HMMA "$out/decode-layers-sass.txt") HMMA," \
+  "$(grep -c CCTL "$out/decode-layers-sass.txt") CCTL, $(grep -c LDGSTS "$out/decode-layers-sass.txt") LDGSTS"
 rc=0
 if [ "$tests" = 1 ]; then
   run_gpu_tests gpu-tests-pending.log '*DecodeLayers*:*DecodeGraph*:Edges/GemmGpu*:*MoeModel*:*GateUpSwiglu*' 240
@@ -29,8 +31,9 @@ if [ "$tests" = 1 ]; then
 fi
 if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
   export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
-  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default FP8LM_DECODE_LAYERS_PREFETCH=0 -- qwen3-0.6b qwen3-8b
-  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default -- qwen3-32b
+  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default FP8LM_DECODE_LAYERS_STAGES=4 \
+    FP8LM_DECODE_LAYERS_STAGES=12 -- qwen3-0.6b qwen3-8b
+  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default -- qwen3-32b qwen3-1.7b qwen3-4b qwen3-14b
 fi
 scripts/device-pack.sh
 exit "$rc"

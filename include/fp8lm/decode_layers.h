@@ -1,7 +1,8 @@
 // Every layer of a dense Qwen3 model for one token (a batch-1 decode step), as one op: on a GPU one
 // persistent kernel (kernels/decode/decode_layers.cu), so the step pays a handful of grid-wide
 // barriers per layer instead of 7-9 kernels' latency chains, and the weight stream runs on
-// across them (the CTAs prefetch their next weight tiles into L2 before each barrier).
+// across them (each CTA streams its weights through a shared-memory ring that runs ahead of its
+// computation, across phases and layers).
 //
 // Per layer l, on the residual row x (bf16 [hidden], read and rewritten in place), the ops of the
 // layered path (engine/model/qwen3_model.cpp) in their order:

@@ -12,12 +12,14 @@
 //      into x by the CTA that computes it; 4. every CTA: the MLP input norm, then the gate_up GEMV
 //      in (gate tile, up tile) pairs with SiLU(gate)·up in the epilogue; 5. every CTA: the
 //      activation quantized into shared memory, the down GEMV added into x.
-// The weight stream does not stop at the barriers: each CTA knows the order of every weight tile it
-// will read in the whole step, and while computing one tile it prefetches the first k-blocks of
-// its next (same phase, the next phase or the next layer) into L2, and inside a tile the warps
-// prefetch `prefetch_kb` k-blocks ahead of what they compute. The GEMV tile is the GEMV kernel's
-// (gemv_kblock.cuh: 16 weight rows, 8 warps splitting k, the same order of sums), so each GEMM is
-// bit for bit the GEMV kernel's for one token.
+// The weight stream does not stop at the barriers: each CTA knows the order of every weight stage
+// (16 rows x 1 KB of k) it will read in the whole step, and a ring of shared-memory slots keeps
+// `depth - 1` of them in flight (cp.async) ahead of the one it computes, across phases, barriers
+// and layers. The first version prefetched into L2 from a register-staged GEMV instead and ran a
+// step 2x slower than the layered path (8B 7.04 vs 3.67 ms on an H200: 8 warps per SM with two
+// k-blocks each in flight cannot cover the memory latency). The GEMV arithmetic is the GEMV
+// kernel's (gemv_kblock.cuh: 16 weight rows, warp w on k-blocks w, w + 8, ..., the same order of
+// sums), so each GEMM is bit for bit the GEMV kernel's for one token.
 #include "fp8lm/decode_layers.h"
 
 #include <cuda_bf16.h>
@@ -158,12 +160,21 @@ struct GridBarrier {
   }
 };
 
-__device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
-
 // ---------------------------------------------------------------------------------------------
 // The weight stream. A GEMV phase's items are tiles of 16 output rows (gate_up: the gate tile and
-// the up tile of the same 16 channels); item i runs on CTA i % gridDim.x.
+// the up tile of the same 16 channels); item i runs on CTA i % gridDim.x. Each tile is read in
+// stages of 16 rows x kStageK bytes of k, and the CTA's stages, in the order it computes them
+// (layer, phase, item, tile, stage), go through a ring of shared-memory slots filled with cp.async
+// `depth - 1` stages ahead of the one computed: the loads of the next phase are in flight while
+// the CTA waits at a grid barrier or runs attention.
 enum Phase { kQkv, kO, kGateUp, kDown, kPhases };
+
+constexpr int kStageK = 8 * kBlockK;           // a stage: one k-block per warp (the GEMV kernel's split)
+constexpr int kSlotRowBytes = kStageK + 16;    // padded: the 8 rows a mma fragment reads hit distinct banks
+constexpr int kSlotBytes = kRows * kSlotRowBytes;
+constexpr int kChunksPerRow = kStageK / 16;
+static_assert(kStageK == kWarps * kBlockK, "warp w computes k-block w of every stage");
+constexpr int kMaxDepth = 12;
 
 struct Tile {
   const fp8_e4m3* w;
@@ -182,109 +193,130 @@ __device__ int phase_items(const Dims& d, int phase) {
     default: return ceil_div(d.hidden, kRows);  // kO, kDown
   }
 }
+__device__ int phase_tiles(int phase) { return phase == kGateUp ? 2 : 1; }
+__device__ int phase_k(const Dims& d, int phase) {
+  return phase == kO ? d.q_width : phase == kDown ? d.inter : d.hidden;
+}
 
-// The item's tiles (returns how many: 1, or 2 for gate_up).
-__device__ int item_tiles(const DecodeLayerWeights& L, const Dims& d, int phase, int item, Tile (&t)[2]) {
+// Tile `tile` of an item.
+__device__ Tile item_tile(const DecodeLayerWeights& L, const Dims& d, int phase, int item, int tile) {
   const int row0 = item * kRows;
   switch (phase) {
-    case kQkv: t[0] = {L.qkv.weight, L.qkv.scales, d.q_width + 2 * d.kv_width, d.hidden, row0}; return 1;
-    case kO: t[0] = {L.o.weight, L.o.scales, d.hidden, d.q_width, row0}; return 1;
-    case kGateUp:
-      t[0] = {L.gate_up.weight, L.gate_up.scales, 2 * d.inter, d.hidden, row0};
-      t[1] = {L.gate_up.weight, L.gate_up.scales, 2 * d.inter, d.hidden, d.inter + row0};
-      return 2;
-    default: t[0] = {L.down.weight, L.down.scales, d.hidden, d.inter, row0}; return 1;
+    case kQkv: return {L.qkv.weight, L.qkv.scales, d.q_width + 2 * d.kv_width, d.hidden, row0};
+    case kO: return {L.o.weight, L.o.scales, d.hidden, d.q_width, row0};
+    case kGateUp: return {L.gate_up.weight, L.gate_up.scales, 2 * d.inter, d.hidden, tile * d.inter + row0};
+    default: return {L.down.weight, L.down.scales, d.hidden, d.inter, row0};
   }
 }
 
-// A place in this CTA's stream of items.
-struct StreamPos {
-  int layer, phase, item;
+// A stage of this CTA's stream; layer == num_layers past the last.
+struct StagePos {
+  int layer, phase, item, tile, stage;
+  __device__ bool operator==(const StagePos& o) const {
+    return layer == o.layer && phase == o.phase && item == o.item && tile == o.tile && stage == o.stage;
+  }
 };
 
-// From `p` (item possibly past its phase's last) to the CTA's next item that exists; false past
-// the last layer.
-__device__ bool settle(const Dims& d, int layers, StreamPos* p) {
-  while (p->item >= phase_items(d, p->phase)) {
-    if (++p->phase == kPhases) {
-      p->phase = 0;
-      if (++p->layer == layers) return false;
-    }
+// From `p` (item possibly past its phase's last) to the CTA's next item that exists.
+__device__ void settle(const Dims& d, int layers, StagePos* p) {
+  while (p->layer < layers && p->item >= phase_items(d, p->phase)) {
+    if (++p->phase == kPhases) p->phase = 0, ++p->layer;
     p->item = static_cast<int>(blockIdx.x);
   }
-  return true;
 }
 
-// The first `kbs` k-blocks of each tile of the item at `p` into L2 (the warps take turns).
-__device__ void prefetch_item(const DecodeLayerWeights* layers, const Dims& d, const StreamPos& p, int kbs) {
-  Tile t[2];
-  const int count = item_tiles(layers[p.layer], d, p.phase, p.item, t);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const int end = min(kbs, ceil_div(t[i].k, kBlockK)), row = t[i].row0 + lane;
-    if (i >= count || lane >= kRows || row >= t[i].n) continue;
-    for (int kb = warp; kb < end; kb += kWarps)
-      prefetch_l2(t[i].w + static_cast<std::size_t>(row) * t[i].k + kb * kBlockK);
-  }
+__device__ void advance(const Dims& d, int layers, StagePos* p) {
+  if (++p->stage < ceil_div(phase_k(d, p->phase), kStageK)) return;
+  p->stage = 0;
+  if (++p->tile < phase_tiles(p->phase)) return;
+  p->tile = 0;
+  p->item += gridDim.x;
+  settle(d, layers, p);
 }
 
-// This warp's share of one tile against the one-token activation in shared memory: the GEMV
-// kernel's loop for token 0 (gemv.cu), plus an L2 prefetch `prefetch_kb` k-blocks ahead. Writes
-// the warp's sums of rows row0 + r to sums[warp * kRows + r].
-__device__ void tile_sums(const Tile& t, const GemvSmem& s, float* sums, int prefetch_kb) {
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int gid = lane / 4, tig = lane % 4;
-  const int num_kb = ceil_div(t.k, kBlockK);
-  auto chunk_ok = [&](int kb, int c) { return kb < num_kb && kb * kBlockK + (tig + 4 * c) * 16 < t.k; };
-  const fp8_e4m3* w_rows[2];
-  bool row_ok[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = t.row0 + gid + 8 * r;
-    row_ok[r] = row < t.n;
-    w_rows[r] = t.w + static_cast<std::size_t>(row_ok[r] ? row : 0) * t.k + tig * 16;
+// cp.async.wait_group takes an immediate: the ring's depth is a launch argument.
+__device__ __forceinline__ void cp_async_wait_pending(int n) {
+  switch (n) {
+    case 0: ptx::cp_async_wait<0>(); break;
+    case 1: ptx::cp_async_wait<1>(); break;
+    case 2: ptx::cp_async_wait<2>(); break;
+    case 3: ptx::cp_async_wait<3>(); break;
+    case 4: ptx::cp_async_wait<4>(); break;
+    case 5: ptx::cp_async_wait<5>(); break;
+    case 6: ptx::cp_async_wait<6>(); break;
+    case 7: ptx::cp_async_wait<7>(); break;
+    case 8: ptx::cp_async_wait<8>(); break;
+    case 9: ptx::cp_async_wait<9>(); break;
+    default: ptx::cp_async_wait<10>(); break;
   }
-  auto load_kb = [&](int kb, gemv::WeightChunks& out) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-#pragma unroll
-      for (int c = 0; c < 2; ++c)
-        out.v[r][c] = row_ok[r] && chunk_ok(kb, c) ? gemv::load_weights(w_rows[r] + kb * kBlockK + c * 64)
-                                                  : make_uint4(0, 0, 0, 0);
-  };
-  const bool prefetch_row = prefetch_kb > 0 && lane < kRows && t.row0 + lane < t.n;
-  const fp8_e4m3* prefetch_at = t.w + static_cast<std::size_t>(prefetch_row ? t.row0 + lane : 0) * t.k;
-  const float* b_scales = t.scales + static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb;
+}
+static_assert(kMaxDepth - 2 <= 10, "cp_async_wait_pending covers depth - 2");
+static_assert(kDecodeLayersStagesKnob.hi <= kMaxDepth, "the knob's deepest ring has its tags");
 
-  gemv::WeightChunks wv[kInFlight];
-#pragma unroll
-  for (int i = 0; i < kInFlight; ++i) load_kb(warp + i * kWarps, wv[i]);
-  float sum0 = 0.f, sum2 = 0.f;  // the accumulator's token-0 column: rows gid and gid + 8 (lanes tig == 0)
-  for (int kb0 = warp; kb0 < num_kb; kb0 += kInFlight * kWarps) {
-#pragma unroll
-    for (int i = 0; i < kInFlight; ++i) {
-      const int kb = kb0 + i * kWarps;
-      if (kb >= num_kb) break;
-      const gemv::WeightChunks cur = wv[i];
-      load_kb(kb + kInFlight * kWarps, wv[i]);
-      if (prefetch_row && kb + prefetch_kb < num_kb) prefetch_l2(prefetch_at + (kb + prefetch_kb) * kBlockK);
-      uint4 xv[2];
-#pragma unroll
-      for (int c = 0; c < 2; ++c)
-        xv[c] = gid == 0 && chunk_ok(kb, c) ? *reinterpret_cast<const uint4*>(s.a8 + kb * kBlockK + (tig + 4 * c) * 16)
-                                            : make_uint4(0, 0, 0, 0);
-      float acc[4] = {};
-      gemv::kblock_mma(cur, xv, acc);
-      const float scale = s.scales[kb] * b_scales[kb];
-      sum0 = fmaf(acc[0], scale, sum0);
-      sum2 = fmaf(acc[2], scale, sum2);
+// The ring: `depth` slots; the producer is `ahead` of the consumer by depth - 1 stages.
+struct Ring {
+  char* slots;
+  StagePos* tags;  // the stage each slot holds (checked when it is computed)
+  int depth;
+  StagePos producer;
+  long long issued = 0, consumed = 0;
+
+  // Every thread issues its 16-byte pieces of the producer's stage (zeros past n and k) and
+  // commits one group (an empty one past the stream's end), then advances the producer.
+  __device__ void issue(const DecodeLayersArgs& a, const Dims& d) {
+    if (producer.layer < a.num_layers) {
+      const Tile t = item_tile(a.layers[producer.layer], d, producer.phase, producer.item, producer.tile);
+      const int slot = static_cast<int>(issued % depth), k0 = producer.stage * kStageK;
+      char* dst = slots + static_cast<std::size_t>(slot) * kSlotBytes;
+      for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
+        const int r = i / kChunksPerRow, c = i % kChunksPerRow, row = t.row0 + r, col = k0 + c * 16;
+        const bool ok = row < t.n && col < t.k;
+        ptx::cp_async_16(dst + r * kSlotRowBytes + c * 16, ok ? t.w + static_cast<std::size_t>(row) * t.k + col : t.w, ok);
+      }
+      if (threadIdx.x == 0) tags[slot] = producer;
+      advance(d, a.num_layers, &producer);
     }
+    ptx::cp_async_commit();
+    ++issued;
   }
-  if (tig == 0) {
-    sums[warp * kRows + gid] = sum0;
-    sums[warp * kRows + gid + 8] = sum2;
+
+  // Waits for the consumer's next stage (all threads), issues the one depth - 1 further, and
+  // returns the stage's slot.
+  __device__ const char* next(const DecodeLayersArgs& a, const Dims& d, const StagePos& expect) {
+    cp_async_wait_pending(depth - 2);
+    __syncthreads();  // every thread's pieces have landed; every warp is done with the slot reused below
+    const int slot = static_cast<int>(consumed % depth);
+    if (threadIdx.x == 0 && !(tags[slot] == expect)) __trap();  // the producer's order must be the consumer's
+    issue(a, d);
+    ++consumed;
+    return slots + static_cast<std::size_t>(slot) * kSlotBytes;
   }
+};
+
+// Warp w's k-block of a stage against the one-token activation in shared memory: the GEMV kernel's
+// arithmetic for token 0 (gemv.cu: the same k-block per warp, the same order of sums).
+__device__ __forceinline__ void stage_sums(const char* slot, const Tile& t, int stage, const GemvSmem& s, float& sum0,
+                                           float& sum2) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+  const int num_kb = ceil_div(t.k, kBlockK), kb = stage * kWarps + warp;
+  if (kb >= num_kb) return;  // warp-uniform
+  gemv::WeightChunks w;
+  uint4 xv[2];
+#pragma unroll
+  for (int c = 0; c < 2; ++c) {
+    const int at = warp * kBlockK + (tig + 4 * c) * 16;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) w.v[r][c] = *reinterpret_cast<const uint4*>(slot + (gid + 8 * r) * kSlotRowBytes + at);
+    // Past k the slot holds zeros; the activation's tail is never read there.
+    const bool in_k = kb * kBlockK + (tig + 4 * c) * 16 < t.k;
+    xv[c] = gid == 0 && in_k ? *reinterpret_cast<const uint4*>(s.a8 + kb * kBlockK + (tig + 4 * c) * 16)
+                             : make_uint4(0, 0, 0, 0);
+  }
+  float acc[4] = {};
+  gemv::kblock_mma(w, xv, acc);
+  const float scale = s.scales[kb] * t.scales[static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb + kb];
+  sum0 = fmaf(acc[0], scale, sum0);
+  sum2 = fmaf(acc[2], scale, sum2);
 }
 
 // Row r's total over the warps, in the GEMV kernel's order.
@@ -307,8 +339,9 @@ struct Kernel {
   const DecodeLayersArgs& a;
   const Workspace& ws;
   Dims d;
-  int pos, prefetch_kb;
+  int pos;
   char* smem;
+  Ring& ring;
   const float* cos_s;
   const float* sin_s;
 
@@ -316,31 +349,32 @@ struct Kernel {
   __device__ void gemv_phase(int l, int phase) {
     const DecodeLayerWeights& L = a.layers[l];
     const GemvSmem s(smem, widest_input_dev());
-    const int items = phase_items(d, phase);
+    const int items = phase_items(d, phase), tiles = phase_tiles(phase);
+    const int stages = ceil_div(phase_k(d, phase), kStageK);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
     for (int item = blockIdx.x; item < items; item += gridDim.x) {
-      if (prefetch_kb > 0) {
-        StreamPos next{l, phase, item + static_cast<int>(gridDim.x)};
-        if (settle(d, a.num_layers, &next)) prefetch_item(a.layers, d, next, prefetch_kb);
+      for (int tile = 0; tile < tiles; ++tile) {
+        const Tile t = item_tile(L, d, phase, item, tile);
+        float sum0 = 0.f, sum2 = 0.f;  // the accumulator's token-0 column: rows gid, gid + 8 (lanes tig == 0)
+        for (int stage = 0; stage < stages; ++stage)
+          stage_sums(ring.next(a, d, {l, phase, item, tile, stage}), t, stage, s, sum0, sum2);
+        float* sums = s.sums + tile * kWarps * kRows;
+        if (tig == 0) sums[warp * kRows + gid] = sum0, sums[warp * kRows + gid + 8] = sum2;
       }
-      Tile t[2];
-      const int count = item_tiles(L, d, phase, item, t);
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-        if (i < count) tile_sums(t[i], s, s.sums + i * kWarps * kRows, prefetch_kb);
       __syncthreads();
-      const int r = threadIdx.x, row = t[0].row0 + r;
-      if (r < kRows && row < t[0].n) {
+      const int r = threadIdx.x, row = item * kRows + r;
+      if (r < kRows) {
         const float total = tile_total(s.sums, r);
         if (phase == kQkv) {
-          nv(ws.qkv)[row] = __float2bfloat16_rn(total);
+          if (row < d.q_width + 2 * d.kv_width) nv(ws.qkv)[row] = __float2bfloat16_rn(total);
         } else if (phase == kGateUp) {
           const float gate = vec::round_bf16(total), up = vec::round_bf16(tile_total(s.sums + kWarps * kRows, r));
           nv(ws.act)[row] = __float2bfloat16_rn(silu_mul_value(gate, up));
-        } else {
+        } else if (row < d.hidden) {
           add_into(a.x, row, total);
         }
       }
-      __syncthreads();  // the sums are the next item's
+      // The sums are written again only after the next stage's __syncthreads (Ring::next).
     }
   }
 
@@ -576,18 +610,19 @@ __device__ __noinline__ void rope_table(int pos, float theta, float* cos_s, floa
 }
 
 __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const DecodeLayersArgs a, const Workspace ws,
-                                                                 int prefetch_kb) {
+                                                                 int depth) {
   extern __shared__ __align__(16) char smem[];
   __shared__ float cos_s[qk_rope::kHalf], sin_s[qk_rope::kHalf];
+  __shared__ StagePos tags[kMaxDepth];
   const int pos = a.pos_ptr != nullptr ? *a.pos_ptr : a.pos;
   const Dims d{a.hidden, a.inter, a.q_heads * kHeadDim, a.kv_heads * kHeadDim, a.q_heads / a.kv_heads, a.q_heads,
                a.kv_heads};
+  // The ring first in shared memory (it lives through the whole step), the phases' views after it.
+  Ring ring{smem, tags, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
+  settle(d, a.num_layers, &ring.producer);
+  for (int i = 0; i < depth - 1; ++i) ring.issue(a, d);  // weights: no kernel writes them
   rope_table(pos, a.rope_theta, cos_s, sin_s);
-  Kernel k{a, ws, d, pos, prefetch_kb, smem, cos_s, sin_s};
-  if (prefetch_kb > 0) {
-    StreamPos first{0, kQkv, static_cast<int>(blockIdx.x)};
-    if (settle(d, a.num_layers, &first)) prefetch_item(a.layers, d, first, prefetch_kb);
-  }
+  Kernel k{a, ws, d, pos, smem + static_cast<std::size_t>(depth) * kSlotBytes, ring, cos_s, sin_s};
   GridBarrier barrier{ws.counters};
   for (int l = 0; l < a.num_layers; ++l) {
     const DecodeLayerWeights& L = a.layers[l];
@@ -608,20 +643,29 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   }
 }
 
-// The launch's CTAs: one per SM, all resident. (The kernel takes ~230 registers, with the norm's
-// batched loads inlined next to the GEMV's; at 128, for two CTAs per SM, both spill.)
-Status grid_size(std::size_t smem, int* ctas) {
+// The ring's depth (FP8LM_DECODE_LAYERS_STAGES, as far as the SM's shared memory allows) and the
+// launch's CTAs: one per SM, all resident (the ring takes most of an SM's shared memory).
+Status launch_shape(const DecodeLayersArgs& a, int* depth, std::size_t* smem, int* ctas) {
+  static const int wanted = knob_value(kDecodeLayersStagesKnob);
   DeviceInfo dev;
   FP8LM_RETURN_IF_ERROR(current_device(&dev));
-  if (smem > 48 * 1024)
+  const std::size_t views = smem_bytes(a);
+  const long long fit = (static_cast<long long>(dev.smem_optin_bytes) - static_cast<long long>(views)) / kSlotBytes;
+  *depth = static_cast<int>(std::min<long long>(wanted, fit));
+  if (*depth < 2)
+    return Status::Error("decode_layers: " + std::to_string(dev.smem_optin_bytes) +
+                         " bytes of shared memory per block hold fewer than two weight stages besides " +
+                         std::to_string(views));
+  *smem = views + static_cast<std::size_t>(*depth) * kSlotBytes;
+  if (*smem > 48 * 1024)
     FP8LM_RETURN_IF_ERROR(cuda_status(
-        cudaFuncSetAttribute(decode_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
+        cudaFuncSetAttribute(decode_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(*smem)),
         "decode_layers: shared memory attribute"));
   int per_sm = 0;
   FP8LM_RETURN_IF_ERROR(cuda_status(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_layers_kernel, kThreads, smem),
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_layers_kernel, kThreads, *smem),
       "decode_layers: occupancy"));
-  if (per_sm < 1) return Status::Error("decode_layers: the kernel does not fit on an SM (" + std::to_string(smem) +
+  if (per_sm < 1) return Status::Error("decode_layers: the kernel does not fit on an SM (" + std::to_string(*smem) +
                                        " bytes of shared memory)");
   *ctas = dev.sm_count;
   return Status::Ok();
@@ -655,10 +699,9 @@ Status decode_layers(const DecodeLayersArgs& a, cudaStream_t stream) {
                          std::to_string(need) + " (decode_layers_workspace_bytes)");
   if (!vec::aligned16(a.x) || !vec::aligned16(a.workspace))
     return Status::Error("decode_layers: x and the workspace must be 16-byte aligned");
-  const std::size_t smem = smem_bytes(a);
-  int ctas = 0;
-  FP8LM_RETURN_IF_ERROR(grid_size(smem, &ctas));
-  static const int prefetch_kb = knob_value(kDecodeLayersPrefetchKnob);
+  int depth = 0, ctas = 0;
+  std::size_t smem = 0;
+  FP8LM_RETURN_IF_ERROR(launch_shape(a, &depth, &smem, &ctas));
   FP8LM_RETURN_IF_ERROR(cuda_status(cudaMemsetAsync(ws.counters, 0, kCounterBytes, stream), "decode_layers: counters"));
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(ctas));
@@ -670,7 +713,7 @@ Status decode_layers(const DecodeLayersArgs& a, cudaStream_t stream) {
   attr.val.cooperative = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, prefetch_kb), "decode_layers launch");
+  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, depth), "decode_layers launch");
 }
 
 }  // namespace fp8lm

@@ -12,8 +12,8 @@
 //  - Every pool row but the token's keeps its bits (NaN rows stay NaN).
 //  - Deterministic: a second run gives the same bits, and so does the position read from device
 //    memory (pos_ptr) with a launch bound of the whole cache (what the decode graph records).
-//  - The engine end to end: a 3-layer Qwen3-0.6B-shaped model decodes with decode_layers and layer
-//    by layer (ModelOptions::decode_layers) to logits with cosine >= 0.999.
+//  - The engine end to end: a 3-layer Qwen3-0.6B-shaped model decoding with the op agrees with the
+//    CPU backend at least as well as the GPU's layered path (ModelOptions::decode_layers).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -250,46 +250,51 @@ TEST(DecodeLayersGpuArgs, RejectsWhatItDoesNotRun) {
   EXPECT_NE(s.message().find("cache_capacity"), std::string::npos) << s.message();
 }
 
-// The engine: the same 3-layer model decoding with the op and layer by layer.
+// The engine: the same 3-layer model decoding on the CPU backend (the twins), and on the GPU layer
+// by layer and with the op. The two GPU paths sum in other orders than the twins (and than each
+// other: the flash kernel's attention, the sm90 decode GEMM for weights over 9 MB), so neither
+// equals the CPU's logits; the op must agree with the CPU at least as well as the layered path,
+// within 2e-3 of cosine (seen: both ~0.999; a broken op gives far less).
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double dot = 0, na = 0, nb = 0;
+  for (std::size_t v = 0; v < a.size(); ++v) dot += double(a[v]) * b[v], na += double(a[v]) * a[v], nb += double(b[v]) * b[v];
+  return dot / std::sqrt(na * nb);
+}
+
 TEST(DecodeLayersGpu, ModelDecodesAsLayerByLayer) {
+  if (!decode_layers_enabled()) GTEST_SKIP() << "FP8LM_DECODE_LAYERS=0";
   Qwen3Config c;
   ASSERT_TRUE(qwen3_preset("qwen3-0.6b", &c).ok());
   c.num_hidden_layers = 3;
   Qwen3Weights w;
   ASSERT_TRUE(make_dummy_qwen3(c, 0, &w).ok());
-  std::unique_ptr<Backend> backend;
-  ASSERT_TRUE(Backend::create(DeviceKind::kCuda, &backend).ok());
-  std::vector<std::vector<float>> logits[2];
-  for (int fused = 0; fused < 2; ++fused) {
+  enum Run { kCpu, kGpuLayered, kGpuOp, kRuns };
+  std::vector<std::vector<float>> logits[kRuns];
+  for (int run = 0; run < kRuns; ++run) {
+    std::unique_ptr<Backend> backend;
+    ASSERT_TRUE(Backend::create(run == kCpu ? DeviceKind::kCpu : DeviceKind::kCuda, &backend).ok());
     ModelOptions options;
     options.max_context = 2048;
-    options.decode_layers = fused == 1;
+    options.decode_layers = run != kGpuLayered;
     std::unique_ptr<Qwen3Model> m;
     const Status s = Qwen3Model::create(w, *backend, options, &m);
     ASSERT_TRUE(s.ok()) << s.message();
-    ASSERT_EQ(m->uses_decode_layers(), fused == 1 && decode_layers_enabled());
+    ASSERT_EQ(m->uses_decode_layers(), run != kGpuLayered);
     std::vector<std::int32_t> prompt(300);
     for (int i = 0; i < 300; ++i) prompt[i] = (i * 7919 + 13) % c.vocab_size;
     std::vector<float> l;
     ASSERT_TRUE(m->forward(prompt, false, &l).ok());
-    for (int step = 0; step < 12; ++step) {  // eager, capture, replays
+    for (int step = 0; step < 12; ++step) {  // GPU: eager, capture, replays
       const std::int32_t token = (step * 104729 + 7) % c.vocab_size;
       ASSERT_TRUE(m->forward(std::span<const std::int32_t>(&token, 1), false, &l).ok());
-      logits[fused].push_back(l);
+      logits[run].push_back(l);
     }
   }
-  if (!decode_layers_enabled()) GTEST_SKIP() << "FP8LM_DECODE_LAYERS=0";
-  for (std::size_t step = 0; step < logits[0].size(); ++step) {
-    double dot = 0, n0 = 0, n1 = 0;
-    const auto& a = logits[0][step];
-    const auto& b = logits[1][step];
-    for (std::size_t v = 0; v < a.size(); ++v) dot += double(a[v]) * b[v], n0 += double(a[v]) * a[v], n1 += double(b[v]) * b[v];
-    const double cosine = dot / std::sqrt(n0 * n1);
-    EXPECT_GE(cosine, 0.999) << "decode step " << step;
-    std::printf("  model step %zu: cosine %.6f, top-1 %s\n", step, cosine,
-                std::max_element(a.begin(), a.end()) - a.begin() == std::max_element(b.begin(), b.end()) - b.begin()
-                    ? "same"
-                    : "differs");
+  for (std::size_t step = 0; step < logits[kCpu].size(); ++step) {
+    const double op = cosine(logits[kGpuOp][step], logits[kCpu][step]);
+    const double layered = cosine(logits[kGpuLayered][step], logits[kCpu][step]);
+    EXPECT_GE(op, std::min(layered, 0.9999) - 2e-3) << "decode step " << step;
+    std::printf("  model step %zu: cosine with the CPU: op %.6f, layered %.6f\n", step, op, layered);
   }
 }
 
