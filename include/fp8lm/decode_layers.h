@@ -67,7 +67,13 @@ struct DecodeLayersArgs {
   const int* pos_ptr = nullptr;      // optional: the position read when the op runs (CUDA graphs)
   void* workspace = nullptr;         // GPU: decode_layers_workspace_bytes(...) bytes; the CPU ignores it
   std::size_t workspace_bytes = 0;
+  // GPU, optional (a diagnostic): [num_layers, kDecodeLayersMarks] device memory where CTA 0 writes
+  // its clock (clock64) at the start of each layer (0), after the input norm (1), the qkv GEMV (2),
+  // the barrier after it (3), attention (4), its barrier (5), the o GEMV (6), its barrier (7), the
+  // MLP norm (8), the gate_up GEMV (9), its barrier (10), and the down GEMV (11).
+  long long* phase_cycles = nullptr;
 };
+inline constexpr int kDecodeLayersMarks = 12;
 
 // The GPU workspace for a model of these sizes (any position).
 std::size_t decode_layers_workspace_bytes(int hidden, int inter, int q_heads, int kv_heads);

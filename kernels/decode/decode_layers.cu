@@ -129,8 +129,10 @@ struct GemvSmem {
 };
 
 int widest_input(const DecodeLayersArgs& a) { return std::max({a.hidden, a.q_heads * kHeadDim, a.inter}); }
+// The phases' views and the layer table.
+__host__ __device__ std::size_t layer_table_bytes(int layers) { return align16(layers * sizeof(DecodeLayerWeights)); }
 std::size_t smem_bytes(const DecodeLayersArgs& a) {
-  return std::max(sizeof(AttentionSmem), GemvSmem::bytes(widest_input(a)));
+  return layer_table_bytes(a.num_layers) + std::max(sizeof(AttentionSmem), GemvSmem::bytes(widest_input(a)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,7 +173,8 @@ enum Phase { kQkv, kO, kGateUp, kDown, kPhases };
 
 constexpr int kStageK = 8 * kBlockK;           // a stage: one k-block per warp (the GEMV kernel's split)
 constexpr int kSlotRowBytes = kStageK + 16;    // padded: the 8 rows a mma fragment reads hit distinct banks
-constexpr int kSlotBytes = kRows * kSlotRowBytes;
+constexpr int kSlotScales = kRows * kSlotRowBytes;  // then the stage's 8 weight scales
+constexpr int kSlotBytes = kSlotScales + kWarps * sizeof(float);
 constexpr int kChunksPerRow = kStageK / 16;
 static_assert(kStageK == kWarps * kBlockK, "warp w computes k-block w of every stage");
 constexpr int kMaxDepth = 12;
@@ -253,9 +256,13 @@ __device__ __forceinline__ void cp_async_wait_pending(int n) {
 static_assert(kMaxDepth - 2 <= 10, "cp_async_wait_pending covers depth - 2");
 static_assert(kDecodeLayersStagesKnob.hi <= kMaxDepth, "the knob's deepest ring has its tags");
 
-// The ring: `depth` slots; the producer is `ahead` of the consumer by depth - 1 stages.
+// The ring: `depth` slots; the producer is `ahead` of the consumer by depth - 1 stages. Nothing on
+// a stage's path reads global memory but its own cp.async pieces (the layer table is in shared
+// memory, the weight scales travel with the stage): the first ring version read both from global
+// memory per stage, a dependent round trip each, and streamed ~0.9 TB/s whatever its depth.
 struct Ring {
   char* slots;
+  const DecodeLayerWeights* layers;  // the table, in shared memory
   StagePos* tags;  // the stage each slot holds (checked when it is computed)
   int depth;
   StagePos producer;
@@ -265,13 +272,18 @@ struct Ring {
   // commits one group (an empty one past the stream's end), then advances the producer.
   __device__ void issue(const DecodeLayersArgs& a, const Dims& d) {
     if (producer.layer < a.num_layers) {
-      const Tile t = item_tile(a.layers[producer.layer], d, producer.phase, producer.item, producer.tile);
+      const Tile t = item_tile(layers[producer.layer], d, producer.phase, producer.item, producer.tile);
       const int slot = static_cast<int>(issued % depth), k0 = producer.stage * kStageK;
       char* dst = slots + static_cast<std::size_t>(slot) * kSlotBytes;
       for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
         const int r = i / kChunksPerRow, c = i % kChunksPerRow, row = t.row0 + r, col = k0 + c * 16;
         const bool ok = row < t.n && col < t.k;
         ptx::cp_async_16(dst + r * kSlotRowBytes + c * 16, ok ? t.w + static_cast<std::size_t>(row) * t.k + col : t.w, ok);
+      }
+      if (threadIdx.x < kWarps) {  // the scale of k-block stage * 8 + i of the tile's 128-row block
+        const int num_kb = ceil_div(t.k, kBlockK), kb = producer.stage * kWarps + threadIdx.x;
+        const float* src = t.scales + static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb + kb;
+        ptx::cp_async_4(dst + kSlotScales + threadIdx.x * sizeof(float), kb < num_kb ? src : t.scales, kb < num_kb);
       }
       if (threadIdx.x == 0) tags[slot] = producer;
       advance(d, a.num_layers, &producer);
@@ -314,7 +326,7 @@ __device__ __forceinline__ void stage_sums(const char* slot, const Tile& t, int 
   }
   float acc[4] = {};
   gemv::kblock_mma(w, xv, acc);
-  const float scale = s.scales[kb] * t.scales[static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb + kb];
+  const float scale = s.scales[kb] * reinterpret_cast<const float*>(slot + kSlotScales)[warp];
   sum0 = fmaf(acc[0], scale, sum0);
   sum2 = fmaf(acc[2], scale, sum2);
 }
@@ -338,6 +350,7 @@ __device__ __forceinline__ void add_into(bf16* x, int row, float y) {
 struct Kernel {
   const DecodeLayersArgs& a;
   const Workspace& ws;
+  const DecodeLayerWeights* layers;  // a.layers, copied into shared memory
   Dims d;
   int pos;
   char* smem;
@@ -347,7 +360,7 @@ struct Kernel {
 
   // One GEMV phase of layer l on the activation in shared memory (GemvSmem).
   __device__ void gemv_phase(int l, int phase) {
-    const DecodeLayerWeights& L = a.layers[l];
+    const DecodeLayerWeights& L = layers[l];
     const GemvSmem s(smem, widest_input_dev());
     const int items = phase_items(d, phase), tiles = phase_tiles(phase);
     const int stages = ceil_div(phase_k(d, phase), kStageK);
@@ -415,7 +428,7 @@ struct Kernel {
 
   // The attention phase of layer l: items (kv head, key chunk).
   __device__ void attention_phase(int l) {
-    const DecodeLayerWeights& L = a.layers[l];
+    const DecodeLayerWeights& L = layers[l];
     AttentionSmem& s = *reinterpret_cast<AttentionSmem*>(smem);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, G = d.group;
     const int keys = pos + 1;
@@ -617,28 +630,48 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   const int pos = a.pos_ptr != nullptr ? *a.pos_ptr : a.pos;
   const Dims d{a.hidden, a.inter, a.q_heads * kHeadDim, a.kv_heads * kHeadDim, a.q_heads / a.kv_heads, a.q_heads,
                a.kv_heads};
-  // The ring first in shared memory (it lives through the whole step), the phases' views after it.
-  Ring ring{smem, tags, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
+  // Shared memory: the ring (it lives through the whole step), the layer table, the phases' views.
+  auto* layers = reinterpret_cast<DecodeLayerWeights*>(smem + static_cast<std::size_t>(depth) * kSlotBytes);
+  for (int i = threadIdx.x; i < a.num_layers; i += kThreads) layers[i] = a.layers[i];
+  __syncthreads();
+  Ring ring{smem, layers, tags, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
   settle(d, a.num_layers, &ring.producer);
   for (int i = 0; i < depth - 1; ++i) ring.issue(a, d);  // weights: no kernel writes them
   rope_table(pos, a.rope_theta, cos_s, sin_s);
-  Kernel k{a, ws, d, pos, smem + static_cast<std::size_t>(depth) * kSlotBytes, ring, cos_s, sin_s};
+  Kernel k{a, ws, layers, d, pos, reinterpret_cast<char*>(layers) + layer_table_bytes(a.num_layers), ring, cos_s, sin_s};
   GridBarrier barrier{ws.counters};
+  // DecodeLayersArgs::phase_cycles: CTA 0's clock at each step below (kDecodeLayersMarks per layer).
+  long long* marks = a.phase_cycles != nullptr && blockIdx.x == 0 && threadIdx.x == 0 ? a.phase_cycles : nullptr;
+  auto mark = [&](int l, int i) {
+    if (marks != nullptr) marks[l * kDecodeLayersMarks + i] = clock64();
+  };
   for (int l = 0; l < a.num_layers; ++l) {
-    const DecodeLayerWeights& L = a.layers[l];
+    const DecodeLayerWeights& L = layers[l];
+    mark(l, 0);
     k.norm_input(L.input_layernorm);  // also orders the RoPE table before its first use
+    mark(l, 1);
     k.gemv_phase(l, kQkv);
+    mark(l, 2);
     barrier.sync();
+    mark(l, 3);
     k.attention_phase(l);
+    mark(l, 4);
     barrier.sync();
+    mark(l, 5);
     k.load_attention_output();
     k.gemv_phase(l, kO);
+    mark(l, 6);
     barrier.sync();
+    mark(l, 7);
     k.norm_input(L.post_attention_layernorm);
+    mark(l, 8);
     k.gemv_phase(l, kGateUp);
+    mark(l, 9);
     barrier.sync();
+    mark(l, 10);
     k.quantize_activation();
     k.gemv_phase(l, kDown);
+    mark(l, 11);
     if (l + 1 < a.num_layers) barrier.sync();  // the kernel's end orders the last layer's writes
   }
 }

@@ -10,8 +10,9 @@
 //    Frobenius error (seen: see the printed values), the new cache rows within 1e-2; a wrong
 //    operand, head, position or rotation gives errors of order 1.
 //  - Every pool row but the token's keeps its bits (NaN rows stay NaN).
-//  - Deterministic: a second run gives the same bits, and so does the position read from device
-//    memory (pos_ptr) with a launch bound of the whole cache (what the decode graph records).
+//  - Deterministic: a second run gives the same bits (that run also records CTA 0's clock per phase,
+//    DecodeLayersArgs::phase_cycles, printed), and so does the position read from device memory
+//    (pos_ptr) with a launch bound of the whole cache (what the decode graph records).
 //  - The engine end to end: a 3-layer Qwen3-0.6B-shaped model decoding with the op agrees with the
 //    CPU backend at least as well as the GPU's layered path (ModelOptions::decode_layers).
 #include <gtest/gtest.h>
@@ -111,6 +112,29 @@ double rel_error(const std::vector<double>& got, const std::vector<double>& want
   return std::sqrt(e2 / std::max(r2, 1e-300));
 }
 
+// CTA 0's time per step of each layer (DecodeLayersArgs::phase_cycles), averaged over the layers, in
+// us at the SM's clock rate; the marks must not go backwards.
+std::string phase_times(const std::vector<long long>& marks, int layers) {
+  static const char* names[kDecodeLayersMarks - 1] = {"norm", "qkv", "barrier", "attention", "barrier", "o",
+                                                      "barrier", "norm", "gate_up", "barrier", "down"};
+  int device = 0, khz = 0;
+  cudaGetDevice(&device);
+  cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, device);
+  std::string out;
+  char buf[64];
+  for (int i = 0; i + 1 < kDecodeLayersMarks; ++i) {
+    double sum = 0;
+    for (int l = 0; l < layers; ++l) {
+      const long long* m = &marks[static_cast<std::size_t>(l) * kDecodeLayersMarks];
+      EXPECT_LE(m[i], m[i + 1]) << "layer " << l << " mark " << i;
+      sum += double(m[i + 1] - m[i]);
+    }
+    std::snprintf(buf, sizeof buf, " %s %.1f", names[i], sum / layers / (khz * 1e-3));
+    out += buf;
+  }
+  return out;
+}
+
 bool same_bits(const std::vector<bf16>& a, const std::vector<bf16>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(bf16)) == 0;
 }
@@ -154,6 +178,7 @@ TEST_P(DecodeLayersGpu, MatchesTwin) {
     std::vector<bf16> x_got[3];
     std::vector<std::vector<bf16>> k_got[3], v_got[3];
     double us = 0;
+    std::vector<long long> marks;
     for (int run = 0; run < 3; ++run) {
       std::vector<std::unique_ptr<DeviceLayer>> dev;
       std::vector<DecodeLayerWeights> dev_table;
@@ -171,6 +196,8 @@ TEST_P(DecodeLayersGpu, MatchesTwin) {
                          1e-6f, 1e6f, scale, d_table.get(), c.page, capacity, pos};
       g.workspace = d_ws.get(), g.workspace_bytes = d_ws.bytes();
       if (run == 2) g.pos_ptr = d_pos.get(), g.pos = capacity - 1;
+      DeviceBuffer<long long> d_marks(static_cast<std::size_t>(c.layers) * kDecodeLayersMarks);
+      if (run == 1) g.phase_cycles = d_marks.get();
       const auto t0 = std::chrono::steady_clock::now();
       const Status s = decode_layers(g, nullptr);
       ASSERT_TRUE(s.ok()) << s.message();
@@ -178,6 +205,7 @@ TEST_P(DecodeLayersGpu, MatchesTwin) {
       us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
       x_got[run] = d_x.download();
       for (auto& d : dev) k_got[run].push_back(d->k_pool.download()), v_got[run].push_back(d->v_pool.download());
+      if (run == 1) marks = d_marks.download();
     }
 
     // x: the layers' change against the twin's.
@@ -220,6 +248,7 @@ TEST_P(DecodeLayersGpu, MatchesTwin) {
           << c.name << " pos " << pos << " layer " << l << ": cache rows differ with pos_ptr";
     std::printf("  decode_layers %s pos %d: x change rel. error %.2e, K/V rows %.2e (%.0f us incl. launch)\n", c.name,
                 pos, x_err, kv_err, us);
+    std::printf("    CTA 0 per layer, us:%s\n", phase_times(marks, c.layers).c_str());
   }
 }
 
