@@ -341,10 +341,10 @@ __device__ __forceinline__ float tile_total(const float* sums, int r) {
 
 __device__ __forceinline__ __nv_bfloat16* nv(bf16* p) { return reinterpret_cast<__nv_bfloat16*>(p); }
 
-// x[row] = bf16(x[row] + bf16(y)): the residual add of rmsnorm_quantize (NormQuantizeRow::add_residual).
-__device__ __forceinline__ void add_into(bf16* x, int row, float y) {
-  const float sum = __fadd_rn(__bfloat162float(nv(x)[row]), vec::round_bf16(y));
-  nv(x)[row] = __float2bfloat16_rn(sum);
+// x[row] = bf16(x[row] + bf16(y)), x[row] read before as `old`: the residual add of
+// rmsnorm_quantize (NormQuantizeRow::add_residual).
+__device__ __forceinline__ void add_into(bf16* x, int row, float old, float y) {
+  nv(x)[row] = __float2bfloat16_rn(__fadd_rn(old, vec::round_bf16(y)));
 }
 
 struct Kernel {
@@ -365,7 +365,11 @@ struct Kernel {
     const int items = phase_items(d, phase), tiles = phase_tiles(phase);
     const int stages = ceil_div(phase_k(d, phase), kStageK);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
+    const bool residual = phase == kO || phase == kDown;
     for (int item = blockIdx.x; item < items; item += gridDim.x) {
+      const int r = threadIdx.x, row = item * kRows + r;
+      // The residual row this thread adds into, loaded now rather than after the item's stages.
+      const float old = residual && r < kRows && row < d.hidden ? __bfloat162float(nv(a.x)[row]) : 0.f;
       for (int tile = 0; tile < tiles; ++tile) {
         const Tile t = item_tile(L, d, phase, item, tile);
         float sum0 = 0.f, sum2 = 0.f;  // the accumulator's token-0 column: rows gid, gid + 8 (lanes tig == 0)
@@ -375,7 +379,6 @@ struct Kernel {
         if (tig == 0) sums[warp * kRows + gid] = sum0, sums[warp * kRows + gid + 8] = sum2;
       }
       __syncthreads();
-      const int r = threadIdx.x, row = item * kRows + r;
       if (r < kRows) {
         const float total = tile_total(s.sums, r);
         if (phase == kQkv) {
@@ -384,7 +387,7 @@ struct Kernel {
           const float gate = vec::round_bf16(total), up = vec::round_bf16(tile_total(s.sums + kWarps * kRows, r));
           nv(ws.act)[row] = __float2bfloat16_rn(silu_mul_value(gate, up));
         } else if (row < d.hidden) {
-          add_into(a.x, row, total);
+          add_into(a.x, row, old, total);
         }
       }
       // The sums are written again only after the next stage's __syncthreads (Ring::next).
