@@ -31,6 +31,7 @@
 #include "attention/qk_norm_rope.cuh"
 #include "common/bf16_vec.cuh"
 #include "common/knobs.h"
+#include "common/mbarrier.cuh"
 #include "common/quant_group.cuh"
 #include "elementwise/silu_mul_quantize_group.cuh"
 #include "fp8lm/cuda_status.h"
@@ -48,7 +49,6 @@ using gemv::kRows;
 
 constexpr int kWarps = 8;  // NormQuantizeRow's most; the GEMV tile's k split
 constexpr int kThreads = kWarps * 32;
-constexpr int kInFlight = 2;  // k-blocks a lane has loaded ahead (the GEMV kernel's)
 constexpr int kHeadDim = 128;
 constexpr int kMaxGroup = kDecodeLayersMaxGroup;
 constexpr int kKeyBlock = kThreads;  // keys scored at once: one per thread
@@ -97,17 +97,22 @@ Workspace carve(void* base, int hidden, int inter, int q_heads, int kv_heads, st
 // Shared memory: the GEMV's view (the quantized activation and the tile's per-warp sums) and the
 // attention's, over the same bytes; the RoPE table of the step's position apart.
 
+constexpr int kKeyGroups = 4;                         // P.V: key groups x 64 threads of two dims each
+constexpr int kPvUnroll = 16;                         // V loads in flight per thread
+
 struct AttentionSmem {
   float q[kMaxGroup][kHeadDim];  // the group's q heads after norm and RoPE (bf16 values)
-  float k_new[kHeadDim];         // the token's key after norm and RoPE, and its value
-  float v_new[kHeadDim];
-  uint2 k_row[32], v_row[32];    // the same as the cache rows (bf16)
+  float v_new[kHeadDim];         // the token's value
+  uint2 k_row[32], v_row[32];    // the token's cache rows (bf16): key after norm and RoPE, value
+  float score_new[kMaxGroup];    // the token's own key against each q head
   float p[kMaxGroup][kKeyBlock];  // scores, then probabilities, of a block of keys
-  float pv[2][kMaxGroup][kHeadDim];  // P.V of the two key halves of a block
-  float out[kMaxGroup][kHeadDim];    // merged head outputs (bf16 values)
+  int rows[kKeyBlock];            // the block's keys' cache rows
+  float pv[kKeyGroups][kMaxGroup][kHeadDim];  // P.V of each key group
+  float out[kMaxGroup][kHeadDim];             // head outputs (bf16 values)
   float m[kMaxGroup], l[kMaxGroup], factor[kMaxGroup];
-  float w[kMaxGroup][kMaxChunks];    // merge weights
-  int last;                          // this CTA merges the head
+  float w[kMaxGroup][kMaxChunks];             // merge: the chunks' maxima, then their weights
+  float chunk_l[kMaxGroup][kMaxChunks];
+  int last;                                   // this CTA merges the head
 };
 
 __host__ __device__ constexpr std::size_t align16(std::size_t v) { return (v + 15) / 16 * 16; }
@@ -175,7 +180,7 @@ constexpr int kStageK = 8 * kBlockK;           // a stage: one k-block per warp 
 constexpr int kSlotRowBytes = kStageK + 16;    // padded: the 8 rows a mma fragment reads hit distinct banks
 constexpr int kSlotScales = kRows * kSlotRowBytes;  // then the stage's 8 weight scales
 constexpr int kSlotBytes = kSlotScales + kWarps * sizeof(float);
-constexpr int kChunksPerRow = kStageK / 16;
+[[maybe_unused]] constexpr int kChunksPerRow = kStageK / 16;  // sm_89: cp.async pieces per row
 static_assert(kStageK == kWarps * kBlockK, "warp w computes k-block w of every stage");
 constexpr int kMaxDepth = 12;
 
@@ -260,26 +265,42 @@ static_assert(kDecodeLayersStagesKnob.hi <= kMaxDepth, "the knob's deepest ring 
 // a stage's path reads global memory but its own cp.async pieces (the layer table is in shared
 // memory, the weight scales travel with the stage): the first ring version read both from global
 // memory per stage, a dependent round trip each, and streamed ~0.9 TB/s whatever its depth.
+//
+// The weight rows: on sm_90 one thread hands each stage to the copy engine (a bulk copy per row,
+// completing on the slot's mbarrier); elsewhere every thread copies 16-byte pieces with cp.async.
+// The second ring version used cp.async on sm_90 too: ~1.9 TB/s whatever the depth (4 to 8
+// stages), as if each SM's outstanding 16-byte requests, not the ring, bounded the stream.
 struct Ring {
   char* slots;
   const DecodeLayerWeights* layers;  // the table, in shared memory
   StagePos* tags;  // the stage each slot holds (checked when it is computed)
+  std::uint64_t* full;  // sm_90: the slots' mbarriers
   int depth;
   StagePos producer;
   long long issued = 0, consumed = 0;
 
-  // Every thread issues its 16-byte pieces of the producer's stage (zeros past n and k) and
-  // commits one group (an empty one past the stream's end), then advances the producer.
+  // Issues the producer's stage (rows past n are not copied, bytes past k not used) and commits
+  // one cp.async group per thread (an empty one past the stream's end), then advances the producer.
   __device__ void issue(const DecodeLayersArgs& a, const Dims& d) {
     if (producer.layer < a.num_layers) {
       const Tile t = item_tile(layers[producer.layer], d, producer.phase, producer.item, producer.tile);
       const int slot = static_cast<int>(issued % depth), k0 = producer.stage * kStageK;
       char* dst = slots + static_cast<std::size_t>(slot) * kSlotBytes;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      if (threadIdx.x == 0) {
+        const int rows = min(kRows, t.n - t.row0), bytes = min(kStageK, t.k - k0);
+        sm90::mbar_arrive_expect_tx(&full[slot], static_cast<std::uint32_t>(rows * bytes));
+        for (int r = 0; r < rows; ++r)
+          sm90::bulk_copy_to_shared(dst + r * kSlotRowBytes, t.w + static_cast<std::size_t>(t.row0 + r) * t.k + k0,
+                                    static_cast<std::uint32_t>(bytes), &full[slot]);
+      }
+#else
       for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
         const int r = i / kChunksPerRow, c = i % kChunksPerRow, row = t.row0 + r, col = k0 + c * 16;
         const bool ok = row < t.n && col < t.k;
         ptx::cp_async_16(dst + r * kSlotRowBytes + c * 16, ok ? t.w + static_cast<std::size_t>(row) * t.k + col : t.w, ok);
       }
+#endif
       if (threadIdx.x < kWarps) {  // the scale of k-block stage * 8 + i of the tile's 128-row block
         const int num_kb = ceil_div(t.k, kBlockK), kb = producer.stage * kWarps + threadIdx.x;
         const float* src = t.scales + static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb + kb;
@@ -295,9 +316,12 @@ struct Ring {
   // Waits for the consumer's next stage (all threads), issues the one depth - 1 further, and
   // returns the stage's slot.
   __device__ const char* next(const DecodeLayersArgs& a, const Dims& d, const StagePos& expect) {
-    cp_async_wait_pending(depth - 2);
-    __syncthreads();  // every thread's pieces have landed; every warp is done with the slot reused below
     const int slot = static_cast<int>(consumed % depth);
+    cp_async_wait_pending(depth - 2);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    sm90::mbar_wait(&full[slot], static_cast<std::uint32_t>((consumed / depth) & 1));
+#endif
+    __syncthreads();  // every piece has landed; every warp is done with the slot reused below
     if (threadIdx.x == 0 && !(tags[slot] == expect)) __trap();  // the producer's order must be the consumer's
     issue(a, d);
     ++consumed;
@@ -317,10 +341,12 @@ __device__ __forceinline__ void stage_sums(const char* slot, const Tile& t, int 
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
     const int at = warp * kBlockK + (tig + 4 * c) * 16;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) w.v[r][c] = *reinterpret_cast<const uint4*>(slot + (gid + 8 * r) * kSlotRowBytes + at);
-    // Past k the slot holds zeros; the activation's tail is never read there.
+    // Past k the slot may hold what an earlier stage left (sm_90 copies only the bytes inside k):
+    // zeros instead. Rows past n are computed from such bytes and dropped by the epilogue.
     const bool in_k = kb * kBlockK + (tig + 4 * c) * 16 < t.k;
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      w.v[r][c] = in_k ? *reinterpret_cast<const uint4*>(slot + (gid + 8 * r) * kSlotRowBytes + at) : make_uint4(0, 0, 0, 0);
     xv[c] = gid == 0 && in_k ? *reinterpret_cast<const uint4*>(s.a8 + kb * kBlockK + (tig + 4 * c) * 16)
                              : make_uint4(0, 0, 0, 0);
   }
@@ -429,7 +455,9 @@ struct Kernel {
     __syncthreads();
   }
 
-  // The attention phase of layer l: items (kv head, key chunk).
+  // The attention phase of layer l: items (kv head, key chunk). Latency decides its time at short
+  // contexts (a few keys, 8 items): every load of a block is issued before its results are used
+  // (a key row per thread, 16 V pairs per thread, the cache rows looked up once per block).
   __device__ void attention_phase(int l) {
     const DecodeLayerWeights& L = layers[l];
     AttentionSmem& s = *reinterpret_cast<AttentionSmem*>(smem);
@@ -451,61 +479,69 @@ struct Kernel {
         if (r <= G)
           y = qk_rope::norm_rope(raw, __ldg(reinterpret_cast<const uint2*>(is_q ? L.q_norm : L.k_norm) + lane), cos_s,
                                  sin_s, a.eps, lane);
-        float f[4];
-        vec::unpack4(y, f);
-        float* dst = is_q ? s.q[r] : is_k ? s.k_new : s.v_new;
+        if (is_q) {
+          float f[4];
+          vec::unpack4(y, f);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) dst[lane * 4 + i] = f[i];
-        if (!is_q) (is_k ? s.k_row : s.v_row)[lane] = y;
+          for (int i = 0; i < 4; ++i) s.q[r][lane * 4 + i] = f[i];
+        } else {
+          (is_k ? s.k_row : s.v_row)[lane] = y;
+          if (!is_k) {
+            float f[4];
+            vec::unpack4(y, f);
+#pragma unroll
+            for (int i = 0; i < 4; ++i) s.v_new[lane * 4 + i] = f[i];
+          }
+        }
       }
       if (threadIdx.x < kMaxGroup) s.m[threadIdx.x] = -INFINITY, s.l[threadIdx.x] = 0.f;
       __syncthreads();
-      // The chunk that holds the token writes its cache rows (no other item reads them this step).
-      if (k1 == keys && warp == 0) {
+      // The token's own key against each q head (warp g), and its cache rows by the chunk that holds it.
+      for (int g = warp; g < G; g += kWarps) {
+        float kf[4];
+        vec::unpack4(s.k_row[lane], kf);
+        float dot = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dot = fmaf(s.q[g][lane * 4 + i], kf[i], dot);
+        dot = vec::warp_butterfly_sum(dot);
+        if (lane == 0) s.score_new[g] = dot;
+      }
+      if (k1 == keys && warp == kWarps - 1) {
         const std::size_t row = paged_row(a.block_table, a.page_size, pos) * d.kv_width + h * kHeadDim;
         reinterpret_cast<uint2*>(L.k_cache + row)[lane] = s.k_row[lane];
         reinterpret_cast<uint2*>(L.v_cache + row)[lane] = s.v_row[lane];
       }
-      const int d_col = threadIdx.x % kHeadDim, half = threadIdx.x / kHeadDim;
-      float acc[kMaxGroup] = {};
+      __syncthreads();
+      const int pair = threadIdx.x % (kHeadDim / 2), kgroup = threadIdx.x / (kHeadDim / 2);
+      float acc[kMaxGroup][2] = {};
       for (int b0 = k0; b0 < k1; b0 += kKeyBlock) {
-        // Scores: thread j scores key b0 + j against every q head of the group.
+        // Scores: thread j scores key b0 + j against every q head of the group (its row's 16
+        // vectors all in flight).
         {
           const int key = b0 + threadIdx.x;
           float sc[kMaxGroup] = {};
-          if (key < k1) {
-            if (key == pos) {
-#pragma unroll 1
-              for (int e = 0; e < kHeadDim; ++e)
+          if (key < k1 && key != pos) {
+            const int row = static_cast<int>(paged_row(a.block_table, a.page_size, key));
+            s.rows[threadIdx.x] = row;
+            const uint4* kr = reinterpret_cast<const uint4*>(L.k_cache + static_cast<std::size_t>(row) * d.kv_width +
+                                                             h * kHeadDim);
+            uint4 kv[16];
+#pragma unroll
+            for (int i = 0; i < 16; ++i) kv[i] = __ldg(kr + i);
+#pragma unroll
+            for (int i = 0; i < 16; ++i) {
+              float kf[8];
+              vec::unpack8(kv[i], kf);
+#pragma unroll
+              for (int e = 0; e < 8; ++e)
 #pragma unroll
                 for (int g = 0; g < kMaxGroup; ++g)
-                  if (g < G) sc[g] = fmaf(s.q[g][e], s.k_new[e], sc[g]);
-            } else {
-              const uint4* kr = reinterpret_cast<const uint4*>(
-                  L.k_cache + paged_row(a.block_table, a.page_size, key) * d.kv_width + h * kHeadDim);
-              // The row's 16 vectors, 4 in flight at a time (a few registers: 2 CTAs per SM).
-#pragma unroll 1
-              for (int quarter = 0; quarter < 4; ++quarter) {
-                uint4 kv[4];
-#pragma unroll
-                for (int i = 0; i < 4; ++i) kv[i] = __ldg(kr + quarter * 4 + i);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                  float kf[8];
-                  vec::unpack8(kv[i], kf);
-                  const int e0 = (quarter * 4 + i) * 8;
-#pragma unroll
-                  for (int e = 0; e < 8; ++e)
-#pragma unroll
-                    for (int g = 0; g < kMaxGroup; ++g)
-                      if (g < G) sc[g] = fmaf(s.q[g][e0 + e], kf[e], sc[g]);
-                }
-              }
+                  if (g < G) sc[g] = fmaf(s.q[g][i * 8 + e], kf[e], sc[g]);
             }
           }
 #pragma unroll
           for (int g = 0; g < kMaxGroup; ++g)
-            if (g < G) s.p[g][threadIdx.x] = key < k1 ? sc[g] * scale_log2 : -INFINITY;
+            if (g < G) s.p[g][threadIdx.x] = key >= k1 ? -INFINITY : (key == pos ? s.score_new[g] : sc[g]) * scale_log2;
         }
         __syncthreads();
         // Online softmax per head (warp g): the block's max, the rescale of what came before.
@@ -530,38 +566,53 @@ struct Kernel {
           }
         }
         __syncthreads();
-        // P.V: thread (d_col, half) over the block's keys half * 128 .. + 127.
+        // P.V: thread (pair, kgroup) over keys kgroup, kgroup + 4, ... of the block, kPvUnroll V
+        // pairs loaded before they are used.
 #pragma unroll
         for (int g = 0; g < kMaxGroup; ++g)
-          if (g < G) acc[g] *= s.factor[g];
-        const int j0 = half * (kKeyBlock / 2), j_end = min(j0 + kKeyBlock / 2, k1 - b0);
-        for (int j = j0; j < j_end; j += 8) {
-          float v[8];
+          if (g < G) acc[g][0] *= s.factor[g], acc[g][1] *= s.factor[g];
+        const int count = min(kKeyBlock, k1 - b0);
+        for (int j0 = kgroup; j0 < count; j0 += kKeyGroups * kPvUnroll) {
+          float v[kPvUnroll][2];
 #pragma unroll
-          for (int u = 0; u < 8; ++u) {
-            const int key = b0 + j + u;
-            v[u] = 0.f;
-            if (j + u < j_end)
-              v[u] = key == pos ? s.v_new[d_col]
-                                : __bfloat162float(nv(L.v_cache)[paged_row(a.block_table, a.page_size, key) * d.kv_width +
-                                                                 h * kHeadDim + d_col]);
+          for (int u = 0; u < kPvUnroll; ++u) {
+            const int j = j0 + u * kKeyGroups, key = b0 + j;
+            v[u][0] = v[u][1] = 0.f;
+            if (j < count) {
+              if (key == pos) {
+                v[u][0] = s.v_new[2 * pair], v[u][1] = s.v_new[2 * pair + 1];
+              } else {
+                const std::uint32_t bits = __ldg(reinterpret_cast<const std::uint32_t*>(
+                    L.v_cache + static_cast<std::size_t>(s.rows[j]) * d.kv_width + h * kHeadDim + 2 * pair));
+                v[u][0] = vec::lo_bf16(bits), v[u][1] = vec::hi_bf16(bits);
+              }
+            }
           }
 #pragma unroll
-          for (int u = 0; u < 8; ++u)
-            if (j + u < j_end)
+          for (int u = 0; u < kPvUnroll; ++u) {
+            const int j = j0 + u * kKeyGroups;
+            if (j < count)
 #pragma unroll
               for (int g = 0; g < kMaxGroup; ++g)
-                if (g < G) acc[g] = fmaf(s.p[g][j + u], v[u], acc[g]);
+                if (g < G) {
+                  acc[g][0] = fmaf(s.p[g][j], v[u][0], acc[g][0]);
+                  acc[g][1] = fmaf(s.p[g][j], v[u][1], acc[g][1]);
+                }
+          }
         }
-        __syncthreads();  // p is the next block's
+        __syncthreads();  // p and rows are the next block's
       }
 #pragma unroll
       for (int g = 0; g < kMaxGroup; ++g)
-        if (g < G) s.pv[half][g][d_col] = acc[g];
+        if (g < G) s.pv[kgroup][g][2 * pair] = acc[g][0], s.pv[kgroup][g][2 * pair + 1] = acc[g][1];
       __syncthreads();
       // The chunk's output per q head: final (one chunk) or a partial for the merge.
+      const int d_col = threadIdx.x % kHeadDim, half = threadIdx.x / kHeadDim;
       for (int g = half; g < G; g += 2) {
-        const float o = (s.pv[0][g][d_col] + s.pv[1][g][d_col]) / s.l[g];
+        float o = 0.f;
+#pragma unroll
+        for (int kg = 0; kg < kKeyGroups; ++kg) o += s.pv[kg][g][d_col];
+        o /= s.l[g];
         if (chunks == 1) {
           s.out[g][d_col] = vec::round_bf16(o);
         } else {
@@ -584,20 +635,25 @@ struct Kernel {
         __syncthreads();
         if (!s.last) continue;
         const float* head_parts = ws.partials + static_cast<std::size_t>(h * G) * kMaxChunks * kAttentionPartialFloats;
-        if (threadIdx.x < G) {
-          const int g = threadIdx.x;
-          const float* pg = head_parts + static_cast<std::size_t>(g) * kMaxChunks * kAttentionPartialFloats;
+        for (int i = threadIdx.x; i < G * chunks; i += kThreads) {  // every chunk's (max, sum) at once
+          const float* pc = head_parts + (static_cast<std::size_t>(i / chunks) * kMaxChunks + i % chunks) *
+                                             kAttentionPartialFloats;
+          s.w[i / chunks][i % chunks] = __ldcg(pc + kHeadDim);
+          s.chunk_l[i / chunks][i % chunks] = __ldcg(pc + kHeadDim + 1);
+        }
+        __syncthreads();
+        for (int g = warp; g < G; g += kWarps) {
           float mx = -INFINITY;
-          for (int c = 0; c < chunks; ++c) mx = fmaxf(mx, __ldcg(pg + c * kAttentionPartialFloats + kHeadDim));
-          for (int c = 0; c < chunks; ++c) {
-            const float* pc = pg + c * kAttentionPartialFloats;
-            s.w[g][c] = __ldcg(pc + kHeadDim + 1) * exp2f(__ldcg(pc + kHeadDim) - mx);
-          }
+          for (int c = lane; c < chunks; c += 32) mx = fmaxf(mx, s.w[g][c]);
+          mx = vec::warp_max(mx);
+          __syncwarp();
+          for (int c = lane; c < chunks; c += 32) s.w[g][c] = s.chunk_l[g][c] * exp2f(s.w[g][c] - mx);
         }
         __syncthreads();
         for (int g = half; g < G; g += 2) {
           const float* pg = head_parts + static_cast<std::size_t>(g) * kMaxChunks * kAttentionPartialFloats;
           float num = 0.f, den = 0.f;
+#pragma unroll 8
           for (int c = 0; c < chunks; ++c) {
             num += s.w[g][c] * __ldcg(pg + c * kAttentionPartialFloats + d_col);
             den += s.w[g][c];
@@ -630,14 +686,21 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   extern __shared__ __align__(16) char smem[];
   __shared__ float cos_s[qk_rope::kHalf], sin_s[qk_rope::kHalf];
   __shared__ StagePos tags[kMaxDepth];
+  __shared__ std::uint64_t full[kMaxDepth];
   const int pos = a.pos_ptr != nullptr ? *a.pos_ptr : a.pos;
   const Dims d{a.hidden, a.inter, a.q_heads * kHeadDim, a.kv_heads * kHeadDim, a.q_heads / a.kv_heads, a.q_heads,
                a.kv_heads};
   // Shared memory: the ring (it lives through the whole step), the layer table, the phases' views.
   auto* layers = reinterpret_cast<DecodeLayerWeights*>(smem + static_cast<std::size_t>(depth) * kSlotBytes);
   for (int i = threadIdx.x; i < a.num_layers; i += kThreads) layers[i] = a.layers[i];
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < depth; ++s) sm90::mbar_init(&full[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+#endif
   __syncthreads();
-  Ring ring{smem, layers, tags, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
+  Ring ring{smem, layers, tags, full, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
   settle(d, a.num_layers, &ring.producer);
   for (int i = 0; i < depth - 1; ++i) ring.issue(a, d);  // weights: no kernel writes them
   rope_table(pos, a.rope_theta, cos_s, sin_s);
@@ -685,8 +748,12 @@ Status launch_shape(const DecodeLayersArgs& a, int* depth, std::size_t* smem, in
   static const int wanted = knob_value(kDecodeLayersStagesKnob);
   DeviceInfo dev;
   FP8LM_RETURN_IF_ERROR(current_device(&dev));
+  cudaFuncAttributes attr{};
+  FP8LM_RETURN_IF_ERROR(cuda_status(cudaFuncGetAttributes(&attr, decode_layers_kernel), "decode_layers: attributes"));
   const std::size_t views = smem_bytes(a);
-  const long long fit = (static_cast<long long>(dev.smem_optin_bytes) - static_cast<long long>(views)) / kSlotBytes;
+  const long long fit = (static_cast<long long>(dev.smem_optin_bytes) - static_cast<long long>(attr.sharedSizeBytes) -
+                         static_cast<long long>(views)) /
+                        kSlotBytes;
   *depth = static_cast<int>(std::min<long long>(wanted, fit));
   if (*depth < 2)
     return Status::Error("decode_layers: " + std::to_string(dev.smem_optin_bytes) +
