@@ -5,9 +5,8 @@
 # copy there has no .git).
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
 # Now: the persistent decode kernel (kernels/decode/decode_layers.cu): its tests against the twin,
-# the decode graph and model tests that run it, the GEMV's ragged cases (its k-block now shared);
-# then decode at input 1 with it (default) against the layered path (FP8LM_DECODE_LAYERS=0) and
-# with a ring of 4 stages.
+# the decode graph and model tests, the GEMM tests (the GEMV's k-block is now shared with it);
+# then decode at input 1 with it (FP8LM_DECODE_LAYERS=1) against the layered path (the default).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -25,14 +24,13 @@ echo "SASS of decode_layers_kernel: $(wc -l <"$out/decode-layers-sass.txt") line
   "$(grep -c CCTL "$out/decode-layers-sass.txt") CCTL, $(grep -c LDGSTS "$out/decode-layers-sass.txt") LDGSTS"
 rc=0
 if [ "$tests" = 1 ]; then
-  run_gpu_tests gpu-tests-pending.log '*DecodeLayers*:*DecodeGraph*:Edges/GemmGpu*:*MoeModel*:*GateUpSwiglu*' 240
+  run_gpu_tests gpu-tests-pending.log '*DecodeLayers*:*DecodeGraph*:*GemmGpu*:*MoeModel*:*GateUpSwiglu*' 240
   rc=$?
   grep -E "decode_layers|model step|CTA 0" "$out/gpu-tests-pending.log" | head -60
 fi
 if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
   export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
-  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default FP8LM_DECODE_LAYERS_STAGES=4 -- qwen3-0.6b qwen3-8b
-  scripts/device-ab.sh layers 128 1 FP8LM_DECODE_LAYERS=0 default -- qwen3-32b
+  scripts/device-ab.sh layers 128 1 default FP8LM_DECODE_LAYERS=1 -- qwen3-0.6b qwen3-8b
 fi
 scripts/device-pack.sh
 exit "$rc"

@@ -23,10 +23,11 @@ struct ModelOptions {
   // (same bits as running the ops one by one); false: always run the ops one by one.
   bool cuda_graphs = true;
   // Single-token forwards of dense models run every layer as one op (Backend::decode_layers: one
-  // persistent kernel on a GPU) where the backend runs it (FP8LM_DECODE_LAYERS, the model's sizes);
-  // false: layer by layer. Both compute the same ops (not the same bits on a GPU: attention and
-  // the GEMMs sum in other orders).
-  bool decode_layers = true;
+  // persistent kernel on a GPU) where the backend runs it (the model's sizes); false: layer by
+  // layer. Both compute the same ops (not the same bits on a GPU: attention and the GEMMs sum in
+  // other orders). Default: FP8LM_DECODE_LAYERS (off: the kernel is slower than the layered path
+  // so far, docs/engine.md).
+  bool decode_layers = decode_layers_enabled();
 };
 
 // Bytes the model needs on its backend: weights, KV cache (pages for max_context tokens, rounded up to

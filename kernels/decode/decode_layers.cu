@@ -31,7 +31,6 @@
 #include "attention/qk_norm_rope.cuh"
 #include "common/bf16_vec.cuh"
 #include "common/knobs.h"
-#include "common/mbarrier.cuh"
 #include "common/quant_group.cuh"
 #include "elementwise/silu_mul_quantize_group.cuh"
 #include "fp8lm/cuda_status.h"
@@ -180,7 +179,7 @@ constexpr int kStageK = 8 * kBlockK;           // a stage: one k-block per warp 
 constexpr int kSlotRowBytes = kStageK + 16;    // padded: the 8 rows a mma fragment reads hit distinct banks
 constexpr int kSlotScales = kRows * kSlotRowBytes;  // then the stage's 8 weight scales
 constexpr int kSlotBytes = kSlotScales + kWarps * sizeof(float);
-[[maybe_unused]] constexpr int kChunksPerRow = kStageK / 16;  // sm_89: cp.async pieces per row
+constexpr int kChunksPerRow = kStageK / 16;  // cp.async pieces per row
 static_assert(kStageK == kWarps * kBlockK, "warp w computes k-block w of every stage");
 constexpr int kMaxDepth = 12;
 
@@ -266,15 +265,14 @@ static_assert(kDecodeLayersStagesKnob.hi <= kMaxDepth, "the knob's deepest ring 
 // memory, the weight scales travel with the stage): the first ring version read both from global
 // memory per stage, a dependent round trip each, and streamed ~0.9 TB/s whatever its depth.
 //
-// The weight rows: on sm_90 one thread hands each stage to the copy engine (a bulk copy per row,
-// completing on the slot's mbarrier); elsewhere every thread copies 16-byte pieces with cp.async.
-// The second ring version used cp.async on sm_90 too: ~1.9 TB/s whatever the depth (4 to 8
-// stages), as if each SM's outstanding 16-byte requests, not the ring, bounded the stream.
+// Measured on an H200 (docs/engine.md, "The persistent decode kernel"): the stream runs at ~1.9 TB/s
+// whatever the depth (4, 8 or 12 stages), i.e. each stage pays a fixed ~1 us (the CTA's barrier,
+// the issue, the mma chain one after the other), not memory latency; bulk copies (TMA, one per
+// row, on per-slot mbarriers) instead of cp.async were slower still (~1.1 TB/s).
 struct Ring {
   char* slots;
   const DecodeLayerWeights* layers;  // the table, in shared memory
   StagePos* tags;  // the stage each slot holds (checked when it is computed)
-  std::uint64_t* full;  // sm_90: the slots' mbarriers
   int depth;
   StagePos producer;
   long long issued = 0, consumed = 0;
@@ -286,21 +284,11 @@ struct Ring {
       const Tile t = item_tile(layers[producer.layer], d, producer.phase, producer.item, producer.tile);
       const int slot = static_cast<int>(issued % depth), k0 = producer.stage * kStageK;
       char* dst = slots + static_cast<std::size_t>(slot) * kSlotBytes;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-      if (threadIdx.x == 0) {
-        const int rows = min(kRows, t.n - t.row0), bytes = min(kStageK, t.k - k0);
-        sm90::mbar_arrive_expect_tx(&full[slot], static_cast<std::uint32_t>(rows * bytes));
-        for (int r = 0; r < rows; ++r)
-          sm90::bulk_copy_to_shared(dst + r * kSlotRowBytes, t.w + static_cast<std::size_t>(t.row0 + r) * t.k + k0,
-                                    static_cast<std::uint32_t>(bytes), &full[slot]);
-      }
-#else
       for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
         const int r = i / kChunksPerRow, c = i % kChunksPerRow, row = t.row0 + r, col = k0 + c * 16;
         const bool ok = row < t.n && col < t.k;
         ptx::cp_async_16(dst + r * kSlotRowBytes + c * 16, ok ? t.w + static_cast<std::size_t>(row) * t.k + col : t.w, ok);
       }
-#endif
       if (threadIdx.x < kWarps) {  // the scale of k-block stage * 8 + i of the tile's 128-row block
         const int num_kb = ceil_div(t.k, kBlockK), kb = producer.stage * kWarps + threadIdx.x;
         const float* src = t.scales + static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb + kb;
@@ -318,9 +306,6 @@ struct Ring {
   __device__ const char* next(const DecodeLayersArgs& a, const Dims& d, const StagePos& expect) {
     const int slot = static_cast<int>(consumed % depth);
     cp_async_wait_pending(depth - 2);
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    sm90::mbar_wait(&full[slot], static_cast<std::uint32_t>((consumed / depth) & 1));
-#endif
     __syncthreads();  // every piece has landed; every warp is done with the slot reused below
     if (threadIdx.x == 0 && !(tags[slot] == expect)) __trap();  // the producer's order must be the consumer's
     issue(a, d);
@@ -341,8 +326,7 @@ __device__ __forceinline__ void stage_sums(const char* slot, const Tile& t, int 
 #pragma unroll
   for (int c = 0; c < 2; ++c) {
     const int at = warp * kBlockK + (tig + 4 * c) * 16;
-    // Past k the slot may hold what an earlier stage left (sm_90 copies only the bytes inside k):
-    // zeros instead. Rows past n are computed from such bytes and dropped by the epilogue.
+    // Chunks past k: zeros for both operands (the slot's are zero-filled already).
     const bool in_k = kb * kBlockK + (tig + 4 * c) * 16 < t.k;
 #pragma unroll
     for (int r = 0; r < 2; ++r)
@@ -686,21 +670,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   extern __shared__ __align__(16) char smem[];
   __shared__ float cos_s[qk_rope::kHalf], sin_s[qk_rope::kHalf];
   __shared__ StagePos tags[kMaxDepth];
-  __shared__ std::uint64_t full[kMaxDepth];
   const int pos = a.pos_ptr != nullptr ? *a.pos_ptr : a.pos;
   const Dims d{a.hidden, a.inter, a.q_heads * kHeadDim, a.kv_heads * kHeadDim, a.q_heads / a.kv_heads, a.q_heads,
                a.kv_heads};
   // Shared memory: the ring (it lives through the whole step), the layer table, the phases' views.
   auto* layers = reinterpret_cast<DecodeLayerWeights*>(smem + static_cast<std::size_t>(depth) * kSlotBytes);
   for (int i = threadIdx.x; i < a.num_layers; i += kThreads) layers[i] = a.layers[i];
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < depth; ++s) sm90::mbar_init(&full[s], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-#endif
   __syncthreads();
-  Ring ring{smem, layers, tags, full, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
+  Ring ring{smem, layers, tags, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
   settle(d, a.num_layers, &ring.producer);
   for (int i = 0; i < depth - 1; ++i) ring.issue(a, d);  // weights: no kernel writes them
   rope_table(pos, a.rope_theta, cos_s, sin_s);

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "engine/checkpoint/dummy_weights.h"
-#include "fp8lm/decode_layers.h"
 #include "engine/checkpoint/qwen3_presets.h"
 #include "engine/generation/generator.h"
 #include "engine/model/qwen3_model.h"
@@ -79,16 +78,21 @@ TEST_P(TinyModel, ChunkedAndIncrementalForwardsMatchOneForward) {
   ASSERT_TRUE(chunked->forward(ids, true, &chunked_all).ok());
   EXPECT_EQ(chunked_all, all);
 
-  // One token at a time: the dense preset's layers run as one op (cpu::decode_layers, the twin
-  // of the GPU's persistent decode kernel), which must give the layered path's bits.
-  auto incremental = make_model(256, 64);
-  EXPECT_EQ(incremental->uses_decode_layers(), GetParam() == "tiny" && decode_layers_enabled());
-  std::vector<float> last;
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    ASSERT_TRUE(incremental->forward(std::span<const std::int32_t>(&ids[i], 1), false, &last).ok());
-    ASSERT_TRUE(std::equal(last.begin(), last.end(), all.begin() + i * vocab)) << "position " << i;
+  // One token at a time, layer by layer and (dense) with every layer as one op (cpu::decode_layers,
+  // the twin of the GPU's persistent decode kernel): both must give the one forward's bits.
+  for (const bool one_op : {false, true}) {
+    std::unique_ptr<Qwen3Model> incremental;
+    ModelOptions options{256, 64};
+    options.decode_layers = one_op;
+    ASSERT_TRUE(Qwen3Model::create(weights(), cpu_backend(), options, &incremental).ok());
+    EXPECT_EQ(incremental->uses_decode_layers(), one_op && GetParam() == "tiny");
+    std::vector<float> last;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      ASSERT_TRUE(incremental->forward(std::span<const std::int32_t>(&ids[i], 1), false, &last).ok());
+      ASSERT_TRUE(std::equal(last.begin(), last.end(), all.begin() + i * vocab)) << "position " << i;
+    }
+    EXPECT_EQ(incremental->length(), 70);
   }
-  EXPECT_EQ(incremental->length(), 70);
 }
 
 TEST_P(TinyModel, ErrorsLeaveTheSequenceUsable) {
