@@ -6,7 +6,8 @@
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
 # Now: the persistent decode kernel (kernels/decode/decode_layers.cu): its tests against the twin,
 # the decode graph and model tests, the GEMM tests (the GEMV's k-block is now shared with it);
-# then decode at input 1 with it (FP8LM_DECODE_LAYERS=1) against the layered path (the default).
+# then decode at input 1 with it (FP8LM_DECODE_LAYERS=1; stages of 1, 2 and 4 KB of k per row)
+# against the layered path (the default).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -27,10 +28,13 @@ if [ "$tests" = 1 ]; then
   run_gpu_tests gpu-tests-pending.log '*DecodeLayers*:*DecodeGraph*:*GemmGpu*:*MoeModel*:*GateUpSwiglu*' 240
   rc=$?
   grep -E "decode_layers|model step|CTA 0" "$out/gpu-tests-pending.log" | head -60
+  FP8LM_DECODE_LAYERS_STAGE_KB=4 run_gpu_tests gpu-tests-pending-stage-kb4.log 'Shapes/DecodeLayersGpu*' 120
+  grep -E "decode_layers|CTA 0" "$out/gpu-tests-pending-stage-kb4.log" | head -40
 fi
 if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
   export FP8LM_RUN_TIMEOUT=120  # a hung kernel costs two minutes, not the call
-  scripts/device-ab.sh layers 128 1 default FP8LM_DECODE_LAYERS=1 -- qwen3-0.6b qwen3-8b
+  scripts/device-ab.sh layers 128 1 default FP8LM_DECODE_LAYERS=1 FP8LM_DECODE_LAYERS=1,FP8LM_DECODE_LAYERS_STAGE_KB=2 \
+    FP8LM_DECODE_LAYERS=1,FP8LM_DECODE_LAYERS_STAGE_KB=4 -- qwen3-0.6b qwen3-8b
 fi
 scripts/device-pack.sh
 exit "$rc"

@@ -169,18 +169,24 @@ struct GridBarrier {
 // ---------------------------------------------------------------------------------------------
 // The weight stream. A GEMV phase's items are tiles of 16 output rows (gate_up: the gate tile and
 // the up tile of the same 16 channels); item i runs on CTA i % gridDim.x. Each tile is read in
-// stages of 16 rows x kStageK bytes of k, and the CTA's stages, in the order it computes them
+// stages of 16 rows x StageShape::k bytes of k, and the CTA's stages, in the order it computes them
 // (layer, phase, item, tile, stage), go through a ring of shared-memory slots filled with cp.async
 // `depth - 1` stages ahead of the one computed: the loads of the next phase are in flight while
 // the CTA waits at a grid barrier or runs attention.
 enum Phase { kQkv, kO, kGateUp, kDown, kPhases };
 
-constexpr int kStageK = 8 * kBlockK;           // a stage: one k-block per warp (the GEMV kernel's split)
-constexpr int kSlotRowBytes = kStageK + 16;    // padded: the 8 rows a mma fragment reads hit distinct banks
-constexpr int kSlotScales = kRows * kSlotRowBytes;  // then the stage's 8 weight scales
-constexpr int kSlotBytes = kSlotScales + kWarps * sizeof(float);
-constexpr int kChunksPerRow = kStageK / 16;  // cp.async pieces per row
-static_assert(kStageK == kWarps * kBlockK, "warp w computes k-block w of every stage");
+// A stage: `blocks` k-blocks per warp (FP8LM_DECODE_LAYERS_STAGE_KB), warp w on k-blocks w, w + 8,
+// ... of the stage (the GEMV kernel's split). Its slot: 16 rows of k bytes, each padded by 16 (the
+// 8 rows a mma fragment reads then fall in other banks), then the stage's 8 x blocks weight scales.
+struct StageShape {
+  int blocks, k, row_bytes, scales_at, bytes;
+  __host__ __device__ explicit StageShape(int blocks_)
+      : blocks(blocks_),
+        k(blocks_ * kWarps * kBlockK),
+        row_bytes(k + 16),
+        scales_at(kRows * row_bytes),
+        bytes(scales_at + (blocks_ * kWarps * static_cast<int>(sizeof(float)) + 15) / 16 * 16) {}
+};
 constexpr int kMaxDepth = 12;
 
 struct Tile {
@@ -232,8 +238,8 @@ __device__ void settle(const Dims& d, int layers, StagePos* p) {
   }
 }
 
-__device__ void advance(const Dims& d, int layers, StagePos* p) {
-  if (++p->stage < ceil_div(phase_k(d, p->phase), kStageK)) return;
+__device__ void advance(const Dims& d, int layers, int stage_k, StagePos* p) {
+  if (++p->stage < ceil_div(phase_k(d, p->phase), stage_k)) return;
   p->stage = 0;
   if (++p->tile < phase_tiles(p->phase)) return;
   p->tile = 0;
@@ -273,6 +279,7 @@ struct Ring {
   char* slots;
   const DecodeLayerWeights* layers;  // the table, in shared memory
   StagePos* tags;  // the stage each slot holds (checked when it is computed)
+  StageShape shape;
   int depth;
   StagePos producer;
   long long issued = 0, consumed = 0;
@@ -282,20 +289,22 @@ struct Ring {
   __device__ void issue(const DecodeLayersArgs& a, const Dims& d) {
     if (producer.layer < a.num_layers) {
       const Tile t = item_tile(layers[producer.layer], d, producer.phase, producer.item, producer.tile);
-      const int slot = static_cast<int>(issued % depth), k0 = producer.stage * kStageK;
-      char* dst = slots + static_cast<std::size_t>(slot) * kSlotBytes;
-      for (int i = threadIdx.x; i < kRows * kChunksPerRow; i += kThreads) {
-        const int r = i / kChunksPerRow, c = i % kChunksPerRow, row = t.row0 + r, col = k0 + c * 16;
+      const int slot = static_cast<int>(issued % depth), k0 = producer.stage * shape.k;
+      const int chunks_per_row = shape.k / 16;
+      char* dst = slots + static_cast<std::size_t>(slot) * shape.bytes;
+      for (int i = threadIdx.x; i < kRows * chunks_per_row; i += kThreads) {
+        const int r = i / chunks_per_row, c = i % chunks_per_row, row = t.row0 + r, col = k0 + c * 16;
         const bool ok = row < t.n && col < t.k;
-        ptx::cp_async_16(dst + r * kSlotRowBytes + c * 16, ok ? t.w + static_cast<std::size_t>(row) * t.k + col : t.w, ok);
+        ptx::cp_async_16(dst + r * shape.row_bytes + c * 16, ok ? t.w + static_cast<std::size_t>(row) * t.k + col : t.w,
+                         ok);
       }
-      if (threadIdx.x < kWarps) {  // the scale of k-block stage * 8 + i of the tile's 128-row block
-        const int num_kb = ceil_div(t.k, kBlockK), kb = producer.stage * kWarps + threadIdx.x;
+      if (threadIdx.x < shape.blocks * kWarps) {  // the scale of the stage's k-block i in the tile's 128-row block
+        const int num_kb = ceil_div(t.k, kBlockK), kb = producer.stage * shape.blocks * kWarps + threadIdx.x;
         const float* src = t.scales + static_cast<std::size_t>(t.row0 / kQuantGroup) * num_kb + kb;
-        ptx::cp_async_4(dst + kSlotScales + threadIdx.x * sizeof(float), kb < num_kb ? src : t.scales, kb < num_kb);
+        ptx::cp_async_4(dst + shape.scales_at + threadIdx.x * sizeof(float), kb < num_kb ? src : t.scales, kb < num_kb);
       }
       if (threadIdx.x == 0) tags[slot] = producer;
-      advance(d, a.num_layers, &producer);
+      advance(d, a.num_layers, shape.k, &producer);
     }
     ptx::cp_async_commit();
     ++issued;
@@ -310,35 +319,47 @@ struct Ring {
     if (threadIdx.x == 0 && !(tags[slot] == expect)) __trap();  // the producer's order must be the consumer's
     issue(a, d);
     ++consumed;
-    return slots + static_cast<std::size_t>(slot) * kSlotBytes;
+    return slots + static_cast<std::size_t>(slot) * shape.bytes;
   }
 };
 
-// Warp w's k-block of a stage against the one-token activation in shared memory: the GEMV kernel's
-// arithmetic for token 0 (gemv.cu: the same k-block per warp, the same order of sums).
-__device__ __forceinline__ void stage_sums(const char* slot, const Tile& t, int stage, const GemvSmem& s, float& sum0,
-                                           float& sum2) {
+// Warp w's k-blocks of a stage against the one-token activation in shared memory: the GEMV kernel's
+// arithmetic for token 0 (gemv.cu: the same k-blocks per warp, summed in the same order).
+constexpr int kMaxStageBlocks = 4;
+static_assert(kDecodeLayersStageKbKnob.hi <= kMaxStageBlocks, "stage_sums keeps up to 4 k-blocks per warp");
+__device__ __forceinline__ void stage_sums(const char* slot, const StageShape& shape, const Tile& t, int stage,
+                                           const GemvSmem& s, float& sum0, float& sum2) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
-  const int num_kb = ceil_div(t.k, kBlockK), kb = stage * kWarps + warp;
-  if (kb >= num_kb) return;  // warp-uniform
-  gemv::WeightChunks w;
-  uint4 xv[2];
+  const int num_kb = ceil_div(t.k, kBlockK);
+  float acc[kMaxStageBlocks][4] = {};
 #pragma unroll
-  for (int c = 0; c < 2; ++c) {
-    const int at = warp * kBlockK + (tig + 4 * c) * 16;
-    // Chunks past k: zeros for both operands (the slot's are zero-filled already).
-    const bool in_k = kb * kBlockK + (tig + 4 * c) * 16 < t.k;
+  for (int i = 0; i < kMaxStageBlocks; ++i) {  // independent mma chains, one per k-block
+    const int kb = (stage * shape.blocks + i) * kWarps + warp;
+    if (i >= shape.blocks || kb >= num_kb) break;  // warp-uniform
+    gemv::WeightChunks w;
+    uint4 xv[2];
 #pragma unroll
-    for (int r = 0; r < 2; ++r)
-      w.v[r][c] = in_k ? *reinterpret_cast<const uint4*>(slot + (gid + 8 * r) * kSlotRowBytes + at) : make_uint4(0, 0, 0, 0);
-    xv[c] = gid == 0 && in_k ? *reinterpret_cast<const uint4*>(s.a8 + kb * kBlockK + (tig + 4 * c) * 16)
-                             : make_uint4(0, 0, 0, 0);
+    for (int c = 0; c < 2; ++c) {
+      const int at = (i * kWarps + warp) * kBlockK + (tig + 4 * c) * 16;
+      // Chunks past k: zeros for both operands (the slot's are zero-filled already).
+      const bool in_k = kb * kBlockK + (tig + 4 * c) * 16 < t.k;
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+        w.v[r][c] =
+            in_k ? *reinterpret_cast<const uint4*>(slot + (gid + 8 * r) * shape.row_bytes + at) : make_uint4(0, 0, 0, 0);
+      xv[c] = gid == 0 && in_k ? *reinterpret_cast<const uint4*>(s.a8 + kb * kBlockK + (tig + 4 * c) * 16)
+                               : make_uint4(0, 0, 0, 0);
+    }
+    gemv::kblock_mma(w, xv, acc[i]);
   }
-  float acc[4] = {};
-  gemv::kblock_mma(w, xv, acc);
-  const float scale = s.scales[kb] * reinterpret_cast<const float*>(slot + kSlotScales)[warp];
-  sum0 = fmaf(acc[0], scale, sum0);
-  sum2 = fmaf(acc[2], scale, sum2);
+#pragma unroll
+  for (int i = 0; i < kMaxStageBlocks; ++i) {
+    const int kb = (stage * shape.blocks + i) * kWarps + warp;
+    if (i >= shape.blocks || kb >= num_kb) break;
+    const float scale = s.scales[kb] * reinterpret_cast<const float*>(slot + shape.scales_at)[i * kWarps + warp];
+    sum0 = fmaf(acc[i][0], scale, sum0);
+    sum2 = fmaf(acc[i][2], scale, sum2);
+  }
 }
 
 // Row r's total over the warps, in the GEMV kernel's order.
@@ -373,7 +394,7 @@ struct Kernel {
     const DecodeLayerWeights& L = layers[l];
     const GemvSmem s(smem, widest_input_dev());
     const int items = phase_items(d, phase), tiles = phase_tiles(phase);
-    const int stages = ceil_div(phase_k(d, phase), kStageK);
+    const int stages = ceil_div(phase_k(d, phase), ring.shape.k);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
     const bool residual = phase == kO || phase == kDown;
     for (int item = blockIdx.x; item < items; item += gridDim.x) {
@@ -384,7 +405,7 @@ struct Kernel {
         const Tile t = item_tile(L, d, phase, item, tile);
         float sum0 = 0.f, sum2 = 0.f;  // the accumulator's token-0 column: rows gid, gid + 8 (lanes tig == 0)
         for (int stage = 0; stage < stages; ++stage)
-          stage_sums(ring.next(a, d, {l, phase, item, tile, stage}), t, stage, s, sum0, sum2);
+          stage_sums(ring.next(a, d, {l, phase, item, tile, stage}), ring.shape, t, stage, s, sum0, sum2);
         float* sums = s.sums + tile * kWarps * kRows;
         if (tig == 0) sums[warp * kRows + gid] = sum0, sums[warp * kRows + gid + 8] = sum2;
       }
@@ -666,7 +687,7 @@ __device__ __noinline__ void rope_table(int pos, float theta, float* cos_s, floa
 }
 
 __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const DecodeLayersArgs a, const Workspace ws,
-                                                                 int depth) {
+                                                                 int depth, int stage_blocks) {
   extern __shared__ __align__(16) char smem[];
   __shared__ float cos_s[qk_rope::kHalf], sin_s[qk_rope::kHalf];
   __shared__ StagePos tags[kMaxDepth];
@@ -674,10 +695,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   const Dims d{a.hidden, a.inter, a.q_heads * kHeadDim, a.kv_heads * kHeadDim, a.q_heads / a.kv_heads, a.q_heads,
                a.kv_heads};
   // Shared memory: the ring (it lives through the whole step), the layer table, the phases' views.
-  auto* layers = reinterpret_cast<DecodeLayerWeights*>(smem + static_cast<std::size_t>(depth) * kSlotBytes);
+  const StageShape shape(stage_blocks);
+  auto* layers = reinterpret_cast<DecodeLayerWeights*>(smem + static_cast<std::size_t>(depth) * shape.bytes);
   for (int i = threadIdx.x; i < a.num_layers; i += kThreads) layers[i] = a.layers[i];
   __syncthreads();
-  Ring ring{smem, layers, tags, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
+  Ring ring{smem, layers, tags, shape, depth, {0, kQkv, static_cast<int>(blockIdx.x), 0, 0}};
   settle(d, a.num_layers, &ring.producer);
   for (int i = 0; i < depth - 1; ++i) ring.issue(a, d);  // weights: no kernel writes them
   rope_table(pos, a.rope_theta, cos_s, sin_s);
@@ -719,10 +741,14 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   }
 }
 
-// The ring's depth (FP8LM_DECODE_LAYERS_STAGES, as far as the SM's shared memory allows) and the
-// launch's CTAs: one per SM, all resident (the ring takes most of an SM's shared memory).
-Status launch_shape(const DecodeLayersArgs& a, int* depth, std::size_t* smem, int* ctas) {
+// The ring's stage size (FP8LM_DECODE_LAYERS_STAGE_KB) and depth (FP8LM_DECODE_LAYERS_STAGES, as far
+// as the SM's shared memory allows) and the launch's CTAs: one per SM, all resident (the ring takes
+// most of an SM's shared memory).
+Status launch_shape(const DecodeLayersArgs& a, int* depth, int* stage_blocks, std::size_t* smem, int* ctas) {
   static const int wanted = knob_value(kDecodeLayersStagesKnob);
+  static const int blocks = knob_value(kDecodeLayersStageKbKnob);
+  *stage_blocks = blocks;
+  const StageShape shape(blocks);
   DeviceInfo dev;
   FP8LM_RETURN_IF_ERROR(current_device(&dev));
   cudaFuncAttributes attr{};
@@ -730,13 +756,13 @@ Status launch_shape(const DecodeLayersArgs& a, int* depth, std::size_t* smem, in
   const std::size_t views = smem_bytes(a);
   const long long fit = (static_cast<long long>(dev.smem_optin_bytes) - static_cast<long long>(attr.sharedSizeBytes) -
                          static_cast<long long>(views)) /
-                        kSlotBytes;
+                        shape.bytes;
   *depth = static_cast<int>(std::min<long long>(wanted, fit));
   if (*depth < 2)
     return Status::Error("decode_layers: " + std::to_string(dev.smem_optin_bytes) +
                          " bytes of shared memory per block hold fewer than two weight stages besides " +
                          std::to_string(views));
-  *smem = views + static_cast<std::size_t>(*depth) * kSlotBytes;
+  *smem = views + static_cast<std::size_t>(*depth) * shape.bytes;
   if (*smem > 48 * 1024)
     FP8LM_RETURN_IF_ERROR(cuda_status(
         cudaFuncSetAttribute(decode_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(*smem)),
@@ -779,9 +805,9 @@ Status decode_layers(const DecodeLayersArgs& a, cudaStream_t stream) {
                          std::to_string(need) + " (decode_layers_workspace_bytes)");
   if (!vec::aligned16(a.x) || !vec::aligned16(a.workspace))
     return Status::Error("decode_layers: x and the workspace must be 16-byte aligned");
-  int depth = 0, ctas = 0;
+  int depth = 0, stage_blocks = 0, ctas = 0;
   std::size_t smem = 0;
-  FP8LM_RETURN_IF_ERROR(launch_shape(a, &depth, &smem, &ctas));
+  FP8LM_RETURN_IF_ERROR(launch_shape(a, &depth, &stage_blocks, &smem, &ctas));
   FP8LM_RETURN_IF_ERROR(cuda_status(cudaMemsetAsync(ws.counters, 0, kCounterBytes, stream), "decode_layers: counters"));
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>(ctas));
@@ -793,7 +819,7 @@ Status decode_layers(const DecodeLayersArgs& a, cudaStream_t stream) {
   attr.val.cooperative = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, depth), "decode_layers launch");
+  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, depth, stage_blocks), "decode_layers launch");
 }
 
 }  // namespace fp8lm
