@@ -30,7 +30,7 @@ inline constexpr IntKnob kGemvMaxMbKnob{"FP8LM_GEMV_MAX_MB", 0, 1 << 20, 9};    
 // shared memory is short).
 inline constexpr IntKnob kDecodeLayersKnob{"FP8LM_DECODE_LAYERS", 0, 1, 0};
 inline constexpr IntKnob kDecodeLayersStagesKnob{"FP8LM_DECODE_LAYERS_STAGES", 2, 12, 8};
-inline constexpr IntKnob kDecodeLayersStageKbKnob{"FP8LM_DECODE_LAYERS_STAGE_KB", 1, 4, 1};  // k bytes per row, in KB
+inline constexpr IntKnob kDecodeLayersStageKbKnob{"FP8LM_DECODE_LAYERS_STAGE_KB", 1, 4, 4};  // k bytes per row, in KB
 inline constexpr IntKnob kIntKnobs[] = {kPdlKnob,        kDecodeMaxStagesKnob, kDecodeCtasPerSmKnob,
                                         kFlashWgmmaKnob, kFlashPSplitKnob,     kGemvMaxMbKnob,
                                         kDecodeLayersKnob, kDecodeLayersStagesKnob, kDecodeLayersStageKbKnob};
