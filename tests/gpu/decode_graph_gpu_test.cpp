@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "engine/checkpoint/dummy_weights.h"
-#include "engine/checkpoint/qwen3_presets.h"
 #include "engine/model/qwen3_model.h"
+#include "few_layer_model.h"
 
 namespace fp8lm {
 namespace {
@@ -101,11 +101,7 @@ TEST(DecodeGraphGpu, DecodeAcrossPageBoundariesGraphEqualsEager) {
 }
 
 TEST(DecodeGraphGpu, FewLayerQwen3_0_6bGraphEqualsEagerBitForBit) {
-  Qwen3Config c;
-  ASSERT_TRUE(qwen3_preset("qwen3-0.6b", &c).ok());
-  c.num_hidden_layers = 3;
-  Qwen3Weights w;
-  ASSERT_TRUE(make_dummy_qwen3(c, 0, &w).ok());
+  const Qwen3Weights w = testing::few_layer_dummy("qwen3-0.6b", 3);
   expect_graph_equals_eager(w, {1100, 5, 500, 512}, "qwen3-0.6b shape, 3 layers, prefill in chunks of 512");
 }
 

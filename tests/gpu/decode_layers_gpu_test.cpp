@@ -26,13 +26,12 @@
 #include <string>
 #include <vector>
 
-#include "engine/checkpoint/dummy_weights.h"
-#include "engine/checkpoint/qwen3_presets.h"
 #include "engine/model/qwen3_model.h"
 #include "fp8lm/cpu.h"
 #include "fp8lm/decode_layers.h"
 #include "fp8lm/device_buffer.h"
 #include "fp8lm/random.h"
+#include "few_layer_model.h"
 #include "paged_cache.h"
 
 namespace fp8lm {
@@ -291,11 +290,8 @@ double cosine(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 TEST(DecodeLayersGpu, ModelDecodesAsLayerByLayer) {
-  Qwen3Config c;
-  ASSERT_TRUE(qwen3_preset("qwen3-0.6b", &c).ok());
-  c.num_hidden_layers = 3;
-  Qwen3Weights w;
-  ASSERT_TRUE(make_dummy_qwen3(c, 0, &w).ok());
+  const Qwen3Weights w = testing::few_layer_dummy("qwen3-0.6b", 3);
+  const Qwen3Config& c = w.config;
   enum Run { kCpu, kGpuLayered, kGpuOp, kRuns };
   std::vector<std::vector<float>> logits[kRuns];
   for (int run = 0; run < kRuns; ++run) {
