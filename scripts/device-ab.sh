@@ -6,7 +6,8 @@
 # keep their files apart.
 #   scripts/device-ab.sh NAME OUTPUT_LEN INPUTS SETTING... -- PRESET...
 #   e.g. scripts/device-ab.sh stages 128 1,30720 FP8LM_DECODE_MAX_STAGES=4 FP8LM_DECODE_MAX_STAGES=8 -- qwen3-8b qwen3-32b
-# A setting is NAME=VALUE, several joined by commas (A=1,B=2), or "default" for none.
+# A setting is NAME=VALUE, several joined by commas (A=1,B=2), or "default" for none; a setting
+# listed again runs again, its files tagged -run2, -run3, ...
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -21,10 +22,13 @@ presets=("$@")
 inherited=$(env | grep '^FP8LM_' | grep -v '^FP8LM_SOURCE_REVISION=' | sort | tr '\n' ' ')
 [ -z "$inherited" ] || echo "every setting below also has, from the environment: $inherited"
 for preset in "${presets[@]}"; do
+  declare -A runs=()  # a setting listed twice (to measure the noise) keeps both runs' files
   for setting in "${settings[@]}"; do
     env_args=()
     [ "$setting" = default ] || IFS=, read -r -a env_args <<<"$setting"
     tag=$(echo "$setting" | tr '=,' '--' | tr '[:upper:]' '[:lower:]')
+    runs[$tag]=$(( ${runs[$tag]:-0} + 1 ))
+    [ "${runs[$tag]}" = 1 ] || tag="$tag-run${runs[$tag]}"
     (for assignment in "${env_args[@]}"; do export "$assignment"; done
      run_one_batch "$preset $setting" "$preset" "$out/ab-$name-$preset-$tag.log" \
       --input-len "$inputs" --output-len "$output_len" --tag "ab-$name-$tag")
