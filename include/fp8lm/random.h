@@ -35,6 +35,13 @@ class Rng {
   std::uint64_t state_;
 };
 
+// `count` bf16 values center + N(0, scale^2).
+inline std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale = 1.0, double center = 0.0) {
+  std::vector<bf16> v(count);
+  for (auto& x : v) x = float_to_bf16(static_cast<float>(center + rng.normal() * scale));
+  return v;
+}
+
 // Random e4m3 codes over the whole finite range (every code but the two NaNs).
 inline void fill_fp8(std::vector<fp8_e4m3>& v, Rng& rng) {
   std::size_t i = 0;

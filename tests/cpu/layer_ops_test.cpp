@@ -26,12 +26,6 @@ namespace {
 float f(bf16 v) { return bf16_to_float(v); }
 bf16 b(double v) { return float_to_bf16(static_cast<float>(v)); }
 
-std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale = 1.0) {
-  std::vector<bf16> v(count);
-  for (auto& x : v) x = b(rng.normal() * scale);
-  return v;
-}
-
 // bf16 keeps 8 significant bits: one rounding moves a value by at most half an ulp, 2^-8 of the
 // value in the worst case (just above a power of two), so k roundings stay within k * 2^-8.
 void expect_near_rel(double got, double want, int roundings, double abs_floor, const std::string& where) {

@@ -40,12 +40,6 @@ namespace {
 constexpr int kHd = 128;
 constexpr std::uint16_t kNaN = 0xffff;
 
-std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale, double center = 0.0) {
-  std::vector<bf16> v(count);
-  for (auto& x : v) x = float_to_bf16(static_cast<float>(center + rng.normal() * scale));
-  return v;
-}
-
 struct Shape {
   const char* name;
   int hidden, inter, q_heads, kv_heads, layers, page;

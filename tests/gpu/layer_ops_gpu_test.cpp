@@ -59,12 +59,6 @@ constexpr int kSparePages = 3;              // pool pages beyond the sequence's:
 
 float f(bf16 v) { return bf16_to_float(v); }
 
-std::vector<bf16> random_bf16(std::size_t count, Rng& rng, double scale = 1.0) {
-  std::vector<bf16> v(count);
-  for (auto& x : v) x = float_to_bf16(static_cast<float>(rng.normal() * scale));
-  return v;
-}
-
 using testing::expect_same_bits;
 
 DeviceBuffer<bf16> poisoned(std::size_t count) {

@@ -19,12 +19,6 @@
 namespace fp8lm {
 namespace {
 
-std::vector<bf16> random_bf16(std::size_t count, Rng& rng) {
-  std::vector<bf16> v(count);
-  for (auto& x : v) x = float_to_bf16(static_cast<float>(rng.normal()));
-  return v;
-}
-
 using testing::expect_same_bits;
 
 // Qwen3-30B-A3B routing (128 experts, top-8) and tiny-moe's (8, top-2), with and without
