@@ -15,8 +15,8 @@ namespace fp8lm {
 using namespace arg_checks;
 
 bool decode_layers_supported(int hidden, int inter, int q_heads, int kv_heads, int head_dim) {
-  return head_dim == 128 && hidden > 0 && inter > 0 && hidden % 16 == 0 && inter % 16 == 0 && kv_heads > 0 &&
-         kv_heads <= kDecodeLayersMaxKvHeads && q_heads % kv_heads == 0 && q_heads / kv_heads >= 1 &&
+  return head_dim == 128 && hidden > 0 && inter > 0 && hidden % 16 == 0 && inter % 16 == 0 && q_heads > 0 &&
+         kv_heads > 0 && kv_heads <= kDecodeLayersMaxKvHeads && q_heads % kv_heads == 0 &&
          q_heads / kv_heads <= kDecodeLayersMaxGroup;
 }
 

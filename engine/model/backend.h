@@ -84,11 +84,7 @@ class Backend {
   virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
   // Every layer of a dense model for one token (fp8lm/decode_layers.h; one persistent kernel on a
-  // GPU); decode_layers_runs says whether a model of these sizes takes it here, else the model runs
-  // its layers op by op.
-  virtual bool decode_layers_runs(int hidden, int inter, int q_heads, int kv_heads, int head_dim) const {
-    return decode_layers_supported(hidden, inter, q_heads, kv_heads, head_dim);
-  }
+  // GPU), for the sizes decode_layers_supported() accepts.
   virtual Status decode_layers(const DecodeLayersArgs& args) = 0;
 };
 

@@ -139,6 +139,14 @@ int kv_pages(int max_context) { return ceil_div(max_context, kKvPageSize); }
 // not max_batch_tokens x vocab (1.2 GB).
 constexpr int kLogitsRows = 64;
 
+// Whether one-token forwards run every layer as one op (Backend::decode_layers): asked for, and a
+// dense model of sizes the op supports.
+bool runs_decode_layers(const Qwen3Config& c, const ModelOptions& options) {
+  return options.decode_layers && !c.is_moe() &&
+         decode_layers_supported(c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads,
+                                 c.head_dim);
+}
+
 // Rows of the decode activation buffers (act_q8): kGateUpSwigluMaxRows tokens, each top_k expert
 // rows in MoE models.
 std::size_t swiglu_act_rows(const Qwen3Config& c) {
@@ -169,8 +177,9 @@ MlpScratch mlp_scratch(const Qwen3Config& c, std::size_t t) {
 
 }  // namespace
 
-Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::size_t t) {
+Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, const ModelOptions& options) {
   using S = Scratch;
+  const std::size_t t = options.max_batch_tokens;
   const MlpScratch mlp = mlp_scratch(c, t);
   const std::size_t hidden = c.hidden_size, b16 = sizeof(bf16), i32 = sizeof(std::int32_t);
   ScratchLayout layout = {
@@ -190,9 +199,10 @@ Qwen3Model::ScratchLayout Qwen3Model::scratch_layout(const Qwen3Config& c, std::
       {&S::out, t * hidden * b16},
       {&S::logits, kLogitsRows * static_cast<std::size_t>(c.vocab_size) * sizeof(float)},
       {&S::attention_workspace, attention_workspace_bytes(kAttentionWorkspaceTokens, c.num_attention_heads)},
-      {&S::decode_workspace, c.is_moe() ? 0
-                                        : decode_layers_workspace_bytes(c.hidden_size, c.intermediate_size,
-                                                                        c.num_attention_heads, c.num_key_value_heads)},
+      {&S::decode_workspace, runs_decode_layers(c, options) ? decode_layers_workspace_bytes(
+                                                                c.intermediate_size, c.num_attention_heads,
+                                                                c.num_key_value_heads)
+                                                          : 0},
   };
   if (c.is_moe()) {
     const std::size_t pairs = t * c.num_experts_per_tok;
@@ -217,7 +227,7 @@ ModelMemory model_memory(const Qwen3Config& c, const ModelOptions& options) {
   m.weights = footprint.weight_bytes;
   m.kv_cache = KvCache::bytes(c.num_hidden_layers, c.kv_width(), kv_pages(ctx), kKvPageSize) +
                KvSequence::table_bytes(kv_pages(ctx));
-  for (const auto& [buffer, bytes] : Qwen3Model::scratch_layout(c, options.max_batch_tokens)) m.scratch += bytes;
+  for (const auto& [buffer, bytes] : Qwen3Model::scratch_layout(c, options)) m.scratch += bytes;
   return m;
 }
 
@@ -291,15 +301,14 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   FP8LM_RETURN_IF_ERROR(KvSequence::create(b, *m->kv_cache_, pages, &m->sequence_));
 
   auto s = std::make_unique<Scratch>();
-  for (const auto& [buffer, bytes] : scratch_layout(c, opt.max_batch_tokens))
+  for (const auto& [buffer, bytes] : scratch_layout(c, opt))
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, bytes, &(s.get()->*buffer)));
   {
     const std::vector<std::int32_t> zeros(s->swiglu_counters.bytes() / sizeof(std::int32_t), 0);
     FP8LM_RETURN_IF_ERROR(b.upload(s->swiglu_counters.as<void>(), zeros.data(), s->swiglu_counters.bytes()));
   }
   m->scratch_ = std::move(s);
-  if (opt.decode_layers && !c.is_moe() &&
-      b.decode_layers_runs(c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim)) {
+  if (runs_decode_layers(c, opt)) {
     std::vector<DecodeLayerWeights> table;
     for (int i = 0; i < c.num_hidden_layers; ++i) {
       const Layer& l = m->layers_[i];

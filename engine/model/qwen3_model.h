@@ -76,10 +76,11 @@ class Qwen3Model {
  private:
   struct Layer;
   struct Scratch;
-  // Every scratch buffer with its size for chunks of up to t tokens: create() allocates exactly
-  // these and model_memory() adds them up, so the memory check counts what is allocated.
+  // Every scratch buffer with its size for chunks of up to t tokens (the options' max_batch_tokens):
+  // create() allocates exactly these and model_memory() adds them up, so the memory check counts
+  // what is allocated.
   using ScratchLayout = std::vector<std::pair<BackendBuffer Scratch::*, std::size_t>>;
-  static ScratchLayout scratch_layout(const Qwen3Config& c, std::size_t t);
+  static ScratchLayout scratch_layout(const Qwen3Config& c, const ModelOptions& options);
   struct DecodeGraph;
   Qwen3Model(const Qwen3Config& config, Backend& backend);
   Status forward_chunk(std::span<const std::int32_t> tokens, bool all_logits, float* logits);

@@ -76,7 +76,7 @@ struct DecodeLayersArgs {
 inline constexpr int kDecodeLayersMarks = 12;
 
 // The GPU workspace for a model of these sizes (any position).
-std::size_t decode_layers_workspace_bytes(int hidden, int inter, int q_heads, int kv_heads);
+std::size_t decode_layers_workspace_bytes(int inter, int q_heads, int kv_heads);
 
 // Pointers, sizes and the position range; the GPU launcher adds what only it requires.
 Status validate(const DecodeLayersArgs& args);

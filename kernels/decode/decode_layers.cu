@@ -71,8 +71,7 @@ struct Workspace {
   float* partials;     // [q_heads, kMaxChunks, 130]: per key chunk, normalized output, max, sum
 };
 
-Workspace carve(void* base, int hidden, int inter, int q_heads, int kv_heads, std::size_t* bytes) {
-  (void)hidden;
+Workspace carve(void* base, int inter, int q_heads, int kv_heads, std::size_t* bytes) {
   char* p = static_cast<char*>(base);
   std::size_t at = 0;
   Workspace w{};
@@ -132,11 +131,14 @@ struct GemvSmem {
   }
 };
 
-int widest_input(const DecodeLayersArgs& a) { return std::max({a.hidden, a.q_heads * kHeadDim, a.inter}); }
+// The widest GEMV input: the activation view's size.
+__host__ __device__ int widest_input(int hidden, int q_width, int inter) {
+  return max(max(hidden, q_width), inter);
+}
 // The phases' views and the layer table.
 __host__ __device__ std::size_t layer_table_bytes(int layers) { return align16(layers * sizeof(DecodeLayerWeights)); }
 std::size_t smem_bytes(const DecodeLayersArgs& a) {
-  return layer_table_bytes(a.num_layers) + std::max(sizeof(AttentionSmem), GemvSmem::bytes(widest_input(a)));
+  return layer_table_bytes(a.num_layers) + std::max(sizeof(AttentionSmem), GemvSmem::bytes(widest_input(a.hidden, a.q_heads * kHeadDim, a.inter)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,7 +386,8 @@ struct Kernel {
   const DecodeLayerWeights* layers;  // a.layers, copied into shared memory
   Dims d;
   int pos;
-  char* smem;
+  char* smem;     // the phases' views: AttentionSmem, or the GEMV's (gemv) over the same bytes
+  GemvSmem gemv;
   Ring& ring;
   const float* cos_s;
   const float* sin_s;
@@ -392,7 +395,7 @@ struct Kernel {
   // One GEMV phase of layer l on the activation in shared memory (GemvSmem).
   __device__ void gemv_phase(int l, int phase) {
     const DecodeLayerWeights& L = layers[l];
-    const GemvSmem s(smem, widest_input_dev());
+    const GemvSmem& s = gemv;
     const int items = phase_items(d, phase), tiles = phase_tiles(phase);
     const int stages = ceil_div(phase_k(d, phase), ring.shape.k);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gid = lane / 4, tig = lane % 4;
@@ -425,11 +428,9 @@ struct Kernel {
     }
   }
 
-  __device__ int widest_input_dev() const { return max(max(d.hidden, d.q_width), d.inter); }
-
   // rmsnorm(x, weight) quantized into the GEMV's activation (every CTA its own copy).
   __device__ void norm_input(const bf16* weight) {
-    const GemvSmem s(smem, widest_input_dev());
+    const GemvSmem& s = gemv;
     NormQuantizeRow<false> norm;
     norm.preload(weight, d.hidden);
     norm.run(a.x, nullptr, nullptr, reinterpret_cast<std::uint32_t*>(s.a8), s.scales, a.eps);
@@ -438,7 +439,7 @@ struct Kernel {
 
   // The attention output, quantized by the merge, into the GEMV's activation.
   __device__ void load_attention_output() {
-    const GemvSmem s(smem, widest_input_dev());
+    const GemvSmem& s = gemv;
     for (int i = threadIdx.x; i < d.q_width / 16; i += kThreads)
       reinterpret_cast<uint4*>(s.a8)[i] = __ldcg(reinterpret_cast<const uint4*>(ws.attn_q8) + i);
     for (int i = threadIdx.x; i < d.q_heads; i += kThreads) s.scales[i] = __ldcg(ws.attn_scales + i);
@@ -447,7 +448,7 @@ struct Kernel {
 
   // silu_mul_quantize's quantization of the activation (its values are already SiLU(gate)·up).
   __device__ void quantize_activation() {
-    const GemvSmem s(smem, widest_input_dev());
+    const GemvSmem& s = gemv;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, groups = ceil_div(d.inter, kQuantGroup);
     for (int g = warp; g < groups; g += kWarps) {
       const int col = g * kQuantGroup + lane * kQuantValuesPerLane;
@@ -703,7 +704,9 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   settle(d, a.num_layers, &ring.producer);
   for (int i = 0; i < depth - 1; ++i) ring.issue(a, d);  // weights: no kernel writes them
   rope_table(pos, a.rope_theta, cos_s, sin_s);
-  Kernel k{a, ws, layers, d, pos, reinterpret_cast<char*>(layers) + layer_table_bytes(a.num_layers), ring, cos_s, sin_s};
+  char* views = reinterpret_cast<char*>(layers) + layer_table_bytes(a.num_layers);
+  Kernel k{a, ws, layers, d, pos, views, GemvSmem(views, widest_input(d.hidden, d.q_width, d.inter)), ring, cos_s,
+           sin_s};
   GridBarrier barrier{ws.counters};
   // DecodeLayersArgs::phase_cycles: CTA 0's clock at each step below (kDecodeLayersMarks per layer).
   long long* marks = a.phase_cycles != nullptr && blockIdx.x == 0 && threadIdx.x == 0 ? a.phase_cycles : nullptr;
@@ -741,47 +744,74 @@ __global__ void __launch_bounds__(kThreads, 1) decode_layers_kernel(const Decode
   }
 }
 
-// The ring's stage size (FP8LM_DECODE_LAYERS_STAGE_KB) and depth (FP8LM_DECODE_LAYERS_STAGES, as far
-// as the SM's shared memory allows) and the launch's CTAs: one per SM, all resident (the ring takes
-// most of an SM's shared memory).
-Status launch_shape(const DecodeLayersArgs& a, int* depth, int* stage_blocks, std::size_t* smem, int* ctas) {
-  static const int wanted = knob_value(kDecodeLayersStagesKnob);
-  static const int blocks = knob_value(kDecodeLayersStageKbKnob);
-  *stage_blocks = blocks;
-  const StageShape shape(blocks);
+// What the launch needs of the device, set up once per process (one device model assumed, as the
+// other launchers do): the SM count, and the dynamic shared memory a CTA may use beside the
+// kernel's static shared memory, raised to that limit once (an SM holds one CTA either way).
+Status set_up_device(int* sms, std::size_t* dynamic_smem) {
   DeviceInfo dev;
   FP8LM_RETURN_IF_ERROR(current_device(&dev));
   cudaFuncAttributes attr{};
   FP8LM_RETURN_IF_ERROR(cuda_status(cudaFuncGetAttributes(&attr, decode_layers_kernel), "decode_layers: attributes"));
+  *sms = dev.sm_count;
+  *dynamic_smem = dev.smem_optin_bytes - attr.sharedSizeBytes;
+  FP8LM_RETURN_IF_ERROR(cuda_status(cudaFuncSetAttribute(decode_layers_kernel,
+                                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                         static_cast<int>(*dynamic_smem)),
+                                    "decode_layers: shared memory attribute"));
+  int per_sm = 0;
+  FP8LM_RETURN_IF_ERROR(
+      cuda_status(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_layers_kernel, kThreads, *dynamic_smem),
+                  "decode_layers: occupancy"));
+  if (per_sm < 1) return Status::Error("decode_layers: the kernel does not fit on an SM");
+  return Status::Ok();
+}
+struct DeviceSetup {
+  int sms = 0;
+  std::size_t dynamic_smem = 0;
+  Status status;
+};
+const DeviceSetup& device_setup() {
+  static const DeviceSetup setup = [] {
+    int sms = 0;
+    std::size_t dynamic_smem = 0;
+    Status status = set_up_device(&sms, &dynamic_smem);
+    return DeviceSetup{sms, dynamic_smem, std::move(status)};
+  }();
+  return setup;
+}
+
+// The launch: one CTA per SM, all resident; the ring's stage size (FP8LM_DECODE_LAYERS_STAGE_KB)
+// and depth (FP8LM_DECODE_LAYERS_STAGES, as far as the shared memory allows: the ring takes most
+// of it).
+struct LaunchShape {
+  int ctas, depth, stage_blocks;
+  std::size_t smem;
+};
+Status launch_shape(const DecodeLayersArgs& a, LaunchShape* shape) {
+  static const int wanted = knob_value(kDecodeLayersStagesKnob);
+  static const int blocks = knob_value(kDecodeLayersStageKbKnob);
+  const DeviceSetup& dev = device_setup();
+  FP8LM_RETURN_IF_ERROR(dev.status);
+  const StageShape stage(blocks);
   const std::size_t views = smem_bytes(a);
-  const long long fit = (static_cast<long long>(dev.smem_optin_bytes) - static_cast<long long>(attr.sharedSizeBytes) -
-                         static_cast<long long>(views)) /
-                        shape.bytes;
-  *depth = static_cast<int>(std::min<long long>(wanted, fit));
-  if (*depth < 2)
-    return Status::Error("decode_layers: " + std::to_string(dev.smem_optin_bytes) +
+  const long long fit =
+      (static_cast<long long>(dev.dynamic_smem) - static_cast<long long>(views)) / static_cast<long long>(stage.bytes);
+  shape->depth = static_cast<int>(std::min<long long>(wanted, fit));
+  if (shape->depth < 2)
+    return Status::Error("decode_layers: " + std::to_string(dev.dynamic_smem) +
                          " bytes of shared memory per block hold fewer than two weight stages besides " +
                          std::to_string(views));
-  *smem = views + static_cast<std::size_t>(*depth) * shape.bytes;
-  if (*smem > 48 * 1024)
-    FP8LM_RETURN_IF_ERROR(cuda_status(
-        cudaFuncSetAttribute(decode_layers_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(*smem)),
-        "decode_layers: shared memory attribute"));
-  int per_sm = 0;
-  FP8LM_RETURN_IF_ERROR(cuda_status(
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_layers_kernel, kThreads, *smem),
-      "decode_layers: occupancy"));
-  if (per_sm < 1) return Status::Error("decode_layers: the kernel does not fit on an SM (" + std::to_string(*smem) +
-                                       " bytes of shared memory)");
-  *ctas = dev.sm_count;
+  shape->ctas = dev.sms;
+  shape->stage_blocks = blocks;
+  shape->smem = views + static_cast<std::size_t>(shape->depth) * stage.bytes;
   return Status::Ok();
 }
 
 }  // namespace
 
-std::size_t decode_layers_workspace_bytes(int hidden, int inter, int q_heads, int kv_heads) {
+std::size_t decode_layers_workspace_bytes(int inter, int q_heads, int kv_heads) {
   std::size_t bytes = 0;
-  carve(nullptr, hidden, inter, q_heads, kv_heads, &bytes);
+  carve(nullptr, inter, q_heads, kv_heads, &bytes);
   return bytes;
 }
 
@@ -799,27 +829,27 @@ Status decode_layers(const DecodeLayersArgs& a, cudaStream_t stream) {
                          ", " + std::to_string(a.q_heads) + " / " + std::to_string(a.kv_heads) + " heads, hidden " +
                          std::to_string(a.hidden) + ", inter " + std::to_string(a.inter) + ")");
   std::size_t need = 0;
-  const Workspace ws = carve(a.workspace, a.hidden, a.inter, a.q_heads, a.kv_heads, &need);
+  const Workspace ws = carve(a.workspace, a.inter, a.q_heads, a.kv_heads, &need);
   if (a.workspace == nullptr || a.workspace_bytes < need)
     return Status::Error("decode_layers: the workspace has " + std::to_string(a.workspace_bytes) + " bytes, it needs " +
                          std::to_string(need) + " (decode_layers_workspace_bytes)");
   if (!vec::aligned16(a.x) || !vec::aligned16(a.workspace))
     return Status::Error("decode_layers: x and the workspace must be 16-byte aligned");
-  int depth = 0, stage_blocks = 0, ctas = 0;
-  std::size_t smem = 0;
-  FP8LM_RETURN_IF_ERROR(launch_shape(a, &depth, &stage_blocks, &smem, &ctas));
+  LaunchShape shape{};
+  FP8LM_RETURN_IF_ERROR(launch_shape(a, &shape));
   FP8LM_RETURN_IF_ERROR(cuda_status(cudaMemsetAsync(ws.counters, 0, kCounterBytes, stream), "decode_layers: counters"));
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(ctas));
+  cfg.gridDim = dim3(static_cast<unsigned>(shape.ctas));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
+  cfg.dynamicSmemBytes = shape.smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr;
   attr.id = cudaLaunchAttributeCooperative;  // the grid barriers need every CTA resident
   attr.val.cooperative = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, depth, stage_blocks), "decode_layers launch");
+  return cuda_status(cudaLaunchKernelEx(&cfg, decode_layers_kernel, a, ws, shape.depth, shape.stage_blocks),
+                     "decode_layers launch");
 }
 
 }  // namespace fp8lm

@@ -183,7 +183,7 @@ TEST_P(DecodeLayersGpu, MatchesTwin) {
       DeviceBuffer<std::int32_t> d_table(table);
       DeviceBuffer<bf16> d_x(x_in);
       DeviceBuffer<int> d_pos(std::vector<int>{pos});
-      DeviceBuffer<std::uint8_t> d_ws(decode_layers_workspace_bytes(c.hidden, c.inter, c.q_heads, c.kv_heads));
+      DeviceBuffer<std::uint8_t> d_ws(decode_layers_workspace_bytes(c.inter, c.q_heads, c.kv_heads));
       d_ws.fill_bytes(0xFF);
       DecodeLayersArgs g{d_table_layers.get(), c.layers, d_x.get(), c.hidden, c.inter, c.q_heads, c.kv_heads, kHd,
                          1e-6f, 1e6f, scale, d_table.get(), c.page, capacity, pos};
