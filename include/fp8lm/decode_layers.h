@@ -12,9 +12,10 @@
 //   q8 = quantize(rmsnorm(x, post_attention_layernorm)); g = gemm(q8, gate_up)
 //   x = bf16(x + gemm(silu_mul_quantize(g), down_proj))
 // The CPU twin runs exactly those ops (fp8lm::cpu), the layered path's bits. The GPU computes
-// each GEMM as the GEMV kernel does for one token (gemv_kblock.cuh: its bits), the norms, RoPE,
-// quantizations and SiLU with the layered kernels' device code (their bits), and attention on
-// CUDA cores in its own key split (differs from the flash kernel in summation order and exp).
+// each GEMM as the GEMV kernel does for one token (gemv_kblock.cuh: its arithmetic and order of
+// sums), the norms, RoPE, quantizations and SiLU with the layered kernels' device code, and
+// attention on CUDA cores in its own key split (differs from the flash kernel in summation order
+// and exp).
 // Deterministic: the same inputs and position give the same bits, eager or in a CUDA graph.
 #pragma once
 

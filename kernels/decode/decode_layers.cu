@@ -19,7 +19,8 @@
 // step 2x slower than the layered path (8B 7.04 vs 3.67 ms on an H200: 8 warps per SM with two
 // k-blocks each in flight cannot cover the memory latency). The GEMV arithmetic is the GEMV
 // kernel's (gemv_kblock.cuh: 16 weight rows, warp w on k-blocks w, w + 8, ..., the same order of
-// sums), so each GEMM is bit for bit the GEMV kernel's for one token.
+// sums), so each GEMM computes the GEMV kernel's bits for one token (by construction: no test
+// compares the two directly).
 #include "fp8lm/decode_layers.h"
 
 #include <cuda_bf16.h>
