@@ -67,3 +67,15 @@ fp8lm_build() {
     || { grep -E "error" -A3 "$out/${prefix}build.log" | head -60; return 1; }
   echo "${prefix}build: $(( $(date +%s) - start )) s"
 }
+
+# The tokenizer files for dummy models (bench one-batch loads one): .cache/ is ignored, and the
+# 11 MB tokenizer.json with .deps/ would pass the device tool's 64 MiB limit, so the caller may
+# carry them gzipped in .carry/ (scripts/device-carry-tokenizer.sh makes it); unpacked here into
+# .cache/tokenizer/qwen3 unless that is present already.
+unpack_carried_tokenizer() {
+  local dir=.cache/tokenizer/qwen3
+  [ -f "$dir/tokenizer.json" ] || [ ! -f .carry/tokenizer.json.gz ] || {
+    mkdir -p "$dir" && gunzip -c .carry/tokenizer.json.gz >"$dir/tokenizer.json" &&
+      cp .carry/tokenizer_config.json "$dir/"
+  }
+}

@@ -145,7 +145,8 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   }
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
-  FP8LM_RETURN_IF_ERROR(flash::attention(a, splits, stream));
+  FP8LM_RETURN_IF_ERROR(flash::use_decode_attention(a) ? flash::attention_decode(a, splits, stream)
+                                                        : flash::attention(a, splits, stream));
   if (splits > 1) {
     FP8LM_RETURN_IF_ERROR(
         cuda_status(launch_pdl(attention_combine_kernel, dim3(a.q_heads, a.n), kHeadDim, 0, stream, a.workspace, a.out,

@@ -75,4 +75,11 @@ bool flash_p_split();
 // Same contract as attention() with max_splits == 1.
 Status attention_sm90(const AttentionArgs& args, cudaStream_t stream, bool p_split);
 
+// One query token (decode): the kernel of flash_decode.cu, the contract of attention() for n == 1
+// and q_heads / kv_heads <= 16 (every Qwen3 model), with the same key split (partials for the
+// merge kernel when the plan splits). use_decode_attention: whether attention.cu runs it for a
+// call (FP8LM_FLASH_DECODE=0 in the environment keeps the flash kernel: A/B timing).
+bool use_decode_attention(const AttentionArgs& args);
+Status attention_decode(const AttentionArgs& args, int max_splits, cudaStream_t stream);
+
 }  // namespace fp8lm::flash

@@ -118,14 +118,16 @@ __device__ __forceinline__ void mask_scores(float (&s)[kScoreFrags][4], int tile
 
 // One key tile of the online softmax in base 2 for the thread's two rows: m = running max of
 // s * scale * log2(e), s <- p = exp2(s * c - m), O and l (this thread's partial sum) rescaled by
-// exp2(m_old - m_new). The 4 lanes of a row group (xor 1, 2) share a row.
-__device__ __forceinline__ void online_softmax(float (&s)[kScoreFrags][4], float (&o)[kOutFrags][4], float (&m)[2],
+// exp2(m_old - m_new). The 4 lanes of a row group (xor 1, 2) share a row. kFrags score fragments
+// of 8 keys: the key tile (kScoreFrags), or flash_decode.cu's 16-key warp tile (2).
+template <int kFrags>
+__device__ __forceinline__ void online_softmax(float (&s)[kFrags][4], float (&o)[kOutFrags][4], float (&m)[2],
                                                float (&l)[2], float scale_log2) {
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     float mx = -INFINITY;
 #pragma unroll
-    for (int j = 0; j < kScoreFrags; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
+    for (int j = 0; j < kFrags; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float m_new = fmaxf(m[i], mx * scale_log2);
@@ -136,7 +138,7 @@ __device__ __forceinline__ void online_softmax(float (&s)[kScoreFrags][4], float
     m[i] = m_new;
     float sum = 0.0f;
 #pragma unroll
-    for (int j = 0; j < kScoreFrags; ++j)
+    for (int j = 0; j < kFrags; ++j)
 #pragma unroll
       for (int c = 2 * i; c < 2 * i + 2; ++c) {
         s[j][c] = exp2f(fmaf(s[j][c], scale_log2, -m_base));  // masked: exp2(-inf) = 0
@@ -157,7 +159,8 @@ __device__ __forceinline__ void split_bf16x2(float p0, float p1, std::uint32_t& 
 
 // The A fragments (m16k16: rows g, g + 8 x keys 2 tig.., 2 tig + 8..) of P_hi and P_lo for key
 // step kk (keys 16 kk .. 16 kk + 15 of the tile): score fragments 2 kk and 2 kk + 1 re-packed.
-__device__ __forceinline__ void p_fragments(const float (&s)[kScoreFrags][4], int kk, std::uint32_t (&hi)[4],
+template <int kFrags>
+__device__ __forceinline__ void p_fragments(const float (&s)[kFrags][4], int kk, std::uint32_t (&hi)[4],
                                             std::uint32_t (&lo)[4]) {
   split_bf16x2(s[2 * kk][0], s[2 * kk][1], hi[0], lo[0]);
   split_bf16x2(s[2 * kk][2], s[2 * kk][3], hi[1], lo[1]);

@@ -450,6 +450,51 @@ TEST(AttentionFlashGpuLong, Prefill30kTimed) {  // the 8B shape; reports speed, 
   }
 }
 
+// ---- the one-token kernel (kernels/attention/flash_decode.cu) ----
+
+// Called directly without a key split, and through attention() with a workspace (which splits the
+// keys of long contexts and merges them); attention() picks it for every n == 1 call unless
+// FP8LM_FLASH_DECODE=0.
+Status decode_unsplit(const AttentionArgs& a, cudaStream_t stream) { return flash::attention_decode(a, 1, stream); }
+
+class AttentionDecodeGpu : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(AttentionDecodeGpu, MatchesTwin) {
+  for (const double q_scale : {1.0, 6.0}) {
+    expect_flash_precision(run_attention_case(GetParam(), {}, q_scale, false, &decode_unsplit));
+    expect_flash_precision(run_attention_case(GetParam(), {}, q_scale, /*workspace=*/true));
+  }
+}
+
+std::vector<AttnCase> decode_cases() {
+  std::vector<AttnCase> cases;
+  // Positions at the edges of the warps' 16-key sub-tiles, of a 64-key tile and of a split's
+  // minimum (256 keys), and long ones; every group of the Qwen3 models (1, 2, 4, 5, 8, 16).
+  for (const auto& [qh, kvh] : {std::pair{8, 8}, {16, 8}, {32, 8}, {40, 8}, {64, 8}, {32, 4}, {64, 4}})
+    for (int pos : {0, 1, 15, 16, 17, 63, 64, 65, 255, 256, 1000, 4097}) cases.push_back({qh, kvh, 1, pos});
+  cases.push_back({64, 8, 1, 30719});
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, AttentionDecodeGpu, ::testing::ValuesIn(decode_cases()),
+                         [](const auto& info) { return attn_name(info.param); });
+
+// Times (median of 5 launches, printed; nothing asserted about speed) of one token at 30720 keys
+// on the flash kernel and on the one-token kernel, both unsplit, and through attention() with key
+// splits (the engine's call), for the 8B (32/8) and 30B-A3B (32/4) groups.
+TEST(AttentionDecodeGpuLong, AgainstFlashKernelTimed) {
+  for (const AttnCase c : {AttnCase{32, 8, 1, 30719}, AttnCase{32, 4, 1, 30719}, AttnCase{32, 8, 1, 1}}) {
+    const AttnResult flash = run_attention_case(c, {}, 1.0, false, &flash_unsplit_mma);
+    const AttnResult decode = run_attention_case(c, {}, 1.0, false, &decode_unsplit);
+    const AttnResult split = run_attention_case(c, {}, 1.0, /*workspace=*/true);
+    expect_flash_precision(decode);
+    expect_flash_precision(split);
+    std::printf("  one token at position %d, %d/%d heads: flash kernel %.1f us, one-token kernel %.1f us, "
+                "attention() with key splits %.1f us\n",
+                c.start_pos, c.q_heads, c.kv_heads, 1e3 * flash.ms, 1e3 * decode.ms, 1e3 * split.ms);
+  }
+}
+
 // Pages of two key tiles (128 rows): flash tiles take either half of a page, and key splits may
 // start mid-page.
 TEST(AttentionGpuPages, PagesOfTwoTilesMatchTwin) {
