@@ -3,9 +3,10 @@
 # the GPU tests of what it touches; with --bench, `bench one-batch` A/Bs of its knobs on the same
 # build; packs $OUT. ~8 min. Set FP8LM_SOURCE_REVISION first (the copy there has no .git).
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
-# Now: the one-token attention kernel (kernels/attention/flash_decode.cu): the attention tests
-# (every n == 1 call of attention() runs it), the decode graph and model tests; then decode at
-# inputs 1 and 30720 with it (the default) against the flash kernel (FP8LM_FLASH_DECODE=0).
+# Now: one token's MoE routing and plan on one warp (kernels/moe/moe.cu, route_plan_one_kernel):
+# the MoE tests; profiles of an 8B and a 30B-A3B decode step at input 1 (scripts/device-profile.sh);
+# then 30B-A3B decode at inputs 1 and 30720 with it (the default) against the one-CTA kernel
+# (FP8LM_MOE_ROUTE_WARP=0), each setting twice.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -17,16 +18,18 @@ unpack_carried_tokenizer
 log_gpu
 fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }
-cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "flash_decode_kernel" | head -4
+cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "route_plan_one_kernel" | head -4
 rc=0
 if [ "$tests" = 1 ]; then
-  run_gpu_tests gpu-tests-pending.log '*Attention*:*LayerOps*:*DecodeGraph*:*MoeModel*:*MoeOps*:*DecodeLayers*' 300
+  run_gpu_tests gpu-tests-pending.log '*Moe*:*DecodeGraph*' 200
   rc=$?
-  grep -E "one token at|attention decode at|model step" "$out/gpu-tests-pending.log" | head -40
 fi
 if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
   export FP8LM_RUN_TIMEOUT=150  # a hung kernel costs that much, not the call
-  scripts/device-ab.sh flash-decode 128 1,30720 default FP8LM_FLASH_DECODE=0 -- qwen3-0.6b qwen3-8b qwen3-30b-a3b qwen3-32b
+  timeout 150 scripts/device-profile.sh qwen3-8b 1 2 >/dev/null 2>&1
+  timeout 150 scripts/device-profile.sh qwen3-30b-a3b 1 2 >/dev/null 2>&1
+  head -14 "$out"/profile-qwen3-30b-a3b-1.txt 2>/dev/null
+  scripts/device-ab.sh route-warp 128 1,30720 default FP8LM_MOE_ROUTE_WARP=0 default FP8LM_MOE_ROUTE_WARP=0 -- qwen3-30b-a3b
 fi
 scripts/device-pack.sh
 exit "$rc"

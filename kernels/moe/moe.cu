@@ -4,7 +4,8 @@
 //  - moe_plan: one CTA, a counting sort: shared-memory histogram, block scan into the offsets, then
 //    one warp hands out rows in pair order (so within an expert in token order, as plan_moe does),
 //    and one thread per token puts its slots in increasing expert order;
-//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer);
+//  - moe_route_plan: both in one CTA for decode-sized calls (a launch less per MoE layer), on one
+//    warp for one token;
 //  - moe_combine: one CTA per token, 8 channels per thread, math::combine_add in the twin's order
 //    (the token's slots and weights staged in shared memory, the expert rows loaded in batches);
 //    optionally followed by the next layer's input norm of the row (rmsnorm_quantize's code).
@@ -14,6 +15,7 @@
 #include <string>
 
 #include "common/bf16_vec.cuh"
+#include "common/knobs.h"
 #include "common/pdl.cuh"
 #include "norm/norm_quantize_row.cuh"
 #include "fp8lm/cuda_status.h"
@@ -211,6 +213,54 @@ __global__ void __launch_bounds__(kPlanThreads)
   plan_block(experts_s, weights_s, offsets, gather_rows, rows_s, combine_slots, combine_weights, n, top_k, num_experts);
 }
 
+// One token (decode at batch 1): route and plan on one warp, with plan_block's results. A 1024-thread
+// CTA (route_plan_kernel) needs a whole SM's registers, so it cannot start while any other CTA
+// is resident there (no early start under programmatic dependent launch), and it pays a block
+// scan and five CTA barriers for 8 pairs. Lane j holds pair j (top_k <= 32): offsets[x] = valid
+// pairs of an expert below x; pair j's row = offsets[e_j] + the earlier pairs of the same expert
+// (plan_block's order for a repeated expert); the token's slots in increasing expert index, or -1
+// slots in pair order when an expert is out of range or repeated.
+__global__ void __launch_bounds__(32)
+    route_plan_one_kernel(const float* __restrict__ logits, std::int32_t* __restrict__ experts,
+                          bf16* __restrict__ weights, bool norm_topk_prob, std::int32_t* __restrict__ offsets,
+                          std::int32_t* __restrict__ gather_rows, std::int32_t* __restrict__ combine_slots,
+                          bf16* __restrict__ combine_weights, int top_k, int num_experts) {
+  static_assert(kMaxPlanTopK <= 32, "a lane per pair");
+  __shared__ std::int32_t experts_s[kMaxPlanTopK];
+  __shared__ bf16 weights_s[kMaxPlanTopK];
+  pdl_wait();
+  pdl_launch_dependents();
+  route_token_warp(logits, experts_s, weights_s, 0, num_experts, top_k, norm_topk_prob);
+  __syncwarp();
+  const int lane = threadIdx.x;
+  auto valid = [&](int e) { return e >= 0 && e < num_experts; };
+  auto valid_below = [&](int x) {  // valid pairs of an expert < x
+    int count = 0;
+    for (int i = 0; i < top_k; ++i) count += valid(experts_s[i]) && experts_s[i] < x;
+    return count;
+  };
+  for (int x = lane; x <= num_experts; x += 32) offsets[x] = valid_below(x);
+  const bool pair = lane < top_k;
+  const int e = pair ? experts_s[lane] : 0;
+  int earlier_same = 0, below = 0;
+  for (int i = 0; i < top_k; ++i) {
+    earlier_same += i < lane && experts_s[i] == e;
+    below += experts_s[i] < e;
+  }
+  int row = -1;
+  if (pair && valid(e)) {
+    row = valid_below(e) + earlier_same;
+    gather_rows[row] = 0;
+  }
+  const bool ok = __all_sync(0xffffffffu, !pair || (valid(e) && earlier_same == 0));
+  if (!pair) return;
+  experts[lane] = e;
+  weights[lane] = weights_s[lane];
+  const int position = ok ? below : lane;
+  combine_slots[position] = ok ? row : -1;
+  combine_weights[position] = weights_s[lane];
+}
+
 // Expert rows loaded before they are summed (in order): kCombineBatch 16-byte vectors in flight
 // per thread instead of one round trip of memory latency per expert (decode: top_k = 8).
 constexpr int kCombineBatch = 8;
@@ -317,6 +367,12 @@ Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan, cudaSt
   }
   FP8LM_RETURN_IF_ERROR(route_limits(route));
   FP8LM_RETURN_IF_ERROR(plan_limits(plan));
+  static const bool one_warp = knob_value(kMoeRouteWarpKnob) == 1;  // 0: the CTA kernel (A/B)
+  if (route.n == 1 && one_warp)
+    return cuda_status(launch_pdl(route_plan_one_kernel, 1, 32, 0, stream, route.logits, route.experts, route.weights,
+                                  route.norm_topk_prob, plan.offsets, plan.gather_rows, plan.combine_slots,
+                                  plan.combine_weights, plan.top_k, plan.num_experts),
+                       "moe_route_plan launch");
   return cuda_status(launch_pdl(route_plan_kernel, 1, kPlanThreads, 0, stream, route.logits, route.experts,
                                 route.weights, route.norm_topk_prob, plan.offsets, plan.gather_rows,
                                 plan.combine_slots, plan.combine_weights, plan.n, plan.top_k, plan.num_experts),

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -84,43 +85,51 @@ TEST(MoeOpsGpu, PlanBitExact) {
     }
 }
 
-// Routing and planning in one op (one launch up to 64 tokens, two kernels above): everything it
-// writes equals the twins' route then plan, at decode sizes, at the fused limit and past it.
+// Routing and planning in one op (one warp for one token, one CTA up to 64 tokens, two kernels
+// above): everything it writes equals the twins' route then plan, at decode sizes, at the fused
+// limit and past it; for one and two tokens also with tied logits (ties go to the lower expert)
+// and with NaN logits (NaN last).
 TEST(MoeOpsGpu, RoutePlanBitExact) {
   Rng rng(17);
-  for (const auto& [experts, top_k] : {std::pair{128, 8}, std::pair{8, 2}})
-    for (int n : {1, 2, 7, 64, 65, 300}) {
-      const std::string what = std::to_string(experts) + " experts top-" + std::to_string(top_k) + ", n " +
-                               std::to_string(n);
-      const std::size_t pairs = static_cast<std::size_t>(n) * top_k;
-      std::vector<float> logits(static_cast<std::size_t>(n) * experts);
-      for (float& l : logits) l = static_cast<float>(rng.normal() * 2.0);
-      std::vector<std::int32_t> chosen(pairs), offsets(experts + 1), rows(pairs), slots(pairs);
-      std::vector<bf16> weights(pairs), combine_weights(pairs);
-      ASSERT_TRUE(cpu::moe_route_plan({logits.data(), chosen.data(), weights.data(), n, experts, top_k, true},
-                                      {chosen.data(), weights.data(), offsets.data(), rows.data(), slots.data(),
-                                       combine_weights.data(), n, top_k, experts})
-                      .ok())
-          << what;
-      DeviceBuffer<float> d_logits(logits);
-      DeviceBuffer<std::int32_t> d_chosen(pairs), d_offsets(offsets.size()), d_rows(pairs), d_slots(pairs);
-      DeviceBuffer<bf16> d_weights(pairs), d_combine_weights(pairs);
-      for (auto* b : {&d_chosen, &d_offsets, &d_rows, &d_slots}) b->fill_bytes(0xFF);
-      d_weights.fill_bytes(0xFF);
-      d_combine_weights.fill_bytes(0xFF);
-      ASSERT_TRUE(moe_route_plan({d_logits.get(), d_chosen.get(), d_weights.get(), n, experts, top_k, true},
-                                 {d_chosen.get(), d_weights.get(), d_offsets.get(), d_rows.get(), d_slots.get(),
-                                  d_combine_weights.get(), n, top_k, experts},
-                                 nullptr)
-                      .ok())
-          << what;
-      EXPECT_EQ(d_chosen.download(), chosen) << what;
-      expect_same_bits(d_weights.download(), weights, "routing weights " + what);
-      EXPECT_EQ(d_offsets.download(), offsets) << what;
-      EXPECT_EQ(d_rows.download(), rows) << what;
-      EXPECT_EQ(d_slots.download(), slots) << what;
-      expect_same_bits(d_combine_weights.download(), combine_weights, "combine weights " + what);
-    }
+  enum Logits { kRandom, kTied, kSomeNaN };
+  for (const auto& [experts, top_k] : {std::pair{128, 8}, std::pair{8, 2}, std::pair{60, 32}})
+    for (int n : {1, 2, 7, 64, 65, 300})
+      for (const Logits kind : {kRandom, kTied, kSomeNaN}) {
+        if (kind != kRandom && n > 2) continue;
+        const std::string what = std::to_string(experts) + " experts top-" + std::to_string(top_k) + ", n " +
+                                 std::to_string(n) + (kind == kTied ? ", tied" : kind == kSomeNaN ? ", NaN" : "");
+        const std::size_t pairs = static_cast<std::size_t>(n) * top_k;
+        std::vector<float> logits(static_cast<std::size_t>(n) * experts);
+        for (std::size_t i = 0; i < logits.size(); ++i)
+          logits[i] = kind == kTied      ? 0.5f
+                      : kind == kSomeNaN && i % 3 == 1 ? std::numeric_limits<float>::quiet_NaN()
+                                                       : static_cast<float>(rng.normal() * 2.0);
+        std::vector<std::int32_t> chosen(pairs), offsets(experts + 1), rows(pairs), slots(pairs);
+        std::vector<bf16> weights(pairs), combine_weights(pairs);
+        ASSERT_TRUE(cpu::moe_route_plan({logits.data(), chosen.data(), weights.data(), n, experts, top_k, true},
+                                        {chosen.data(), weights.data(), offsets.data(), rows.data(), slots.data(),
+                                         combine_weights.data(), n, top_k, experts})
+                        .ok())
+            << what;
+        DeviceBuffer<float> d_logits(logits);
+        DeviceBuffer<std::int32_t> d_chosen(pairs), d_offsets(offsets.size()), d_rows(pairs), d_slots(pairs);
+        DeviceBuffer<bf16> d_weights(pairs), d_combine_weights(pairs);
+        for (auto* b : {&d_chosen, &d_offsets, &d_rows, &d_slots}) b->fill_bytes(0xFF);
+        d_weights.fill_bytes(0xFF);
+        d_combine_weights.fill_bytes(0xFF);
+        ASSERT_TRUE(moe_route_plan({d_logits.get(), d_chosen.get(), d_weights.get(), n, experts, top_k, true},
+                                   {d_chosen.get(), d_weights.get(), d_offsets.get(), d_rows.get(), d_slots.get(),
+                                    d_combine_weights.get(), n, top_k, experts},
+                                   nullptr)
+                        .ok())
+            << what;
+        EXPECT_EQ(d_chosen.download(), chosen) << what;
+        expect_same_bits(d_weights.download(), weights, "routing weights " + what);
+        EXPECT_EQ(d_offsets.download(), offsets) << what;
+        EXPECT_EQ(d_rows.download(), rows) << what;
+        EXPECT_EQ(d_slots.download(), slots) << what;
+        expect_same_bits(d_combine_weights.download(), combine_weights, "combine weights " + what);
+      }
 }
 
 // What the kernel cannot report: a token routed out of range or twice gets -1 slots (NaN in
