@@ -30,4 +30,23 @@ void expect_same_bits(const std::vector<T>& got, const std::vector<T>& want, con
   }
 }
 
+// The same bits, or NaN on both sides (whatever the sign and payload: the GPU's conversions give
+// the canonical NaN, the host's keep the operand's).
+template <typename T>
+void expect_same_values(const std::vector<T>& got, const std::vector<T>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  auto is_nan = [](T v) {
+    if constexpr (std::is_same_v<T, bf16>) {
+      const float f = bf16_to_float(v);
+      return f != f;
+    } else {
+      return v != v;
+    }
+  };
+  std::vector<T> g = got, w = want;
+  for (std::size_t i = 0; i < w.size(); ++i)
+    if (is_nan(g[i]) && is_nan(w[i])) g[i] = w[i];
+  expect_same_bits(g, w, what);
+}
+
 }  // namespace fp8lm::testing

@@ -440,9 +440,11 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     bf16* mlp = s.mlp.as<bf16>();
     // Every expert's rows at once. A token picks an expert at most once, so n bounds any expert's
     // rows without looking at the routing.
+    // The plan is at least two launches back (the gathered quantize comes between), so the GEMMs
+    // may read the offsets and start their experts' weights before their predecessor ends.
     auto grouped = [&](const DeviceLinear& lin, bf16* y, const fp8_e4m3* in_q8, const float* in_scales) {
       return b.grouped_gemm({in_q8, in_scales, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(), offsets, y, pairs,
-                             experts, lin.n, lin.k, n});
+                             experts, lin.n, lin.k, n, /*offsets_settled=*/true});
     };
     // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert;
     // the quantize gathers the normed rows into expert order (moe_plan's gather_rows) as it reads.
@@ -455,7 +457,7 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
       act = s.act_q8.as<fp8_e4m3>(), act_scales = s.act_scales.as<float>();
       FP8LM_RETURN_IF_ERROR(b.grouped_gate_up_swiglu(
           {{q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), offsets, mlp, pairs, experts, gate_up.n,
-            gate_up.k, n},
+            gate_up.k, n, /*offsets_settled=*/true},
            {mlp, act, act_scales, pairs, c.moe_intermediate_size},
            s.swiglu_counters.as<int>()}));
     } else {

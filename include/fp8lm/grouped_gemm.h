@@ -49,11 +49,18 @@ struct Fp8GroupedGemmArgs {
   int n;
   int k;
   int max_rows_per_expert;       // host bound on any expert's rows (sizes the grid)
+  // The offsets were complete before the launch just before this one began (a MoE layer's plan
+  // runs two launches earlier): the sm_90 decode kernel then looks up its expert and starts its
+  // weight stream before waiting for that launch (programmatic dependent launch), as the dense
+  // decode kernel does with its weights. False: it waits first (offsets of the kernel just before).
+  bool offsets_settled = false;
 };
 
 // offsets[e] clamped into [0, total_rows]: offsets that break the contract cannot send a kernel
 // outside its buffers (expert e's rows are then [clamped(e), max(clamped(e), clamped(e + 1)))).
-FP8LM_HOST_DEVICE int clamped_offset(const std::int32_t* offsets, int e, int total_rows) {
+// Offsets: a pointer, or anything indexable like one (kernels/gemm/grouped_slots.cuh: L2Offsets).
+template <typename Offsets>
+FP8LM_HOST_DEVICE int clamped_offset(const Offsets& offsets, int e, int total_rows) {
   const int v = offsets[e] < 0 ? 0 : offsets[e];
   return v < total_rows ? v : total_rows;
 }
@@ -62,7 +69,8 @@ FP8LM_HOST_DEVICE int clamped_offset(const std::int32_t* offsets, int e, int tot
 struct ExpertRows {
   int begin, end;
 };
-FP8LM_HOST_DEVICE ExpertRows expert_rows(const std::int32_t* offsets, int e, int total_rows) {
+template <typename Offsets>
+FP8LM_HOST_DEVICE ExpertRows expert_rows(const Offsets& offsets, int e, int total_rows) {
   const int begin = clamped_offset(offsets, e, total_rows), end = clamped_offset(offsets, e + 1, total_rows);
   return {begin, end > begin ? end : begin};
 }

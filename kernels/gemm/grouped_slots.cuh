@@ -11,8 +11,15 @@ namespace fp8lm {
 // The index of the slot-th expert (in index order) with rows, or -1 when fewer experts have rows.
 // Called by every thread of the CTA (kThreads of them, a multiple of 32): a ballot count per
 // kThreads experts.
-template <int kThreads>
-__device__ int nth_expert_with_rows(const std::int32_t* offsets, int num_experts, int total_rows, int slot) {
+// Offsets read through L2 only (ld.global.cg), for a kernel that reads them before waiting for
+// its predecessor (Fp8GroupedGemmArgs::offsets_settled): no L1 line of an earlier layer's read.
+struct L2Offsets {
+  const std::int32_t* p;
+  __device__ std::int32_t operator[](int i) const { return __ldcg(p + i); }
+};
+
+template <int kThreads, typename Offsets>
+__device__ int nth_expert_with_rows(const Offsets& offsets, int num_experts, int total_rows, int slot) {
   constexpr int kWarps = kThreads / 32;
   __shared__ int warp_counts[kWarps];
   __shared__ int found;

@@ -544,7 +544,7 @@ __global__ void __launch_bounds__(kWarpgroup)
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                        int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
-                       int num_experts, int t_tiles, const SwigluEpilogue swiglu) {
+                       int num_experts, int t_tiles, bool offsets_settled, const SwigluEpilogue swiglu) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -565,12 +565,17 @@ __global__ void __launch_bounds__(kWarpgroup)
   int row_end = m;  // tokens from here on are another expert's: loaded, never stored
   int expert = 0;
   if constexpr (GROUPED) {
-    // Which weights this CTA reads depends on the offsets, an earlier kernel's output.
-    pdl_wait();
-    pdl_launch_dependents();
-    expert = nth_expert_with_rows<kWarpgroup>(offsets, num_experts, m, blockIdx.y / t_tiles);
+    // Which weights this CTA reads depends on the offsets, an earlier kernel's output: of the
+    // kernel just before (wait for it first), or settled before it began (offsets_settled: read
+    // them through L2 now, and the weights stream while that kernel runs, as for a dense GEMM).
+    if (!offsets_settled) {
+      pdl_wait();
+      pdl_launch_dependents();
+    }
+    const L2Offsets settled{offsets};
+    expert = nth_expert_with_rows<kWarpgroup>(settled, num_experts, m, blockIdx.y / t_tiles);
     if (expert < 0) return;
-    const ExpertRows r = expert_rows(offsets, expert, m);
+    const ExpertRows r = expert_rows(settled, expert, m);
     row_end = r.end;
     t0 = r.begin + (blockIdx.y % t_tiles) * MT;
     if (t0 >= row_end) return;
@@ -593,7 +598,7 @@ __global__ void __launch_bounds__(kWarpgroup)
       tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, w_row);
     }
   }
-  if constexpr (!GROUPED) {
+  if (!GROUPED || offsets_settled) {
     pdl_wait();
     pdl_launch_dependents();
   }
@@ -801,15 +806,19 @@ struct Problem {
   int group_rows;               // the most rows one group (expert) has (dense: m)
   int groups;                   // the most groups with rows (dense: 1)
   SwigluEpilogue swiglu{};      // decode only (launch_sm90_gate_up_swiglu, its grouped form)
+  bool offsets_settled = false;  // grouped: Fp8GroupedGemmArgs::offsets_settled (decode kernel only)
 
   static Problem dense(const Fp8GemmArgs& g) {
     return {g.a, g.a_scales, g.b, g.b_scales, g.out, g.m, g.n, g.k, nullptr, 1, g.m, 1};
   }
   // An expert has at most total_rows rows, and at most total_rows experts have any.
   static Problem grouped(const Fp8GroupedGemmArgs& g) {
-    return {g.a,   g.a_scales,      g.b,          g.b_scales,     g.out,
-            g.total_rows, g.n, g.k, g.offsets, g.num_experts, std::min(g.max_rows_per_expert, g.total_rows),
-            std::min(g.num_experts, g.total_rows)};
+    Problem p{g.a,   g.a_scales,      g.b,          g.b_scales,     g.out,
+              g.total_rows, g.n, g.k, g.offsets, g.num_experts, std::min(g.max_rows_per_expert, g.total_rows),
+              std::min(g.num_experts, g.total_rows)};
+    static const bool early = knob_value(kGroupedEarlyWeightsKnob) == 1;  // 0: wait first anyway (A/B)
+    p.offsets_settled = g.offsets_settled && early;
+    return p;
   }
   // Row-blocks of `block_m` rows at most (exact for a dense problem).
   long long m_blocks_bound(int block_m) const { return grouped_row_blocks_bound(m, group_rows, groups, block_m); }
@@ -951,7 +960,8 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
                                                        S::smem_bytes(stages), split, stream, attrs);
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
-                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles, a.swiglu);
+                                           kb_per_split, stages, a.offsets, a.num_experts, t_tiles,
+                                           GROUPED && a.offsets_settled, a.swiglu);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
