@@ -62,8 +62,12 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
 #pragma unroll
   for (int i = 0; i < kMaxRouteSlots; ++i) p[i] = math::div_rn(p[i], sum);
 
+  // Choice j is kept by lane j (top_k <= 32: no array indexed by j, which would live in local
+  // memory), and the lanes write their choices at once at the end.
+  static_assert(kMaxPlanTopK <= 32, "a lane per choice");
   unsigned taken = 0;  // bit i: slot i chosen
-  float chosen_sum = 0.0f, w[kMaxPlanTopK];  // the top-k weights in registers (Qwen3 MoE: 8)
+  float chosen_sum = 0.0f, my_w = 0.0f;
+  int my_e = -1;
   for (int j = 0; j < top_k; ++j) {
     int best = -1;
     float best_p = 0.0f;
@@ -79,13 +83,14 @@ __device__ void route_token_warp(const float* __restrict__ logits, std::int32_t*
       if (other >= 0 && (best < 0 || math::route_before(other_p, other, best_p, best))) best = other, best_p = other_p;
     }
     if (best % 32 == lane) taken |= 1u << (best / 32);
-    w[j] = best_p;
-    if (lane == 0) experts[static_cast<std::size_t>(t) * top_k + j] = best;
+    if (lane == j) my_w = best_p, my_e = best;
     chosen_sum = math::add_rn(chosen_sum, best_p);
   }
-  if (lane != 0) return;
-  __nv_bfloat16* out = reinterpret_cast<__nv_bfloat16*>(weights) + static_cast<std::size_t>(t) * top_k;
-  for (int j = 0; j < top_k; ++j) out[j] = __float2bfloat16_rn(norm_topk_prob ? math::div_rn(w[j], chosen_sum) : w[j]);
+  if (lane >= top_k) return;
+  const std::size_t at = static_cast<std::size_t>(t) * top_k + lane;
+  experts[at] = my_e;
+  reinterpret_cast<__nv_bfloat16*>(weights)[at] =
+      __float2bfloat16_rn(norm_topk_prob ? math::div_rn(my_w, chosen_sum) : my_w);
 }
 
 __global__ void __launch_bounds__(kRouteWarps * 32)
