@@ -28,18 +28,16 @@ inline constexpr IntKnob kGemvMaxMbKnob{"FP8LM_GEMV_MAX_MB", 0, 1 << 20, 9};    
 inline constexpr IntKnob kFlashDecodeKnob{"FP8LM_FLASH_DECODE", 0, 1, 1};          // one-token attention kernel
 inline constexpr IntKnob kMoeRouteWarpKnob{"FP8LM_MOE_ROUTE_WARP", 0, 1, 1};        // one token's routing on a warp
 inline constexpr IntKnob kGroupedEarlyWeightsKnob{"FP8LM_GROUPED_EARLY_WEIGHTS", 0, 1, 1};  // see grouped_gemm.h
-inline constexpr IntKnob kDecodeL2PrefetchMbKnob{"FP8LM_DECODE_L2_PREFETCH_MB", 0, 1 << 20, 0};  // dense decode GEMMs
 // The persistent decode kernel (fp8lm/decode_layers.h): on (off by default: slower than the
 // layered path so far), and the depth of its weight ring in stages of 16 rows x 1 KB (fewer where
 // shared memory is short).
 inline constexpr IntKnob kDecodeLayersKnob{"FP8LM_DECODE_LAYERS", 0, 1, 0};
 inline constexpr IntKnob kDecodeLayersStagesKnob{"FP8LM_DECODE_LAYERS_STAGES", 2, 12, 8};
 inline constexpr IntKnob kDecodeLayersStageKbKnob{"FP8LM_DECODE_LAYERS_STAGE_KB", 1, 4, 4};  // k bytes per row, in KB
-inline constexpr IntKnob kIntKnobs[] = {kPdlKnob,         kDecodeMaxStagesKnob,     kDecodeCtasPerSmKnob,
-                                        kFlashWgmmaKnob,  kFlashPSplitKnob,         kGemvMaxMbKnob,
-                                        kFlashDecodeKnob, kMoeRouteWarpKnob,        kGroupedEarlyWeightsKnob,
-                                        kDecodeL2PrefetchMbKnob, kDecodeLayersKnob, kDecodeLayersStagesKnob,
-                                        kDecodeLayersStageKbKnob};
+inline constexpr IntKnob kIntKnobs[] = {kPdlKnob,         kDecodeMaxStagesKnob, kDecodeCtasPerSmKnob,
+                                        kFlashWgmmaKnob,  kFlashPSplitKnob,     kGemvMaxMbKnob,
+                                        kFlashDecodeKnob, kMoeRouteWarpKnob,    kGroupedEarlyWeightsKnob,
+                                        kDecodeLayersKnob, kDecodeLayersStagesKnob, kDecodeLayersStageKbKnob};
 inline constexpr const char* kDecodeFusionKnob = "FP8LM_DECODE_FUSION";
 
 // Whether `text` sets `knob`: an integer in [lo, hi] (its value in *value).

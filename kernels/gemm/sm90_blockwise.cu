@@ -138,12 +138,6 @@ __device__ __forceinline__ void tma_load(void* dst, const CUtensorMap* map, uint
       "l"(reinterpret_cast<uint64_t>(map)), "r"(smem_addr(bar)), "r"(k0), "r"(row0)
       : "memory");
 }
-// 2D TMA prefetch of the same box into L2 only (no shared memory, no barrier): a hint.
-__device__ __forceinline__ void tma_prefetch_l2(const CUtensorMap* map, int k0, int row0) {
-  asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];" ::"l"(reinterpret_cast<uint64_t>(map)),
-               "r"(k0), "r"(row0)
-               : "memory");
-}
 __device__ __forceinline__ void prefetch_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
@@ -550,8 +544,7 @@ __global__ void __launch_bounds__(kWarpgroup)
                        const __grid_constant__ CUtensorMap map_x, const float* __restrict__ a_scales,
                        const float* __restrict__ b_scales, __nv_bfloat16* __restrict__ out, int m,
                        int n, int k, int kb_per_split, int stages, const std::int32_t* __restrict__ offsets,
-                       int num_experts, int t_tiles, bool offsets_settled, bool prefetch_l2,
-                       const SwigluEpilogue swiglu) {
+                       int num_experts, int t_tiles, bool offsets_settled, const SwigluEpilogue swiglu) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = DecodeShape<MT>;
   extern __shared__ uint8_t smem_raw[];
@@ -604,11 +597,6 @@ __global__ void __launch_bounds__(kWarpgroup)
       mbar_arrive_expect_tx(&full[i], S::kStageBytes);
       tma_load(smem_w + i * S::kWBytes, &map_w, &full[i], (kb_begin + i) * kBlockK, w_row);
     }
-    // prefetch_l2 (a GEMM small enough for L2, FP8LM_DECODE_L2_PREFETCH_MB): the rest of the slice
-    // into L2 as well, so that it streams while the previous kernel runs. (Done for every GEMM
-    // size, whole slices larger than L2 evicted each other: 8B 3.64 -> 4.43 ms, commit d3db58e.)
-    if (prefetch_l2)
-      for (int i = stages; i < kb_count; ++i) tma_prefetch_l2(&map_w, (kb_begin + i) * kBlockK, w_row);
   }
   if (!GROUPED || offsets_settled) {
     pdl_wait();
@@ -917,13 +905,6 @@ int decode_max_stages() {
   return value;
 }
 
-// Whether a dense decode launch prefetches its CTAs' whole weight slices into L2 before pdl_wait:
-// for weights of at most FP8LM_DECODE_L2_PREFETCH_MB MB (default 0: never; an A/B knob).
-bool decode_prefetch_l2(const Problem& a) {
-  static const long long limit_mb = knob_value(kDecodeL2PrefetchMbKnob);
-  return limit_mb > 0 && a.offsets == nullptr && static_cast<long long>(a.n) * a.k <= (limit_mb << 20);
-}
-
 template <int MT, bool GROUPED, bool SWIGLU = false>
 Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream_t stream) {
   using S = DecodeShape<MT>;
@@ -980,7 +961,7 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
   const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, map_w, map_x, a.a_scales, a.b_scales,
                                            reinterpret_cast<__nv_bfloat16*>(a.out), a.m, a.n, a.k,
                                            kb_per_split, stages, a.offsets, a.num_experts, t_tiles,
-                                           GROUPED && a.offsets_settled, decode_prefetch_l2(a), a.swiglu);
+                                           GROUPED && a.offsets_settled, a.swiglu);
   FP8LM_RETURN_IF_ERROR(cuda_status(e, "sm90 decode launch"));
   return cuda_status(cudaGetLastError(), "sm90 decode launch");
 }
