@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "bench/kernel_trace.h"
 #include "bench/result_files.h"
 #include "common/knobs.h"
 #include "common/pdl.cuh"
@@ -127,8 +128,11 @@ struct RunTimes {
 // each call has finished on the device when it returns; the backend is synchronized before the
 // clock starts so no earlier work is counted. Progress lines go to stdout when `report`. With
 // profile_steps > 0 the prefill and that many decode steps run inside the CUDA profiler's range.
+// With trace_steps > 0, decode steps 2 .. trace_steps + 1 run under the kernel tracer, their
+// kernels in *traces (one vector per step).
 Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool report, RunTimes* times,
-                    int profile_steps = 0) {
+                    int profile_steps = 0, int trace_steps = 0,
+                    std::vector<std::vector<TracedKernel>>* traces = nullptr) {
   model.reset();
   const std::vector<std::int32_t> prompt = make_prompt(model.config(), input_len);
   std::vector<float> logits;
@@ -160,10 +164,20 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
   Clock::time_point last_progress = Clock::now();
   double decode_s = 0;
   for (int step = 1; step <= steps; ++step) {
+    const bool traced = step >= 2 && step < 2 + trace_steps;
+    if (traced) FP8LM_RETURN_IF_ERROR(KernelTracer::begin());
     const Clock::time_point start = Clock::now();
-    FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &logits));
-    token = argmax(logits);
+    const Status forward = model.forward(std::span<const std::int32_t>(&token, 1), false, &logits);
     times->step_s.push_back(seconds_since(start));
+    if (traced) {
+      std::vector<TracedKernel> kernels;
+      const Status ended = KernelTracer::end(&kernels);
+      FP8LM_RETURN_IF_ERROR(forward);
+      FP8LM_RETURN_IF_ERROR(ended);
+      traces->push_back(std::move(kernels));
+    }
+    FP8LM_RETURN_IF_ERROR(forward);
+    token = argmax(logits);
     decode_s += times->step_s.back();
     if (range.open && step == profile_steps) {
       range.open = false;
@@ -316,6 +330,10 @@ Status check_one_batch_options(const OneBatchOptions& opt, const Qwen3Config& co
         opt.output_len, needed, config.max_position_embeddings));
   if (opt.profile_steps < 0)
     return Status::Error(fmt::format("--profile-steps must be >= 0 (got {})", opt.profile_steps));
+  if (opt.kernel_trace_steps < 0 || opt.kernel_trace_steps > opt.output_len - 2)
+    return Status::Error(fmt::format("--kernel-trace must be in 0 .. output_len - 2 = {} (decode steps from the "
+                                     "second on), got {}",
+                                     opt.output_len - 2, opt.kernel_trace_steps));
   *context_needed = static_cast<int>(needed);
   return Status::Ok();
 }
@@ -334,6 +352,80 @@ std::string matching_preset(const Qwen3Config& c) {
   return "";
 }
 
+// The kernel trace of the traced decode steps (run_protocol): per kernel name, launches, busy and
+// added time per step (kernel_trace.h), largest added first, and the first traced step's kernels
+// in order; printed (the top 12) and written as kernel-trace-...{json,md}.
+Status write_kernel_trace(const OneBatchOptions& opt, const OneBatchTarget& target, const std::string& card,
+                          int input_len, const std::vector<std::vector<TracedKernel>>& traces, const RunTimes& times) {
+  std::vector<KernelShare> shares;
+  double span_us = 0, idle_us = 0, host_us = 0;
+  int kernels = 0;
+  for (std::size_t i = 0; i < traces.size(); ++i) {
+    const StepSummary s = summarize_step(traces[i], &shares);
+    span_us += s.span_us, idle_us += s.idle_us, kernels += s.kernels;
+    host_us += 1e6 * times.step_s[1 + i];  // traces[i] is decode step i + 2
+  }
+  const double steps = static_cast<double>(traces.size());
+  std::sort(shares.begin(), shares.end(), [](const KernelShare& a, const KernelShare& b) { return a.added_us > b.added_us; });
+  fmt::print("  kernel trace, input {}, {} decode steps: {:.0f} kernels, GPU span {:.1f} us (idle {:.1f} us), "
+             "host step {:.1f} us, per step; largest shares (added / busy us per step, launches):\n",
+             input_len, traces.size(), kernels / steps, span_us / steps, idle_us / steps, host_us / steps);
+  std::ostringstream md;
+  md << fmt::format("# Kernel trace: {}, input {}, {} decode steps\n\nSource: `{}`. CUPTI kernel records of decode "
+                    "steps 2..{} (CUDA graph replay, programmatic dependent launch as in a run). Per step: {:.0f} "
+                    "kernels, GPU span {:.1f} us (first start to last end), idle {:.1f} us, host-timed step {:.1f} "
+                    "us. added = how far a kernel moves the step's end past the kernels that started before it "
+                    "(the added times and the idle time sum to the span); busy = its own start to end.\n\n"
+                    "| kernel | launches per step | added us per step | busy us per step |\n|---|---|---|---|\n",
+                    target.description, input_len, traces.size(), FP8LM_GIT_DESCRIBE, traces.size() + 1,
+                    kernels / steps, span_us / steps, idle_us / steps, host_us / steps);
+  json shares_json = json::array();
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    const KernelShare& k = shares[i];
+    if (i < 12)
+      fmt::print("    {:8.1f} / {:8.1f}  x{:<4.0f} {}\n", k.added_us / steps, k.busy_us / steps, k.launches / steps,
+                 k.name);
+    md << fmt::format("| `{}` | {:.0f} | {:.1f} | {:.1f} |\n", k.name, k.launches / steps, k.added_us / steps,
+                      k.busy_us / steps);
+    shares_json.push_back({{"kernel", k.name}, {"launches_per_step", k.launches / steps},
+                           {"added_us_per_step", k.added_us / steps}, {"busy_us_per_step", k.busy_us / steps}});
+  }
+  // The first traced step in order: start (from the step's first kernel), duration, added.
+  md << "\n## Decode step 2, kernel by kernel\n\n| # | kernel | start us | duration us | added us |\n|---|---|---|---|---|\n";
+  json timeline = json::array();
+  std::vector<TracedKernel> step = traces.front();
+  std::sort(step.begin(), step.end(), [](const TracedKernel& a, const TracedKernel& b) { return a.start_ns < b.start_ns; });
+  std::uint64_t latest_end = step.empty() ? 0 : step.front().start_ns;
+  for (std::size_t i = 0; i < step.size(); ++i) {
+    const TracedKernel& k = step[i];
+    const double start = 1e-3 * static_cast<double>(k.start_ns - step.front().start_ns);
+    const double duration = 1e-3 * static_cast<double>(k.end_ns - k.start_ns);
+    const double added =
+        k.end_ns > latest_end ? 1e-3 * static_cast<double>(k.end_ns - std::max(latest_end, k.start_ns)) : 0.0;
+    latest_end = std::max(latest_end, k.end_ns);
+    md << fmt::format("| {} | `{}` | {:.1f} | {:.1f} | {:.1f} |\n", i, k.name, start, duration, added);
+    timeline.push_back({{"kernel", k.name}, {"start_us", start}, {"duration_us", duration}, {"added_us", added}});
+  }
+  const json doc = {{"benchmark", "kernel-trace"},
+                    {"date", utc_date()},
+                    {"gpu", target.gpu},
+                    {"source", FP8LM_GIT_DESCRIBE},
+                    {"model", target.model_name},
+                    {"description", target.description},
+                    {"input_len", input_len},
+                    {"traced_steps", traces.size()},
+                    {"kernels_per_step", kernels / steps},
+                    {"gpu_span_us_per_step", span_us / steps},
+                    {"idle_us_per_step", idle_us / steps},
+                    {"host_step_us", host_us / steps},
+                    {"shares", shares_json},
+                    {"first_step", timeline}};
+  const std::string stem = fmt::format("{}/kernel-trace-{}-{}-{}-input{}{}", opt.out_dir, utc_date(), file_safe(card),
+                                       file_safe(target.model_name), input_len,
+                                       opt.tag.empty() ? "" : "-" + file_safe(opt.tag));
+  return write_result_files(stem, doc, md.str());
+}
+
 Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, const OneBatchOptions& opt,
                            const std::optional<Ceilings>& ceilings) {
   const Qwen3Config& config = model.config();
@@ -345,6 +437,8 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string card = target.gpu.empty() ? "cpu" : target.gpu;
   if (opt.profile_steps > 0 && target.gpu.empty())
     return Status::Error("--profile-steps needs the CUDA backend (it marks a range for the CUDA profiler)");
+  if (opt.kernel_trace_steps > 0 && target.gpu.empty())
+    return Status::Error("--kernel-trace needs the CUDA backend (it records GPU kernels through CUPTI)");
   fmt::print("bench one-batch: {}, output {} tokens, inputs", target.description, opt.output_len);
   for (int len : opt.input_lens) fmt::print(" {}", len);
   fmt::print("\n");
@@ -366,8 +460,12 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   std::string md_rows;
   for (int input_len : opt.input_lens) {
     RunTimes times;
-    const int profile_steps = input_len == opt.input_lens.front() ? opt.profile_steps : 0;
-    FP8LM_RETURN_IF_ERROR(run_protocol(model, input_len, opt.output_len, /*report=*/true, &times, profile_steps));
+    const bool first = input_len == opt.input_lens.front();
+    std::vector<std::vector<TracedKernel>> traces;
+    FP8LM_RETURN_IF_ERROR(run_protocol(model, input_len, opt.output_len, /*report=*/true, &times,
+                                       first ? opt.profile_steps : 0, first ? opt.kernel_trace_steps : 0, &traces));
+    if (!traces.empty())
+      FP8LM_RETURN_IF_ERROR(write_kernel_trace(opt, target, card, input_len, traces, times));
     LengthResult r = summarize(config, target, ceilings, input_len, opt.output_len, times);
     fmt::print("  input {}: {:.2f} tokens/s, mean ITL {:.2f} ms, speed of light {}\n", input_len,
                r.j["tokens_per_s"].get<double>(), r.j["itl_mean_ms"].get<double>(),

@@ -28,6 +28,11 @@ struct OneBatchOptions {
   // cudaProfilerStart and cudaProfilerStop, for `ncu --profile-from-start off` (that run's times
   // are then the profiler's, not the engine's). CUDA only.
   int profile_steps = 0;
+  // > 0: that many decode steps of the first input length (from its second step on: the first
+  // may record the decode graph) run under a CUPTI kernel trace (bench/kernel_trace.h); each
+  // kernel's share of a step is written to kernel-trace-<date>-<card>-<model>-input<N>.{json,md}.
+  // CUDA only.
+  int kernel_trace_steps = 0;
 };
 
 // The floor's cost model, counted from the config (engine/model/qwen3_footprint.h).

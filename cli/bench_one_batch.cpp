@@ -74,6 +74,9 @@ void add_bench_one_batch_command(CLI::App* bench, int& exit_code) {
   cmd->add_option("--profile-steps", opt->profile_steps,
                   "Run the first input's prefill and this many decode steps inside a CUDA profiler range "
                   "(ncu --profile-from-start off); that run's times are the profiler's");
+  cmd->add_option("--kernel-trace", opt->kernel_trace_steps,
+                  "Trace this many decode steps of the first input (from its second step on) with CUPTI and write "
+                  "each kernel's share of a step, overlaps as in a run, to kernel-trace-*.{json,md} (CUDA only)");
   cmd->callback([&exit_code, source, opt] {
     const Status st = run_bench_one_batch(*source, *opt);
     if (!st.ok()) fmt::print(stderr, "fp8lm bench one-batch: {}\n", st.message());

@@ -3,10 +3,10 @@
 # the GPU tests of what it touches; with --bench, `bench one-batch` A/Bs of its knobs on the same
 # build; packs $OUT. ~8 min. Set FP8LM_SOURCE_REVISION first (the copy there has no .git).
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
-# Now: nothing unvalidated (the last experiment, a bounded L2 prefetch in the dense decode GEMM,
-# measured slower and was removed: docs/engine.md). As left: the MoE, grouped and decode-graph
-# tests, then with --bench the README's table (every preset at inputs 1, 6144, 14336 and 30720;
-# 8B and 30B-A3B with the seed's 2048 outputs, the others 128).
+# Now: `bench one-batch --kernel-trace` (bench/kernel_trace.h, CUPTI; written without a GPU):
+# traces of decode steps at input 1 on 0.6B, 8B, 30B-A3B and 32B and at 30720 on 8B (the
+# kernel-trace-*.md files say what each kernel adds to a step with the overlaps of a run); then the
+# MoE and decode-graph tests (nothing else changed since the last validated build).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -26,12 +26,12 @@ if [ "$tests" = 1 ]; then
 fi
 if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
   export FP8LM_RUN_TIMEOUT=150  # a hung kernel costs that much, not the call
-  for preset in qwen3-0.6b qwen3-1.7b qwen3-4b qwen3-8b qwen3-14b qwen3-32b qwen3-30b-a3b; do
-    outputs=128
-    case $preset in qwen3-8b | qwen3-30b-a3b) outputs=2048 ;; esac
-    run_one_batch "$preset" "$preset" "$out/table-$preset.log" --input-len 1,6144,14336,30720 \
-      --output-len "$outputs" --tag "table-out$outputs"
+  for preset in qwen3-0.6b qwen3-8b qwen3-30b-a3b qwen3-32b; do
+    run_one_batch "$preset trace" "$preset" "$out/trace-$preset.log" --input-len 1 --output-len 12 --kernel-trace 8
+    sed -n '/kernel trace/,/^  input/p' "$out/trace-$preset.log" | head -16
   done
+  run_one_batch "qwen3-8b trace 30720" qwen3-8b "$out/trace-8b-30720.log" --input-len 30720 --output-len 12 \
+    --kernel-trace 8
 fi
 scripts/device-pack.sh
 exit "$rc"

@@ -163,6 +163,30 @@ TEST(BenchOneBatch, LengthsBeyondTheContextFailBeforeLoading) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("results")));
 }
 
+// --kernel-trace: out of range before anything loads; on the CPU backend a clear error (CUPTI
+// records GPU kernels) and no result files.
+TEST(BenchOneBatch, KernelTraceChecksItsStepsAndNeedsCuda) {
+  {
+    testing::TempDir dir;
+    const int rc = run_fp8lm("--preset tiny --load-format dummy --device cpu --input-len 1 --output-len 4 "
+                             "--kernel-trace 3 --out " + dir.file("results"),
+                             dir);
+    EXPECT_NE(rc, 0);
+    const std::string err = read_text(dir.file("stderr.txt"));
+    EXPECT_NE(err.find("--kernel-trace must be in 0 .. output_len - 2 = 2"), std::string::npos) << err;
+  }
+  {
+    testing::TempDir dir;
+    const int rc = run_fp8lm("--preset tiny --load-format dummy --device cpu --input-len 1 --output-len 4 "
+                             "--kernel-trace 2 --out " + dir.file("results"),
+                             dir);
+    EXPECT_NE(rc, 0);
+    const std::string err = read_text(dir.file("stderr.txt"));
+    EXPECT_NE(err.find("--kernel-trace needs the CUDA backend"), std::string::npos) << err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("results")));
+  }
+}
+
 // `fp8lm bench seed-table`: the seed's published numbers with their speed of light on their own
 // cards. SEED-SUMMARY.md states SGLang on the H20 reaches about 31% of the floor for 8B and 9% for
 // 0.6B at input 1; the table must reproduce that from the cost model and the datasheet ceilings.
