@@ -11,25 +11,39 @@
 
 namespace fp8lm::bench {
 
-StepSummary summarize_step(std::vector<TracedKernel> kernels, std::vector<KernelShare>* shares) {
-  StepSummary s;
-  if (kernels.empty()) return s;
+std::vector<TimedKernel> step_timeline(std::vector<TracedKernel> kernels) {
   std::sort(kernels.begin(), kernels.end(), [](const TracedKernel& a, const TracedKernel& b) {
     return a.start_ns != b.start_ns ? a.start_ns < b.start_ns : a.end_ns < b.end_ns;
   });
-  s.kernels = static_cast<int>(kernels.size());
-  const std::uint64_t first = kernels.front().start_ns;
-  std::uint64_t latest_end = first;  // the latest end of the kernels seen so far
-  for (const TracedKernel& k : kernels) {
-    const std::uint64_t end = std::max(k.end_ns, k.start_ns);
+  std::vector<TimedKernel> timeline;
+  timeline.reserve(kernels.size());
+  std::uint64_t latest_end = kernels.empty() ? 0 : kernels.front().start_ns;  // of the kernels so far
+  for (TracedKernel& k : kernels) {
+    k.end_ns = std::max(k.end_ns, k.start_ns);
+    const double added =
+        k.end_ns > latest_end ? 1e-3 * static_cast<double>(k.end_ns - std::max(latest_end, k.start_ns)) : 0.0;
+    latest_end = std::max(latest_end, k.end_ns);
+    timeline.push_back({std::move(k), added});
+  }
+  return timeline;
+}
+
+StepSummary summarize_step(std::vector<TracedKernel> kernels, std::vector<KernelShare>* shares) {
+  StepSummary s;
+  const std::vector<TimedKernel> timeline = step_timeline(std::move(kernels));
+  if (timeline.empty()) return s;
+  s.kernels = static_cast<int>(timeline.size());
+  const std::uint64_t first = timeline.front().kernel.start_ns;
+  std::uint64_t latest_end = first;
+  for (const TimedKernel& t : timeline) {
+    const TracedKernel& k = t.kernel;
     if (k.start_ns > latest_end) s.idle_us += 1e-3 * static_cast<double>(k.start_ns - latest_end);
-    const double added = end > latest_end ? 1e-3 * static_cast<double>(end - std::max(latest_end, k.start_ns)) : 0.0;
-    latest_end = std::max(latest_end, end);
+    latest_end = std::max(latest_end, k.end_ns);
     auto it = std::find_if(shares->begin(), shares->end(), [&](const KernelShare& x) { return x.name == k.name; });
     if (it == shares->end()) it = shares->insert(shares->end(), KernelShare{k.name});
     it->launches += 1;
-    it->busy_us += 1e-3 * static_cast<double>(end - k.start_ns);
-    it->added_us += added;
+    it->busy_us += 1e-3 * static_cast<double>(k.end_ns - k.start_ns);
+    it->added_us += t.added_us;
   }
   s.span_us = 1e-3 * static_cast<double>(latest_end - first);
   return s;

@@ -34,6 +34,13 @@ struct StepSummary {
   int kernels = 0;
 };
 
+// One step's kernels in start order, each with what it added to the step's span.
+struct TimedKernel {
+  TracedKernel kernel;
+  double added_us = 0;
+};
+std::vector<TimedKernel> step_timeline(std::vector<TracedKernel> kernels);
+
 // One step's kernels (any order): its span and idle time, and per kernel name the launches, busy
 // and added time, added onto *shares (created or accumulated by name).
 StepSummary summarize_step(std::vector<TracedKernel> kernels, std::vector<KernelShare>* shares);

@@ -393,18 +393,14 @@ Status write_kernel_trace(const OneBatchOptions& opt, const OneBatchTarget& targ
   // The first traced step in order: start (from the step's first kernel), duration, added.
   md << "\n## Decode step 2, kernel by kernel\n\n| # | kernel | start us | duration us | added us |\n|---|---|---|---|---|\n";
   json timeline = json::array();
-  std::vector<TracedKernel> step = traces.front();
-  std::sort(step.begin(), step.end(), [](const TracedKernel& a, const TracedKernel& b) { return a.start_ns < b.start_ns; });
-  std::uint64_t latest_end = step.empty() ? 0 : step.front().start_ns;
+  const std::vector<TimedKernel> step = step_timeline(traces.front());
   for (std::size_t i = 0; i < step.size(); ++i) {
-    const TracedKernel& k = step[i];
-    const double start = 1e-3 * static_cast<double>(k.start_ns - step.front().start_ns);
+    const TracedKernel& k = step[i].kernel;
+    const double start = 1e-3 * static_cast<double>(k.start_ns - step.front().kernel.start_ns);
     const double duration = 1e-3 * static_cast<double>(k.end_ns - k.start_ns);
-    const double added =
-        k.end_ns > latest_end ? 1e-3 * static_cast<double>(k.end_ns - std::max(latest_end, k.start_ns)) : 0.0;
-    latest_end = std::max(latest_end, k.end_ns);
-    md << fmt::format("| {} | `{}` | {:.1f} | {:.1f} | {:.1f} |\n", i, k.name, start, duration, added);
-    timeline.push_back({{"kernel", k.name}, {"start_us", start}, {"duration_us", duration}, {"added_us", added}});
+    md << fmt::format("| {} | `{}` | {:.1f} | {:.1f} | {:.1f} |\n", i, k.name, start, duration, step[i].added_us);
+    timeline.push_back(
+        {{"kernel", k.name}, {"start_us", start}, {"duration_us", duration}, {"added_us", step[i].added_us}});
   }
   const json doc = {{"benchmark", "kernel-trace"},
                     {"date", utc_date()},

@@ -44,6 +44,18 @@ TEST(KernelTrace, AddedTimesAndIdleSumToTheSpan) {
   EXPECT_EQ(summarize_step({}, &shares).kernels, 0);
 }
 
+TEST(KernelTrace, TimelineInStartOrderWithEachKernelsAddedTime) {
+  const std::vector<TimedKernel> t =
+      step_timeline({{"b", 8000, 15000}, {"a", 0, 10000}, {"c", 9000, 12000}, {"a", 20000, 24000}});
+  ASSERT_EQ(t.size(), 4u);
+  const char* names[] = {"a", "b", "c", "a"};
+  const double added[] = {10.0, 5.0, 0.0, 4.0};
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(t[i].kernel.name, names[i]) << i;
+    EXPECT_DOUBLE_EQ(t[i].added_us, added[i]) << i;
+  }
+}
+
 TEST(KernelTrace, ShortNamesDropNamespacesAndParameters) {
   EXPECT_EQ(short_kernel_name("void fp8lm::sm90::impl::sm90_decode_kernel<16, false, true>(CUtensorMap_st, float "
                               "const*, int)"),

@@ -149,42 +149,31 @@ TEST(BenchOneBatch, TinyMoeCountsTheRouterAndTheChosenExperts) {
             2 * (active_params + router_params) * 7 + 2 * 2 * kLayers * kQHeads * kHeadDim * 28 + 2 * kVocab * kHidden);
 }
 
-TEST(BenchOneBatch, LengthsBeyondTheContextFailBeforeLoading) {
+// Runs `fp8lm bench one-batch ARGS --out <temp>/results`, expects it to fail with `message` on
+// stderr and without result files; returns stderr.
+std::string expect_one_batch_error(const std::string& args, const std::string& message) {
   testing::TempDir dir;
-  const int rc = run_fp8lm("--preset qwen3-32b --load-format dummy --device cpu --input-len 1,40000 --output-len 2048 "
-                           "--out " + dir.file("results"),
-                           dir);
-  EXPECT_NE(rc, 0);
+  const int rc = run_fp8lm(args + " --out " + dir.file("results"), dir);
+  EXPECT_NE(rc, 0) << args;
   const std::string err = read_text(dir.file("stderr.txt"));
-  EXPECT_NE(err.find("input 40000 + output 2048 = 42048 tokens exceeds the model's context of 40960"),
-            std::string::npos)
-      << err;
+  EXPECT_NE(err.find(message), std::string::npos) << err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("results"))) << args;
+  return err;
+}
+
+TEST(BenchOneBatch, LengthsBeyondTheContextFailBeforeLoading) {
+  const std::string err =
+      expect_one_batch_error("--preset qwen3-32b --load-format dummy --device cpu --input-len 1,40000 --output-len 2048",
+                             "input 40000 + output 2048 = 42048 tokens exceeds the model's context of 40960");
   EXPECT_EQ(err.find("made dummy"), std::string::npos) << "weights were made before the check: " << err;
-  EXPECT_FALSE(std::filesystem::exists(dir.file("results")));
 }
 
 // --kernel-trace: out of range before anything loads; on the CPU backend a clear error (CUPTI
 // records GPU kernels) and no result files.
 TEST(BenchOneBatch, KernelTraceChecksItsStepsAndNeedsCuda) {
-  {
-    testing::TempDir dir;
-    const int rc = run_fp8lm("--preset tiny --load-format dummy --device cpu --input-len 1 --output-len 4 "
-                             "--kernel-trace 3 --out " + dir.file("results"),
-                             dir);
-    EXPECT_NE(rc, 0);
-    const std::string err = read_text(dir.file("stderr.txt"));
-    EXPECT_NE(err.find("--kernel-trace must be in 0 .. output_len - 2 = 2"), std::string::npos) << err;
-  }
-  {
-    testing::TempDir dir;
-    const int rc = run_fp8lm("--preset tiny --load-format dummy --device cpu --input-len 1 --output-len 4 "
-                             "--kernel-trace 2 --out " + dir.file("results"),
-                             dir);
-    EXPECT_NE(rc, 0);
-    const std::string err = read_text(dir.file("stderr.txt"));
-    EXPECT_NE(err.find("--kernel-trace needs the CUDA backend"), std::string::npos) << err;
-    EXPECT_FALSE(std::filesystem::exists(dir.file("results")));
-  }
+  const std::string tiny = "--preset tiny --load-format dummy --device cpu --input-len 1 --output-len 4";
+  expect_one_batch_error(tiny + " --kernel-trace 3", "--kernel-trace must be in 0 .. output_len - 2 = 2");
+  expect_one_batch_error(tiny + " --kernel-trace 2", "--kernel-trace needs the CUDA backend");
 }
 
 // `fp8lm bench seed-table`: the seed's published numbers with their speed of light on their own
