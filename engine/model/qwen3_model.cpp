@@ -401,15 +401,17 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     return b.gemm({in_q8 ? in_q8 : q8, in_scales ? in_scales : q8s, lin.weight.as<fp8_e4m3>(), lin.scales.as<float>(),
                    y, rows, lin.n, lin.k});
   };
+  // The MLPs' quantized SiLU(gate)·up: at decode (fused_act) gate_up and the activation are one op
+  // (one launch on sm_90) that writes it while the GEMM still reads q8, so it goes to act_q8;
+  // otherwise silu_mul_quantize overwrites q8 after the GEMM.
+  const bool fused_act = n <= kGateUpSwigluMaxRows;
+  fp8_e4m3* act = fused_act ? s.act_q8.as<fp8_e4m3>() : q8;
+  float* act_scales = fused_act ? s.act_scales.as<float>() : q8s;
   // x += down(silu(gate(in)) * up(in)) for the n rows whose input is quantized in q8 (dense MLP),
-  // then next_norm of x quantized into q8 (the last layer: the add alone). Decode: gate_up and the
-  // activation in one op (one launch on sm_90), the activation in act_q8, apart from q8.
+  // then next_norm of x quantized into q8 (the last layer: the add alone).
   auto swiglu = [&](const DeviceLinear& gate_up, const DeviceLinear& down, const bf16* next_norm) {
     bf16* mlp = s.mlp.as<bf16>();
-    fp8_e4m3* act = q8;
-    float* act_scales = q8s;
-    if (n <= kGateUpSwigluMaxRows) {
-      act = s.act_q8.as<fp8_e4m3>(), act_scales = s.act_scales.as<float>();
+    if (fused_act) {
       FP8LM_RETURN_IF_ERROR(b.gate_up_swiglu(
           {{q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), mlp, n, gate_up.n, gate_up.k},
            {mlp, act, act_scales, n, down.k},
@@ -449,12 +451,9 @@ Status Qwen3Model::enqueue_layers(int n, const std::int32_t* ids, int start_pos,
     // quantize and silu_mul_quantize work row by row, so all rows at once equal expert by expert;
     // the quantize gathers the normed rows into expert order (moe_plan's gather_rows) as it reads.
     FP8LM_RETURN_IF_ERROR(b.quantize({h, q8, q8s, pairs, hidden, s.gather_rows.as<std::int32_t>(), n}));
-    // gate_up and the activation: one op at decode (one launch on sm_90), the activation in act_q8.
+    // gate_up and the activation (fused_act above).
     const DeviceLinear& gate_up = l.experts_gate_up;
-    fp8_e4m3* act = q8;
-    float* act_scales = q8s;
-    if (n <= kGateUpSwigluMaxRows) {
-      act = s.act_q8.as<fp8_e4m3>(), act_scales = s.act_scales.as<float>();
+    if (fused_act) {
       FP8LM_RETURN_IF_ERROR(b.grouped_gate_up_swiglu(
           {{q8, q8s, gate_up.weight.as<fp8_e4m3>(), gate_up.scales.as<float>(), offsets, mlp, pairs, experts, gate_up.n,
             gate_up.k, n, /*offsets_settled=*/true},
