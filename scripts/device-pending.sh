@@ -6,7 +6,8 @@
 # Now: `bench one-batch --kernel-trace` (bench/kernel_trace.h, CUPTI; written without a GPU):
 # traces of decode steps at input 1 on 0.6B, 8B, 30B-A3B and 32B and at 30720 on 8B (the
 # kernel-trace-*.md files say what each kernel adds to a step with the overlaps of a run); then the
-# MoE and decode-graph tests (nothing else changed since the last validated build).
+# MoE and decode-graph tests, which also cover main's a5ad730 (enqueue_layers picks the MLPs'
+# activation buffers once), the one change on main since the last validated build.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
