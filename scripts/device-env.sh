@@ -79,3 +79,4 @@ unpack_carried_tokenizer() {
       cp .carry/tokenizer_config.json "$dir/"
   }
 }
+unpack_carried_tokenizer  # every device script: bench one-batch and the engine need the tokenizer
