@@ -91,10 +91,8 @@ __global__ void __launch_bounds__(kHeadDim)
   head_s[d] = __bfloat162float(value);
   __syncthreads();
   if (d >= 32) return;
-  const float v[kQuantValuesPerLane] = {head_s[4 * d], head_s[4 * d + 1], head_s[4 * d + 2], head_s[4 * d + 3]};
   const std::size_t head = static_cast<std::size_t>(t) * q_heads + h;
-  const float scale = quantize_group_warp(v, true, reinterpret_cast<std::uint32_t*>(q8 + head * kHeadDim) + d);
-  if (d == 0) q8_scales[head] = scale;
+  quantize_group_from(head_s, q8 + head * kHeadDim, q8_scales + head, d);
 }
 
 // The split count to launch (grid z): enough CTAs for one wave of resident flash CTAs when kv
@@ -145,8 +143,7 @@ Status attention(const AttentionArgs& a, cudaStream_t stream) {
   }
   int splits = 1;
   FP8LM_RETURN_IF_ERROR(launch_splits(a, &splits));
-  FP8LM_RETURN_IF_ERROR(flash::use_decode_attention(a) ? flash::attention_decode(a, splits, stream)
-                                                        : flash::attention(a, splits, stream));
+  FP8LM_RETURN_IF_ERROR(flash::attention(a, splits, stream));
   if (splits > 1) {
     FP8LM_RETURN_IF_ERROR(
         cuda_status(launch_pdl(attention_combine_kernel, dim3(a.q_heads, a.n), kHeadDim, 0, stream, a.workspace, a.out,

@@ -294,6 +294,7 @@ Status setup(int* wave_ctas) {
 Status flash_wave_ctas(int* ctas) { return setup(ctas); }
 
 Status attention(const AttentionArgs& a, int max_splits, cudaStream_t stream) {
+  if (use_decode_attention(a)) return attention_decode(a, max_splits, stream);
   if (use_wgmma_attention(a, max_splits)) return attention_sm90(a, stream, flash_p_split());
   return attention_mma(a, max_splits, stream);
 }
@@ -303,12 +304,7 @@ Status attention_mma(const AttentionArgs& a, int max_splits, cudaStream_t stream
   if (max_splits > 1 && a.workspace == nullptr)
     return Status::Error("flash attention: key splits need the workspace");
   FP8LM_RETURN_IF_ERROR(setup(nullptr));
-  Params p = make_params(a, max_splits > 1 ? a.workspace : nullptr);
-  if (a.rope != nullptr) {
-    p.q_norm = a.rope->q_norm, p.k_norm = a.rope->k_norm;
-    p.k_cache_out = a.rope->k_cache, p.v_cache_out = a.rope->v_cache;
-    p.norm_eps = a.rope->eps, p.rope_theta = a.rope->rope_theta;
-  }
+  const Params p = make_params(a, max_splits > 1 ? a.workspace : nullptr);
   const dim3 grid(a.kv_heads, flash_row_blocks(a.n, a.q_heads, a.kv_heads), std::max(max_splits, 1));
   return cuda_status(launch_pdl(flash_attention_kernel, grid, kThreads, kSmemBytes, stream, p),
                      "flash attention launch");

@@ -57,7 +57,8 @@ Status flash_wave_ctas(int* ctas);
 // split for the current position, the bf16 output; attention.cu's merge kernel combines them.
 // Expects what attention() has checked: validate(args) passed, head_dim 128, qkv, caches and out
 // 16-byte aligned, page_size a multiple of kKvPageMultiple. Any group q_heads / kv_heads works.
-// Runs the wgmma kernel where use_wgmma_attention() says so, else the mma.sync kernel.
+// Runs the one-token kernel where use_decode_attention() says so, the wgmma kernel where
+// use_wgmma_attention() does, else the mma.sync kernel.
 Status attention(const AttentionArgs& args, int max_splits, cudaStream_t stream);
 
 // The mma.sync kernel (flash_attention.cu; sm_89 and sm_90a), whatever the call.
@@ -77,7 +78,7 @@ Status attention_sm90(const AttentionArgs& args, cudaStream_t stream, bool p_spl
 
 // One query token (decode): the kernel of flash_decode.cu, the contract of attention() for n == 1
 // and q_heads / kv_heads <= 16 (every Qwen3 model), with the same key split (partials for the
-// merge kernel when the plan splits). use_decode_attention: whether attention.cu runs it for a
+// merge kernel when the plan splits). use_decode_attention: whether flash::attention runs it for a
 // call (FP8LM_FLASH_DECODE=0 in the environment keeps the flash kernel: A/B timing).
 bool use_decode_attention(const AttentionArgs& args);
 Status attention_decode(const AttentionArgs& args, int max_splits, cudaStream_t stream);

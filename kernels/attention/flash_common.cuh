@@ -61,11 +61,18 @@ inline constexpr int kChunksPerRow = kHeadDim * static_cast<int>(sizeof(bf16)) /
 inline constexpr int kDSteps = kHeadDim / 16;   // k16 steps of Q K^T
 inline constexpr int kKeySteps = kBlockN / 16;  // k16 steps of P V over a key tile
 
-// The launch parameters of a call (the kernels' extra fields keep their defaults).
+// The launch parameters of a call, the fused qk_norm_rope's included when AttentionArgs::rope is
+// set (the kernels' other extra fields keep their defaults).
 inline Params make_params(const AttentionArgs& a, float* partials) {
-  return Params{a.qkv,       a.k_cache,   a.v_cache,     a.block_table,      a.page_size, a.out,
-                a.n,         a.start_pos, a.start_pos_ptr, partials,         a.q8,        a.q8_scales,
-                a.q_heads,   a.kv_heads,  a.q_heads / a.kv_heads, a.scale * kLog2e};
+  Params p{a.qkv,       a.k_cache,   a.v_cache,     a.block_table,      a.page_size, a.out,
+           a.n,         a.start_pos, a.start_pos_ptr, partials,         a.q8,        a.q8_scales,
+           a.q_heads,   a.kv_heads,  a.q_heads / a.kv_heads, a.scale * kLog2e};
+  if (a.rope != nullptr) {
+    p.q_norm = a.rope->q_norm, p.k_norm = a.rope->k_norm;
+    p.k_cache_out = a.rope->k_cache, p.v_cache_out = a.rope->v_cache;
+    p.norm_eps = a.rope->eps, p.rope_theta = a.rope->rope_theta;
+  }
+  return p;
 }
 
 // The CTA's kRows stacked q rows from row0 (row r: query (row0 + r) / G, q head kv_head * G +

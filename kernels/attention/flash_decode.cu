@@ -257,17 +257,17 @@ __global__ void __launch_bounds__(kDecodeThreads, 2) flash_decode_kernel(const P
   // lane l values 4l .. 4l + 3, as the merge kernel quantizes).
   __syncthreads();
   for (int r = warp; r < G; r += kDecodeWarps) {
-    const float v[kQuantValuesPerLane] = {out_s[r * kHeadDim + 4 * lane], out_s[r * kHeadDim + 4 * lane + 1],
-                                          out_s[r * kHeadDim + 4 * lane + 2], out_s[r * kHeadDim + 4 * lane + 3]};
     const int h = kv_head * G + r;
-    const float scale =
-        quantize_group_warp(v, true, reinterpret_cast<std::uint32_t*>(p.q8 + static_cast<std::size_t>(h) * kHeadDim) + lane);
-    if (lane == 0) p.q8_scales[h] = scale;
+    quantize_group_from(out_s + r * kHeadDim, p.q8 + static_cast<std::size_t>(h) * kHeadDim, p.q8_scales + h, lane);
   }
 }
 
-// The ring depth (3 where two CTAs of it fit an SM's shared memory, else 2) and the attribute,
-// once per process (one device model assumed, as the other launchers do).
+// The kernel's static shared memory (the RoPE table, 1.5 KB in the cubin), with room to spare.
+constexpr std::size_t kStaticSmemBound = 2048;
+
+// The ring depth (3 where a CTA of it fits the per-block shared memory limit: sm_90's 227 KB, two
+// CTAs per SM; else 2: sm_89's 99 KB) and the attribute, once per process (one device model
+// assumed, as the other launchers do).
 Status setup(int* depth) {
   static int chosen = 2;
   static cudaError_t error = cudaSuccess;
@@ -277,7 +277,7 @@ Status setup(int* depth) {
     error = cudaGetDevice(&device);
     if (error == cudaSuccess) error = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
     if (error != cudaSuccess) return;
-    chosen = static_cast<std::size_t>(optin) >= smem_bytes(kMaxDepth) + 2048 ? kMaxDepth : 2;
+    chosen = static_cast<std::size_t>(optin) >= smem_bytes(kMaxDepth) + kStaticSmemBound ? kMaxDepth : 2;
     error = cudaFuncSetAttribute(flash_decode_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                  static_cast<int>(smem_bytes(chosen)));
   });
@@ -298,12 +298,7 @@ Status attention_decode(const AttentionArgs& a, int max_splits, cudaStream_t str
   if (max_splits > 1 && a.workspace == nullptr) return Status::Error("flash decode attention: key splits need the workspace");
   int depth = 2;
   FP8LM_RETURN_IF_ERROR(setup(&depth));
-  Params p = make_params(a, max_splits > 1 ? a.workspace : nullptr);
-  if (a.rope != nullptr) {
-    p.q_norm = a.rope->q_norm, p.k_norm = a.rope->k_norm;
-    p.k_cache_out = a.rope->k_cache, p.v_cache_out = a.rope->v_cache;
-    p.norm_eps = a.rope->eps, p.rope_theta = a.rope->rope_theta;
-  }
+  const Params p = make_params(a, max_splits > 1 ? a.workspace : nullptr);
   const dim3 grid(a.kv_heads, 1, std::max(max_splits, 1));
   return cuda_status(launch_pdl(flash_decode_kernel, grid, kDecodeThreads, smem_bytes(depth), stream, p, depth),
                      "flash decode attention launch");

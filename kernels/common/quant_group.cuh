@@ -34,6 +34,16 @@ __device__ __forceinline__ float quantize_group_warp(const float (&v)[kQuantValu
   return scale;
 }
 
+// A whole group whose 128 values lie in memory (an attention head's outputs in shared memory),
+// quantized by the calling warp (lane l takes values 4l..4l+3): its codes into q8[0..127], its
+// scale into *scale.
+__device__ __forceinline__ void quantize_group_from(const float* values, fp8_e4m3* q8, float* scale, int lane) {
+  const float v[kQuantValuesPerLane] = {values[4 * lane], values[4 * lane + 1], values[4 * lane + 2],
+                                        values[4 * lane + 3]};
+  const float s = quantize_group_warp(v, true, reinterpret_cast<std::uint32_t*>(q8) + lane);
+  if (lane == 0) *scale = s;
+}
+
 // The "one warp per (row, 128-channel group)" layout of quantize_per_token_group and
 // silu_mul_quantize over a [rows, k] tensor: warp w of CTA b takes group b * kWarps + w of the
 // row-major [rows, ceil(k / 128)] grid of groups.

@@ -671,11 +671,8 @@ struct Kernel {
       __syncthreads();
       // The head's 128 outputs are one 1x128 group of the o projection's input.
       for (int g = warp; g < G; g += kWarps) {
-        const float v[kQuantValuesPerLane] = {s.out[g][4 * lane], s.out[g][4 * lane + 1], s.out[g][4 * lane + 2],
-                                              s.out[g][4 * lane + 3]};
         const int head = h * G + g;
-        const float qs = quantize_group_warp(v, true, reinterpret_cast<std::uint32_t*>(ws.attn_q8 + head * kHeadDim) + lane);
-        if (lane == 0) ws.attn_scales[head] = qs;
+        quantize_group_from(s.out[g], ws.attn_q8 + head * kHeadDim, ws.attn_scales + head, lane);
       }
       __syncthreads();  // the shared memory is the next item's
     }

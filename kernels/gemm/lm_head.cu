@@ -4,8 +4,9 @@
 //    weight row: such a product is all latency (0.5 MB), cuBLASLt's kernel took 6.1 us there on an
 //    H200 (294 us over 48 layers in bench/results/
 //    profile-2026-11-28-nvidia-h200-qwen3-30b-a3b-input1-before-decode-latency.txt) and does not
-//    take part in programmatic dependent launch, so the kernel after it could not start early. Each lane loads its first kRowPreload weight vectors before pdl_wait (weights are
-//    no kernel's output), so at decode they arrive while the previous kernel runs.
+//    take part in programmatic dependent launch, so the kernel after it could not start early.
+//    Each lane loads its first kRowPreload weight vectors before pdl_wait (weights are no kernel's
+//    output), so at decode they arrive while the previous kernel runs.
 //  - Everything else (the vocabulary projection: 0.3-1.6 GB of weights) goes through cuBLASLt, at
 //    the copy bandwidth. One cuBLASLt handle + workspace per device and one plan per shape, created
 //    on first use and kept for the life of the process. NOTES: the first call for a shape

@@ -890,8 +890,8 @@ int decode_split(long long tiles, int k, const DeviceInfo& device) {
 // The deepest ring the decode launcher may pick: kDefaultStages, or FP8LM_DECODE_MAX_STAGES
 // (kMinStages..kMaxStages; an A/B knob). In a decode step the ring's first `stages` weight loads
 // are issued before pdl_wait, so a deeper ring streams more of a layer's weights while the kernel
-// before it runs; in isolation (run 5, H200, NOTES-sm90.md) 8 stages took 14.8 µs on 4096x4096
-// m=1.
+// before it runs; in isolation (run 5, H200, NOTES-sm90.md) 8 stages took 14.8 µs on 4096x4096,
+// m = 1.
 static_assert(DecodeShape<16>::kMaxStages == DecodeShape<64>::kMaxStages &&
                   DecodeShape<16>::kDefaultStages == DecodeShape<64>::kDefaultStages &&
                   DecodeShape<16>::kMinStages == DecodeShape<64>::kMinStages,
@@ -943,8 +943,9 @@ Status run_decode(const Problem& a, int split, const DeviceInfo& dev, cudaStream
                          " weight tiles: more than " + std::to_string(kMaxGridY) + " in one launch");
   }
   // The deepest ring up to decode_max_stages() (default kDefaultStages; and no deeper than the
-  // k-blocks a CTA streams) that keeps the launch in one wave; when none does, the shallowest (most CTAs resident). Measured
-  // (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to 70.7 us (3712 GB/s).
+  // k-blocks a CTA streams) that keeps the launch in one wave; when none does, the shallowest (most
+  // CTAs resident). Measured (run 5): 51200x5120 m=1 went from 86.8 us (4 stages, 1.2 waves) to
+  // 70.7 us (3712 GB/s).
   const long long ctas = static_cast<long long>(split) * n_tiles * y_tiles;
   int stages = S::kMinStages;
   const int deepest = decode_max_stages();

@@ -205,9 +205,9 @@ class AttentionGpu : public ::testing::TestWithParam<AttnCase> {};
 // Runs the kernel on a fresh random problem, its cache paged through a shuffled block table of
 // `page`-row pages into a pool whose other rows are poisoned, and compares the queries in `check`
 // (all when empty) with the twin on the contiguous cache.
-// The flash kernels without key splits, whatever the workspace: the one attention() would pick (on
-// sm_90 the wgmma kernel for calls of at least flash::kWgmmaAttentionMinRows rows), and the
-// mma.sync kernel whatever the call.
+// The flash kernels without key splits, whatever the workspace: the one attention() would pick (the
+// one-token kernel for n == 1, on sm_90 the wgmma kernel for calls of at least
+// flash::kWgmmaAttentionMinRows rows), and the mma.sync kernel whatever the call.
 Status flash_unsplit(const AttentionArgs& a, cudaStream_t stream) { return flash::attention(a, 1, stream); }
 Status flash_unsplit_mma(const AttentionArgs& a, cudaStream_t stream) { return flash::attention_mma(a, 1, stream); }
 // The wgmma kernel with P rounded to bf16 (FP8LM_FLASH_P_SPLIT=0), on sm_90 only.
