@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace fp8lm::bench {
@@ -81,7 +82,7 @@ constexpr std::size_t kBufferBytes = std::size_t{8} << 20;
 constexpr std::size_t kBufferAlign = 8;  // CUPTI's activity buffers: 8-byte aligned
 
 std::mutex records_mutex;
-std::vector<TracedKernel>* records = nullptr;  // set between begin() and end()
+std::optional<std::vector<TracedKernel>> records;  // open between begin() and end()
 
 void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
   *buffer = static_cast<uint8_t*>(std::aligned_alloc(kBufferAlign, kBufferBytes));
@@ -96,7 +97,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
       if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && record->kind != CUPTI_ACTIVITY_KIND_KERNEL) continue;
       const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
-      if (records != nullptr) records->push_back({short_kernel_name(k->name ? k->name : "?"), k->start, k->end});
+      if (records) records->push_back({short_kernel_name(k->name ? k->name : "?"), k->start, k->end});
     }
   }
   std::free(buffer);
@@ -118,8 +119,8 @@ Status KernelTracer::begin() {
   FP8LM_RETURN_IF_ERROR(cupti_status(registered, "registering the activity buffers"));
   {
     std::lock_guard<std::mutex> lock(records_mutex);
-    if (records != nullptr) return Status::Error("kernel trace: begin() while a trace is open");
-    records = new std::vector<TracedKernel>();
+    if (records) return Status::Error("kernel trace: begin() while a trace is open");
+    records.emplace();
   }
   return cupti_status(cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "enabling kernel records");
 }
@@ -127,11 +128,10 @@ Status KernelTracer::begin() {
 Status KernelTracer::end(std::vector<TracedKernel>* kernels) {
   const Status disabled = cupti_status(cuptiActivityDisable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL), "disabling");
   const Status flushed = cupti_status(cuptiActivityFlushAll(1), "flushing the records");
-  std::unique_ptr<std::vector<TracedKernel>> got;
+  std::optional<std::vector<TracedKernel>> got;
   {
     std::lock_guard<std::mutex> lock(records_mutex);
-    got.reset(records);
-    records = nullptr;
+    got.swap(records);
   }
   FP8LM_RETURN_IF_ERROR(disabled);
   FP8LM_RETURN_IF_ERROR(flushed);

@@ -6,8 +6,9 @@
 # Now: `bench one-batch --kernel-trace` (bench/kernel_trace.h, CUPTI; written without a GPU):
 # traces of decode steps at input 1 on 0.6B, 8B, 30B-A3B and 32B and at 30720 on 8B (the
 # kernel-trace-*.md files say what each kernel adds to a step with the overlaps of a run); then the
-# MoE and decode-graph tests, which also cover main's a5ad730 (enqueue_layers picks the MLPs'
-# activation buffers once), the one change on main since the last validated build.
+# MoE, decode-graph, attention, layer-op and decode-layers tests, which cover what changed on main
+# since the last validated build: a5ad730 (enqueue_layers picks the MLPs' activation buffers once)
+# and eb35550 (review mends: make_params, quantize_group_from, flash::attention's dispatch).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source scripts/device-env.sh  # sets $out
@@ -22,7 +23,8 @@ fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
 cuobjdump -res-usage build/fp8lm 2>/dev/null | grep -A1 "route_plan_one_kernel" | head -4
 rc=0
 if [ "$tests" = 1 ]; then
-  run_gpu_tests gpu-tests-pending.log '*Moe*:*DecodeGraph*:*GroupedGateUpSwiglu*:*SettledOffsets*' 200
+  run_gpu_tests gpu-tests-pending.log \
+    '*Moe*:*DecodeGraph*:*GroupedGateUpSwiglu*:*SettledOffsets*:*Attention*:*LayerOps*:*DecodeLayers*' 400
   rc=$?
 fi
 if [ "$bench" = 1 ] && [ "$rc" != 124 ]; then
