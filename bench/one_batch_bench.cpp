@@ -124,15 +124,19 @@ struct RunTimes {
   std::vector<double> step_s;  // one per decode step
 };
 
-// Prefill, then output_len - 1 greedy decode steps. forward() returns the logits on the host, so
-// each call has finished on the device when it returns; the backend is synchronized before the
-// clock starts so no earlier work is counted. Progress lines go to stdout when `report`. With
-// profile_steps > 0 the prefill and that many decode steps run inside the CUDA profiler's range.
-// With trace_steps > 0, decode steps 2 .. trace_steps + 1 run under the kernel tracer, their
-// kernels in *traces (one vector per step).
+// Prefill, then output_len - 1 greedy decode steps: the prefill's token chosen here from its
+// logits, the decode's on the backend a step ahead of the host (Qwen3Model::generate_greedy), or,
+// with FP8LM_DEVICE_GREEDY=0, from logits copied to the host each step. A step's time is from the
+// previous token's arrival on the host to its own, so they sum to the decode's wall time; the
+// backend is synchronized before the clock starts so no earlier work is counted. Progress lines go
+// to stdout when `report`. With profile_steps > 0 the prefill and that many decode steps run
+// inside the CUDA profiler's range; with trace_steps > 0, decode steps 2 .. trace_steps + 1 run
+// under the kernel tracer, their kernels in *traces (one vector per step). Those steps run one
+// call each, so the next is not enqueued ahead of them.
 Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool report, RunTimes* times,
                     int profile_steps = 0, int trace_steps = 0,
                     std::vector<std::vector<TracedKernel>>* traces = nullptr) {
+  static const bool device_greedy = knob_value(kDeviceGreedyKnob) == 1;
   model.reset();
   const std::vector<std::int32_t> prompt = make_prompt(model.config(), input_len);
   std::vector<float> logits;
@@ -161,33 +165,52 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
   const int steps = output_len - 1;
   times->step_s.clear();
   times->step_s.reserve(steps);
-  Clock::time_point last_progress = Clock::now();
+  Clock::time_point last = Clock::now(), last_progress = last;
   double decode_s = 0;
-  for (int step = 1; step <= steps; ++step) {
-    const bool traced = step >= 2 && step < 2 + trace_steps;
-    if (traced) FP8LM_RETURN_IF_ERROR(KernelTracer::begin());
-    const Clock::time_point start = Clock::now();
-    const Status forward = model.forward(std::span<const std::int32_t>(&token, 1), false, &logits);
-    times->step_s.push_back(seconds_since(start));
-    if (traced) {
-      std::vector<TracedKernel> kernels;
-      const Status ended = KernelTracer::end(&kernels);
-      FP8LM_RETURN_IF_ERROR(forward);
-      FP8LM_RETURN_IF_ERROR(ended);
-      traces->push_back(std::move(kernels));
-    }
-    FP8LM_RETURN_IF_ERROR(forward);
-    token = argmax(logits);
+  // A decode step's token has arrived on the host.
+  const auto arrived = [&](std::int32_t id) {
+    const Clock::time_point now = Clock::now();
+    times->step_s.push_back(std::chrono::duration<double>(now - last).count());
     decode_s += times->step_s.back();
-    if (range.open && step == profile_steps) {
-      range.open = false;
-      FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
-    }
+    last = now;
+    token = id;
+    const int step = static_cast<int>(times->step_s.size());
     if (report && seconds_since(last_progress) >= kProgressSeconds) {
       fmt::print("  input {}: decode step {}/{}, mean ITL so far {:.2f} ms\n", input_len, step, steps,
                  1e3 * decode_s / step);
       std::fflush(stdout);
       last_progress = Clock::now();
+    }
+    return true;
+  };
+  // `count` steps from `token`.
+  const auto decode = [&](int count) -> Status {
+    if (device_greedy) return model.generate_greedy(token, count, arrived);
+    for (int i = 0; i < count; ++i) {
+      FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &logits));
+      arrived(argmax(logits));
+    }
+    return Status::Ok();
+  };
+  while (static_cast<int>(times->step_s.size()) < steps) {
+    const int step = static_cast<int>(times->step_s.size()) + 1;
+    const bool traced = step >= 2 && step < 2 + trace_steps;
+    // Step 1 alone too when tracing: run ahead, it would enqueue step 2 before the tracer starts.
+    const bool alone = traced || range.open || (step == 1 && trace_steps > 0);
+    if (traced) FP8LM_RETURN_IF_ERROR(KernelTracer::begin());
+    last = Clock::now();
+    const Status ran = decode(alone ? 1 : steps - step + 1);
+    if (traced) {
+      std::vector<TracedKernel> kernels;
+      const Status ended = KernelTracer::end(&kernels);
+      FP8LM_RETURN_IF_ERROR(ran);
+      FP8LM_RETURN_IF_ERROR(ended);
+      traces->push_back(std::move(kernels));
+    }
+    FP8LM_RETURN_IF_ERROR(ran);
+    if (range.open && static_cast<int>(times->step_s.size()) >= profile_steps) {
+      range.open = false;
+      FP8LM_CUDA_RETURN_IF_ERROR(cudaProfilerStop());
     }
   }
   return Status::Ok();
@@ -474,8 +497,10 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
   const std::string method = fmt::format(
       "Batch 1; an untimed warm-up run ({} prompt tokens, {} generated) first; prompt = pseudo-random ordinary "
       "token ids (seeded); prefill, then greedy decode steps until output_len tokens are generated (the first by "
-      "the prefill; end ids ignored). Each forward returns logits on the host, so it is synchronous; steady clock "
-      "around the prefill and every decode step (argmax included), backend synchronized before. tokens/s = "
+      "the prefill; end ids ignored). The prefill returns logits on the host (argmax there); the decode steps pick "
+      "their tokens on the backend, each step enqueued before the host waits for the previous one's token "
+      "(FP8LM_DEVICE_GREEDY=0: logits to the host and argmax there every step); steady clock around the prefill "
+      "and from token to token on the host, backend synchronized before. tokens/s = "
       "(input + output) / (prefill + decode time). Floor = max(prefill FLOPs / FP8 peak, weight bytes / copy "
       "bandwidth) + sum over decode steps of (weight bytes + KV bytes read) / copy bandwidth, ceilings measured in "
       "this run; speed of light = floor / measured time.",
@@ -498,6 +523,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"description", target.description},
               {"decode_graph", model.uses_decode_graph()},  // single-token forwards replay a CUDA graph
               {"programmatic_dependent_launch", pdl},
+              {"device_greedy", knob_value(kDeviceGreedyKnob) == 1},  // decode tokens chosen on the backend
               {"environment", knobs},
               {"decode_fusions", decode_fusion_names(decode_fusions())},  // as run (FP8LM_DECODE_FUSION parsed)
               {"method", method},

@@ -257,4 +257,16 @@ Status lm_head(const LmHeadArgs& a) {
   return Status::Ok();
 }
 
+Status greedy_token(const GreedyTokenArgs& a) {
+  FP8LM_RETURN_IF_ERROR(validate(a));
+  int token = -1;
+  for (int v = 0; v < a.vocab; ++v)  // strict >: the first of equal maxima; NaN never compares larger
+    if (!std::isnan(a.logits[v]) && (token < 0 || a.logits[v] > a.logits[token])) token = v;
+  const int position = a.step[1];
+  a.step[0] = token < 0 ? 0 : token;
+  a.step[1] = position + 1;
+  if (a.host_tokens != nullptr) a.host_tokens[position % a.ring] = a.step[0];
+  return Status::Ok();
+}
+
 }  // namespace fp8lm::cpu

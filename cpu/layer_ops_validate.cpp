@@ -192,4 +192,13 @@ Status validate(const LmHeadArgs& a) {
   return not_null(a.logits, fn, "logits");
 }
 
+Status validate(const GreedyTokenArgs& a) {
+  constexpr const char* fn = "greedy_token";
+  FP8LM_RETURN_IF_ERROR(positive(a.vocab, fn, "vocab"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.logits, fn, "logits"));
+  FP8LM_RETURN_IF_ERROR(not_null(a.step, fn, "step"));
+  if (a.host_tokens != nullptr) FP8LM_RETURN_IF_ERROR(positive(a.ring, fn, "ring"));
+  return Status::Ok();
+}
+
 }  // namespace fp8lm

@@ -86,28 +86,51 @@ Status Generator::generate(const GenerateRequest& req, const std::function<void(
   r.finish_reason = "length";
   const int room = model_.max_context() - static_cast<int>(req.prompt.size());
   const int limit = std::min(req.max_tokens, room);
-  for (int i = 0; i < limit; ++i) {
-    const std::int32_t id = sampler.sample(logits);
-    if (i == 0) {
+  // Every chosen token, an end id that stops the reply too; all but the last are forwarded.
+  std::vector<std::int32_t> chosen;
+  Status failed = Status::Ok();
+  // Takes the next chosen token; returns whether the reply goes on.
+  const auto take = [&](std::int32_t id) {
+    chosen.push_back(id);
+    if (chosen.size() == 1) {
       first_token_at = Clock::now();
       r.time_to_first_token_s = seconds_since(start);
     }
     if (!req.ignore_end_ids && std::find(req.end_ids.begin(), req.end_ids.end(), id) != req.end_ids.end()) {
       r.finish_reason = "stop";
-      break;
+      return false;
     }
     r.tokens.push_back(id);
     sampler.accept(id);
     piece.clear();
-    FP8LM_RETURN_IF_ERROR(detok.Push(id, &piece));
+    failed = detok.Push(id, &piece);
+    if (!failed.ok()) return false;
     if (filter.push(piece, &r.text)) {
       r.finish_reason = "stop";
-      break;
+      return false;
     }
-    if (i + 1 == limit) break;  // no need for the logits after the last token
-    FP8LM_RETURN_IF_ERROR(model_.forward(std::span<const std::int32_t>(&id, 1), false, &logits));
-    cached_.push_back(id);
+    return static_cast<int>(chosen.size()) < limit;
+  };
+  // Greedy without penalties needs no logits on the host: the model picks each token on the
+  // backend, a step ahead of this loop (Qwen3Model::generate_greedy).
+  const SamplingParams& sp = req.sampling;
+  const bool plain_greedy = sp.temperature == 0.0 && sp.repetition_penalty == 1.0 && sp.presence_penalty == 0.0;
+  Status ran = Status::Ok();
+  if (take(sampler.sample(logits))) {
+    if (plain_greedy) {
+      ran = model_.generate_greedy(chosen.back(), limit - static_cast<int>(chosen.size()), take);
+    } else {
+      do {
+        ran = model_.forward(std::span<const std::int32_t>(&chosen.back(), 1), false, &logits);
+      } while (ran.ok() && take(sampler.sample(logits)));
+    }
   }
+  if (ran.ok()) ran = failed;
+  if (!ran.ok()) {
+    model_.truncate(static_cast<int>(cached_.size()));  // the prompt stays cached, the reply is dropped
+    return ran;
+  }
+  cached_.insert(cached_.end(), chosen.begin(), chosen.end() - 1);
   if (r.finish_reason == "length") {
     piece.clear();
     detok.Finish(&piece);

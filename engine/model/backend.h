@@ -57,6 +57,12 @@ class Backend {
   // Enqueues the copy to page-locked host memory without waiting (synchronize() does).
   virtual Status download_async(void* host_dst, const void* src, std::size_t bytes) = 0;
   virtual Status synchronize() = 0;
+  // Marks slot `slot` (0 <= slot < kMarkSlots) at the end of what is enqueued so far;
+  // wait_mark(slot) returns once that work has run, while later work may still run. The CPU runs
+  // each operation as it is enqueued: both return at once there.
+  static constexpr int kMarkSlots = 2;
+  virtual Status mark(int /*slot*/) { return Status::Ok(); }
+  virtual Status wait_mark(int /*slot*/) { return Status::Ok(); }
 
   // Whether capture_graph works here (CUDA yes, the CPU no).
   virtual bool supports_graphs() const { return false; }
@@ -81,6 +87,7 @@ class Backend {
   virtual Status gate_up_swiglu(const GateUpSwigluArgs& args) = 0;
   virtual Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& args) = 0;
   virtual Status lm_head(const LmHeadArgs& args) = 0;
+  virtual Status greedy_token(const GreedyTokenArgs& args) = 0;
   virtual Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) = 0;
   virtual Status moe_combine(const MoeCombineArgs& args) = 0;
   // Every layer of a dense model for one token (fp8lm/decode_layers.h; one persistent kernel on a

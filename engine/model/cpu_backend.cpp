@@ -59,6 +59,7 @@ class CpuBackend final : public Backend {
   Status gate_up_swiglu(const GateUpSwigluArgs& a) override { return cpu::gate_up_swiglu(a); }
   Status grouped_gate_up_swiglu(const GroupedGateUpSwigluArgs& a) override { return cpu::grouped_gate_up_swiglu(a); }
   Status lm_head(const LmHeadArgs& a) override { return cpu::lm_head(a); }
+  Status greedy_token(const GreedyTokenArgs& a) override { return cpu::greedy_token(a); }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return cpu::moe_route_plan(route, plan);
   }

@@ -29,7 +29,11 @@ class CudaGraph final : public BackendGraph {
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(DeviceInfo device, cudaStream_t stream) : device_(std::move(device)), stream_(stream) {}
-  ~CudaBackend() override { cudaStreamDestroy(stream_); }
+  ~CudaBackend() override {
+    for (cudaEvent_t e : marks_)
+      if (e != nullptr) cudaEventDestroy(e);
+    cudaStreamDestroy(stream_);
+  }
 
   DeviceKind kind() const override { return DeviceKind::kCuda; }
   std::string describe() const override {
@@ -59,6 +63,17 @@ class CudaBackend final : public Backend {
     return cuda_error(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download");
   }
   Status synchronize() override { return cuda_error(cudaStreamSynchronize(stream_), "synchronize"); }
+  Status mark(int slot) override {
+    FP8LM_RETURN_IF_ERROR(check_slot(slot));
+    if (marks_[slot] == nullptr)
+      FP8LM_RETURN_IF_ERROR(cuda_error(cudaEventCreateWithFlags(&marks_[slot], cudaEventDisableTiming), "event"));
+    return cuda_error(cudaEventRecord(marks_[slot], stream_), "mark");
+  }
+  Status wait_mark(int slot) override {
+    FP8LM_RETURN_IF_ERROR(check_slot(slot));
+    if (marks_[slot] == nullptr) return Status::Error("cuda backend: wait_mark(" + std::to_string(slot) + ") before mark");
+    return cuda_error(cudaEventSynchronize(marks_[slot]), "wait_mark");
+  }
 
   bool supports_graphs() const override { return true; }
   // Stream capture in thread-local mode: this thread may not make calls that would synchronize
@@ -98,6 +113,7 @@ class CudaBackend final : public Backend {
     return fp8lm::grouped_gate_up_swiglu(a, stream_);
   }
   Status lm_head(const LmHeadArgs& a) override { return fp8lm::lm_head(a, stream_); }
+  Status greedy_token(const GreedyTokenArgs& a) override { return fp8lm::greedy_token(a, stream_); }
   Status moe_route_plan(const MoeRouteArgs& route, const MoePlanArgs& plan) override {
     return fp8lm::moe_route_plan(route, plan, stream_);
   }
@@ -105,8 +121,14 @@ class CudaBackend final : public Backend {
   Status decode_layers(const DecodeLayersArgs& a) override { return fp8lm::decode_layers(a, stream_); }
 
  private:
+  static Status check_slot(int slot) {
+    if (slot >= 0 && slot < kMarkSlots) return Status::Ok();
+    return Status::Error("cuda backend: mark slot " + std::to_string(slot) + " is outside [0, " +
+                         std::to_string(kMarkSlots) + ")");
+  }
   DeviceInfo device_;
   cudaStream_t stream_;
+  cudaEvent_t marks_[kMarkSlots] = {};
 };
 
 }  // namespace

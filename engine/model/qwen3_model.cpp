@@ -129,6 +129,18 @@ struct Qwen3Model::DecodeGraph {
   std::unique_ptr<BackendGraph> graph;
 };
 
+// generate_greedy's state: `step` holds the next step's token id and position in backend memory
+// (the host writes it before the first step, then each step's greedy_token does), and each step
+// writes its token to the page-locked ring `tokens_host` at its position modulo kRing (at most two
+// steps are in flight, so a slot is read before it is written again). Replays of `graph` read and
+// write only these and the scratch, like the decode graph.
+struct Qwen3Model::GreedyDecode {
+  static constexpr int kRing = 8;
+  BackendBuffer step;         // int32 [2]: token id, position
+  BackendBuffer tokens_host;  // int32 [kRing] (page-locked host memory)
+  std::unique_ptr<BackendGraph> graph;
+};
+
 namespace {
 // Attention splits keys only when few (token, head) blocks would run: size the workspace for that.
 constexpr int kAttentionWorkspaceTokens = 16;
@@ -605,6 +617,81 @@ Status Qwen3Model::decode_with_graph(std::int32_t token, float* logits) {
   std::memcpy(logits, g.logits_host.as<float>(), logits_bytes);
   length_ += 1;
   return Status::Ok();
+}
+
+Status Qwen3Model::enqueue_greedy_step(const GreedyDecode& g) {
+  const Qwen3Config& c = config_;
+  Scratch& s = *scratch_;
+  std::int32_t* step = g.step.as<std::int32_t>();
+  // The position bound max_context_ - 1 sizes attention's key splits for the whole context.
+  FP8LM_RETURN_IF_ERROR(enqueue_layers(1, step, max_context_ - 1, step + 1));
+  FP8LM_RETURN_IF_ERROR(final_norm(s.x.as<bf16>(), 1));
+  FP8LM_RETURN_IF_ERROR(
+      backend_.lm_head({s.h.as<bf16>(), head_weights(), s.logits.as<float>(), 1, c.hidden_size, c.vocab_size}));
+  return backend_.greedy_token(
+      {s.logits.as<float>(), c.vocab_size, step, g.tokens_host.as<std::int32_t>(), GreedyDecode::kRing});
+}
+
+// The first step runs eagerly and the second captures the graph, as in decode_with_graph (the
+// eager step does the per-shape setup a capture must not do; the capture waits for it first).
+Status Qwen3Model::launch_greedy_step(int position, int slot) {
+  GreedyDecode& g = *greedy_;
+  FP8LM_RETURN_IF_ERROR(sequence_->reserve(position + 1));
+  if (use_decode_graph_ && decode_warmed_up_ && !g.graph) {
+    FP8LM_RETURN_IF_ERROR(backend_.synchronize());
+    FP8LM_RETURN_IF_ERROR(backend_.capture_graph([&] { return enqueue_greedy_step(g); }, &g.graph));
+  }
+  if (g.graph) {
+    FP8LM_RETURN_IF_ERROR(g.graph->launch());
+  } else {
+    FP8LM_RETURN_IF_ERROR(enqueue_greedy_step(g));
+    decode_warmed_up_ = true;
+  }
+  return backend_.mark(slot);
+}
+
+Status Qwen3Model::generate_greedy(std::int32_t token, int max_tokens,
+                                   const std::function<bool(std::int32_t)>& on_token) {
+  if (max_tokens < 1) return Status::Error("generate_greedy: max_tokens must be >= 1");
+  if (token < 0 || token >= config_.vocab_size)
+    return Status::Error("generate_greedy: token id " + std::to_string(token) + " is outside the vocabulary [0, " +
+                         std::to_string(config_.vocab_size) + ")");
+  if (length_ >= max_context_)
+    return Status::Error("generate_greedy: the context is full (" + std::to_string(max_context_) + " tokens)");
+  if (!greedy_) {
+    auto g = std::make_unique<GreedyDecode>();
+    FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(backend_, 2 * sizeof(std::int32_t), &g->step));
+    FP8LM_RETURN_IF_ERROR(
+        BackendBuffer::allocate_host(backend_, GreedyDecode::kRing * sizeof(std::int32_t), &g->tokens_host));
+    greedy_ = std::move(g);
+  }
+  const int start = length_;
+  const int limit = std::min(max_tokens, max_context_ - start);  // a forward per chosen token
+  const std::int32_t first[2] = {token, start};
+  FP8LM_RETURN_IF_ERROR(backend_.upload(greedy_->step.as<std::int32_t>(), first, sizeof first));
+
+  constexpr int kSlots = Backend::kMarkSlots;
+  static_assert(kSlots >= 2 && GreedyDecode::kRing >= kSlots, "two steps in flight");
+  int launched = 0, chosen = 0;
+  Status status = launch_greedy_step(start, 0);
+  if (status.ok()) launched = 1;
+  while (status.ok() && chosen < limit) {
+    if (launched < limit) {  // step chosen + 1, ahead of the host
+      status = launch_greedy_step(start + launched, launched % kSlots);
+      if (!status.ok()) break;
+      ++launched;
+    }
+    status = backend_.wait_mark(chosen % kSlots);
+    if (!status.ok()) break;
+    const std::int32_t id = greedy_->tokens_host.as<std::int32_t>()[(start + chosen) % GreedyDecode::kRing];
+    ++chosen;
+    if (!on_token(id)) break;
+  }
+  // The step run ahead writes KV rows past the end: it finishes before those pages are released.
+  const Status synced = backend_.synchronize();
+  length_ = start + chosen;
+  sequence_->truncate(length_);
+  return status.ok() ? synced : status;
 }
 
 }  // namespace fp8lm

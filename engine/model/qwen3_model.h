@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <utility>
@@ -53,6 +54,17 @@ class Qwen3Model {
   // One token at a time goes through the decode graph when uses_decode_graph().
   Status forward(std::span<const std::int32_t> tokens, bool all_logits, std::vector<float>* logits);
 
+  // Greedy decoding with the choice made on the backend (Backend::greedy_token): forwards `token`,
+  // then each chosen token in turn, and passes the chosen tokens to on_token in order until it
+  // returns false or max_tokens were chosen (fewer when the context fills: each chosen token but
+  // the last is forwarded). The backend runs a step ahead of the host: step s + 1 is enqueued
+  // before the host waits for step s's token, so the host's work (on_token's too) overlaps a step
+  // instead of adding to it, and no logits leave the backend. Afterwards the sequence holds `token`
+  // and every chosen token but the last, as after forward() on each (the step run ahead is
+  // dropped). The tokens are the argmax of the logits forward() would return (the smallest index
+  // on ties). An error leaves the sequence holding the forwards whose tokens were passed on.
+  Status generate_greedy(std::int32_t token, int max_tokens, const std::function<bool(std::int32_t)>& on_token);
+
   // Whether single-token forwards replay a CUDA graph: ModelOptions::cuda_graphs and a backend
   // with graphs (dense and MoE models alike: MoE layers plan their experts on the backend).
   bool uses_decode_graph() const { return use_decode_graph_; }
@@ -96,6 +108,13 @@ class Qwen3Model {
   const bf16* head_weights() const;
   // The single-token forward through the decode graph (captured on first use).
   Status decode_with_graph(std::int32_t token, float* logits);
+  struct GreedyDecode;
+  // One step of generate_greedy: the layers on the token and position in g.step, the final norm,
+  // the lm_head and the greedy token (into g.step and the host ring).
+  Status enqueue_greedy_step(const GreedyDecode& g);
+  // Enqueues generate_greedy's next step (eagerly, or by replaying its graph, captured on first
+  // use like the decode graph), its KV page reserved first, and marks it in `slot`.
+  Status launch_greedy_step(int position, int slot);
 
   Qwen3Config config_;
   Backend& backend_;
@@ -111,6 +130,7 @@ class Qwen3Model {
   bool use_decode_graph_ = false;
   bool decode_warmed_up_ = false;  // a single-token forward has run eagerly (see decode_with_graph)
   std::unique_ptr<DecodeGraph> decode_graph_;
+  std::unique_ptr<GreedyDecode> greedy_;
 };
 
 }  // namespace fp8lm

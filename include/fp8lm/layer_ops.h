@@ -213,6 +213,21 @@ struct LmHeadArgs {
   int vocab;
 };
 
+// The greedy choice of the next token from one row of logits, made where the logits are, so that
+// a decode step can feed the next one without the host (Qwen3Model::generate_greedy): token = the
+// index of the largest logit, the smallest such index on ties; NaN logits are never chosen (all
+// NaN: 0). Then step[0] = token and step[1] += 1 (the next step's token and position, which the
+// decode step reads from there), and, when host_tokens is set, host_tokens[p % ring] = token with p
+// the position before the increment. host_tokens is page-locked host memory (Backend::
+// allocate_host, which a GPU kernel can write), read by the host once the step has run.
+struct GreedyTokenArgs {
+  const float* logits;        // [vocab]
+  int vocab;
+  std::int32_t* step;         // [2]: token, position
+  std::int32_t* host_tokens;  // [ring] or null
+  int ring;
+};
+
 // Checks shared by each launcher and its twin (pointers, sizes, consistency); the launchers add
 // their alignment requirements. n == 0 (rows == 0, count == 0) is a valid no-op.
 Status validate(const EmbedArgs& args);
@@ -222,6 +237,7 @@ Status validate(const AttentionArgs& args);
 Status validate(const SiluMulArgs& args);
 Status validate(const AddArgs& args);
 Status validate(const LmHeadArgs& args);
+Status validate(const GreedyTokenArgs& args);
 Status validate(const RmsNormQuantizeArgs& args);
 Status validate(const SiluMulQuantizeArgs& args);
 
@@ -238,6 +254,8 @@ Status silu_mul_quantize(const SiluMulQuantizeArgs& args, cudaStream_t stream);
 // Through cuBLASLt (bf16 inputs, fp32 accumulation and output); the handle and workspace are
 // created on first use per device and kept for the life of the process.
 Status lm_head(const LmHeadArgs& args, cudaStream_t stream);
+// One CTA; logits 16-byte aligned with vocab % 4 == 0 load four at a time.
+Status greedy_token(const GreedyTokenArgs& args, cudaStream_t stream);
 
 // CPU twins (threads: attention and lm_head use all hardware threads). embed refuses ids outside
 // [0, vocab) with an error naming the position; qk_norm_rope and attention refuse a *start_pos_ptr
@@ -250,6 +268,7 @@ Status attention(const AttentionArgs& args);
 Status silu_mul(const SiluMulArgs& args);
 Status add(const AddArgs& args);
 Status lm_head(const LmHeadArgs& args);
+Status greedy_token(const GreedyTokenArgs& args);
 Status rmsnorm_quantize(const RmsNormQuantizeArgs& args);
 Status silu_mul_quantize(const SiluMulQuantizeArgs& args);
 }  // namespace cpu

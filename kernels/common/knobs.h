@@ -28,6 +28,10 @@ inline constexpr IntKnob kGemvMaxMbKnob{"FP8LM_GEMV_MAX_MB", 0, 1 << 20, 9};    
 inline constexpr IntKnob kFlashDecodeKnob{"FP8LM_FLASH_DECODE", 0, 1, 1};          // one-token attention kernel
 inline constexpr IntKnob kMoeRouteWarpKnob{"FP8LM_MOE_ROUTE_WARP", 0, 1, 1};        // one token's routing on a warp
 inline constexpr IntKnob kGroupedEarlyWeightsKnob{"FP8LM_GROUPED_EARLY_WEIGHTS", 0, 1, 1};  // see grouped_gemm.h
+// bench one-batch's greedy decode picks the tokens on the backend, a step ahead of the host
+// (Qwen3Model::generate_greedy; generate does so at temperature 0 without penalties); 0: the
+// logits to the host and the argmax there every step, as before.
+inline constexpr IntKnob kDeviceGreedyKnob{"FP8LM_DEVICE_GREEDY", 0, 1, 1};
 // The persistent decode kernel (fp8lm/decode_layers.h): on (off by default: slower than the
 // layered path so far), and the depth of its weight ring in stages of 16 rows x 1 KB (fewer where
 // shared memory is short).
@@ -37,7 +41,8 @@ inline constexpr IntKnob kDecodeLayersStageKbKnob{"FP8LM_DECODE_LAYERS_STAGE_KB"
 inline constexpr IntKnob kIntKnobs[] = {kPdlKnob,         kDecodeMaxStagesKnob, kDecodeCtasPerSmKnob,
                                         kFlashWgmmaKnob,  kFlashPSplitKnob,     kGemvMaxMbKnob,
                                         kFlashDecodeKnob, kMoeRouteWarpKnob,    kGroupedEarlyWeightsKnob,
-                                        kDecodeLayersKnob, kDecodeLayersStagesKnob, kDecodeLayersStageKbKnob};
+                                        kDeviceGreedyKnob, kDecodeLayersKnob,   kDecodeLayersStagesKnob,
+                                        kDecodeLayersStageKbKnob};
 inline constexpr const char* kDecodeFusionKnob = "FP8LM_DECODE_FUSION";
 
 // Whether `text` sets `knob`: an integer in [lo, hi] (its value in *value).

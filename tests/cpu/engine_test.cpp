@@ -18,6 +18,7 @@
 #include "engine/generation/generator.h"
 #include "engine/model/qwen3_model.h"
 #include "cpu_backend_for_tests.h"
+#include "greedy_run.h"
 #include "tokenizer_test_data.h"
 
 namespace fp8lm {
@@ -107,6 +108,37 @@ TEST_P(TinyModel, ErrorsLeaveTheSequenceUsable) {
   EXPECT_EQ(m->length(), 10);
   EXPECT_TRUE(m->forward(prompt(6), false, &logits).ok());
   EXPECT_EQ(m->length(), 16);
+}
+
+// generate_greedy (greedy_token on the backend, a step ahead) chooses what forward() and the host's
+// argmax choose, leaves the same sequence (the next forward's logits are the same bits), stops
+// when told, and stops at the end of the context.
+TEST_P(TinyModel, GreedyOnTheBackendChoosesWhatTheHostChooses) {
+  const std::vector<std::int32_t> ids = prompt(12);
+  for (const int stop_after : {0, 1, 5}) {
+    auto host_model = make_model(256, 64), backend_model = make_model(256, 64);
+    const testing::GreedyRun host = testing::greedy_run(*host_model, ids, 20, stop_after, false);
+    const testing::GreedyRun backend = testing::greedy_run(*backend_model, ids, 20, stop_after, true);
+    const std::size_t want = stop_after > 0 ? stop_after : 20;
+    ASSERT_EQ(host.tokens.size(), want);
+    EXPECT_EQ(backend.tokens, host.tokens) << "stop after " << stop_after;
+    EXPECT_EQ(backend.length, 12 + static_cast<int>(want));
+    EXPECT_EQ(backend.length, host.length);
+    EXPECT_EQ(backend.next_logits, host.next_logits) << "stop after " << stop_after;
+  }
+  // A 16-token context after a 10-token prompt: 6 tokens, then no room for another.
+  auto m = make_model(16, 64);
+  const testing::GreedyRun full = testing::greedy_run(*m, prompt(10), 100, 0, true);
+  EXPECT_EQ(full.tokens.size(), 6u);
+  EXPECT_EQ(full.length, 16);
+  Status s = m->generate_greedy(5, 1, [](std::int32_t) { return true; });
+  EXPECT_NE(s.message().find("the context is full (16 tokens)"), std::string::npos) << s.message();
+  m->truncate(10);
+  s = m->generate_greedy(151936, 1, [](std::int32_t) { return true; });
+  EXPECT_NE(s.message().find("token id 151936 is outside the vocabulary"), std::string::npos) << s.message();
+  s = m->generate_greedy(5, 0, [](std::int32_t) { return true; });
+  EXPECT_NE(s.message().find("max_tokens must be >= 1"), std::string::npos) << s.message();
+  EXPECT_EQ(m->length(), 10);
 }
 
 class TinyGenerator : public TinyModel {

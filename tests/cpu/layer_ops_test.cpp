@@ -342,6 +342,35 @@ TEST(LmHeadCpu, MatchesDoubleDotProducts) {
     }
 }
 
+// The largest logit, the first of equal ones; NaN never; written as the next step's token and
+// position and into the host ring at the position.
+TEST(GreedyTokenCpu, ChoosesTheFirstLargestAndAdvancesTheStep) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  struct Case {
+    std::vector<float> logits;
+    int token;
+  };
+  const std::vector<Case> cases = {{{1.f, 3.f, 2.f}, 1},        {{3.f, 1.f, 3.f}, 0},
+                                   {{nan, 1.f, nan, 2.f}, 3},   {{nan, nan}, 0},
+                                   {{-inf, -inf, -5.f}, 2},     {{-inf, -inf}, 0},
+                                   {{0.f, -0.f, 0.f}, 0},       {{nan, inf, 7.f, inf}, 1}};
+  for (const Case& c : cases) {
+    std::int32_t step[2] = {-1, 13};
+    std::vector<std::int32_t> ring(4, -1);
+    ASSERT_TRUE(cpu::greedy_token({c.logits.data(), static_cast<int>(c.logits.size()), step, ring.data(), 4}).ok());
+    EXPECT_EQ(step[0], c.token);
+    EXPECT_EQ(step[1], 14);
+    EXPECT_EQ(ring, (std::vector<std::int32_t>{-1, c.token, -1, -1}));  // 13 % 4
+  }
+  std::int32_t step[2] = {0, 0};
+  const float one = 1.f;
+  EXPECT_NE(cpu::greedy_token({&one, 0, step, nullptr, 0}).message().find("vocab"), std::string::npos);
+  EXPECT_NE(cpu::greedy_token({&one, 1, nullptr, nullptr, 0}).message().find("step"), std::string::npos);
+  EXPECT_NE(cpu::greedy_token({&one, 1, step, step, 0}).message().find("ring"), std::string::npos);
+  ASSERT_TRUE(cpu::greedy_token({&one, 1, step, nullptr, 0}).ok());  // no ring
+  EXPECT_EQ(step[1], 1);
+}
+
 // ---- fused ops: bit for bit the unfused chains ----
 
 using testing::expect_same_bits;
