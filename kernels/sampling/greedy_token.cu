@@ -36,8 +36,8 @@ __device__ __forceinline__ void offer(Candidate& c, float value, int index) {
 __global__ void __launch_bounds__(kThreads) greedy_token_kernel(const float* __restrict__ logits, int vocab,
                                                                 std::int32_t* step, std::int32_t* host_tokens,
                                                                 int ring, bool vec4) {
-  pdl_launch_dependents();  // first: the next kernel may start now (common/pdl.cuh)
   pdl_wait();
+  pdl_launch_dependents();
   Candidate best{-INFINITY, INT_MAX};
   const int t = threadIdx.x;
   if (vec4) {

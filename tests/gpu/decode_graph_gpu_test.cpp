@@ -20,6 +20,7 @@
 #include "engine/checkpoint/dummy_weights.h"
 #include "engine/model/qwen3_model.h"
 #include "few_layer_model.h"
+#include "greedy_run.h"
 
 namespace fp8lm {
 namespace {
@@ -113,6 +114,48 @@ TEST(DecodeGraphGpu, TinyMoeGraphEqualsEagerBitForBit) {
   expect_graph_equals_eager(w, {40, 8, 20, 2048}, "tiny-moe, one prefill chunk");
   expect_graph_equals_eager(w, {300, 6, 100, 64}, "tiny-moe, prefill in chunks of 64");
   expect_graph_equals_eager(w, {1, 4, 1, 2048}, "tiny-moe, one-token prompt (the first decode runs eagerly)");
+}
+
+// generate_greedy (the token chosen on the device by greedy_token, the next step enqueued before
+// the host reads it) against forward() and the host's argmax, graphs on and off: the same tokens,
+// the same length and the next forward's logits bit for bit (the step run ahead left nothing
+// behind), after a stop at k tokens too; across the 64-token page boundaries and past 1024
+// tokens (split attention), on tiny, tiny-moe and a 3-layer model of Qwen3-0.6B's shape.
+void expect_greedy_equals_host(const Qwen3Weights& weights, int prompt_tokens, int steps, const std::string& what) {
+  const int vocab = weights.config.vocab_size;
+  for (const bool graphs : {false, true}) {
+    for (const int stop_after : {0, 3}) {
+      std::vector<testing::GreedyRun> runs;
+      for (const bool on_backend : {false, true}) {
+        std::unique_ptr<Backend> backend;
+        ASSERT_TRUE(Backend::create(DeviceKind::kCuda, &backend).ok());
+        ModelOptions options;
+        options.max_context = 4096;
+        options.max_batch_tokens = 512;
+        options.cuda_graphs = graphs;
+        std::unique_ptr<Qwen3Model> model;
+        ASSERT_TRUE(Qwen3Model::create(weights, *backend, options, &model).ok());
+        runs.push_back(testing::greedy_run(*model, ids(prompt_tokens, 3, vocab), steps, stop_after, on_backend));
+      }
+      const std::string where = what + (graphs ? ", graphs" : ", eager") + ", stop after " + std::to_string(stop_after);
+      ASSERT_EQ(runs[0].tokens.size(), static_cast<std::size_t>(stop_after > 0 ? stop_after : steps)) << where;
+      EXPECT_EQ(runs[1].tokens, runs[0].tokens) << where;
+      EXPECT_EQ(runs[1].length, runs[0].length) << where;
+      ASSERT_EQ(runs[1].next_logits.size(), runs[0].next_logits.size()) << where;
+      EXPECT_EQ(std::memcmp(runs[1].next_logits.data(), runs[0].next_logits.data(), runs[0].next_logits.size() * 4), 0)
+          << where;
+    }
+  }
+}
+
+TEST(DecodeGraphGpu, GreedyOnTheDeviceEqualsHostArgmax) {
+  Qwen3Weights tiny, moe;
+  ASSERT_TRUE(make_dummy_qwen3("tiny", 0, &tiny).ok());
+  ASSERT_TRUE(make_dummy_qwen3("tiny-moe", 0, &moe).ok());
+  expect_greedy_equals_host(tiny, 60, 12, "tiny from 60 across 64");
+  expect_greedy_equals_host(tiny, 1020, 70, "tiny from 1020 across 1024 and 1088");
+  expect_greedy_equals_host(moe, 40, 10, "tiny-moe");
+  expect_greedy_equals_host(testing::few_layer_dummy("qwen3-0.6b", 3), 30, 8, "qwen3-0.6b shape, 3 layers");
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,6 +92,55 @@ TEST(LayerOpsGpu, EmbedBitExactAndNaNRowForBadId) {
     const auto got = d_out.download();
     for (int i = 0; i < hidden; ++i) ASSERT_TRUE(std::isnan(f(got[5 * hidden + i])));
   }
+}
+
+// ---- greedy_token ----
+
+// The kernel against its twin on random logits with planted ties at the maximum, NaNs and -inf,
+// for vocabularies that do and do not take four-wide loads (vocab % 4, a logits pointer off 16
+// bytes), Qwen3's among them; step and the page-locked ring poisoned before, and the ring written
+// by the kernel at the position modulo its size.
+TEST(LayerOpsGpu, GreedyTokenMatchesTwin) {
+  Rng rng(11);
+  std::int32_t* ring = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&ring), 8 * sizeof(std::int32_t)), cudaSuccess);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  for (const int vocab : {1, 2, 3, 5, 1000, 4097, 151936, 151937}) {
+    for (const int offset : {0, 1}) {
+      for (const int plant : {0, 1, 2, 3}) {
+        std::vector<float> logits(vocab + offset);
+        for (float& v : logits) v = static_cast<float>(rng.normal() * 4);
+        float* row = logits.data() + offset;
+        const int top = static_cast<int>(rng.next() % vocab);
+        if (plant == 1) {  // ties at the maximum: the first must win
+          for (int i = 0; i < 4; ++i) row[rng.next() % vocab] = 100.f;
+        } else if (plant == 2) {  // NaNs around and at the front, the maximum after them
+          for (int i = 0; i < vocab / 3 + 1; ++i) row[rng.next() % vocab] = nan;
+          row[0] = nan;
+          if (vocab > 1) row[top > 0 ? top : 1] = 50.f;
+        } else if (plant == 3) {  // everything -inf but one (or all of it)
+          for (int i = 0; i < vocab; ++i) row[i] = -inf;
+          if (vocab > 2) row[vocab - 2] = -1.f;
+        }
+        const std::int32_t position = 1000 + static_cast<std::int32_t>(rng.next() % 100);
+        DeviceBuffer<float> d_logits(logits);
+        DeviceBuffer<std::int32_t> d_step(std::vector<std::int32_t>{-7, position});
+        for (int i = 0; i < 8; ++i) ring[i] = -7;
+        ASSERT_TRUE(greedy_token({d_logits.get() + offset, vocab, d_step.get(), ring, 8}, nullptr).ok());
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        std::int32_t want_step[2] = {-7, position};
+        std::vector<std::int32_t> want_ring(8, -7);
+        ASSERT_TRUE(cpu::greedy_token({row, vocab, want_step, want_ring.data(), 8}).ok());
+        const std::string what = "vocab " + std::to_string(vocab) + " offset " + std::to_string(offset) + " plant " +
+                                 std::to_string(plant);
+        const std::vector<std::int32_t> got_step = d_step.download();
+        EXPECT_EQ(got_step[0], want_step[0]) << what;
+        EXPECT_EQ(got_step[1], position + 1) << what;
+        EXPECT_EQ(std::vector<std::int32_t>(ring, ring + 8), want_ring) << what;
+      }
+    }
+  }
+  cudaFreeHost(ring);
 }
 
 // ---- rmsnorm ----
