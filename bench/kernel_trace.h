@@ -55,7 +55,8 @@ std::string short_kernel_name(const std::string& name);
 class KernelTracer {
  public:
   static Status begin();
-  // Flushes CUPTI's buffers and returns the kernels that ran since begin(), in start order.
+  // Flushes CUPTI's buffers and returns the kernels that ran since begin(), in the order CUPTI
+  // delivered them (step_timeline orders them).
   static Status end(std::vector<TracedKernel>* kernels);
 };
 

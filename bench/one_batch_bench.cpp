@@ -107,6 +107,12 @@ std::vector<std::int32_t> make_prompt(const Qwen3Config& config, int length) {
   return ids;
 }
 
+// FP8LM_DEVICE_GREEDY, read once: the decode's tokens chosen on the backend (the default).
+bool device_greedy() {
+  static const bool on = knob_value(kDeviceGreedyKnob) == 1;
+  return on;
+}
+
 std::int32_t argmax(const std::vector<float>& logits) {
   return static_cast<std::int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
@@ -136,7 +142,6 @@ struct RunTimes {
 Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool report, RunTimes* times,
                     int profile_steps = 0, int trace_steps = 0,
                     std::vector<std::vector<TracedKernel>>* traces = nullptr) {
-  static const bool device_greedy = knob_value(kDeviceGreedyKnob) == 1;
   model.reset();
   const std::vector<std::int32_t> prompt = make_prompt(model.config(), input_len);
   std::vector<float> logits;
@@ -185,7 +190,7 @@ Status run_protocol(Qwen3Model& model, int input_len, int output_len, bool repor
   };
   // `count` steps from `token`.
   const auto decode = [&](int count) -> Status {
-    if (device_greedy) return model.generate_greedy(token, count, arrived);
+    if (device_greedy()) return model.generate_greedy(token, count, arrived);
     for (int i = 0; i < count; ++i) {
       FP8LM_RETURN_IF_ERROR(model.forward(std::span<const std::int32_t>(&token, 1), false, &logits));
       arrived(argmax(logits));
@@ -523,7 +528,7 @@ Status run_one_batch_bench(Qwen3Model& model, const OneBatchTarget& target, cons
               {"description", target.description},
               {"decode_graph", model.uses_decode_graph()},  // single-token forwards replay a CUDA graph
               {"programmatic_dependent_launch", pdl},
-              {"device_greedy", knob_value(kDeviceGreedyKnob) == 1},  // decode tokens chosen on the backend
+              {"device_greedy", device_greedy()},  // decode tokens chosen on the backend
               {"environment", knobs},
               {"decode_fusions", decode_fusion_names(decode_fusions())},  // as run (FP8LM_DECODE_FUSION parsed)
               {"method", method},

@@ -32,7 +32,7 @@ for preset in "$@"; do
       tag="change-$change$suffix"
       dir=$root
       if [ "$side" = baseline ]; then tag="baseline-$rev$suffix" dir=$root/build-base; fi
-      (cd "$dir" && out=$out run_one_batch "$side $preset$suffix" "$preset" "$out/$side-$preset$suffix.log" \
+      (cd "$dir" && run_one_batch "$side $preset$suffix" "$preset" "$out/$side-$preset$suffix.log" \
         --input-len "$inputs" --output-len "$output_len" --tag "$tag")
     done
   done

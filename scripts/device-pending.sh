@@ -3,8 +3,8 @@
 # the GPU tests of what it touches; with --bench, `bench one-batch` A/Bs of its knobs on the same
 # build; packs $OUT. ~8 min. Set FP8LM_SOURCE_REVISION first (the copy there has no .git).
 #   scripts/device-pending.sh [--bench] [--no-tests]   (--no-tests: the GPU tests passed on this code already)
-# Now: greedy decoding on the device (greedy_token, Qwen3Model::generate_greedy; written without a
-# GPU): its tests and the decode graph's, layer ops, MoE model; with --bench, bench one-batch with
+# Now (as run at 09a43ab, where greedy decoding on the device passed): its tests and the decode
+# graph's, layer ops, MoE model; with --bench, bench one-batch with
 # FP8LM_DEVICE_GREEDY=0 (the logits to the host, as before) against the default at inputs 1 and
 # 30720, then the README's table (every preset at inputs 1, 6144, 14336 and 30720; 8B and 30B-A3B
 # with the seed's 2048 outputs, the others 128).
@@ -15,7 +15,6 @@ bench=0 tests=1
 for arg in "$@"; do
   case $arg in --bench) bench=1 ;; --no-tests) tests=0 ;; *) echo "unknown argument: $arg"; exit 2 ;; esac
 done
-unpack_carried_tokenizer
 log_gpu
 fp8lm_build "" "$SM90A_ONLY" --target fp8lm fp8lm_gpu_tests \
   || { scripts/device-pack.sh; exit 1; }

@@ -113,11 +113,9 @@ Status Generator::generate(const GenerateRequest& req, const std::function<void(
   };
   // Greedy without penalties needs no logits on the host: the model picks each token on the
   // backend, a step ahead of this loop (Qwen3Model::generate_greedy).
-  const SamplingParams& sp = req.sampling;
-  const bool plain_greedy = sp.temperature == 0.0 && sp.repetition_penalty == 1.0 && sp.presence_penalty == 0.0;
   Status ran = Status::Ok();
   if (take(sampler.sample(logits))) {
-    if (plain_greedy) {
+    if (sampler.plain_greedy()) {
       ran = model_.generate_greedy(chosen.back(), limit - static_cast<int>(chosen.size()), take);
     } else {
       do {

@@ -71,8 +71,12 @@ class Sampler {
   // reply ids (for the repetition penalty), `generated` the reply ids only (for the presence penalty).
   std::int32_t sample(std::span<float> logits, std::span<const std::int32_t> context,
                       std::span<const std::int32_t> generated);
+  // Whether sample() is the plain argmax of the logits (temperature 0, no penalties): then the
+  // model can pick the tokens itself (Qwen3Model::generate_greedy).
+  bool plain_greedy() const { return params_.temperature == 0.0 && !penalized(); }
 
  private:
+  bool penalized() const { return params_.repetition_penalty != 1.0 || params_.presence_penalty != 0.0; }
   SamplingParams params_;
   Rng rng_;
   SeenTokens seen_;

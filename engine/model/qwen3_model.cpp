@@ -337,15 +337,20 @@ Status Qwen3Model::create(const Qwen3Weights& w, Backend& b, const ModelOptions&
   return Status::Ok();
 }
 
-Status Qwen3Model::forward(std::span<const std::int32_t> tokens, bool all_logits, std::vector<float>* logits) {
-  if (tokens.empty()) return Status::Error("forward: no tokens");
+Status Qwen3Model::check_append(std::span<const std::int32_t> tokens, const char* fn) const {
+  if (tokens.empty()) return Status::Error(std::string(fn) + ": no tokens");
   if (length_ + static_cast<long long>(tokens.size()) > max_context_)
-    return Status::Error("forward: " + std::to_string(length_) + " tokens in context + " + std::to_string(tokens.size()) +
-                         " new exceed the context length " + std::to_string(max_context_));
+    return Status::Error(std::string(fn) + ": " + std::to_string(length_) + " tokens in context + " +
+                         std::to_string(tokens.size()) + " new exceed the context length " + std::to_string(max_context_));
   for (std::size_t i = 0; i < tokens.size(); ++i)
     if (tokens[i] < 0 || tokens[i] >= config_.vocab_size)
-      return Status::Error("forward: token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
-                           " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+      return Status::Error(std::string(fn) + ": token id " + std::to_string(tokens[i]) + " at index " +
+                           std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+  return Status::Ok();
+}
+
+Status Qwen3Model::forward(std::span<const std::int32_t> tokens, bool all_logits, std::vector<float>* logits) {
+  FP8LM_RETURN_IF_ERROR(check_append(tokens, "forward"));
   const std::size_t vocab = config_.vocab_size;
   // Every element is written below; resize (a no-op on every decode step) rather than assign, which
   // would zero 151936 floats per generated token first.
@@ -595,16 +600,10 @@ Status Qwen3Model::decode_with_graph(std::int32_t token, float* logits) {
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate_host(b, 2 * sizeof(std::int32_t), &g->step_host));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(b, 2 * sizeof(std::int32_t), &g->step));
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate_host(b, logits_bytes, &g->logits_host));
-    Scratch& s = *scratch_;
-    const int hidden = c.hidden_size;
-    const std::int32_t* step = g->step.as<std::int32_t>();
     auto record = [&]() -> Status {
       FP8LM_RETURN_IF_ERROR(b.upload(g->step.as<std::int32_t>(), g->step_host.as<std::int32_t>(), g->step.bytes()));
-      // The position bound max_context_ - 1 sizes attention's key splits for the whole context.
-      FP8LM_RETURN_IF_ERROR(enqueue_layers(1, step, max_context_ - 1, step + 1));
-      FP8LM_RETURN_IF_ERROR(final_norm(s.x.as<bf16>(), 1));
-      FP8LM_RETURN_IF_ERROR(b.lm_head({s.h.as<bf16>(), head_weights(), s.logits.as<float>(), 1, hidden, c.vocab_size}));
-      return b.download_async(g->logits_host.as<float>(), s.logits.as<float>(), logits_bytes);
+      FP8LM_RETURN_IF_ERROR(enqueue_recorded_step(g->step.as<std::int32_t>()));
+      return b.download_async(g->logits_host.as<float>(), scratch_->logits.as<float>(), logits_bytes);
     };
     FP8LM_RETURN_IF_ERROR(b.capture_graph(record, &g->graph));
     decode_graph_ = std::move(g);
@@ -619,17 +618,20 @@ Status Qwen3Model::decode_with_graph(std::int32_t token, float* logits) {
   return Status::Ok();
 }
 
-Status Qwen3Model::enqueue_greedy_step(const GreedyDecode& g) {
+Status Qwen3Model::enqueue_recorded_step(const std::int32_t* step) {
   const Qwen3Config& c = config_;
   Scratch& s = *scratch_;
-  std::int32_t* step = g.step.as<std::int32_t>();
   // The position bound max_context_ - 1 sizes attention's key splits for the whole context.
   FP8LM_RETURN_IF_ERROR(enqueue_layers(1, step, max_context_ - 1, step + 1));
   FP8LM_RETURN_IF_ERROR(final_norm(s.x.as<bf16>(), 1));
-  FP8LM_RETURN_IF_ERROR(
-      backend_.lm_head({s.h.as<bf16>(), head_weights(), s.logits.as<float>(), 1, c.hidden_size, c.vocab_size}));
-  return backend_.greedy_token(
-      {s.logits.as<float>(), c.vocab_size, step, g.tokens_host.as<std::int32_t>(), GreedyDecode::kRing});
+  return backend_.lm_head({s.h.as<bf16>(), head_weights(), s.logits.as<float>(), 1, c.hidden_size, c.vocab_size});
+}
+
+Status Qwen3Model::enqueue_greedy_step(const GreedyDecode& g) {
+  std::int32_t* step = g.step.as<std::int32_t>();
+  FP8LM_RETURN_IF_ERROR(enqueue_recorded_step(step));
+  return backend_.greedy_token({scratch_->logits.as<float>(), config_.vocab_size, step,
+                                g.tokens_host.as<std::int32_t>(), GreedyDecode::kRing});
 }
 
 // The first step runs eagerly and the second captures the graph, as in decode_with_graph (the
@@ -653,11 +655,7 @@ Status Qwen3Model::launch_greedy_step(int position, int slot) {
 Status Qwen3Model::generate_greedy(std::int32_t token, int max_tokens,
                                    const std::function<bool(std::int32_t)>& on_token) {
   if (max_tokens < 1) return Status::Error("generate_greedy: max_tokens must be >= 1");
-  if (token < 0 || token >= config_.vocab_size)
-    return Status::Error("generate_greedy: token id " + std::to_string(token) + " is outside the vocabulary [0, " +
-                         std::to_string(config_.vocab_size) + ")");
-  if (length_ >= max_context_)
-    return Status::Error("generate_greedy: the context is full (" + std::to_string(max_context_) + " tokens)");
+  FP8LM_RETURN_IF_ERROR(check_append(std::span<const std::int32_t>(&token, 1), "generate_greedy"));
   if (!greedy_) {
     auto g = std::make_unique<GreedyDecode>();
     FP8LM_RETURN_IF_ERROR(BackendBuffer::allocate(backend_, 2 * sizeof(std::int32_t), &g->step));

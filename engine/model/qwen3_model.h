@@ -106,8 +106,13 @@ class Qwen3Model {
   // lm_head's weights (the embedding when tied).
   Status final_norm(const bf16* x_rows, int rows);
   const bf16* head_weights() const;
+  // forward()'s and generate_greedy()'s checks of the tokens to append.
+  Status check_append(std::span<const std::int32_t> tokens, const char* fn) const;
   // The single-token forward through the decode graph (captured on first use).
   Status decode_with_graph(std::int32_t token, float* logits);
+  // The ops the decode graphs record for one token whose id and position are in backend memory
+  // (step[0], step[1]): the layers, the final norm and the lm_head into the scratch's logits.
+  Status enqueue_recorded_step(const std::int32_t* step);
   struct GreedyDecode;
   // One step of generate_greedy: the layers on the token and position in g.step, the final norm,
   // the lm_head and the greedy token (into g.step and the host ring).
